@@ -1,0 +1,57 @@
+//! LB adapters: each speaks one load balancer's own API and turns the LB contract's
+//! [`Batch`] into that LB's operations.
+//!
+//! Owns: translating desired state into an LB's operations, reading back what the LB
+//! holds. Must never decide *what* to route (that is the Index) or *when* to push (that
+//! is `sync`). Never templates user input into an LB configuration language.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::model::{Batch, LbState, StateSummary};
+
+/// A boxed future, so adapters can sit behind `dyn LbAdapter`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a push failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    /// Network trouble, timeouts, 5xx: try again later.
+    #[error("LB unreachable or failing: {0}")]
+    Transient(String),
+    /// The LB refused the batch as invalid (4xx): retrying the same batch will not help.
+    #[error("LB refused the change: {0}")]
+    Rejected(String),
+    /// A newer controller pushed with a higher epoch: this one must stop pushing.
+    #[error("fenced: the LB accepted a newer epoch ({0})")]
+    Fenced(u64),
+}
+
+impl LbError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Transient(_) => "transient",
+            Self::Rejected(_) => "rejected",
+            Self::Fenced(_) => "fenced",
+        }
+    }
+}
+
+/// One LB instance. Implementations must be idempotent: applying the same batch twice
+/// leaves the LB as applying it once.
+pub trait LbAdapter: Send + Sync {
+    /// A name for logs and the admin view (`lb1/http://127.0.0.1:9901`).
+    fn name(&self) -> &str;
+
+    /// Applies one batch atomically where the LB allows it.
+    fn apply<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<StateSummary, LbError>>;
+
+    /// Reads back what the LB holds, for restart and drift detection. Only what podgate
+    /// registered is reported; other members of a shared LB are invisible here.
+    fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>>;
+}
