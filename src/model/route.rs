@@ -43,14 +43,19 @@ impl VirtualHost {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteTable {
     pub hosts: BTreeMap<HostPattern, VirtualHost>,
+    /// Rules written without a `host`: they serve requests whose host matches no entry
+    /// of `hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_host: Option<VirtualHost>,
     /// Catch-all: the `defaultBackend` of an Ingress without rules (oldest wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<UpstreamKey>,
 }
 
 impl RouteTable {
-    /// Reference lookup (linear over wildcard candidates; the proxy compiles its own
-    /// faster form). Exact host beats wildcard; no host match → catch-all default.
+    /// Reference lookup (the proxy compiles its own faster form). Exact host beats
+    /// wildcard, wildcard beats host-less rules; no path match → that host's default
+    /// backend, else the catch-all default.
     pub fn route(&self, request_host: &str, request_path: &str) -> Option<&UpstreamKey> {
         let exact = HostPattern::parse(request_host)
             .ok()
@@ -60,9 +65,9 @@ impl RouteTable {
             let wildcard = HostPattern::parse(&format!("*.{rest}")).ok()?;
             self.hosts.get(&wildcard)
         });
-        match vhost {
-            Some(v) => v.route(request_path).or(self.default_backend.as_ref()),
-            None => self.default_backend.as_ref(),
-        }
+        vhost
+            .or(self.any_host.as_ref())
+            .and_then(|v| v.route(request_path))
+            .or(self.default_backend.as_ref())
     }
 }

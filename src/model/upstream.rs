@@ -18,6 +18,18 @@ pub enum PortRef {
     Name(Arc<str>),
 }
 
+impl From<u16> for PortRef {
+    fn from(n: u16) -> Self {
+        Self::Number(n)
+    }
+}
+
+impl From<&str> for PortRef {
+    fn from(name: &str) -> Self {
+        Self::Name(Arc::from(name))
+    }
+}
+
 impl fmt::Display for PortRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -1,0 +1,82 @@
+//! The objects the Index accepts, and what each mutation reports as changed.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::model::UpstreamKey;
+
+use super::{Kind, RouteScope};
+
+/// A Kubernetes object of one of the kinds the Index reads.
+#[derive(Clone, Debug)]
+pub enum Object {
+    Ingress(Box<Ingress>),
+    IngressClass(Box<IngressClass>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    Secret(Box<Secret>),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Ingress(_) => Kind::Ingress,
+            Self::IngressClass(_) => Kind::IngressClass,
+            Self::Service(_) => Kind::Service,
+            Self::EndpointSlice(_) => Kind::EndpointSlice,
+            Self::Secret(_) => Kind::Secret,
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Self::Ingress(o) => &o.metadata,
+            Self::IngressClass(o) => &o.metadata,
+            Self::Service(o) => &o.metadata,
+            Self::EndpointSlice(o) => &o.metadata,
+            Self::Secret(o) => &o.metadata,
+        }
+    }
+}
+
+macro_rules! object_from {
+    ($($variant:ident),*) => {$(
+        impl From<$variant> for Object {
+            fn from(o: $variant) -> Self {
+                Self::$variant(Box::new(o))
+            }
+        }
+    )*};
+}
+object_from!(Ingress, IngressClass, Service, EndpointSlice, Secret);
+
+/// Exactly what one mutation changed in the desired state. Empty when nothing did: a
+/// relist returning the same objects reports no change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Upstreams whose value changed, appeared or disappeared.
+    pub upstreams: BTreeSet<UpstreamKey>,
+    /// Route-table entries that changed, appeared or disappeared.
+    pub routes: BTreeSet<RouteScope>,
+    /// Certificate ids (`namespace/secret`) whose value changed, appeared or disappeared.
+    pub certificates: BTreeSet<String>,
+    /// Whether the set of diagnostics may have changed.
+    pub diagnostics: bool,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.upstreams.is_empty() && self.routes.is_empty() && self.certificates.is_empty()
+    }
+
+    pub fn merge(&mut self, other: Self) {
+        self.upstreams.extend(other.upstreams);
+        self.routes.extend(other.routes);
+        self.certificates.extend(other.certificates);
+        self.diagnostics |= other.diagnostics;
+    }
+}
