@@ -2,137 +2,126 @@
 
 use std::sync::Arc;
 
-use crate::model::ClusterName;
+use crate::model::{ClusterName, UpstreamKey};
 
-use super::records::SecretRecord;
+use super::records::{IngressRecord, SecretRecord};
 use super::{Diagnostic, Index, Kind, ObjectRef, Report, RouteScope};
+
+fn object(cluster: &ClusterName, kind: Kind, namespace: &Arc<str>, name: &Arc<str>) -> ObjectRef {
+    ObjectRef {
+        cluster: cluster.clone(),
+        kind,
+        namespace: namespace.clone(),
+        name: name.clone(),
+    }
+}
 
 impl Index {
     /// Every current problem, sorted by object. Computed on demand (call it when a
     /// mutation reported `diagnostics: true`).
     pub fn diagnostics(&self) -> Vec<Report> {
         let mut out = Vec::new();
-        let object =
-            |cluster: &ClusterName, kind: Kind, ns: &Arc<str>, name: &Arc<str>| ObjectRef {
-                cluster: cluster.clone(),
-                kind,
-                namespace: ns.clone(),
-                name: name.clone(),
-            };
         for (c, store) in self.clusters.iter().enumerate() {
             for (key, record) in &store.ingresses {
-                let (ns, name) = key;
-                if !self.claimed.contains_key(&(c, key.clone())) {
-                    continue; // Not podgate's class: not ours to judge.
-                }
-                let obj = object(&store.name, Kind::Ingress, ns, name);
-                for d in &record.diagnostics {
-                    out.push(Report {
-                        object: obj.clone(),
-                        diagnostic: d.clone(),
-                    });
-                }
-                for up in record
-                    .rules
-                    .iter()
-                    .map(|r| &r.upstream)
-                    .chain(&record.default_backend)
-                {
-                    let svc = (up.namespace.clone(), up.service.clone());
-                    let services: Vec<_> = self
-                        .clusters
-                        .iter()
-                        .filter_map(|c| c.services.get(&svc))
-                        .collect();
-                    let d = if services.is_empty() {
-                        Some(Diagnostic::new(
-                            "UnknownService",
-                            format!(
-                                "Service {}/{} exists in no cluster",
-                                up.namespace, up.service
-                            ),
-                        ))
-                    } else if services.iter().all(|s| s.port_name(&up.port).is_none()) {
-                        Some(Diagnostic::new(
-                            "UnknownServicePort",
-                            format!(
-                                "Service {}/{} has no port {}",
-                                up.namespace, up.service, up.port
-                            ),
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some(d) = d {
+                // An Ingress of another class is not ours to judge.
+                if self.claimed.contains_key(&(c, key.clone())) {
+                    let obj = object(&store.name, Kind::Ingress, &key.0, &key.1);
+                    for diagnostic in self.ingress_problems(&key.0, record) {
                         out.push(Report {
                             object: obj.clone(),
-                            diagnostic: d,
-                        });
-                    }
-                }
-                for (_, secret) in &record.tls {
-                    let key = (ns.clone(), secret.clone());
-                    let found: Vec<&SecretRecord> = self
-                        .clusters
-                        .iter()
-                        .filter_map(|c| c.secrets.get(&key))
-                        .collect();
-                    let reason = match found.first() {
-                        None => Some(format!(
-                            "TLS Secret {ns}/{secret} not found: TLS disabled for its hosts"
-                        )),
-                        Some(SecretRecord::Invalid(why)) => Some(format!(
-                            "TLS Secret {ns}/{secret} unusable ({why}): TLS disabled for its hosts"
-                        )),
-                        Some(SecretRecord::Tls { .. }) => None,
-                    };
-                    if let Some(message) = reason {
-                        out.push(Report {
-                            object: obj.clone(),
-                            diagnostic: Diagnostic::new("BadTlsSecret", message),
+                            diagnostic,
                         });
                     }
                 }
             }
             for ((ns, name), record) in &store.services {
                 for d in &record.diagnostics {
+                    let obj = object(&store.name, Kind::Service, ns, name);
                     out.push(Report {
-                        object: object(&store.name, Kind::Service, ns, name),
+                        object: obj,
                         diagnostic: d.clone(),
                     });
                 }
             }
         }
-        for (scope, conflicts) in &self.conflicts {
-            for c in conflicts {
+        out.extend(self.conflict_reports());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn ingress_problems(&self, namespace: &Arc<str>, record: &IngressRecord) -> Vec<Diagnostic> {
+        let mut out = record.diagnostics.clone();
+        let backends = record
+            .rules
+            .iter()
+            .map(|r| &r.upstream)
+            .chain(&record.default_backend);
+        out.extend(backends.filter_map(|up| self.backend_problem(up)));
+        for (_, secret) in &record.tls {
+            let key = (namespace.clone(), secret.clone());
+            let found = self.clusters.iter().find_map(|c| c.secrets.get(&key));
+            let why = match found {
+                None => "not found".to_owned(),
+                Some(SecretRecord::Invalid(why)) => format!("unusable: {why}"),
+                Some(SecretRecord::Tls { .. }) => continue,
+            };
+            let message =
+                format!("TLS Secret {namespace}/{secret} {why}; TLS is off for its hosts");
+            out.push(Diagnostic::new("BadTlsSecret", message));
+        }
+        out
+    }
+
+    fn backend_problem(&self, up: &UpstreamKey) -> Option<Diagnostic> {
+        let svc = (up.namespace.clone(), up.service.clone());
+        let mut services = self
+            .clusters
+            .iter()
+            .filter_map(|c| c.services.get(&svc))
+            .peekable();
+        let name = format!("{}/{}", up.namespace, up.service);
+        if services.peek().is_none() {
+            return Some(Diagnostic::new(
+                "UnknownService",
+                format!("Service {name} exists in no cluster"),
+            ));
+        }
+        if services.all(|s| s.port_name(&up.port).is_none()) {
+            return Some(Diagnostic::new(
+                "UnknownServicePort",
+                format!("Service {name} has no port {}", up.port),
+            ));
+        }
+        None
+    }
+
+    fn conflict_reports(&self) -> impl Iterator<Item = Report> + '_ {
+        self.conflicts.iter().flat_map(|(scope, conflicts)| {
+            conflicts.iter().map(move |c| {
                 let path = c
                     .path
                     .as_ref()
                     .map_or_else(|| "default backend".to_owned(), ToString::to_string);
-                let where_ = match scope {
+                let place = match scope {
                     RouteScope::Host(h) => format!("host {h} path {path}"),
                     RouteScope::AnyHost => format!("any host, path {path}"),
                     RouteScope::Default => "the catch-all default backend".to_owned(),
                 };
-                out.push(Report {
+                let message = format!(
+                    "{place} is already claimed by the older Ingress {}",
+                    c.winner
+                );
+                Report {
                     object: object(
                         &c.loser.cluster,
                         Kind::Ingress,
                         &c.loser.namespace,
                         &c.loser.name,
                     ),
-                    diagnostic: Diagnostic::new(
-                        "HostConflict",
-                        format!(
-                            "{where_} is already claimed by the older Ingress {}",
-                            c.winner
-                        ),
-                    ),
-                });
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
+                    diagnostic: Diagnostic::new("HostConflict", message),
+                }
+            })
+        })
     }
 }

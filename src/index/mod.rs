@@ -152,7 +152,7 @@ impl Index {
     /// Replaces all objects of `kind` in `cluster` with `objects` (a completed relist),
     /// atomically: the result is the same as deleting what is gone and applying the
     /// rest, and the same objects report no change at all.
-    pub fn reset(&mut self, cluster: &ClusterName, kind: Kind, objects: Vec<Object>) -> Changes {
+    pub fn reset(&mut self, cluster: &ClusterName, kind: Kind, objects: &[Object]) -> Changes {
         let c = self.cluster_index(cluster);
         let mut dirty = Dirty::default();
         let mut seen: BTreeSet<ObjectKey> = BTreeSet::new();
@@ -402,7 +402,7 @@ impl Index {
             self.withdraw(&old, dirty);
         }
         if let Some((claims, weights)) = new {
-            self.claim(&claims, weights, dirty);
+            self.claim(&claims, weights.as_ref(), dirty);
             self.claimed.insert((c, key.clone()), claims);
         }
     }
@@ -453,7 +453,7 @@ impl Index {
     fn claim(
         &mut self,
         claims: &IngressClaims,
-        weights: Option<ClusterWeights>,
+        weights: Option<&ClusterWeights>,
         dirty: &mut Dirty,
     ) {
         for (scope, claim) in &claims.routes {
@@ -484,7 +484,7 @@ impl Index {
             self.upstream_refs
                 .entry(up.clone())
                 .or_default()
-                .insert(claim.owner.clone(), weights.clone());
+                .insert(claim.owner.clone(), weights.cloned());
             self.service_upstreams
                 .entry((up.namespace.clone(), up.service.clone()))
                 .or_default()

@@ -53,11 +53,11 @@ impl ClusterStore {
                     names.push(key.1.clone());
                 }
                 let mut touched = vec![service];
-                if let Some(o) = &old {
-                    if o.service != touched[0].1 {
-                        self.unlink_slice(key, &o.service);
-                        touched.push((key.0.clone(), o.service.clone()));
-                    }
+                if let Some(o) = &old
+                    && o.service != touched[0].1
+                {
+                    self.unlink_slice(key, &o.service);
+                    touched.push((key.0.clone(), o.service.clone()));
                 }
                 return touched;
             }

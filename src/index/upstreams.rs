@@ -22,8 +22,7 @@ pub(crate) fn compute(
     let service_key = (key.namespace.clone(), key.service.clone());
     let service_weights = clusters
         .iter()
-        .filter_map(|c| c.services.get(&service_key)?.weights.as_ref())
-        .next();
+        .find_map(|c| c.services.get(&service_key)?.weights.as_ref());
     let weight_of = |c: &ClusterStore| match app_weights.or(service_weights).or(ingress_weights) {
         Some(w) => w.get(&c.name),
         None => c.weight,

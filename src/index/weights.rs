@@ -99,7 +99,7 @@ pub fn apportion(weights: &[u32], total: u32) -> Vec<u32> {
 pub fn shares(active: &[(ClusterName, u32)]) -> Vec<(ClusterName, u32)> {
     let mut weights: Vec<u32> = active.iter().map(|(_, w)| *w).collect();
     if weights.iter().all(|w| *w == 0) {
-        weights.iter_mut().for_each(|w| *w = 1);
+        weights.fill(1);
     }
     let parts = apportion(&weights, SHARE_TOTAL);
     active
