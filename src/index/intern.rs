@@ -1,11 +1,12 @@
 //! Shares one allocation among equal short strings (zones, nodes, port and service
 //! names), so 150,000 endpoints cost pointers, not copies.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::records::Set;
+
 #[derive(Debug, Default)]
-pub(crate) struct Interner(HashSet<Arc<str>>);
+pub(crate) struct Interner(Set<Arc<str>>);
 
 impl Interner {
     pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {

@@ -19,20 +19,20 @@ mod translate;
 mod upstreams;
 pub mod weights;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub use claims::RouteScope;
 pub use diagnostics::{Diagnostic, Kind, ObjectRef, Report};
 pub use object::{Changes, Object};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, UpstreamMap};
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
 
 use crate::model::{Certificate, ClusterName, HostPattern, Upstream, UpstreamKey, VirtualHost};
 
 use claims::{IngressClaims, Owner};
 use intern::Interner;
-use records::{ObjectKey, SecretRecord};
+use records::{Map, ObjectKey, SecretRecord};
 use routes::{Conflict, ScopeClaims};
 use store::ClusterStore;
 use weights::ClusterWeights;
@@ -59,6 +59,18 @@ impl Default for IndexConfig {
     }
 }
 
+/// `push` without spare capacity: the Index holds many small, long-lived vectors.
+trait PushExact<T> {
+    fn push_exact(&mut self, item: T);
+}
+
+impl<T> PushExact<T> for Vec<T> {
+    fn push_exact(&mut self, item: T) {
+        self.reserve_exact(1);
+        self.push(item);
+    }
+}
+
 /// Weight of a cluster that appears without being configured.
 const DEFAULT_WEIGHT: u32 = 100;
 
@@ -77,22 +89,23 @@ pub struct Index {
     clusters: Vec<ClusterStore>,
     interner: Interner,
     /// What each of podgate's Ingresses claims now, by (cluster index, namespace/name).
-    claimed: HashMap<(usize, ObjectKey), IngressClaims>,
-    scopes: HashMap<RouteScope, ScopeClaims>,
-    conflicts: HashMap<RouteScope, Vec<Conflict>>,
+    claimed: Map<(usize, ObjectKey), IngressClaims>,
+    scopes: Map<RouteScope, ScopeClaims>,
+    conflicts: Map<RouteScope, Vec<Conflict>>,
     /// Referencing Ingresses of each upstream, with their weights annotation.
-    upstream_refs: HashMap<UpstreamKey, BTreeMap<Owner, Option<ClusterWeights>>>,
-    service_upstreams: HashMap<ObjectKey, BTreeSet<UpstreamKey>>,
+    /// Small sorted vectors, not trees: most upstreams have one or two referrers.
+    upstream_refs: Map<UpstreamKey, Vec<(Owner, Option<ClusterWeights>)>>,
+    service_upstreams: Map<ObjectKey, Vec<UpstreamKey>>,
     /// `(namespace, secret)` → hosts whose TLS claims name it.
-    secret_hosts: HashMap<ObjectKey, BTreeSet<HostPattern>>,
+    secret_hosts: Map<ObjectKey, BTreeSet<HostPattern>>,
     /// Run-time per-application weights (`namespace/service`), beating annotations.
-    app_weights: HashMap<ObjectKey, ClusterWeights>,
+    app_weights: Map<ObjectKey, ClusterWeights>,
     // Derived state, shared with snapshots.
-    upstreams: imbl::HashMap<UpstreamKey, Arc<Upstream>>,
+    upstreams: UpstreamMap,
     vhosts: imbl::OrdMap<RouteScope, Arc<VirtualHost>>,
     certificates: imbl::OrdMap<String, Certificate>,
     /// How many virtual hosts use each certificate.
-    certificate_users: HashMap<String, usize>,
+    certificate_users: Map<String, usize>,
     generation: u64,
 }
 
@@ -107,17 +120,17 @@ impl Index {
             config,
             clusters,
             interner: Interner::default(),
-            claimed: HashMap::new(),
-            scopes: HashMap::new(),
-            conflicts: HashMap::new(),
-            upstream_refs: HashMap::new(),
-            service_upstreams: HashMap::new(),
-            secret_hosts: HashMap::new(),
-            app_weights: HashMap::new(),
-            upstreams: imbl::HashMap::new(),
+            claimed: Map::default(),
+            scopes: Map::default(),
+            conflicts: Map::default(),
+            upstream_refs: Map::default(),
+            service_upstreams: Map::default(),
+            secret_hosts: Map::default(),
+            app_weights: Map::default(),
+            upstreams: UpstreamMap::default(),
             vhosts: imbl::OrdMap::new(),
             certificates: imbl::OrdMap::new(),
-            certificate_users: HashMap::new(),
+            certificate_users: Map::default(),
             generation: 0,
         }
     }
@@ -125,7 +138,7 @@ impl Index {
     /// Adds or replaces one object seen in `cluster`.
     pub fn apply(&mut self, cluster: &ClusterName, object: impl Into<Object>) -> Changes {
         let object = object.into();
-        let Some(key) = translate::key_of(object.metadata()) else {
+        let Some(key) = translate::key_of(object.metadata(), &mut self.interner) else {
             return Changes::default();
         };
         let c = self.cluster_index(cluster);
@@ -157,7 +170,7 @@ impl Index {
         let mut dirty = Dirty::default();
         let mut seen: BTreeSet<ObjectKey> = BTreeSet::new();
         for object in objects.iter().filter(|o| o.kind() == kind) {
-            if let Some(key) = translate::key_of(object.metadata()) {
+            if let Some(key) = translate::key_of(object.metadata(), &mut self.interner) {
                 self.put(c, &key, Some(object), kind, &mut dirty);
                 seen.insert(key);
             }
@@ -204,8 +217,10 @@ impl Index {
             upstreams: self
                 .service_upstreams
                 .get(&key)
+                .into_iter()
+                .flatten()
                 .cloned()
-                .unwrap_or_default(),
+                .collect(),
             ..Dirty::default()
         };
         self.settle(dirty)
@@ -302,7 +317,7 @@ impl Index {
             }
             (Kind::Service, o) => {
                 let record = match o {
-                    Some(Object::Service(s)) => Some(translate::service(s)),
+                    Some(Object::Service(s)) => Some(translate::service(s, &mut self.interner)),
                     _ => None,
                 };
                 if store.services.get(key) == record.as_ref() {
@@ -436,12 +451,12 @@ impl Index {
             let Some(refs) = self.upstream_refs.get_mut(up) else {
                 continue;
             };
-            refs.remove(owner);
+            refs.retain(|(o, _)| o != owner);
             if refs.is_empty() {
                 self.upstream_refs.remove(up);
                 let service = (up.namespace.clone(), up.service.clone());
                 if let Some(set) = self.service_upstreams.get_mut(&service) {
-                    set.remove(up);
+                    set.retain(|u| u != up);
                     if set.is_empty() {
                         self.service_upstreams.remove(&service);
                     }
@@ -461,7 +476,7 @@ impl Index {
                 .entry(scope.clone())
                 .or_default()
                 .routes
-                .push(claim.clone());
+                .push_exact(claim.clone());
             dirty.scopes.insert(scope.clone());
         }
         for (host, claim) in &claims.tls {
@@ -470,7 +485,7 @@ impl Index {
                 .entry(scope.clone())
                 .or_default()
                 .tls
-                .push(claim.clone());
+                .push_exact(claim.clone());
             dirty.scopes.insert(scope);
             let secret = (claim.owner.namespace.clone(), claim.secret.clone());
             self.secret_hosts
@@ -481,14 +496,18 @@ impl Index {
         for (_, claim) in &claims.routes {
             let up = &claim.upstream;
             dirty.upstreams.insert(up.clone());
-            self.upstream_refs
-                .entry(up.clone())
-                .or_default()
-                .insert(claim.owner.clone(), weights.cloned());
-            self.service_upstreams
+            let refs = self.upstream_refs.entry(up.clone()).or_default();
+            if let Err(at) = refs.binary_search_by(|(o, _)| o.cmp(&claim.owner)) {
+                refs.reserve_exact(1);
+                refs.insert(at, (claim.owner.clone(), weights.cloned()));
+            }
+            let ups = self
+                .service_upstreams
                 .entry((up.namespace.clone(), up.service.clone()))
-                .or_default()
-                .insert(up.clone());
+                .or_default();
+            if !ups.contains(up) {
+                ups.push_exact(up.clone());
+            }
         }
     }
 
@@ -590,7 +609,7 @@ impl Index {
         };
         let app = (key.namespace.clone(), key.service.clone());
         // The oldest referencing Ingress's annotation stands for the Ingresses.
-        let ingress_weights = refs.values().flatten().next();
+        let ingress_weights = refs.iter().find_map(|(_, w)| w.as_ref());
         let new = upstreams::compute(
             &key,
             &self.clusters,

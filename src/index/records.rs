@@ -9,6 +9,11 @@ use crate::model::{EndpointState, HostPattern, PathMatch, Pem, UpstreamKey};
 use super::Diagnostic;
 use super::weights::ClusterWeights;
 
+/// Hash maps keyed by short strings: foldhash is several times faster than SipHash
+/// here, and its per-process random seed still spreads adversarial names.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 /// `namespace/name` of a namespaced object, or `name` of a cluster-scoped one.
 pub(crate) type ObjectKey = (Arc<str>, Arc<str>);
 

@@ -45,7 +45,10 @@ pub(crate) fn build(claims: &ScopeClaims) -> (Option<VirtualHost>, Vec<Conflict>
     for c in &claims.routes {
         by_path.entry(c.path.as_ref()).or_default().push(c);
     }
-    let mut vhost = VirtualHost::default();
+    let mut vhost = VirtualHost {
+        routes: Vec::with_capacity(by_path.len()),
+        ..VirtualHost::default()
+    };
     let mut conflicts = Vec::new();
     for (path, mut contenders) in by_path {
         contenders.sort_by(|a, b| a.owner.cmp(&b.owner).then(a.upstream.cmp(&b.upstream)));

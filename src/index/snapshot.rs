@@ -7,11 +7,19 @@ use crate::model::{Certificate, RouteTable, Upstream, UpstreamKey, VirtualHost};
 
 use super::RouteScope;
 
+/// Upstreams by key: a persistent map, so a snapshot shares all unchanged entries.
+pub type UpstreamMap = imbl::GenericHashMap<
+    UpstreamKey,
+    Arc<Upstream>,
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Increases with every mutation that changed something.
     pub generation: u64,
-    pub upstreams: imbl::HashMap<UpstreamKey, Arc<Upstream>>,
+    pub upstreams: UpstreamMap,
     pub vhosts: imbl::OrdMap<RouteScope, Arc<VirtualHost>>,
     pub certificates: imbl::OrdMap<String, Certificate>,
 }

@@ -1,12 +1,11 @@
 //! One cluster's objects, in compact form, keyed by `(namespace, name)`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::ClusterName;
 
 use super::records::{
-    ClassRecord, IngressRecord, ObjectKey, SecretRecord, ServiceRecord, SliceRecord,
+    ClassRecord, IngressRecord, Map, ObjectKey, SecretRecord, ServiceRecord, SliceRecord,
 };
 
 #[derive(Debug)]
@@ -14,13 +13,13 @@ pub(crate) struct ClusterStore {
     pub(crate) name: ClusterName,
     /// Configured weight, used when no annotation or run-time override applies.
     pub(crate) weight: u32,
-    pub(crate) classes: HashMap<Arc<str>, ClassRecord>,
-    pub(crate) ingresses: HashMap<ObjectKey, IngressRecord>,
-    pub(crate) services: HashMap<ObjectKey, ServiceRecord>,
-    pub(crate) slices: HashMap<ObjectKey, SliceRecord>,
+    pub(crate) classes: Map<Arc<str>, ClassRecord>,
+    pub(crate) ingresses: Map<ObjectKey, IngressRecord>,
+    pub(crate) services: Map<ObjectKey, ServiceRecord>,
+    pub(crate) slices: Map<ObjectKey, SliceRecord>,
     /// `(namespace, service)` → names of its slices.
-    pub(crate) slices_by_service: HashMap<ObjectKey, Vec<Arc<str>>>,
-    pub(crate) secrets: HashMap<ObjectKey, SecretRecord>,
+    pub(crate) slices_by_service: Map<ObjectKey, Vec<Arc<str>>>,
+    pub(crate) secrets: Map<ObjectKey, SecretRecord>,
 }
 
 impl ClusterStore {
@@ -28,12 +27,12 @@ impl ClusterStore {
         Self {
             name,
             weight,
-            classes: HashMap::new(),
-            ingresses: HashMap::new(),
-            services: HashMap::new(),
-            slices: HashMap::new(),
-            slices_by_service: HashMap::new(),
-            secrets: HashMap::new(),
+            classes: Map::default(),
+            ingresses: Map::default(),
+            services: Map::default(),
+            slices: Map::default(),
+            slices_by_service: Map::default(),
+            secrets: Map::default(),
         }
     }
 

@@ -25,10 +25,12 @@ pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// `(namespace, name)`; `None` when the object has no name (nothing to key it by).
-pub(crate) fn key_of(meta: &ObjectMeta) -> Option<ObjectKey> {
+/// Namespaces are few and shared, so they are interned; names are not (slice names
+/// churn with every rollout and would grow the interner without bound).
+pub(crate) fn key_of(meta: &ObjectMeta, interner: &mut Interner) -> Option<ObjectKey> {
     let name = meta.name.as_deref()?;
-    let namespace = meta.namespace.as_deref().unwrap_or("");
-    Some((Arc::from(namespace), Arc::from(name)))
+    let namespace = interner.intern(meta.namespace.as_deref().unwrap_or(""));
+    Some((namespace, Arc::from(name)))
 }
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -60,7 +62,7 @@ pub(crate) fn ingress_class(class: &IngressClass) -> ClassRecord {
     }
 }
 
-pub(crate) fn service(svc: &Service) -> ServiceRecord {
+pub(crate) fn service(svc: &Service, interner: &mut Interner) -> ServiceRecord {
     let mut diagnostics = Vec::new();
     let ports = svc
         .spec
@@ -70,13 +72,15 @@ pub(crate) fn service(svc: &Service) -> ServiceRecord {
         .flatten()
         .filter_map(|p| {
             Some(ServicePortRecord {
-                name: Arc::from(p.name.as_deref().unwrap_or("")),
+                name: interner.intern(p.name.as_deref().unwrap_or("")),
                 port: u16::try_from(p.port).ok()?,
                 node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
             })
         })
         .collect();
     let weights = weights(&svc.metadata, &mut diagnostics);
+    let mut ports: Vec<ServicePortRecord> = ports;
+    ports.shrink_to_fit();
     ServiceRecord {
         ports,
         weights,
@@ -103,7 +107,7 @@ pub(crate) fn endpoint_slice(
                 u16::try_from(p.port?).ok()?,
             ))
         })
-        .collect();
+        .collect::<Vec<_>>();
     let mut endpoints: Vec<SliceEndpoint> = Vec::with_capacity(slice.endpoints.len());
     for ep in &slice.endpoints {
         let Some(state) = endpoint_state(ep.conditions.as_ref()) else {
@@ -122,6 +126,8 @@ pub(crate) fn endpoint_slice(
             node,
         });
     }
+    let mut ports = ports;
+    ports.shrink_to_fit();
     Some(SliceRecord {
         service: interner.intern(service),
         ports,
@@ -233,6 +239,8 @@ pub(crate) fn ingress(ing: &Ingress) -> IngressRecord {
         })
         .collect();
     let weights = weights(&ing.metadata, &mut diagnostics);
+    // Records live long: no spare capacity.
+    rules.shrink_to_fit();
     IngressRecord {
         created: ing
             .metadata

@@ -1,11 +1,11 @@
 //! One upstream from every cluster: Ingress port → Service port name → EndpointSlice
 //! port → endpoints, deduplicated by address, weighted by cluster share.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::model::{ClusterName, Endpoint, EndpointState, Upstream, UpstreamKey};
 
+use super::records::SliceEndpoint;
 use super::store::ClusterStore;
 use super::weights::{self, ClusterWeights, ENDPOINT_SCALE};
 
@@ -23,84 +23,73 @@ pub(crate) fn compute(
     let service_weights = clusters
         .iter()
         .find_map(|c| c.services.get(&service_key)?.weights.as_ref());
-    let weight_of = |c: &ClusterStore| match app_weights.or(service_weights).or(ingress_weights) {
-        Some(w) => w.get(&c.name),
-        None => c.weight,
-    };
+    let chosen = app_weights.or(service_weights).or(ingress_weights);
+    let weight_of = |c: &ClusterStore| chosen.map_or(c.weight, |w| w.get(&c.name));
 
-    let mut per_cluster: Vec<(&ClusterName, u32, Vec<Endpoint>)> = Vec::new();
+    // Every (cluster, address, port) of the service's slices, in one vector.
+    let mut found: Vec<(&ClusterStore, IpAddr, u16, &SliceEndpoint)> = Vec::new();
     for cluster in clusters {
-        let Some(service) = cluster.services.get(&service_key) else {
+        let Some(port_name) = cluster
+            .services
+            .get(&service_key)
+            .and_then(|s| s.port_name(&key.port))
+        else {
             continue;
         };
-        let Some(port_name) = service.port_name(&key.port) else {
-            continue;
-        };
-        // Dedupe by address across slices: an endpoint may sit in two slices for a
-        // moment while it moves; Active wins over Draining.
-        let mut found: BTreeMap<(IpAddr, u16), &super::records::SliceEndpoint> = BTreeMap::new();
         for slice in cluster.slices_of(&service_key) {
-            let Some(&(_, port)) = slice.ports.iter().find(|(n, _)| n == port_name) else {
-                continue;
-            };
-            for ep in &slice.endpoints {
-                found
-                    .entry((ep.address, port))
-                    .and_modify(|seen| {
-                        if ep.state == EndpointState::Active {
-                            *seen = ep;
-                        }
-                    })
-                    .or_insert(ep);
+            if let Some(&(_, port)) = slice.ports.iter().find(|(n, _)| n == port_name) {
+                found.extend(
+                    slice
+                        .endpoints
+                        .iter()
+                        .map(|ep| (cluster, ep.address, port, ep)),
+                );
             }
         }
-        if found.is_empty() {
-            continue;
-        }
-        let endpoints = found
-            .into_iter()
-            .map(|((address, port), ep)| Endpoint {
-                cluster: cluster.name.clone(),
-                address,
-                port,
-                zone: ep.zone.clone(),
-                node: ep.node.clone(),
-                state: ep.state,
-                weight: 0,
-            })
-            .collect();
-        per_cluster.push((&cluster.name, weight_of(cluster), endpoints));
     }
-    per_cluster.sort_by(|a, b| a.0.cmp(b.0));
+    // An endpoint may sit in two slices for a moment while it moves: keep one.
+    // Active sorts before Draining, so the Active copy stays.
+    found.sort_unstable_by(|a, b| {
+        (&a.0.name, a.1, a.2, a.3.state).cmp(&(&b.0.name, b.1, b.2, b.3.state))
+    });
+    found.dedup_by(|a, b| a.0.name == b.0.name && a.1 == b.1 && a.2 == b.2);
 
     // Only clusters with an Active endpoint take a share: the others' share goes to
     // them (failover).
-    let active: Vec<(ClusterName, u32)> = per_cluster
-        .iter()
-        .filter(|(_, _, eps)| eps.iter().any(|e| e.state == EndpointState::Active))
-        .map(|(c, w, _)| ((*c).clone(), *w))
-        .collect();
+    let mut active: Vec<(ClusterName, u32)> = Vec::new();
+    for (cluster, _, _, ep) in &found {
+        let counted = active.last().is_some_and(|(c, _)| *c == cluster.name);
+        if ep.state == EndpointState::Active && !counted {
+            active.push((cluster.name.clone(), weight_of(cluster)));
+        }
+    }
     let shares = weights::shares(&active);
 
-    let mut endpoints = Vec::new();
-    for (cluster, _, mut eps) in per_cluster {
-        let share = shares
-            .iter()
-            .find(|(c, _)| c == cluster)
-            .map_or(0, |(_, s)| *s);
+    let mut endpoints: Vec<Endpoint> = found
+        .iter()
+        .map(|(cluster, address, port, ep)| Endpoint {
+            cluster: cluster.name.clone(),
+            address: *address,
+            port: *port,
+            zone: ep.zone.clone(),
+            node: ep.node.clone(),
+            state: ep.state,
+            weight: 0,
+        })
+        .collect();
+    for (cluster, share) in &shares {
         // Equal split of the cluster's share; the first endpoints take the remainder.
-        let active_count = eps
-            .iter()
-            .filter(|e| e.state == EndpointState::Active)
-            .count();
+        let mut active: Vec<&mut Endpoint> = endpoints
+            .iter_mut()
+            .filter(|e| e.cluster == *cluster && e.state == EndpointState::Active)
+            .collect();
+        let count = u32::try_from(active.len()).unwrap_or(u32::MAX).max(1);
         let total = share * ENDPOINT_SCALE;
-        let count = u32::try_from(active_count).unwrap_or(u32::MAX).max(1);
         let (base, mut extra) = (total / count, total % count);
-        for ep in eps.iter_mut().filter(|e| e.state == EndpointState::Active) {
+        for ep in &mut active {
             ep.weight = base + u32::from(extra > 0);
             extra = extra.saturating_sub(1);
         }
-        endpoints.append(&mut eps);
     }
     Upstream {
         key: key.clone(),

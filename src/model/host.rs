@@ -1,13 +1,15 @@
 //! Ingress host rules: exact names and single-label wildcards, case-insensitive.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// A validated, lower-cased Ingress host: `foo.example.com` or `*.example.com`.
+/// Clones share one allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct HostPattern(String);
+pub struct HostPattern(Arc<str>);
 
 impl HostPattern {
     /// Parses an Ingress `host` field. Refuses what Kubernetes refuses: IP addresses,
@@ -40,7 +42,7 @@ impl HostPattern {
                 return Err(format!("host {raw:?} is not a valid DNS name or wildcard"));
             }
         }
-        Ok(Self(host))
+        Ok(Self(Arc::from(host)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -56,7 +58,7 @@ impl HostPattern {
     /// A wildcard matches exactly one extra label.
     pub fn matches(&self, request_host: &str) -> bool {
         match self.wildcard_suffix() {
-            None => self.0 == request_host,
+            None => *self.0 == *request_host,
             Some(suffix) => request_host
                 .split_once('.')
                 .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
@@ -73,7 +75,7 @@ impl TryFrom<String> for HostPattern {
 
 impl From<HostPattern> for String {
     fn from(h: HostPattern) -> Self {
-        h.0
+        h.0.to_string()
     }
 }
 

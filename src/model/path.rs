@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +19,7 @@ pub enum PathKind {
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PathMatch {
     pub kind: PathKind,
-    pub path: String,
+    pub path: Arc<str>,
 }
 
 impl PathMatch {
@@ -37,8 +38,8 @@ impl PathMatch {
             ));
         }
         let path = match kind {
-            PathKind::Exact => raw.to_owned(),
-            PathKind::Prefix => raw.trim_end_matches('/').to_owned(),
+            PathKind::Exact => Arc::from(raw),
+            PathKind::Prefix => Arc::from(raw.trim_end_matches('/')),
         };
         Ok(Self { kind, path })
     }
@@ -56,9 +57,9 @@ impl PathMatch {
     /// `/foo/` and `/foo/bar`, never `/foobar`.
     pub fn matches(&self, request_path: &str) -> bool {
         match self.kind {
-            PathKind::Exact => request_path == self.path,
+            PathKind::Exact => request_path == &*self.path,
             PathKind::Prefix => request_path
-                .strip_prefix(self.path.as_str())
+                .strip_prefix(&*self.path)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
         }
     }
