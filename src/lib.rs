@@ -4,7 +4,9 @@
 //! LB target) → `lb` (adapters) → the load balancer, e.g. the built-in `proxy`.
 //! `sim` is the simulated Kubernetes API server used by tests and `podgate demo`.
 
+pub mod controller;
 pub mod index;
 pub mod lb;
 pub mod model;
 pub mod objects;
+pub mod sync;

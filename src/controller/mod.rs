@@ -1,0 +1,3 @@
+//! The controller: configuration, wiring and admin view.
+
+pub mod config;

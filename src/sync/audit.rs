@@ -1,0 +1,79 @@
+//! The audit ring: every push to every LB, what it changed and why. Never holds
+//! secret material (certificates appear by id only).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// One push to one LB instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEntry {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub target: String,
+    pub full: bool,
+    pub upserted: Vec<String>,
+    pub removed: Vec<String>,
+    pub routes: bool,
+    pub certificates: Vec<String>,
+    /// The objects whose events caused this push.
+    pub causes: Vec<String>,
+    /// `ok`, or the error.
+    pub result: String,
+}
+
+/// A bounded ring of the latest entries.
+#[derive(Debug)]
+pub struct Audit {
+    entries: Mutex<VecDeque<AuditEntry>>,
+    capacity: usize,
+}
+
+impl Audit {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::with_capacity(capacity)),
+            capacity,
+        }
+    }
+
+    pub fn record(&self, mut entry: AuditEntry) {
+        entry.at_ms = now_ms();
+        tracing::info!(
+            target: "podgate::audit",
+            lb = %entry.target,
+            upserted = entry.upserted.len(),
+            removed = entry.removed.len(),
+            routes = entry.routes,
+            full = entry.full,
+            causes = ?entry.causes,
+            result = %entry.result,
+            "push"
+        );
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() == self.capacity {
+            entries.pop_front();
+        }
+        entries.push_back(entry);
+    }
+
+    /// Newest last.
+    pub fn entries(&self) -> Vec<AuditEntry> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.iter().cloned().collect()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

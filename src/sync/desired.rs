@@ -1,0 +1,144 @@
+//! The one shared Index and the fan-out of its changes to every LB worker.
+//!
+//! Watchers call [`Desired::mutate`]; each worker holds a [`Pending`] set that
+//! accumulates what changed since its last push. No debounce timer: a worker that is
+//! busy pushing finds everything that piled up when it comes back.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::index::{Changes, Index, Snapshot};
+use crate::model::UpstreamKey;
+
+/// How many causes a pending set remembers for the audit log.
+const MAX_CAUSES: usize = 16;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind, never a
+    // half-applied Index mutation (mutations do not panic), so recovering is safe.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What one LB target has not received yet.
+#[derive(Debug, Default)]
+pub struct Work {
+    pub upstreams: BTreeSet<UpstreamKey>,
+    pub routes: bool,
+    pub certificates: BTreeSet<String>,
+    /// Push everything and remove what the LB holds that is not wanted.
+    pub full: bool,
+    /// Why: `cluster: Kind ns/name` of the objects whose events caused the changes.
+    pub causes: VecDeque<String>,
+}
+
+impl Work {
+    pub fn is_empty(&self) -> bool {
+        self.upstreams.is_empty() && !self.routes && self.certificates.is_empty() && !self.full
+    }
+
+    fn add(&mut self, changes: &Changes, cause: &str) {
+        self.upstreams.extend(changes.upstreams.iter().cloned());
+        self.routes |= !changes.routes.is_empty();
+        self.certificates
+            .extend(changes.certificates.iter().cloned());
+        if self.causes.len() == MAX_CAUSES {
+            self.causes.pop_front();
+        }
+        self.causes.push_back(cause.to_owned());
+    }
+
+    /// Puts back work that failed to push, under whatever arrived meanwhile.
+    fn merge(&mut self, older: Work) {
+        self.upstreams.extend(older.upstreams);
+        self.routes |= older.routes;
+        self.certificates.extend(older.certificates);
+        self.full |= older.full;
+        for cause in older.causes.into_iter().rev() {
+            if self.causes.len() < MAX_CAUSES {
+                self.causes.push_front(cause);
+            }
+        }
+    }
+}
+
+/// One worker's inbox.
+#[derive(Debug, Default)]
+pub struct Pending {
+    work: Mutex<Work>,
+    notify: Notify,
+}
+
+impl Pending {
+    /// Takes everything pending, leaving the inbox empty.
+    pub fn take(&self) -> Work {
+        std::mem::take(&mut *lock(&self.work))
+    }
+
+    /// Returns work that could not be pushed.
+    pub fn restore(&self, work: Work) {
+        lock(&self.work).merge(work);
+    }
+
+    /// Asks for a full resync.
+    pub fn request_full(&self) {
+        lock(&self.work).full = true;
+        self.notify.notify_one();
+    }
+
+    /// Waits until something is pending (returns at once if something already is).
+    pub async fn wait(&self) {
+        loop {
+            if !lock(&self.work).is_empty() {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The Index behind a lock, with the workers that follow it.
+pub struct Desired {
+    index: Mutex<Index>,
+    subscribers: Mutex<Vec<Arc<Pending>>>,
+}
+
+impl Desired {
+    pub fn new(index: Index) -> Arc<Self> {
+        Arc::new(Self {
+            index: Mutex::new(index),
+            subscribers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs one mutation and hands its changes to every worker. `cause` names the
+    /// object behind it, for the audit log.
+    pub fn mutate(&self, cause: &str, f: impl FnOnce(&mut Index) -> Changes) -> Changes {
+        let changes = f(&mut lock(&self.index));
+        if !changes.is_empty() {
+            for pending in lock(&self.subscribers).iter() {
+                lock(&pending.work).add(&changes, cause);
+                pending.notify.notify_one();
+            }
+        }
+        changes
+    }
+
+    /// Registers a new worker; its first push is a full sync.
+    pub fn subscribe(&self) -> Arc<Pending> {
+        let pending = Arc::new(Pending::default());
+        pending.request_full();
+        lock(&self.subscribers).push(pending.clone());
+        pending
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        lock(&self.index).snapshot()
+    }
+
+    /// Reads the Index under the lock. Keep `f` short: watchers wait meanwhile.
+    pub fn read<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
+        f(&lock(&self.index))
+    }
+}

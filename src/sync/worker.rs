@@ -1,0 +1,222 @@
+//! One worker per LB instance: takes what changed, pushes it, retries with backoff and
+//! jitter, and resyncs fully when the LB restarted or drifted. A slow or dead instance
+//! only ever delays itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::lb::{LbAdapter, LbError};
+use crate::model::{LbState, StateSummary};
+
+use super::audit::{Audit, AuditEntry, now_ms};
+use super::batch;
+use super::desired::{Desired, Pending, Work};
+
+/// Timing of one worker. All durations run on tokio time, so tests can pause it.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// How often to compare what the LB holds with what podgate last pushed.
+    pub drift_interval: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            drift_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where one LB instance stands, for the admin view.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TargetStatus {
+    pub name: String,
+    /// `pending`, `in_sync`, `failing` or `fenced`.
+    pub state: &'static str,
+    /// When the current state began (ms since the Unix epoch).
+    pub since_ms: u64,
+    pub last_error: Option<String>,
+    pub pushes: u64,
+    pub failures: u64,
+    /// The LB's generation after podgate's last accepted push.
+    pub generation: u64,
+    pub instance: String,
+}
+
+pub struct Worker {
+    adapter: Box<dyn LbAdapter>,
+    desired: Arc<Desired>,
+    pending: Arc<Pending>,
+    status: Arc<Mutex<TargetStatus>>,
+    audit: Arc<Audit>,
+    config: SyncConfig,
+    epoch: u64,
+    acked: Option<StateSummary>,
+}
+
+impl Worker {
+    /// Subscribes to `desired`; the first push will be a full sync.
+    pub fn new(
+        adapter: Box<dyn LbAdapter>,
+        desired: Arc<Desired>,
+        audit: Arc<Audit>,
+        config: SyncConfig,
+        epoch: u64,
+    ) -> Self {
+        let status = TargetStatus {
+            name: adapter.name().to_owned(),
+            state: "pending",
+            since_ms: now_ms(),
+            ..TargetStatus::default()
+        };
+        Self {
+            pending: desired.subscribe(),
+            adapter,
+            desired,
+            status: Arc::new(Mutex::new(status)),
+            audit,
+            config,
+            epoch,
+            acked: None,
+        }
+    }
+
+    pub fn status(&self) -> Arc<Mutex<TargetStatus>> {
+        self.status.clone()
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(mut self) {
+        let mut backoff = self.config.backoff_min;
+        loop {
+            tokio::select! {
+                () = self.pending.wait() => {}
+                () = tokio::time::sleep(self.config.drift_interval) => {
+                    self.check_drift().await;
+                    continue;
+                }
+            }
+            let work = self.pending.take();
+            if work.is_empty() {
+                continue;
+            }
+            match self.push(&work).await {
+                Ok(()) => backoff = self.config.backoff_min,
+                Err(e) => {
+                    let fenced = matches!(e, LbError::Fenced(_));
+                    self.set_state(
+                        if fenced { "fenced" } else { "failing" },
+                        Some(e.to_string()),
+                    );
+                    self.pending.restore(work);
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(self.config.backoff_max);
+                }
+            }
+        }
+    }
+
+    async fn push(&mut self, work: &Work) -> Result<(), LbError> {
+        let observed: Option<LbState> = if work.full {
+            Some(self.adapter.observe().await?)
+        } else {
+            None
+        };
+        let snapshot = self.desired.snapshot();
+        let batch = batch::build(work, &snapshot, observed.as_ref(), self.epoch);
+        let result = self.adapter.apply(&batch).await;
+        self.audit.record(AuditEntry {
+            at_ms: 0,
+            target: self.adapter.name().to_owned(),
+            full: work.full,
+            upserted: batch
+                .upsert_upstreams
+                .iter()
+                .map(|u| u.key.to_string())
+                .collect(),
+            removed: batch
+                .remove_upstreams
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            routes: batch.routes.is_some(),
+            certificates: batch
+                .upsert_certificates
+                .iter()
+                .map(|c| c.id.clone())
+                .collect(),
+            causes: work.causes.iter().cloned().collect(),
+            result: result
+                .as_ref()
+                .map_or_else(ToString::to_string, |_| "ok".to_owned()),
+        });
+        let summary = result?;
+        // The LB restarted since the last push: what we pushed landed on an empty LB.
+        let restarted = self
+            .acked
+            .as_ref()
+            .is_some_and(|a| a.instance != summary.instance);
+        if restarted && !work.full {
+            tracing::warn!(lb = self.adapter.name(), "LB restarted: full resync");
+            self.pending.request_full();
+        }
+        {
+            let mut status = lock(&self.status);
+            status.pushes += 1;
+            status.generation = summary.generation;
+            status.instance.clone_from(&summary.instance);
+        }
+        self.acked = Some(summary);
+        self.set_state("in_sync", None);
+        Ok(())
+    }
+
+    /// Compares the LB's generation with the last acknowledged one: a different
+    /// instance or generation means a restart or another writer, so resync fully.
+    async fn check_drift(&mut self) {
+        let Some(acked) = &self.acked else { return };
+        match self.adapter.observe().await {
+            Ok(state)
+                if state.instance == acked.instance && state.generation == acked.generation => {}
+            Ok(state) => {
+                tracing::warn!(
+                    lb = self.adapter.name(),
+                    instance = %state.instance,
+                    generation = state.generation,
+                    "LB drifted from what podgate pushed: full resync"
+                );
+                self.pending.request_full();
+            }
+            Err(e) => self.set_state("failing", Some(e.to_string())),
+        }
+    }
+
+    fn set_state(&self, state: &'static str, error: Option<String>) {
+        let mut status = lock(&self.status);
+        if status.state != state {
+            status.state = state;
+            status.since_ms = now_ms();
+        }
+        if error.is_some() {
+            status.failures += 1;
+            tracing::warn!(lb = %status.name, error = error.as_deref().unwrap_or(""), "push failed");
+        }
+        status.last_error = error;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Full jitter in [d/2, d): spreads retries of many controllers apart.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
