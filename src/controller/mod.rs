@@ -1,3 +1,6 @@
-//! The controller: configuration, wiring and admin view.
+//! The controller: configuration, wiring (clusters → Index → sync workers → LBs) and
+//! the admin view.
 
+pub mod admin;
 pub mod config;
+mod metrics;

@@ -241,6 +241,15 @@ impl Index {
         self.upstreams.get(key).cloned()
     }
 
+    /// Whether podgate serves this Ingress (its class is podgate's).
+    pub fn serves(&self, cluster: &ClusterName, namespace: &str, name: &str) -> bool {
+        let Some(c) = self.clusters.iter().position(|c| c.name == *cluster) else {
+            return false;
+        };
+        let key: ObjectKey = (Arc::from(namespace), Arc::from(name));
+        self.claimed.contains_key(&(c, key))
+    }
+
     /// Cluster names in configuration order, with their current weights.
     pub fn cluster_weights(&self) -> Vec<(ClusterName, u32)> {
         self.clusters

@@ -1,0 +1,195 @@
+//! Per-cluster watchers: Kubernetes API → Index.
+//!
+//! Owns: the kube clients, one watcher task per cluster and kind, Ingress status,
+//! Events for diagnostics, per-cluster sync state. Uses only GA APIs available since
+//! Kubernetes 1.26 (discovery.k8s.io/v1, networking.k8s.io/v1) and list-then-watch
+//! (no streaming lists). A cluster that fails never blocks or wipes another: each has
+//! its own tasks, and a failed watch changes nothing in the Index.
+
+mod events;
+mod ingress_status;
+mod status;
+mod watch;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::task::JoinSet;
+
+pub use status::{ClusterStatus, StatusCell};
+
+use crate::index::{Kind, SERVICE_NAME_LABEL};
+use crate::model::ClusterName;
+use crate::sync::Desired;
+
+/// Why a cluster's client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster {cluster}: kubeconfig: {source}")]
+    Kubeconfig {
+        cluster: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cluster {cluster}: no kubeconfig given and none could be inferred: {source}")]
+    Infer {
+        cluster: String,
+        source: kube::config::InferConfigError,
+    },
+    #[error("cluster {cluster}: {source}")]
+    Client {
+        cluster: String,
+        source: kube::Error,
+    },
+}
+
+/// Builds a client from a kubeconfig file (and context), or infers one (in-cluster,
+/// then `$KUBECONFIG`).
+pub async fn client(
+    cluster: &str,
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Client, ClusterError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let err = |source| ClusterError::Kubeconfig {
+                cluster: cluster.to_owned(),
+                source,
+            };
+            let kc = Kubeconfig::read_from(path).map_err(err)?;
+            let options = KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(err)?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|source| ClusterError::Infer {
+                cluster: cluster.to_owned(),
+                source,
+            })?,
+    };
+    Client::try_from(config).map_err(|source| ClusterError::Client {
+        cluster: cluster.to_owned(),
+        source,
+    })
+}
+
+/// What the watchers of every cluster share.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    pub controller_name: String,
+    /// Written to Ingress status; empty → status is left alone.
+    pub publish_addresses: Vec<String>,
+    /// Publish Kubernetes Events for diagnostics.
+    pub events: bool,
+}
+
+/// The running watchers of one cluster. Dropping it stops them.
+pub struct ClusterWatch {
+    pub status: StatusCell,
+    _tasks: JoinSet<()>,
+}
+
+const KINDS: usize = 5;
+
+/// Starts one watcher per kind for `cluster`.
+pub fn spawn(
+    cluster: ClusterName,
+    client: Client,
+    desired: Arc<Desired>,
+    options: &WatchOptions,
+) -> ClusterWatch {
+    let status = StatusCell::new(cluster.as_str(), KINDS);
+    let mut tasks = JoinSet::new();
+    let ctx = (cluster.clone(), desired.clone(), status.clone());
+    let cfg = watcher::Config::default;
+    {
+        let (c, d, s) = ctx.clone();
+        tasks.spawn(watch::run(
+            Api::<IngressClass>::all(client.clone()),
+            cfg(),
+            Kind::IngressClass,
+            c,
+            d,
+            s,
+            None,
+        ));
+    }
+    {
+        let (c, d, s) = ctx.clone();
+        let writer = ingress_status::writer(
+            client.clone(),
+            c.clone(),
+            d.clone(),
+            options.publish_addresses.clone(),
+        );
+        tasks.spawn(watch::run(
+            Api::<Ingress>::all(client.clone()),
+            cfg(),
+            Kind::Ingress,
+            c,
+            d,
+            s,
+            Some(writer),
+        ));
+    }
+    {
+        let (c, d, s) = ctx.clone();
+        tasks.spawn(watch::run(
+            Api::<Service>::all(client.clone()),
+            cfg(),
+            Kind::Service,
+            c,
+            d,
+            s,
+            None,
+        ));
+    }
+    {
+        let (c, d, s) = ctx.clone();
+        let config = cfg().labels(SERVICE_NAME_LABEL);
+        tasks.spawn(watch::run(
+            Api::<EndpointSlice>::all(client.clone()),
+            config,
+            Kind::EndpointSlice,
+            c,
+            d,
+            s,
+            None,
+        ));
+    }
+    {
+        let (c, d, s) = ctx;
+        let config = cfg().fields("type=kubernetes.io/tls");
+        tasks.spawn(watch::run(
+            Api::<Secret>::all(client.clone()),
+            config,
+            Kind::Secret,
+            c,
+            d,
+            s,
+            None,
+        ));
+    }
+    if options.events {
+        tasks.spawn(events::run(
+            client,
+            cluster,
+            desired,
+            options.controller_name.clone(),
+        ));
+    }
+    ClusterWatch {
+        status,
+        _tasks: tasks,
+    }
+}

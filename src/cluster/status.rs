@@ -1,0 +1,78 @@
+//! Where one cluster's watchers stand: never synced, synced, or stale since when.
+//! "Stale" never means "empty": the Index keeps the last-known objects.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::index::Kind;
+use crate::sync::audit::now_ms;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterStatus {
+    pub name: String,
+    /// `never_synced`, `synced` or `stale`.
+    pub state: &'static str,
+    /// When the current state began (ms since the Unix epoch).
+    pub since_ms: u64,
+    pub synced_kinds: BTreeSet<Kind>,
+    pub last_error: Option<String>,
+}
+
+/// Shared between a cluster's watchers and the admin view.
+#[derive(Clone, Debug)]
+pub struct StatusCell {
+    inner: Arc<Mutex<ClusterStatus>>,
+    kinds: usize,
+}
+
+impl StatusCell {
+    pub fn new(name: &str, kinds: usize) -> Self {
+        let status = ClusterStatus {
+            name: name.to_owned(),
+            state: "never_synced",
+            since_ms: now_ms(),
+            synced_kinds: BTreeSet::new(),
+            last_error: None,
+        };
+        Self {
+            inner: Arc::new(Mutex::new(status)),
+            kinds,
+        }
+    }
+
+    pub fn get(&self) -> ClusterStatus {
+        self.lock().clone()
+    }
+
+    /// A watcher of `kind` completed a list, or received an event.
+    pub fn healthy(&self, kind: Kind, listed: bool) {
+        let mut s = self.lock();
+        if listed {
+            s.synced_kinds.insert(kind);
+        }
+        let all_listed = s.synced_kinds.len() >= self.kinds;
+        if all_listed && s.state != "synced" {
+            s.state = "synced";
+            s.since_ms = now_ms();
+            s.last_error = None;
+        }
+    }
+
+    /// A watcher failed: the cluster is stale until the next successful event.
+    pub fn failed(&self, error: String) {
+        let mut s = self.lock();
+        if s.state == "synced" {
+            s.state = "stale";
+            s.since_ms = now_ms();
+        }
+        s.last_error = Some(error);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClusterStatus> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

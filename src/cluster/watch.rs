@@ -1,0 +1,86 @@
+//! One watcher task per cluster and kind: kube-runtime's watcher (list, then watch,
+//! with backoff) feeding the Index. A relist is buffered from `Init` to `InitDone` and
+//! applied as one atomic `reset`; a failed watch changes nothing in the Index.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::index::{Kind, Object};
+use crate::model::ClusterName;
+use crate::sync::Desired;
+
+use super::status::StatusCell;
+
+/// Called with each applied object after the Index took it (e.g. to write status).
+pub(crate) type AfterApply<K> = Box<dyn Fn(&K) + Send + Sync>;
+
+/// Watches one kind until the task is dropped.
+pub(crate) async fn run<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: Kind,
+    cluster: ClusterName,
+    desired: Arc<Desired>,
+    status: StatusCell,
+    after_apply: Option<AfterApply<K>>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Into<Object>,
+{
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut relist: Vec<Object> = Vec::new();
+    // Typed copies for `after_apply`, kept only when it is set.
+    let mut relisted: Vec<K> = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(obj)) => {
+                let cause = format!(
+                    "{cluster}: {kind} {}/{}",
+                    obj.namespace().unwrap_or_default(),
+                    obj.name_any()
+                );
+                let copy = after_apply.as_ref().map(|_| obj.clone());
+                desired.mutate(&cause, |i| i.apply(&cluster, obj));
+                if let (Some(f), Some(obj)) = (&after_apply, copy) {
+                    f(&obj);
+                }
+                status.healthy(kind, false);
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+                let cause = format!("{cluster}: {kind} {ns}/{name} deleted");
+                desired.mutate(&cause, |i| i.delete(&cluster, kind, &ns, &name));
+                status.healthy(kind, false);
+            }
+            Ok(watcher::Event::Init) => {
+                relist.clear();
+                relisted.clear();
+            }
+            Ok(watcher::Event::InitApply(obj)) => {
+                if after_apply.is_some() {
+                    relisted.push(obj.clone());
+                }
+                relist.push(obj.into());
+            }
+            Ok(watcher::Event::InitDone) => {
+                let objects = std::mem::take(&mut relist);
+                let cause = format!("{cluster}: {kind} relist ({} objects)", objects.len());
+                let changes = desired.mutate(&cause, |i| i.reset(&cluster, kind, &objects));
+                tracing::info!(%cluster, %kind, objects = objects.len(), changed_upstreams = changes.upstreams.len(), "listed");
+                status.healthy(kind, true);
+                if let Some(f) = &after_apply {
+                    relisted.drain(..).for_each(|obj| f(&obj));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%cluster, %kind, error = %e, "watch failed; keeping last-known state");
+                status.failed(format!("{kind}: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Prometheus metrics of the controller, rendered from current state at scrape time.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::cluster::ClusterStatus;
+use crate::model::{EndpointState, Upstream};
+use crate::sync::TargetStatus;
+
+pub(crate) struct Inputs {
+    pub(crate) clusters: Vec<ClusterStatus>,
+    pub(crate) targets: Vec<TargetStatus>,
+    pub(crate) upstreams: Vec<Arc<Upstream>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    cluster: String,
+    state: String,
+}
+
+pub(crate) fn render(inputs: &Inputs) -> String {
+    let mut registry = Registry::with_prefix("podgate");
+    let clusters = Family::<ClusterLabels, Gauge>::default();
+    for c in &inputs.clusters {
+        clusters
+            .get_or_create(&ClusterLabels {
+                cluster: c.name.clone(),
+                state: c.state.to_owned(),
+            })
+            .set(1);
+    }
+    registry.register(
+        "cluster_state",
+        "Cluster watch state (1 for the current state)",
+        clusters,
+    );
+
+    let pushes = Family::<TargetLabels, Counter>::default();
+    let failures = Family::<TargetLabels, Counter>::default();
+    let in_sync = Family::<TargetLabels, Gauge>::default();
+    for t in &inputs.targets {
+        let l = TargetLabels {
+            target: t.name.clone(),
+        };
+        pushes.get_or_create(&l).inc_by(t.pushes);
+        failures.get_or_create(&l).inc_by(t.failures);
+        in_sync
+            .get_or_create(&l)
+            .set(i64::from(t.state == "in_sync"));
+    }
+    registry.register("lb_pushes", "Pushes accepted by each LB instance", pushes);
+    registry.register(
+        "lb_push_failures",
+        "Pushes that failed, per LB instance",
+        failures,
+    );
+    registry.register(
+        "lb_in_sync",
+        "1 when the LB instance holds the desired state",
+        in_sync,
+    );
+
+    let endpoints = Family::<EndpointLabels, Gauge>::default();
+    for e in inputs.upstreams.iter().flat_map(|u| &u.endpoints) {
+        let state = match e.state {
+            EndpointState::Active => "active",
+            EndpointState::Draining => "draining",
+        };
+        endpoints
+            .get_or_create(&EndpointLabels {
+                cluster: e.cluster.to_string(),
+                state: state.to_owned(),
+            })
+            .inc();
+    }
+    registry.register(
+        "endpoints",
+        "Registered endpoints by cluster and state",
+        endpoints,
+    );
+    let upstreams = Gauge::<i64>::default();
+    upstreams.set(i64::try_from(inputs.upstreams.len()).unwrap_or(i64::MAX));
+    registry.register("upstreams", "Upstreams in the desired state", upstreams);
+
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
