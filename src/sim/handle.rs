@@ -20,7 +20,7 @@ use super::status::ApiError;
 use super::store::key;
 use super::validate::Leniency;
 use super::write::{self, Part};
-use super::{SimError, SimOptions, kubeconfig};
+use super::{SimError, SimOptions, SimStats, kubeconfig};
 
 /// One simulated cluster: its API server on `127.0.0.1` and its objects.
 ///
@@ -233,6 +233,11 @@ impl SimCluster {
         let kind = self.kind(gvr)?;
         let ns = if kind.namespaced { ns } else { None };
         Ok((*write::delete(&self.shared, &kind, ns, name, &Value::Null)?).clone())
+    }
+
+    /// What clients have asked so far: requests, lists, watches started and open.
+    pub fn stats(&self) -> SimStats {
+        self.shared.counters.snapshot()
     }
 
     /// The cluster's current resourceVersion.

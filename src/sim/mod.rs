@@ -41,6 +41,7 @@ use std::time::Duration;
 
 pub use handle::SimCluster;
 pub use resources::{Gvr, ResourceKind};
+pub use state::SimStats;
 pub use status::ApiError;
 
 /// How a simulated cluster behaves. `SimOptions::default()` is the strict one.

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 use super::resources::ResourceKind;
 use super::route::{Query, Route, Target, parse};
-use super::state::Shared;
+use super::state::{Counters, Shared};
 use super::status::ApiError;
 use super::write::{Part, PatchKind};
 use super::{discovery, list, watch as watch_stream, write};
@@ -115,6 +115,7 @@ async fn handle(
     addr: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    Counters::bump(&shared.counters.requests);
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -210,6 +211,7 @@ async fn resource(
                 let rx = watch_stream::start(shared.clone(), kind, ns, q.watch_query())?;
                 return Ok(stream_response(rx));
             }
+            Counters::bump(&shared.counters.lists);
             ok(&list::list(shared, &kind, ns, &q.list)?)
         }
         (Method::GET, Some(name)) => {

@@ -5,6 +5,7 @@
 //! the signals that wake watches (a new resourceVersion; a dropped or expired watch).
 //! Locks here are never held across an `.await`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -24,7 +25,61 @@ pub(crate) struct WatchControl {
     pub(crate) expiries: u64,
 }
 
+/// Request counters, for tests that need to know what clients did.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) lists: AtomicU64,
+    pub(crate) watches: AtomicU64,
+    pub(crate) open_watches: AtomicU64,
+}
+
+/// A snapshot of what clients have asked a simulated cluster so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// HTTP requests received (including refused ones).
+    pub requests: u64,
+    /// LIST requests served (each page counts).
+    pub lists: u64,
+    /// WATCH streams started.
+    pub watches: u64,
+    /// WATCH streams open right now.
+    pub open_watches: u64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> SimStats {
+        SimStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            lists: self.lists.load(Ordering::Relaxed),
+            watches: self.watches.load(Ordering::Relaxed),
+            open_watches: self.open_watches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts one open watch for as long as it lives.
+pub(crate) struct OpenWatch<'a>(&'a AtomicU64);
+
+impl<'a> OpenWatch<'a> {
+    pub(crate) fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for OpenWatch<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct Shared {
+    pub(crate) counters: Counters,
     store: Mutex<Store>,
     registry: RwLock<Registry>,
     pub(crate) faults: Faults,
@@ -43,6 +98,7 @@ impl Shared {
         Self {
             store: Mutex::new(store),
             registry: RwLock::new(Registry::builtin()),
+            counters: Counters::default(),
             faults: Faults::default(),
             lenient,
             bookmark_interval,

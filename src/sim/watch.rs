@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::list::parse_rv;
 use super::resources::ResourceKind;
 use super::selector::{FieldSelector, LabelSelector};
-use super::state::Shared;
+use super::state::{Counters, OpenWatch, Shared};
 use super::status::ApiError;
 use super::store::{Change, ChangeType};
 
@@ -150,6 +150,9 @@ impl Watch {
     }
 
     async fn run(self, from: Option<u64>) {
+        let shared = self.shared.clone();
+        Counters::bump(&shared.counters.watches);
+        let _open = OpenWatch::new(&shared.counters.open_watches);
         let mut changed = self.shared.changed.subscribe();
         let mut control = self.shared.control.subscribe();
         let at_start = *control.borrow_and_update();
