@@ -113,8 +113,7 @@ fn shape(v: &Value) -> Value {
             .filter(|(k, _)| k.as_str() != "managedFields")
             .map(|(k, v)| {
                 let v = match k.as_str() {
-                    "uid" => json!(v.as_str().map(str::len)),
-                    "creationTimestamp" => json!(v.as_str().map(|s| s.len())),
+                    "uid" | "creationTimestamp" => json!(v.as_str().map(str::len)),
                     "resourceVersion" => {
                         json!(v.as_str().is_some_and(|s| s.parse::<u64>().is_ok()))
                     }
