@@ -215,3 +215,103 @@ impl Watch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::resources::Gvr;
+    use super::super::validate::Leniency;
+    use super::super::write;
+    use super::*;
+
+    fn setup(bookmark_every: Duration) -> (Arc<Shared>, Arc<ResourceKind>) {
+        let shared = Arc::new(Shared::new(100, Leniency::default(), bookmark_every));
+        let ns = shared
+            .registry()
+            .get(&Gvr::new("", "v1", "namespaces"))
+            .unwrap();
+        write::create(
+            &shared,
+            &ns,
+            None,
+            json!({ "metadata": { "name": "default" } }),
+        )
+        .unwrap();
+        let cms = shared
+            .registry()
+            .get(&Gvr::new("", "v1", "configmaps"))
+            .unwrap();
+        write::create(
+            &shared,
+            &cms,
+            Some("default"),
+            json!({ "metadata": { "name": "a" } }),
+        )
+        .unwrap();
+        (shared, cms)
+    }
+
+    fn event(chunk: &Bytes) -> (String, Value) {
+        let v: Value = serde_json::from_slice(chunk).unwrap();
+        (
+            v["type"].as_str().unwrap_or("").to_owned(),
+            v["object"].clone(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bookmarks_come_every_interval_and_the_stream_ends_at_the_timeout() {
+        let (shared, kind) = setup(Duration::from_secs(7));
+        let q = WatchQuery {
+            timeout: Some(Duration::from_secs(30)),
+            bookmarks: true,
+            ..WatchQuery::default()
+        };
+        let started = tokio::time::Instant::now();
+        let mut rx = start(shared.clone(), kind, Some("default"), q).unwrap();
+        let (kind, obj) = event(&rx.recv().await.unwrap().unwrap());
+        assert_eq!(
+            (kind.as_str(), obj["metadata"]["name"].as_str()),
+            ("ADDED", Some("a"))
+        );
+        let mut bookmarks = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            let (kind, obj) = event(&chunk.unwrap());
+            assert_eq!(kind, "BOOKMARK");
+            assert_eq!(obj["kind"], "ConfigMap");
+            bookmarks.push(obj["metadata"]["resourceVersion"].clone());
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        let rv = json!(shared.store().current_rv().to_string());
+        assert_eq!(bookmarks, vec![rv; 4], "at 7, 14, 21 and 28 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_bookmarks_unless_asked() {
+        let (shared, kind) = setup(Duration::from_secs(1));
+        let rv = shared.store().current_rv();
+        let q = WatchQuery {
+            resource_version: Some(rv.to_string()),
+            timeout: Some(Duration::from_secs(5)),
+            ..WatchQuery::default()
+        };
+        let mut rx = start(shared, kind, None, q).unwrap();
+        assert!(
+            rx.recv().await.is_none(),
+            "nothing happened: no event, then the end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_from_a_compacted_version_gets_one_410_error_event() {
+        let (shared, kind) = setup(Duration::from_mins(1));
+        shared.store().compact();
+        let q = WatchQuery {
+            resource_version: Some("1".into()),
+            ..WatchQuery::default()
+        };
+        let mut rx = start(shared, kind, None, q).unwrap();
+        let (kind, obj) = event(&rx.recv().await.unwrap().unwrap());
+        assert_eq!((kind.as_str(), obj["code"].as_u64()), ("ERROR", Some(410)));
+        assert!(rx.recv().await.is_none());
+    }
+}
