@@ -11,9 +11,16 @@ use serde_json::{Value, json};
 
 use super::resources::Registry;
 
-/// The verbs every served kind supports (no `deletecollection`).
-const VERBS: [&str; 7] = [
-    "create", "delete", "get", "list", "patch", "update", "watch",
+/// The verbs every served kind supports.
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
 ];
 
 /// `/version`: the sim poses as the v1.26.1 server the recordings came from.

@@ -13,10 +13,11 @@
 //! bodies; `resources` the kinds.
 //!
 //! Known differences from a real API server: no authentication or authorization, no
-//! managedFields, no finalizers or graceful deletion, no `deletecollection`, no
-//! protobuf, strategic-merge and apply patches are treated as JSON merge patches, core
-//! and events.k8s.io Events are stored apart, validation covers only what podgate
-//! depends on (see `validate`), and one bounded history is shared by all kinds.
+//! managedFields, no finalizers or graceful deletion (deletes are immediate), no
+//! protobuf, no Service clusterIP allocation, strategic-merge and apply patches are
+//! treated as JSON merge patches, core and events.k8s.io Events are stored apart,
+//! validation covers only what podgate depends on (see `validate`), one bounded
+//! history is shared by all kinds, and bookmarks come on a fixed interval.
 
 mod discovery;
 mod faults;

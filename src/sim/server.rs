@@ -266,6 +266,12 @@ async fn resource(
             };
             ok(&*write::delete(shared, &kind, ns, name, &options)?)
         }
+        (Method::DELETE, None) => {
+            let q = Query::parse(req.uri().query().unwrap_or(""))?;
+            let deleted =
+                write::delete_collection(shared, &kind, ns, &q.list.labels, &q.list.fields);
+            ok(&deleted)
+        }
         _ => Err(ApiError::method_not_allowed()),
     }
 }

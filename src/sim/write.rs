@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::meta::{meta_mut, meta_str, name_suffix, new_uid, now_timestamp, spec_part};
 use super::resources::{Gvr, ResourceKind};
+use super::selector::{FieldSelector, LabelSelector};
 use super::state::Shared;
 use super::status::ApiError;
 use super::store::{Store, key};
@@ -383,4 +384,41 @@ pub(crate) fn delete(
     store.remove(&kind.gvr, &key);
     shared.publish(store.current_rv());
     Ok(old)
+}
+
+/// DELETE on a collection: removes every object of `kind` in `ns` (all namespaces when
+/// `None`) that the selectors match, and returns them as a list, like the real server.
+pub(crate) fn delete_collection(
+    shared: &Shared,
+    kind: &ResourceKind,
+    ns: Option<&str>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> Value {
+    let prefix = ns.map(|n| format!("{n}/")).unwrap_or_default();
+    let mut store = shared.store();
+    let rv = store.current_rv();
+    let doomed: Vec<(String, Arc<Value>)> = store
+        .snapshot(&kind.gvr, &prefix, rv)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, o)| labels.matches(o) && fields.matches(o))
+        .collect();
+    let mut items = Vec::new();
+    for (key, obj) in doomed {
+        store.remove(&kind.gvr, &key);
+        let mut item = (*obj).clone();
+        if let Some(m) = item.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+        }
+        items.push(item);
+    }
+    shared.publish(store.current_rv());
+    json!({
+        "kind": kind.list_kind(),
+        "apiVersion": kind.gvr.api_version(),
+        "metadata": { "resourceVersion": store.current_rv().to_string() },
+        "items": items,
+    })
 }
