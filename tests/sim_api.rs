@@ -389,3 +389,10 @@ async fn custom_kinds_and_direct_access() {
     assert!(discovery.has_group("discovery.k8s.io"));
     assert!(discovery.has_group("kubeovn.io"));
 }
+
+#[test]
+fn the_handle_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<SimCluster>();
+    shareable::<podgate::sim::SimError>();
+}

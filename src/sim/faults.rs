@@ -1,16 +1,20 @@
 //! Fault injection of the simulated Kubernetes API server (a test double).
 //!
-//! Owns the faults that apply to every new request: forced 5xx answers until cleared,
-//! and added latency. Faults that act on open connections (dropped or expired watches,
+//! Owns the faults that apply to every new request: forced 5xx answers (until cleared
+//! or for a while, in tokio time) and added latency. Faults that act on open connections (dropped or expired watches,
 //! a stopped server) live with the watches and the server; the public switches for all
 //! of them are methods on `SimCluster`.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 #[derive(Clone, Copy, Debug, Default)]
 struct FaultState {
     fail_with: Option<u16>,
+    /// When set, `fail_with` ends at this instant.
+    fail_until: Option<Instant>,
     latency: Duration,
 }
 
@@ -27,15 +31,37 @@ impl Faults {
 
     /// Every new request is answered with this status code until `clear_failure`.
     pub(crate) fn fail_with(&self, code: u16) {
-        self.with(|s| s.fail_with = Some(code));
+        self.with(|s| {
+            s.fail_with = Some(code);
+            s.fail_until = None;
+        });
+    }
+
+    /// Every new request is answered with this status code for `period` (tokio time).
+    pub(crate) fn fail_for(&self, code: u16, period: Duration) {
+        let until = Instant::now() + period;
+        self.with(|s| {
+            s.fail_with = Some(code);
+            s.fail_until = Some(until);
+        });
     }
 
     pub(crate) fn clear_failure(&self) {
-        self.with(|s| s.fail_with = None);
+        self.with(|s| {
+            s.fail_with = None;
+            s.fail_until = None;
+        });
     }
 
     pub(crate) fn failing(&self) -> Option<u16> {
-        self.with(|s| s.fail_with)
+        self.with(|s| match s.fail_until {
+            Some(until) if Instant::now() >= until => {
+                s.fail_with = None;
+                s.fail_until = None;
+                None
+            }
+            _ => s.fail_with,
+        })
     }
 
     /// Every new request waits this long (in tokio time) before it is handled.
@@ -51,6 +77,17 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn timed_failures_end_by_themselves() {
+        let f = Faults::default();
+        f.fail_for(503, Duration::from_secs(10));
+        assert_eq!(f.failing(), Some(503));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(f.failing(), Some(503));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(f.failing(), None);
+    }
 
     #[test]
     fn failures_last_until_cleared() {

@@ -273,7 +273,13 @@ impl SimCluster {
         self.shared.faults.fail_with(code);
     }
 
-    /// Ends `fail_with`.
+    /// Fault: like `fail_with`, but only for `period` (tokio time), e.g. an API server
+    /// answering 503 for ten seconds.
+    pub fn fail_for(&self, code: u16, period: Duration) {
+        self.shared.faults.fail_for(code, period);
+    }
+
+    /// Ends `fail_with` / `fail_for`.
     pub fn clear_failure(&self) {
         self.shared.faults.clear_failure();
     }

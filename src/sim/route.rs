@@ -112,7 +112,9 @@ impl Query {
                 "labelSelector" => labels = v,
                 "fieldSelector" => fields = v,
                 "timeoutSeconds" => {
-                    q.timeout = Some(Duration::from_secs(number("timeoutSeconds", &v)? as u64));
+                    // 0 means "not given", as on the real server.
+                    let secs = number("timeoutSeconds", &v)? as u64;
+                    q.timeout = (secs > 0).then(|| Duration::from_secs(secs));
                 }
                 "allowWatchBookmarks" => q.bookmarks = v == "true" || v == "1",
                 _ => {}

@@ -112,10 +112,9 @@ impl ApiError {
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
-        let joined = if parts.len() == 1 {
-            parts[0].clone()
-        } else {
-            format!("[{}]", parts.join(", "))
+        let joined = match parts.as_slice() {
+            [one] => one.clone(),
+            _ => format!("[{}]", parts.join(", ")),
         };
         let message = format!(
             "{} {} is invalid: {joined}",
