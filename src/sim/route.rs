@@ -243,4 +243,14 @@ mod tests {
         assert_eq!(Query::parse("limit=x").unwrap_err().code, 400);
         assert_eq!(Query::parse("labelSelector=a%20b").unwrap_err().code, 400);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_path_or_query_is_routed_or_refused_without_panicking(path in "(/[a-z0-9.%=&?-]{0,12}){0,8}", query in "[ -~]{0,60}") {
+            let _ = parse(&path);
+            if let Ok(q) = Query::parse(&query) {
+                let _ = q.watch_query();
+            }
+        }
+    }
 }

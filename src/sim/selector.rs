@@ -224,4 +224,19 @@ mod tests {
         );
         assert!(!FieldSelector::default().and_name("y").matches(&obj));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_selector_parses_or_is_a_400(sel in "[ -~]{0,40}") {
+            let obj = labelled(&json!({ "app": "web" }));
+            match LabelSelector::parse(&sel) {
+                Ok(s) => { let _ = s.matches(&obj); }
+                Err(e) => proptest::prop_assert_eq!(e.code, 400),
+            }
+            match FieldSelector::parse(&sel) {
+                Ok(s) => { let _ = s.matches(&obj); }
+                Err(e) => proptest::prop_assert_eq!(e.code, 400),
+            }
+        }
+    }
 }

@@ -422,3 +422,91 @@ pub(crate) fn delete_collection(
         "items": items,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::validate::Leniency;
+    use super::*;
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z0-9.:]{0,9}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            let key = prop_oneof![
+                Just("metadata".to_owned()),
+                Just("name".to_owned()),
+                Just("resourceVersion".to_owned()),
+                Just("status".to_owned()),
+                Just("spec".to_owned()),
+                Just("endpoints".to_owned()),
+                Just("addresses".to_owned()),
+                Just("addressType".to_owned()),
+                Just("rules".to_owned()),
+                "[a-z]{1,4}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn setup() -> Shared {
+        let shared = Shared::new(10, Leniency::default(), std::time::Duration::from_secs(1));
+        let ns = shared.registry().get(&namespaces()).unwrap();
+        create(
+            &shared,
+            &ns,
+            None,
+            json!({ "metadata": { "name": "default" } }),
+        )
+        .unwrap();
+        shared
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_is_stored_or_refused_with_a_4xx(body in arb_json()) {
+            let shared = setup();
+            for gvr in [Gvr::new("discovery.k8s.io", "v1", "endpointslices"), Gvr::new("networking.k8s.io", "v1", "ingresses")] {
+                let kind = shared.registry().get(&gvr).unwrap();
+                let base = json!({ "metadata": { "name": "x" }, "addressType": "IPv4", "spec": {} });
+                create(&shared, &kind, Some("default"), base).unwrap();
+                let bytes = serde_json::to_vec(&body).unwrap();
+                let outcomes = [
+                    create(&shared, &kind, Some("default"), body.clone()).map(|_| ()),
+                    replace(&shared, &kind, Some("default"), "x", body.clone(), Part::Main).map(|_| ()),
+                    replace(&shared, &kind, Some("default"), "x", body.clone(), Part::Status).map(|_| ()),
+                    patch(&shared, &kind, Some("default"), "x", PatchKind::Merge, &bytes, Part::Main).map(|_| ()),
+                    patch(&shared, &kind, Some("default"), "x", PatchKind::Json, &bytes, Part::Main).map(|_| ()),
+                ];
+                for outcome in outcomes {
+                    if let Err(e) = outcome {
+                        prop_assert!((400..500).contains(&e.code), "{e}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unchanged_replace_keeps_the_version_and_generation() {
+        let shared = setup();
+        let kind = shared
+            .registry()
+            .get(&Gvr::new("discovery.k8s.io", "v1", "endpointslices"))
+            .unwrap();
+        let obj = json!({ "metadata": { "name": "x" }, "addressType": "IPv4", "endpoints": [] });
+        let first = create(&shared, &kind, Some("default"), obj.clone()).unwrap();
+        let again = replace(&shared, &kind, Some("default"), "x", obj, Part::Main).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(again["metadata"]["generation"], 1);
+    }
+}
