@@ -10,4 +10,5 @@ pub mod index;
 pub mod lb;
 pub mod model;
 pub mod objects;
+pub mod sim;
 pub mod sync;

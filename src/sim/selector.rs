@@ -1,0 +1,242 @@
+//! Label and field selectors of the simulated Kubernetes API server (a test double).
+//!
+//! Owns parsing and matching of `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`,
+//! `k in (a,b)`, `k notin (a,b)`, comma meaning AND) and `fieldSelector` on
+//! `metadata.name` and `metadata.namespace` (`=`, `==`, `!=`). A selector it cannot
+//! parse is a 400, never a panic.
+
+use serde_json::Value;
+
+use super::status::ApiError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Req {
+    Eq(String, String),
+    NotEq(String, String),
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+/// A parsed label selector; the empty selector matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LabelSelector(Vec<Req>);
+
+/// Splits on commas that are not inside parentheses.
+fn split_terms(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0_i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn set_values(s: &str) -> Option<Vec<String>> {
+    let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
+}
+
+fn parse_term(term: &str) -> Option<Req> {
+    let term = term.trim();
+    if let Some((k, v)) = term.split_once("!=") {
+        return Some(Req::NotEq(k.trim().to_owned(), v.trim().to_owned()));
+    }
+    if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+        return Some(Req::Eq(k.trim().to_owned(), v.trim().to_owned()));
+    }
+    if let Some((k, rest)) = term.split_once(" notin ") {
+        return Some(Req::NotIn(k.trim().to_owned(), set_values(rest)?));
+    }
+    if let Some((k, rest)) = term.split_once(" in ") {
+        return Some(Req::In(k.trim().to_owned(), set_values(rest)?));
+    }
+    if let Some(k) = term.strip_prefix('!') {
+        return Some(Req::NotExists(k.trim().to_owned()));
+    }
+    if term.is_empty() || term.contains(char::is_whitespace) || term.contains(['(', ')']) {
+        return None;
+    }
+    Some(Req::Exists(term.to_owned()))
+}
+
+impl LabelSelector {
+    pub(crate) fn parse(s: &str) -> Result<Self, ApiError> {
+        if s.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        split_terms(s)
+            .into_iter()
+            .map(|t| {
+                parse_term(t).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "unable to parse requirement: {t:?} in labelSelector {s:?}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    /// Whether an object's `metadata.labels` satisfy every requirement.
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Req::Eq(k, v) => get(k) == Some(v.as_str()),
+            Req::NotEq(k, v) => get(k) != Some(v.as_str()),
+            Req::Exists(k) => get(k).is_some(),
+            Req::NotExists(k) => get(k).is_none(),
+            Req::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Req::NotIn(k, vs) => get(k).is_none_or(|x| vs.iter().all(|v| v != x)),
+        })
+    }
+}
+
+/// A parsed field selector on `metadata.name` / `metadata.namespace`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    pub(crate) fn parse(s: &str) -> Result<Self, ApiError> {
+        let mut reqs = Vec::new();
+        for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (f, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: {s:?}; can't understand {term:?}"
+                )));
+            };
+            let field = field.trim();
+            if field != "metadata.name" && field != "metadata.namespace" {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+            reqs.push((field.to_owned(), equal, value.trim().to_owned()));
+        }
+        Ok(Self(reqs))
+    }
+
+    /// Adds `metadata.name=name` (used by watches on a single object's URL).
+    pub(crate) fn and_name(mut self, name: &str) -> Self {
+        self.0.push(("metadata.name".into(), true, name.to_owned()));
+        self
+    }
+
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
+        self.0.iter().all(|(field, equal, value)| {
+            let pointer = if field == "metadata.name" {
+                "/metadata/name"
+            } else {
+                "/metadata/namespace"
+            };
+            let actual = obj.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+            (actual == value) == *equal
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labelled(labels: &Value) -> Value {
+        json!({ "metadata": { "name": "x", "namespace": "ns", "labels": labels } })
+    }
+
+    #[test]
+    fn label_selector_table() {
+        let obj = labelled(&json!({ "app": "web", "tier": "front" }));
+        let rows = [
+            ("", true),
+            ("app=web", true),
+            ("app==web", true),
+            ("app=api", false),
+            ("app!=api", true),
+            ("app!=web", false),
+            ("missing!=x", true),
+            ("app", true),
+            ("missing", false),
+            ("!missing", true),
+            ("!app", false),
+            ("app=web,tier=front", true),
+            ("app=web,tier=back", false),
+            ("app in (api, web)", true),
+            ("app notin (api, web)", false),
+            ("missing notin (a)", true),
+        ];
+        for (sel, want) in rows {
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&obj),
+                want,
+                "{sel}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_selectors_are_400() {
+        for sel in ["a b", "app in web", "(x"] {
+            assert_eq!(LabelSelector::parse(sel).unwrap_err().code, 400, "{sel}");
+        }
+        assert_eq!(FieldSelector::parse("spec.x=1").unwrap_err().code, 400);
+        assert_eq!(FieldSelector::parse("nonsense").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn field_selector_on_name_and_namespace() {
+        let obj = labelled(&json!({}));
+        assert!(
+            FieldSelector::parse("metadata.name=x")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            FieldSelector::parse("metadata.namespace==ns,metadata.name!=y")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace=other")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(!FieldSelector::default().and_name("y").matches(&obj));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_selector_parses_or_is_a_400(sel in "[ -~]{0,40}") {
+            let obj = labelled(&json!({ "app": "web" }));
+            match LabelSelector::parse(&sel) {
+                Ok(s) => { let _ = s.matches(&obj); }
+                Err(e) => proptest::prop_assert_eq!(e.code, 400),
+            }
+            match FieldSelector::parse(&sel) {
+                Ok(s) => { let _ = s.matches(&obj); }
+                Err(e) => proptest::prop_assert_eq!(e.code, 400),
+            }
+        }
+    }
+}

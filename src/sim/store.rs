@@ -1,0 +1,242 @@
+//! The versioned object store of the simulated Kubernetes API server (a test double).
+//!
+//! Owns the objects of one simulated cluster, as `serde_json::Value`s keyed by resource
+//! type and etcd-like key (`namespace/name`, or `name` when cluster-scoped), the one
+//! global, monotonically increasing resourceVersion, and a bounded history of changes
+//! from which watches resume and old snapshots are rebuilt. Versions older than the
+//! history are "compacted": asking for them gives 410. It knows nothing of HTTP and
+//! never validates: `write` decides what may be stored.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::resources::Gvr;
+
+/// What a change did to an object, as named in watch events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChangeType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One committed change.
+#[derive(Debug)]
+pub(crate) struct Change {
+    /// The resourceVersion this change created.
+    pub(crate) rv: u64,
+    pub(crate) gvr: Gvr,
+    pub(crate) key: String,
+    pub(crate) kind: ChangeType,
+    /// The object after the change; for a deletion its last state, carrying the
+    /// deletion's resourceVersion (as the real server's DELETED events do).
+    pub(crate) object: Arc<Value>,
+    /// The object before the change (`None` for an addition).
+    pub(crate) prev: Option<Arc<Value>>,
+}
+
+/// Asked for a version that the bounded history no longer covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TooOld;
+
+/// The store key of an object: `ns/name` for namespaced objects, `name` otherwise.
+pub(crate) fn key(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// A snapshot of one resource type: store key → object, in key order.
+pub(crate) type Snapshot = BTreeMap<String, Arc<Value>>;
+
+pub(crate) struct Store {
+    rv: u64,
+    objects: HashMap<Gvr, Snapshot>,
+    history: VecDeque<Arc<Change>>,
+    capacity: usize,
+    /// Every change with a version above `floor` is in `history`.
+    floor: u64,
+}
+
+fn set_rv(obj: &mut Value, rv: u64) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    }
+}
+
+impl Store {
+    /// An empty store whose history keeps at most `capacity` changes (at least 1).
+    /// Starts at a small non-zero version, like a fresh cluster.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            rv: 1,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            capacity: capacity.max(1),
+            floor: 1,
+        }
+    }
+
+    pub(crate) fn current_rv(&self) -> u64 {
+        self.rv
+    }
+
+    pub(crate) fn get(&self, gvr: &Gvr, key: &str) -> Option<Arc<Value>> {
+        self.objects.get(gvr).and_then(|m| m.get(key)).cloned()
+    }
+
+    /// Stores `obj` under a new resourceVersion (written into its metadata) and records
+    /// the change. Returns the stored object.
+    pub(crate) fn put(&mut self, gvr: &Gvr, key: &str, mut obj: Value) -> Arc<Change> {
+        self.rv += 1;
+        set_rv(&mut obj, self.rv);
+        let obj = Arc::new(obj);
+        let prev = self
+            .objects
+            .entry(gvr.clone())
+            .or_default()
+            .insert(key.to_owned(), obj.clone());
+        let kind = if prev.is_some() {
+            ChangeType::Modified
+        } else {
+            ChangeType::Added
+        };
+        self.record(gvr, key, kind, obj, prev)
+    }
+
+    /// Removes an object, recording a deletion. `None` if there was none.
+    pub(crate) fn remove(&mut self, gvr: &Gvr, key: &str) -> Option<Arc<Change>> {
+        let prev = self.objects.get_mut(gvr)?.remove(key)?;
+        self.rv += 1;
+        let mut last = (*prev).clone();
+        set_rv(&mut last, self.rv);
+        Some(self.record(gvr, key, ChangeType::Deleted, Arc::new(last), Some(prev)))
+    }
+
+    fn record(
+        &mut self,
+        gvr: &Gvr,
+        key: &str,
+        kind: ChangeType,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) -> Arc<Change> {
+        let change = Arc::new(Change {
+            rv: self.rv,
+            gvr: gvr.clone(),
+            key: key.to_owned(),
+            kind,
+            object,
+            prev,
+        });
+        self.history.push_back(change.clone());
+        while self.history.len() > self.capacity {
+            if let Some(old) = self.history.pop_front() {
+                self.floor = old.rv;
+            }
+        }
+        change
+    }
+
+    /// Forgets the whole history: every version older than the current one is gone.
+    pub(crate) fn compact(&mut self) {
+        self.history.clear();
+        self.floor = self.rv;
+    }
+
+    /// The objects of `gvr` whose keys start with `prefix`, as they were at version
+    /// `at` (rebuilt by undoing later changes).
+    pub(crate) fn snapshot(&self, gvr: &Gvr, prefix: &str, at: u64) -> Result<Snapshot, TooOld> {
+        if at < self.floor {
+            return Err(TooOld);
+        }
+        let mut snap: Snapshot = self
+            .objects
+            .get(gvr)
+            .map(|m| {
+                m.range(prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for change in self.history.iter().rev().take_while(|c| c.rv > at) {
+            if change.gvr != *gvr || !change.key.starts_with(prefix) {
+                continue;
+            }
+            match &change.prev {
+                Some(prev) => snap.insert(change.key.clone(), prev.clone()),
+                None => snap.remove(&change.key),
+            };
+        }
+        Ok(snap)
+    }
+
+    /// The changes of `gvr` after version `after`, oldest first.
+    pub(crate) fn changes_since(&self, gvr: &Gvr, after: u64) -> Result<Vec<Arc<Change>>, TooOld> {
+        if after < self.floor {
+            return Err(TooOld);
+        }
+        let start = self.history.partition_point(|c| c.rv <= after);
+        Ok(self
+            .history
+            .range(start..)
+            .filter(|c| c.gvr == *gvr)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(name: &str, v: u32) -> Value {
+        json!({ "metadata": { "name": name }, "v": v })
+    }
+
+    #[test]
+    fn snapshot_rebuilds_old_versions_and_refuses_compacted_ones() {
+        let gvr = Gvr::new("", "v1", "configmaps");
+        let mut s = Store::new(10);
+        let a1 = s.put(&gvr, "default/a", obj("a", 1)).rv;
+        s.put(&gvr, "default/a", obj("a", 2));
+        s.put(&gvr, "default/b", obj("b", 1));
+        s.remove(&gvr, "default/a");
+        let old = s.snapshot(&gvr, "default/", a1).unwrap();
+        assert_eq!(old.keys().collect::<Vec<_>>(), ["default/a"]);
+        assert_eq!(old["default/a"]["v"], 1);
+        assert_eq!(
+            old["default/a"]["metadata"]["resourceVersion"],
+            a1.to_string()
+        );
+        let now = s.snapshot(&gvr, "", s.current_rv()).unwrap();
+        assert_eq!(now.keys().collect::<Vec<_>>(), ["default/b"]);
+        s.compact();
+        assert_eq!(s.snapshot(&gvr, "", a1), Err(TooOld));
+        assert_eq!(s.changes_since(&gvr, a1).unwrap_err(), TooOld);
+        assert!(s.changes_since(&gvr, s.current_rv()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bounded_history_moves_the_floor() {
+        let gvr = Gvr::new("", "v1", "configmaps");
+        let mut s = Store::new(2);
+        let first = s.put(&gvr, "x", obj("x", 1)).rv;
+        s.put(&gvr, "x", obj("x", 2));
+        assert!(s.changes_since(&gvr, first - 1).is_ok());
+        s.put(&gvr, "x", obj("x", 3));
+        assert_eq!(s.changes_since(&gvr, first - 1).unwrap_err(), TooOld);
+        let since = s.changes_since(&gvr, first).unwrap();
+        assert_eq!(
+            since
+                .iter()
+                .map(|c| c.object["v"].as_u64())
+                .collect::<Vec<_>>(),
+            [Some(2), Some(3)]
+        );
+    }
+}
