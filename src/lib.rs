@@ -7,3 +7,4 @@
 pub mod index;
 pub mod lb;
 pub mod model;
+pub mod proxy;
