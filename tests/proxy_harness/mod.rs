@@ -139,7 +139,11 @@ async fn answer(
             .unwrap();
     }
     let path = req.uri().path().to_owned();
-    let body = req.into_body().collect().await.map(http_body_util::Collected::to_bytes);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes);
     let echoed = body.unwrap_or_default();
     let text = if echoed.is_empty() {
         format!("{name} {path}")
