@@ -56,7 +56,7 @@ async fn a_refused_connection_is_retried_elsewhere_even_with_a_body() {
                     live.endpoint("idc", EndpointState::Active),
                 ],
             )],
-            routes: one_route("web"),
+            routes: Some(one_route("web")),
             ..Batch::default()
         },
     )
@@ -102,7 +102,7 @@ async fn a_backend_killed_under_load_fails_no_idempotent_request() {
                     victim.endpoint("idc", EndpointState::Active),
                 ],
             )],
-            routes: one_route("web"),
+            routes: Some(one_route("web")),
             ..Batch::default()
         },
     )
@@ -162,7 +162,7 @@ async fn failing_endpoint_is_ejected_then_readmitted() {
                     bad.endpoint("idc", EndpointState::Active),
                 ],
             )],
-            routes: one_route("web"),
+            routes: Some(one_route("web")),
             ..Batch::default()
         },
     )
@@ -224,7 +224,7 @@ async fn a_silent_upstream_times_out_with_504() {
         &proxy,
         &Batch {
             upsert_upstreams: vec![upstream("web", &[], vec![ep])],
-            routes: one_route("web"),
+            routes: Some(one_route("web")),
             ..Batch::default()
         },
     )
