@@ -15,12 +15,8 @@ use proxy_harness::{
     Backend, TOKEN, admin, client, eventually, get, proxy, proxy_with, push, routes, send, upstream,
 };
 
-fn one_route(service: &str) -> Option<podgate::model::RouteTable> {
-    Some(routes(&[(
-        "f.example.com",
-        PathMatch::prefix("/"),
-        service,
-    )]))
+fn one_route(service: &str) -> podgate::model::RouteTable {
+    routes(&[("f.example.com", PathMatch::prefix("/"), service)])
 }
 
 /// A loopback address where nothing listens.
