@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::model::{PathMatch, RouteTable, UpstreamKey};
+use crate::model::{PathKind, PathMatch, RouteTable, UpstreamKey};
 
 /// One host's rules, ready for matching.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ impl Router {
             let mut compiled: Vec<_> = vhost
                 .routes
                 .iter()
-                .map(|r| (r.path.clone(), r.upstream.clone()))
+                .map(|r| (canonical(&r.path), r.upstream.clone()))
                 .collect();
             // The model promises sorted input; sorting again keeps a careless pusher from
             // changing semantics.
@@ -92,6 +92,15 @@ impl Router {
             .and_then(|h| h.route(path))
             .or(self.table.default_backend.as_ref())
     }
+}
+
+/// A `Prefix` rule pushed with a trailing slash means the same as without it.
+fn canonical(path: &PathMatch) -> PathMatch {
+    let mut p = path.clone();
+    if p.kind == PathKind::Prefix {
+        p.path.truncate(p.path.trim_end_matches('/').len());
+    }
+    p
 }
 
 /// [`crate::model::normalize_request_host`] without an allocation in the common case
