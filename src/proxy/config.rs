@@ -115,8 +115,9 @@ impl Default for Limits {
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     pub connect_ms: u64,
-    /// Time a client has to send a whole request head (slowloris guard); also bounds
-    /// the TLS handshake.
+    /// Time a client has to send a whole request head (slowloris guard). It also closes
+    /// an HTTP/1 keep-alive connection that stays idle this long, and bounds the TLS
+    /// handshake.
     pub header_read_ms: u64,
     /// Idle keep-alive connections to upstreams are closed after this.
     pub upstream_idle_ms: u64,

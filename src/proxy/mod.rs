@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 pub use admin::ADMIN_ROUTES;
 pub use config::{AdminConfig, ConfigError, Limits, OutlierConfig, ProxyConfig, Timeouts, Token};
+pub use router::Router;
 pub use state::ApplyError;
 pub use tls::TlsError;
 

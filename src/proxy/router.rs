@@ -31,8 +31,9 @@ impl CompiledHost {
 }
 
 /// The route table in lookup form, plus the table as pushed (for `GET /v1/state`).
+/// Public so that benchmarks and other data planes can use the same lookup.
 #[derive(Debug, Default)]
-pub(crate) struct Router {
+pub struct Router {
     table: RouteTable,
     exact: HashMap<Box<str>, usize>,
     /// `*.example.com` is stored as `example.com`.
@@ -41,7 +42,8 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn compile(table: RouteTable) -> Self {
+    /// Compiles a table; cost is linear in its size, so do it off the request path.
+    pub fn compile(table: RouteTable) -> Self {
         let mut router = Self::default();
         for (pattern, vhost) in &table.hosts {
             let mut compiled: Vec<_> = vhost
@@ -67,7 +69,7 @@ impl Router {
         router
     }
 
-    pub(crate) fn table(&self) -> &RouteTable {
+    pub fn table(&self) -> &RouteTable {
         &self.table
     }
 
@@ -87,7 +89,7 @@ impl Router {
 
     /// The upstream for a request, with the Ingress fallbacks: the host's default
     /// backend, then the table's catch-all.
-    pub(crate) fn route(&self, raw_host: &str, path: &str) -> Option<&UpstreamKey> {
+    pub fn route(&self, raw_host: &str, path: &str) -> Option<&UpstreamKey> {
         self.host(raw_host)
             .and_then(|h| h.route(path))
             .or(self.table.default_backend.as_ref())
