@@ -86,6 +86,8 @@ impl EndpointStats {
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
+    /// `addr` as a URI authority, made once per update instead of once per request.
+    pub(crate) authority: http::uri::Authority,
     pub(crate) stats: Arc<EndpointStats>,
 }
 
@@ -147,7 +149,15 @@ impl Pool {
             if e.state != EndpointState::Active {
                 continue;
             }
-            let backend = Arc::new(Backend { addr, stats: s });
+            let Ok(authority) = http::uri::Authority::try_from(addr.to_string()) else {
+                // A socket address always forms a valid authority; skip it if not.
+                continue;
+            };
+            let backend = Arc::new(Backend {
+                addr,
+                authority,
+                stats: s,
+            });
             if let Some((_, g)) = groups.iter_mut().find(|(c, _)| *c == e.cluster) {
                 g.members.push(backend);
             } else {

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -66,9 +67,14 @@ impl Forwarder {
     }
 
     async fn forward(&self, mut req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
-        let Some(host) = request_host(&req) else {
-            return reply(StatusCode::BAD_REQUEST, "request has no Host");
+        let Some(host_value) = request_host(&req) else {
+            return reply(StatusCode::BAD_REQUEST, "request has no valid Host");
         };
+        let Ok(host) = host_value.to_str() else {
+            return reply(StatusCode::BAD_REQUEST, "request has no valid Host");
+        };
+        // Owned so that the request can be taken apart below; a cheap copy of bytes.
+        let host = host.to_owned();
         let path = req.uri().path();
         let routed = {
             let snap = self.store.load();
@@ -97,18 +103,16 @@ impl Forwarder {
         let (parts, body) = req.into_parts();
         let mut head = parts.headers;
         headers::strip_hop_by_hop(&mut head, upgrade);
-        headers::add_forwarded(&mut head, peer.addr.ip(), peer.tls, &host);
+        headers::add_forwarded(&mut head, peer.addr.ip(), peer.tls, host_value.clone());
         if !head.contains_key(header::HOST) {
             // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need Host.
-            if let Ok(v) = HeaderValue::from_str(&host) {
-                head.insert(header::HOST, v);
-            }
+            head.insert(header::HOST, host_value);
         }
         let path_and_query = parts
             .uri
             .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str)
-            .to_owned();
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let body = BodySlot::new(body);
         let attempt = Attempt {
             method: parts.method,
@@ -173,7 +177,7 @@ impl Forwarder {
                 }
             };
             tried.push(backend.addr);
-            let request = match attempt.build(backend.addr) {
+            let request = match attempt.build(&backend.authority) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot build the upstream request");
@@ -230,14 +234,18 @@ impl Forwarder {
 /// Everything needed to send the same request to several endpoints in turn.
 struct Attempt {
     method: Method,
-    path_and_query: String,
+    path_and_query: http::uri::PathAndQuery,
     headers: http::HeaderMap,
     body: BodySlot,
 }
 
 impl Attempt {
-    fn build(&self, addr: SocketAddr) -> Result<Request<RetryBody>, http::Error> {
-        let uri: Uri = format!("http://{addr}{}", self.path_and_query).parse()?;
+    fn build(&self, authority: &Authority) -> Result<Request<RetryBody>, http::Error> {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query(self.path_and_query.clone())
+            .build()?;
         let mut req = Request::builder()
             .method(self.method.clone())
             .uri(uri)
@@ -249,14 +257,11 @@ impl Attempt {
 }
 
 /// The request's host: `:authority` (HTTP/2, absolute-form) or the `Host` header.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     if let Some(authority) = req.uri().authority() {
-        return Some(authority.as_str().to_owned());
+        return HeaderValue::from_str(authority.as_str()).ok();
     }
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
+    req.headers().get(header::HOST).cloned()
 }
 
 /// Splices an upgraded client connection to the upgraded upstream connection.

@@ -60,20 +60,16 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderVa
 
 /// Sets the `X-Forwarded-*` headers: appends the client address to `X-Forwarded-For`,
 /// replaces `-Proto` and `-Host` (a client must not choose them).
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: &str) {
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: HeaderValue) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let previous: Vec<&str> = headers
-        .get_all(&XFF)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let value = if previous.is_empty() {
-        client.to_string()
-    } else {
-        format!("{}, {client}", previous.join(", "))
-    };
+    let mut value = String::new();
+    for previous in headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
+        value.push_str(previous);
+        value.push_str(", ");
+    }
+    value.push_str(&client.to_string());
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(XFF, v);
     }
@@ -81,14 +77,7 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, 
         XFP,
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
-    match HeaderValue::from_str(host) {
-        Ok(v) => {
-            headers.insert(XFH, v);
-        }
-        Err(_) => {
-            headers.remove(XFH);
-        }
-    }
+    headers.insert(XFH, host);
 }
 
 #[cfg(test)]
@@ -134,7 +123,8 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        add_forwarded(&mut h, [127, 0, 0, 1].into(), false, "a.example.com");
+        let host = HeaderValue::from_static("a.example.com");
+        add_forwarded(&mut h, [127, 0, 0, 1].into(), false, host);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.example.com");
