@@ -10,5 +10,6 @@ pub mod index;
 pub mod lb;
 pub mod model;
 pub mod objects;
+pub mod proxy;
 pub mod sim;
 pub mod sync;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,6 +28,10 @@ enum Command {
     Proxy {
         #[arg(short, long)]
         config: PathBuf,
+        /// Worker threads; 1 runs everything on one thread (current_thread runtime).
+        /// Default: one per CPU.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Everything on one machine: two simulated clusters, backends, controller, proxy.
     Demo,
@@ -35,9 +40,91 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Controller { .. } | Command::Proxy { .. } | Command::Demo => {
+        Command::Proxy { config, workers } => run_proxy(&config, workers),
+        Command::Controller { .. } | Command::Demo => {
             eprintln!("not implemented yet");
             ExitCode::from(2)
         }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+/// Bad configuration exits with 2 and a message naming the field; a failure at run
+/// time exits with 1.
+fn run_proxy(path: &std::path::Path, workers: Option<usize>) -> ExitCode {
+    let config = match podgate::proxy::ProxyConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("podgate proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if workers == Some(0) {
+        eprintln!("podgate proxy: --workers: must be at least 1");
+        return ExitCode::from(2);
+    }
+    init_tracing();
+    match serve(config, workers) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podgate proxy: {e:#}");
+            if e.downcast_ref::<podgate::proxy::ProxyError>()
+                .is_some_and(|p| matches!(p, podgate::proxy::ProxyError::Config(_)))
+            {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn serve(config: podgate::proxy::ProxyConfig, workers: Option<usize>) -> anyhow::Result<()> {
+    let runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let handle = podgate::proxy::start(config).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

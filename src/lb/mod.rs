@@ -5,10 +5,14 @@
 //! holds. Must never decide *what* to route (that is the Index) or *when* to push (that
 //! is `sync`). Never templates user input into an LB configuration language.
 
+pub mod http;
+
 use std::future::Future;
 use std::pin::Pin;
 
 use crate::model::{Batch, LbState, StateSummary};
+
+pub use http::{HttpLb, HttpLbConfig};
 
 /// A boxed future, so adapters can sit behind `dyn LbAdapter`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

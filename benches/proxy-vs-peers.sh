@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# podgate proxy vs nginx vs HAProxy, configured the same way, measured with wrk.
+#
+#   benches/proxy-vs-peers.sh [seconds-per-run] [connections] [--churn]
+#
+# Setup (identical for the three): 4 backends on loopback (127.1.0.1-4, an nginx
+# instance answering 1 KiB), keep-alive to clients and to upstreams, routing by Host,
+# power-of-two-choices on in-flight/least-connections (podgate P2C, nginx
+# `random two least_conn`, HAProxy `balance random(2)`), X-Forwarded-For added, one
+# worker each (podgate --workers 1 = current_thread runtime, nginx worker_processes 1,
+# HAProxy nbthread 1), every proxy pinned to CPU $PROXY_CPU, wrk and the backends
+# pinned to CPU $LOAD_CPU. Plain HTTP and HTTPS (TLS 1.3, ECDSA P-256, keep-alive).
+# Besides req/s and latency the script reports the proxy's own CPU time per request
+# (from /proc), which stays meaningful when the load side is the bottleneck.
+#
+# --churn also runs (b): while wrk runs against podgate, 1,000 endpoint changes per
+# second go through the admin API; p99 and non-2xx are compared with the idle run.
+#
+# Needs: wrk nginx haproxy openssl curl python3 (apt-get install wrk nginx haproxy), and
+# `cargo build --release`. Results go to stdout as a markdown table.
+set -euo pipefail
+
+DUR=${1:-10}
+CONNS=${2:-50}
+CHURN=${3:-}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PODGATE=${PODGATE:-$ROOT/target/release/podgate}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+HOST=bench.example.com
+BACKEND_PORT=18081
+P_HTTP=18080 P_HTTPS=18443 P_ADMIN=18901
+N_HTTP=18090 N_HTTPS=18453
+H_HTTP=18100 H_HTTPS=18463
+
+# --- certificate for all three ---------------------------------------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
+
+# --- backends: 4 loopback addresses answering 1 KiB --------------------------------------
+head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
+mkdir -p "$WORK/backend" "$WORK/nginx"
+cat > "$WORK/backend/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/backend/nginx.pid;
+error_log $WORK/backend/error.log error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.1.0.1:$BACKEND_PORT; listen 127.1.0.2:$BACKEND_PORT;
+        listen 127.1.0.3:$BACKEND_PORT; listen 127.1.0.4:$BACKEND_PORT;
+        location / { default_type text/plain; alias $WORK/1k.txt; }
+    }
+}
+CONF
+taskset -c "$LOAD_CPU" nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
+PIDS+=($!)
+
+# --- nginx as the proxy ----------------------------------------------------------------
+cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream web {
+        random two least_conn;
+        server 127.1.0.1:$BACKEND_PORT; server 127.1.0.2:$BACKEND_PORT;
+        server 127.1.0.3:$BACKEND_PORT; server 127.1.0.4:$BACKEND_PORT;
+        keepalive 128;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$N_HTTP;
+        listen 127.0.0.1:$N_HTTPS ssl;
+        http2 on;
+        server_name $HOST;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        ssl_protocols TLSv1.3;
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+        }
+    }
+    server { listen 127.0.0.1:$N_HTTP default_server; return 404; }
+}
+CONF
+# nginx 1.22 does not know "http2 on": fall back to the listen flag.
+if ! nginx -t -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >/dev/null 2>&1; then
+    sed -i -e '/http2 on;/d' -e "s/listen 127.0.0.1:$N_HTTPS ssl;/listen 127.0.0.1:$N_HTTPS ssl http2;/" "$WORK/nginx/nginx.conf"
+fi
+taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+PIDS+=($!)
+NGINX_PID=$!
+
+# --- HAProxy ---------------------------------------------------------------------------
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 10000
+    ssl-default-bind-options ssl-min-ver TLSv1.3
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$H_HTTP
+    bind 127.0.0.1:$H_HTTPS ssl crt $WORK/haproxy.pem alpn h2,http/1.1
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    use_backend web if { req.hdr(host),field(1,:) -i $HOST }
+backend web
+    balance random(2)
+    server b1 127.1.0.1:$BACKEND_PORT
+    server b2 127.1.0.2:$BACKEND_PORT
+    server b3 127.1.0.3:$BACKEND_PORT
+    server b4 127.1.0.4:$BACKEND_PORT
+CONF
+taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" &
+PIDS+=($!)
+HAPROXY_PID=$!
+
+# --- podgate ---------------------------------------------------------------------------
+echo -n "bench-token" > "$WORK/lb.token"
+cat > "$WORK/proxy.yaml" <<CONF
+listen: 127.0.0.1:$P_HTTP
+tls_listen: 127.0.0.1:$P_HTTPS
+admin:
+  listen: 127.0.0.1:$P_ADMIN
+  token_file: $WORK/lb.token
+CONF
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$PODGATE" proxy -c "$WORK/proxy.yaml" --workers 1 &
+PIDS+=($!)
+PODGATE_PID=$!
+
+wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+wait_for "http://127.0.0.1:$P_ADMIN/healthz"
+wait_for "http://127.1.0.1:$BACKEND_PORT/"
+
+python3 - "$WORK" <<'PY' > "$WORK/batch.json"
+import json, sys
+work = sys.argv[1]
+key = {"namespace": "bench", "service": "web", "port": 80}
+eps = [{"cluster": "local", "address": f"127.1.0.{i}", "port": 18081,
+        "state": "active", "weight": 250} for i in range(1, 5)]
+print(json.dumps({
+    "epoch": 1,
+    "upsert_upstreams": [{"key": key, "shares": [["local", 1000]], "endpoints": eps}],
+    "routes": {"hosts": {"bench.example.com": {
+        "routes": [{"path": {"kind": "Prefix", "path": ""}, "upstream": key}],
+        "tls": "bench/tls"}}},
+    "upsert_certificates": [{"id": "bench/tls",
+        "cert_pem": open(f"{work}/cert.pem").read(),
+        "key_pem": open(f"{work}/key.pem").read()}],
+}))
+PY
+curl -sf -H "Authorization: Bearer bench-token" --data-binary @"$WORK/batch.json" \
+    "http://127.0.0.1:$P_ADMIN/v1/batch" > /dev/null
+
+for url in "http://127.0.0.1:$P_HTTP/" "http://127.0.0.1:$N_HTTP/" "http://127.0.0.1:$H_HTTP/"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $HOST" "$url")
+    [ "$code" = 200 ] || { echo "$url answered $code" >&2; exit 1; }
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run NAME PID URL -> "rps p50 p99 non2xx cpu_us_per_req"
+run() {
+    local pid=$2 url=$3 before after out
+    before=$(cpu_ticks "$pid")
+    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency \
+        -H "Host: $HOST" "$url" 2>&1)
+    after=$(cpu_ticks "$pid")
+    echo "$out" > "$WORK/wrk-$1.txt"
+    python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import re, sys
+out, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
+p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+bad = int(m.group(1)) if m else 0
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+if m:
+    bad += sum(int(x) for x in m.groups())
+cpu_us = (after - before) / hz * 1e6 / max(total, 1)
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad} {cpu_us:.1f}")
+PY
+}
+
+echo "# $(date -u +%FT%TZ) $(uname -m) $(nproc) CPUs; ${DUR}s per run, $CONNS connections, wrk -t1"
+echo "# proxy CPU $PROXY_CPU, wrk + backends CPU $LOAD_CPU"
+echo
+echo "| scheme | proxy | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+declare -A R
+for scheme in http https; do
+    for name in podgate nginx haproxy; do
+        case $name in
+            podgate) pid=$PODGATE_PID; port=$([ $scheme = http ] && echo $P_HTTP || echo $P_HTTPS) ;;
+            nginx) pid=$(cat "$WORK/nginx/nginx.pid" 2>/dev/null || echo $NGINX_PID)
+                   pid=$(pgrep -P "$pid" | head -1 || echo "$pid")
+                   port=$([ $scheme = http ] && echo $N_HTTP || echo $N_HTTPS) ;;
+            haproxy) pid=$HAPROXY_PID; pid=$(pgrep -P "$pid" | head -1 || echo "$pid")
+                   [ -n "$pid" ] || pid=$HAPROXY_PID
+                   port=$([ $scheme = http ] && echo $H_HTTP || echo $H_HTTPS) ;;
+        esac
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -H "Host: $HOST" "$scheme://127.0.0.1:$port/" >/dev/null 2>&1
+        res=$(run "$name-$scheme" "$pid" "$scheme://127.0.0.1:$port/")
+        R[$name-$scheme]=$res
+        read -r rps p50 p99 bad cpu <<<"$res"
+        echo "| $scheme | $name | $rps | $p50 | $p99 | $bad | $cpu |"
+    done
+done
+echo
+echo "| scheme | req/s podgate/nginx | req/s podgate/HAProxy | p99 podgate/nginx | p99 podgate/HAProxy | CPU/req podgate/nginx | CPU/req podgate/HAProxy |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+for scheme in http https; do
+    python3 - "${R[podgate-$scheme]}" "${R[nginx-$scheme]}" "${R[haproxy-$scheme]}" "$scheme" <<'PY'
+import sys
+p, n, h = (list(map(float, a.split())) for a in sys.argv[1:4])
+r = lambda a, b: f"{a / b:.2f}" if b else "n/a"
+print(f"| {sys.argv[4]} | {r(p[0], n[0])} | {r(p[0], h[0])} | {r(p[2], n[2])} | {r(p[2], h[2])} | {r(p[4], n[4])} | {r(p[4], h[4])} |")
+PY
+done
+
+if [ "$CHURN" = "--churn" ]; then
+    echo
+    echo "## route churn: 1,000 endpoint changes/s through the admin API during wrk (podgate, http)"
+    idle=${R[podgate-http]}
+    python3 - "$P_ADMIN" "$DUR" <<'PY' &
+import http.client, json, sys, time
+port, dur = int(sys.argv[1]), float(sys.argv[2])
+key = {"namespace": "bench", "service": "web", "port": 80}
+def batch(i):
+    # Endpoint 4 alternates between active and draining; the others stay.
+    eps = [{"cluster": "local", "address": f"127.1.0.{j}", "port": 18081,
+            "state": "draining" if (j == 4 and i % 2) else "active", "weight": 250}
+           for j in range(1, 5)]
+    return json.dumps({"epoch": 1, "upsert_upstreams": [
+        {"key": key, "shares": [["local", 1000]], "endpoints": eps}]})
+conn = http.client.HTTPConnection("127.0.0.1", port)
+start, i, worst = time.monotonic(), 0, 0.0
+while time.monotonic() - start < dur + 1:
+    t0 = time.monotonic()
+    conn.request("POST", "/v1/batch", batch(i), {"Authorization": "Bearer bench-token"})
+    r = conn.getresponse(); r.read()
+    assert r.status == 200, r.status
+    worst = max(worst, time.monotonic() - t0)
+    i += 1
+    # 1,000 per second: wait for the next slot.
+    delay = start + i / 1000 - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+rate = i / (time.monotonic() - start)
+print(f"# churn: {i} changes, {rate:.0f}/s, slowest admin call {worst * 1000:.2f} ms", file=sys.stderr)
+PY
+    churn_pid=$!
+    sleep 0.5
+    res=$(run podgate-churn "$PODGATE_PID" "http://127.0.0.1:$P_HTTP/")
+    wait $churn_pid
+    read -r rps p50 p99 bad cpu <<<"$res"
+    read -r irps ip50 ip99 ibad icpu <<<"$idle"
+    echo "| run | req/s | p50 ms | p99 ms | non-2xx + socket errors |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| idle | $irps | $ip50 | $ip99 | $ibad |"
+    echo "| churn | $rps | $p50 | $p99 | $bad |"
+    python3 -c "print(f'p99 churn/idle: {$p99 / $ip99:.2f}')"
+fi

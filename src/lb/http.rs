@@ -1,0 +1,129 @@
+//! The HTTP adapter for the podgate LB contract (`docs/lb-contract.openapi.yaml`): drives
+//! the built-in proxy's admin API, or any company LB that implements the same contract.
+//!
+//! Owns: one authenticated HTTP client per target and the mapping of answers to
+//! [`LbError`]: 409 → `Fenced`, other 4xx → `Rejected`, 5xx and network trouble →
+//! `Transient`. Must never log the token or certificate keys.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::{BoxFuture, LbAdapter, LbError};
+use crate::model::{Batch, LbState, StateSummary};
+
+/// How to reach one LB that speaks the contract.
+#[derive(Clone)]
+pub struct HttpLbConfig {
+    /// `http://127.0.0.1:9901`; the adapter appends `/v1/...`.
+    pub base_url: String,
+    pub token: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// TLS settings for an `https://` base URL (root certificates, client certificate
+    /// for mTLS). `None`: no trusted roots, so only plain `http://` works.
+    pub tls: Option<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for HttpLbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpLbConfig")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An LB driven through the podgate LB contract over HTTP.
+#[derive(Debug)]
+pub struct HttpLb {
+    name: String,
+    base_url: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    epoch: Option<u64>,
+}
+
+impl HttpLb {
+    /// Builds the client; fails only if the TLS settings are unusable.
+    pub fn new(name: &str, config: HttpLbConfig) -> Result<Self, LbError> {
+        let tls = match config.tls {
+            Some(tls) => tls,
+            None => rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| LbError::Rejected(format!("TLS setup: {e}")))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| LbError::Rejected(format!("HTTP client setup: {e}")))?;
+        Ok(Self {
+            name: format!("{name}/{}", config.base_url),
+            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            token: config.token,
+            client,
+        })
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, LbError> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| LbError::Transient(format!("{}: {e}", self.name)))?;
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json::<T>()
+                .await
+                .map_err(|e| LbError::Transient(format!("{}: bad answer: {e}", self.name)));
+        }
+        let text = response.text().await.unwrap_or_default();
+        let parsed: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        let reason = parsed
+            .as_ref()
+            .map_or_else(|| text.clone(), |b| b.error.clone());
+        Err(match status {
+            StatusCode::CONFLICT => LbError::Fenced(parsed.and_then(|b| b.epoch).unwrap_or(0)),
+            s if s.is_client_error() => LbError::Rejected(format!("{s}: {reason}")),
+            s => LbError::Transient(format!("{s}: {reason}")),
+        })
+    }
+}
+
+impl LbAdapter for HttpLb {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/batch", self.base_url);
+            self.send(self.client.post(url).json(batch)).await
+        })
+    }
+
+    fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/state", self.base_url);
+            self.send(self.client.get(url)).await
+        })
+    }
+}

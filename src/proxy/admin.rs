@@ -1,0 +1,217 @@
+//! Admin API v1: the LB contract, served on its own listener.
+//!
+//! Owns: the admin routes ([`ADMIN_ROUTES`], documented in
+//! `docs/lb-contract.openapi.yaml`), bearer-token auth with a constant-time compare,
+//! decoding and answering batches, state, health and metrics. Must never change state on
+//! a refused request, and never return key material.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::body::{ProxyBody, full};
+use super::config::Token;
+use super::metrics::Metrics;
+use super::state::{ApplyError, Store};
+use crate::model::Batch;
+
+/// Every (method, path) the admin API serves, and whether it needs the token.
+pub const ADMIN_ROUTES: &[(&str, &str, bool)] = &[
+    ("POST", "/v1/batch", true),
+    ("GET", "/v1/state", true),
+    ("GET", "/healthz", false),
+    ("GET", "/readyz", false),
+    ("GET", "/metrics", true),
+];
+
+/// The body of every admin error answer.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    /// On 409: the epoch already accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Admin {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    token: Token,
+    max_body: usize,
+}
+
+impl Admin {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        token: Token,
+        max_body: usize,
+    ) -> Self {
+        Self {
+            store,
+            metrics,
+            token,
+            max_body,
+        }
+    }
+
+    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let path = req.uri().path().to_owned();
+        let known: Vec<_> = ADMIN_ROUTES.iter().filter(|r| r.1 == path).collect();
+        let Some(&&(_, _, needs_token)) = known.iter().find(|r| r.0 == req.method().as_str())
+        else {
+            if known.is_empty() {
+                return error(StatusCode::NOT_FOUND, "no such admin path", None);
+            }
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed here",
+                None,
+            );
+        };
+        if needs_token && !self.authorized(&req) {
+            tracing::warn!(%path, "admin request without a valid token refused");
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+                None,
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+        match (req.method().clone(), path.as_str()) {
+            (Method::POST, "/v1/batch") => self.batch(req).await,
+            (Method::GET, "/v1/state") => json(StatusCode::OK, &self.store.state()),
+            (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
+            (Method::GET, "/readyz") => {
+                if self.store.summary().generation > 0 {
+                    text(StatusCode::OK, "ready\n".into())
+                } else {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no batch received yet\n".into(),
+                    )
+                }
+            }
+            (Method::GET, "/metrics") => {
+                let mut resp = text(StatusCode::OK, self.metrics.encode());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such admin path", None),
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(given) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        else {
+            return false;
+        };
+        bool::from(given.ct_eq(self.token.as_bytes()))
+    }
+
+    async fn batch(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let bytes: Bytes = match Limited::new(req.into_body(), self.max_body).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                self.metrics
+                    .batch("invalid", self.store.summary().generation);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the body: {e}"),
+                    None,
+                );
+            }
+        };
+        let batch: Batch = match serde_json::from_slice(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                self.metrics
+                    .batch("invalid", self.store.summary().generation);
+                tracing::warn!(error = %e, "malformed batch refused");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed batch: {e}"),
+                    None,
+                );
+            }
+        };
+        match self.store.apply(batch) {
+            Ok(summary) => {
+                self.metrics.batch("accepted", summary.generation);
+                tracing::info!(
+                    generation = summary.generation,
+                    epoch = summary.epoch,
+                    "batch applied"
+                );
+                json(StatusCode::OK, &summary)
+            }
+            Err(ApplyError::StaleEpoch { got, seen }) => {
+                self.metrics.batch("stale", self.store.summary().generation);
+                tracing::warn!(got, seen, "batch with a stale epoch refused");
+                let msg = ApplyError::StaleEpoch { got, seen }.to_string();
+                error(StatusCode::CONFLICT, &msg, Some(seen))
+            }
+            Err(e @ ApplyError::Invalid(_)) => {
+                self.metrics
+                    .batch("invalid", self.store.summary().generation);
+                tracing::warn!(error = %e, "invalid batch refused");
+                error(StatusCode::BAD_REQUEST, &e.to_string(), None)
+            }
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = Response::new(full(body));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an admin answer");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding failed\n".into(),
+            )
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str, epoch: Option<u64>) -> Response<ProxyBody> {
+    json(
+        status,
+        &ErrorBody {
+            error: message,
+            epoch,
+        },
+    )
+}

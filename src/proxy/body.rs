@@ -1,0 +1,149 @@
+//! Streaming bodies between client and upstream; never buffered whole.
+//!
+//! Owns: [`RetryBody`], which hands the client's request body to one upstream attempt
+//! and gives it back untouched if that attempt failed before reading it (so a connect
+//! error can be retried elsewhere, whatever the method); [`Guarded`], which keeps an
+//! endpoint's in-flight slot until the response body ends; and small error bodies.
+//! Must never collect a body into memory.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::balancer::InFlight;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the proxy answers with.
+pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// A small, complete body (errors, admin answers).
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|e| match e {}).boxed()
+}
+
+/// The client's body, shared between attempts until one attempt starts reading it.
+#[derive(Debug, Clone)]
+pub(crate) struct BodySlot {
+    inner: Arc<Mutex<Option<Incoming>>>,
+    hint: SizeHint,
+    empty: bool,
+}
+
+impl BodySlot {
+    pub(crate) fn new(body: Incoming) -> Self {
+        let hint = body.size_hint();
+        let empty = body.is_end_stream();
+        Self {
+            inner: Arc::new(Mutex::new(Some(body))),
+            hint,
+            empty,
+        }
+    }
+
+    /// Whether no byte of the body has left for an upstream yet, so that the request
+    /// can be sent again.
+    pub(crate) fn unsent(&self) -> bool {
+        self.empty
+            || self
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+    }
+
+    /// A body for one attempt.
+    pub(crate) fn attempt(&self) -> RetryBody {
+        RetryBody {
+            slot: self.clone(),
+            taken: None,
+        }
+    }
+}
+
+/// One attempt's view of the client body: takes it from the slot on first read.
+#[derive(Debug)]
+pub(crate) struct RetryBody {
+    slot: BodySlot,
+    taken: Option<Incoming>,
+}
+
+impl Body for RetryBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.slot.empty {
+            return Poll::Ready(None);
+        }
+        if self.taken.is_none() {
+            let body = self
+                .slot
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match body {
+                Some(b) => self.taken = Some(b),
+                None => return Poll::Ready(Some(Err("request body already consumed".into()))),
+            }
+        }
+        match self.taken.as_mut() {
+            Some(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.slot.empty
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.slot.hint
+    }
+}
+
+/// An upstream response body that holds the endpoint's in-flight slot until it ends.
+#[derive(Debug)]
+pub(crate) struct Guarded {
+    inner: Incoming,
+    _in_flight: InFlight,
+}
+
+impl Guarded {
+    pub(crate) fn wrap(inner: Incoming, in_flight: InFlight) -> ProxyBody {
+        Self {
+            inner,
+            _in_flight: in_flight,
+        }
+        .boxed()
+    }
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,329 @@
+//! The proxy's configuration file (`podgate proxy -c proxy.yaml`).
+//!
+//! Owns: parsing and validating the YAML, reading the admin token file, defaults for
+//! limits, timeouts and outlier ejection. Must never open sockets or start tasks; a bad
+//! value is reported with the name of its field, never silently replaced.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded. Every message names the offending field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Unknown field, bad address, wrong type: the YAML parser's message names the field.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("admin.token_file: cannot read {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// The admin API's bearer token. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token given directly (tests, `podgate demo`). Surrounding whitespace is trimmed.
+    pub fn new(raw: &str) -> Self {
+        Self(raw.trim().to_owned())
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// `proxy.yaml`. Field names are part of podgate's interface.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Plain HTTP (HTTP/1.1 and h2c).
+    pub listen: SocketAddr,
+    /// HTTPS with SNI certificate selection, ALPN h2 and http/1.1.
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub outlier: OutlierConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// File holding the bearer token. Read once by [`ProxyConfig::load`].
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The token itself; filled from `token_file`, or given directly by tests.
+    #[serde(skip)]
+    pub token: Option<Token>,
+}
+
+/// Resource limits. Requests over a limit get a clean 4xx, connections over the cap wait.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head in bytes (HTTP/1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1 request.
+    pub max_headers: usize,
+    /// Most client connections open at once, across listeners.
+    pub max_connections: usize,
+    /// Extra attempts on another endpoint after a connect error.
+    pub retries: usize,
+    /// Largest `POST /v1/batch` body.
+    pub max_admin_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+            retries: 2,
+            max_admin_body_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Timeouts in milliseconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    /// Time a client has to send a whole request head (slowloris guard). It also closes
+    /// an HTTP/1 keep-alive connection that stays idle this long, and bounds the TLS
+    /// handshake.
+    pub header_read_ms: u64,
+    /// Idle keep-alive connections to upstreams are closed after this.
+    pub upstream_idle_ms: u64,
+    /// Time an upstream has to send its response head.
+    pub upstream_response_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 2_000,
+            header_read_ms: 10_000,
+            upstream_idle_ms: 60_000,
+            upstream_response_ms: 60_000,
+        }
+    }
+}
+
+impl Timeouts {
+    pub(crate) fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    pub(crate) fn header_read(&self) -> Duration {
+        Duration::from_millis(self.header_read_ms)
+    }
+    pub(crate) fn upstream_idle(&self) -> Duration {
+        Duration::from_millis(self.upstream_idle_ms)
+    }
+    pub(crate) fn upstream_response(&self) -> Duration {
+        Duration::from_millis(self.upstream_response_ms)
+    }
+}
+
+/// Passive outlier ejection: after `consecutive_failures` failures in a row an endpoint
+/// takes no new requests for `base_ejection_ms`, doubled per repeated ejection up to
+/// `max_ejection_ms`. A success resets both.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierConfig {
+    pub consecutive_failures: u32,
+    pub base_ejection_ms: u64,
+    pub max_ejection_ms: u64,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection_ms: 10_000,
+            max_ejection_ms: 300_000,
+        }
+    }
+}
+
+impl OutlierConfig {
+    pub(crate) fn base(&self) -> Duration {
+        Duration::from_millis(self.base_ejection_ms)
+    }
+    pub(crate) fn max(&self) -> Duration {
+        Duration::from_millis(self.max_ejection_ms)
+    }
+}
+
+impl ProxyConfig {
+    /// A configuration for tests and `podgate demo`: plain listener, admin listener and
+    /// the token given directly. Use port 0 to let the OS choose.
+    pub fn new(listen: SocketAddr, admin_listen: SocketAddr, token: &str) -> Self {
+        Self {
+            listen,
+            tls_listen: None,
+            admin: AdminConfig {
+                listen: admin_listen,
+                token_file: None,
+                token: Some(Token::new(token)),
+            },
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            outlier: OutlierConfig::default(),
+        }
+    }
+
+    /// Reads and validates `path`, including the token file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Self = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if let Some(file) = &config.admin.token_file {
+            let raw = std::fs::read_to_string(file).map_err(|source| ConfigError::TokenFile {
+                path: file.clone(),
+                source,
+            })?;
+            config.admin.token = Some(Token::new(&raw));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense. [`crate::proxy::start`] calls it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        match &self.admin.token {
+            None => return invalid("admin.token_file", "is required"),
+            Some(t) if t.0.is_empty() => return invalid("admin.token_file", "the token is empty"),
+            Some(_) => {}
+        }
+        if self.limits.max_connections == 0 {
+            return invalid("limits.max_connections", "must be at least 1");
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return invalid("limits.max_header_bytes", "must be at least 8192");
+        }
+        if self.limits.max_headers == 0 {
+            return invalid("limits.max_headers", "must be at least 1");
+        }
+        if self.outlier.consecutive_failures == 0 {
+            return invalid("outlier.consecutive_failures", "must be at least 1");
+        }
+        if self.outlier.max_ejection_ms < self.outlier.base_ejection_ms {
+            return invalid(
+                "outlier.max_ejection_ms",
+                "must not be below outlier.base_ejection_ms",
+            );
+        }
+        for (field, ms) in [
+            ("timeouts.connect_ms", self.timeouts.connect_ms),
+            ("timeouts.header_read_ms", self.timeouts.header_read_ms),
+            ("timeouts.upstream_idle_ms", self.timeouts.upstream_idle_ms),
+            (
+                "timeouts.upstream_response_ms",
+                self.timeouts.upstream_response_ms,
+            ),
+        ] {
+            if ms == 0 {
+                return invalid(field, "must be above 0");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<ProxyConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("lb.token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let path = dir.path().join("proxy.yaml");
+        std::fs::write(&path, yaml.replace("TOKEN", token.to_str().unwrap())).unwrap();
+        ProxyConfig::load(&path)
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        let c = load(
+            "listen: 0.0.0.0:8080\ntls_listen: 0.0.0.0:8443\nadmin:\n  listen: 127.0.0.1:9901\n  token_file: TOKEN\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.tls_listen.unwrap().port(), 8443);
+        assert_eq!(c.admin.token, Some(Token::new("s3cret")));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                "listen: 0.0.0.0:8080\nlisten_typo: 1\nadmin:\n  listen: 127.0.0.1:1\n  token_file: TOKEN\n",
+                "listen_typo",
+            ),
+            (
+                "listen: nowhere\nadmin:\n  listen: 127.0.0.1:1\n  token_file: TOKEN\n",
+                "listen",
+            ),
+            (
+                "listen: 0.0.0.0:1\nadmin:\n  listen: 127.0.0.1:1\n  token_file: /nonexistent/token\n",
+                "admin.token_file",
+            ),
+            (
+                "listen: 0.0.0.0:1\nadmin:\n  listen: 127.0.0.1:1\n",
+                "admin.token_file",
+            ),
+            (
+                "listen: 0.0.0.0:1\nadmin:\n  listen: 127.0.0.1:1\n  token_file: TOKEN\nlimits:\n  max_connections: 0\n",
+                "limits.max_connections",
+            ),
+        ];
+        for (yaml, field) in cases {
+            let err = load(yaml).unwrap_err().to_string();
+            assert!(err.contains(field), "{err:?} should name {field}");
+        }
+    }
+
+    #[test]
+    fn token_debug_is_redacted() {
+        assert!(!format!("{:?}", Token::new("s3cret")).contains("s3cret"));
+    }
+}

@@ -1,0 +1,307 @@
+//! Forwarding one client request to one upstream endpoint, with bounded retries.
+//!
+//! Owns: the request path: route lookup on one snapshot load, endpoint choice, header
+//! rewriting, the pooled keep-alive client to upstreams, retries on another endpoint
+//! when nothing was sent (connect error) or the request is idempotent and its body
+//! unsent, outcome reporting for outlier ejection, and Upgrade (WebSocket) tunnels.
+//! Must never buffer a body, panic, or answer a failure without a clean status and a
+//! log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::balancer::{InFlight, PickError, Pool};
+use super::body::{BodySlot, Guarded, ProxyBody, RetryBody, full};
+use super::config::ProxyConfig;
+use super::headers;
+use super::metrics::Metrics;
+use super::state::Store;
+use crate::model::UpstreamKey;
+
+/// Shared by every connection of every listener.
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    client: Client<HttpConnector, RetryBody>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    config: ProxyConfig,
+}
+
+/// Where a request came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: bool,
+}
+
+impl Forwarder {
+    pub(crate) fn new(store: Arc<Store>, metrics: Arc<Metrics>, config: ProxyConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.timeouts.connect()));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.timeouts.upstream_idle())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            client,
+            store,
+            metrics,
+            config,
+        }
+    }
+
+    /// Answers one client request. Never fails: every error becomes a response.
+    pub(crate) async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+        let response = self.forward(req, peer).await;
+        self.metrics.request(response.status().as_u16());
+        response
+    }
+
+    async fn forward(&self, mut req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+        let Some(host_value) = request_host(&req) else {
+            return reply(StatusCode::BAD_REQUEST, "request has no valid Host");
+        };
+        let Ok(host) = host_value.to_str() else {
+            return reply(StatusCode::BAD_REQUEST, "request has no valid Host");
+        };
+        // Owned so that the request can be taken apart below; a cheap copy of bytes.
+        let host = host.to_owned();
+        let path = req.uri().path();
+        let routed = {
+            let snap = self.store.load();
+            snap.router.route(&host, path).cloned().map(|key| {
+                let pool = snap.upstreams.get(&key).cloned();
+                (key, pool)
+            })
+        };
+        let (key, pool) = match routed {
+            None => {
+                tracing::debug!(%host, path, "no route");
+                return reply(StatusCode::NOT_FOUND, "no route for this host and path");
+            }
+            Some((key, None)) => {
+                tracing::warn!(%host, path, upstream = %key, "route names an unknown upstream");
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("upstream {key} is not configured"),
+                );
+            }
+            Some((key, Some(pool))) => (key, pool),
+        };
+
+        let upgrade = headers::upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let mut head = parts.headers;
+        headers::strip_hop_by_hop(&mut head, upgrade);
+        headers::add_forwarded(&mut head, peer.addr.ip(), peer.tls, host_value.clone());
+        if !head.contains_key(header::HOST) {
+            // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need Host.
+            head.insert(header::HOST, host_value);
+        }
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let body = BodySlot::new(body);
+        let attempt = Attempt {
+            method: parts.method,
+            path_and_query,
+            headers: head,
+            body,
+        };
+        let outcome = self.attempts(&key, &pool, &attempt).await;
+        match outcome {
+            Ok((mut resp, in_flight)) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_side) = client_upgrade
+                {
+                    let upstream_side = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(tunnel(client_side, upstream_side, in_flight));
+                    let (parts, _) = resp.into_parts();
+                    return Response::from_parts(parts, full(""));
+                }
+                let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                let (mut parts, body) = resp.into_parts();
+                if !upgraded {
+                    headers::strip_hop_by_hop(&mut parts.headers, None);
+                }
+                Response::from_parts(parts, Guarded::wrap(body, in_flight))
+            }
+            Err(resp) => resp,
+        }
+    }
+
+    /// Tries endpoints until one answers, a retry is not allowed, or retries run out.
+    async fn attempts(
+        &self,
+        key: &UpstreamKey,
+        pool: &Pool,
+        attempt: &Attempt,
+    ) -> Result<(Response<Incoming>, InFlight), Response<ProxyBody>> {
+        let idempotent = matches!(
+            attempt.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        loop {
+            let (backend, in_flight) = match pool.pick(&tried) {
+                Ok(chosen) => chosen,
+                Err(PickError::NoActiveEndpoint) => {
+                    tracing::warn!(upstream = %key, "no active endpoint");
+                    return Err(reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("upstream {key} has no active endpoint"),
+                    ));
+                }
+                Err(PickError::AllTried) => {
+                    return Err(reply(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("every endpoint of upstream {key} failed"),
+                    ));
+                }
+            };
+            tried.push(backend.addr);
+            let request = match attempt.build(&backend.authority) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot build the upstream request");
+                    return Err(reply(StatusCode::BAD_REQUEST, "malformed request target"));
+                }
+            };
+            let sent = tokio::time::timeout(
+                self.config.timeouts.upstream_response(),
+                self.client.request(request),
+            )
+            .await;
+            let error = match sent {
+                Ok(Ok(resp)) => {
+                    if resp.status().is_server_error() {
+                        self.failed(key, &backend.stats, backend.addr);
+                    } else {
+                        backend.stats.success();
+                    }
+                    return Ok((resp, in_flight));
+                }
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    self.failed(key, &backend.stats, backend.addr);
+                    tracing::warn!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
+                    return Err(reply(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
+                }
+            };
+            self.failed(key, &backend.stats, backend.addr);
+            let may_retry = attempt.body.unsent() && (error.is_connect() || idempotent);
+            let attempts_left = tried.len() <= self.config.limits.retries;
+            tracing::warn!(
+                upstream = %key,
+                endpoint = %backend.addr,
+                error = %error_chain(&error),
+                retry = may_retry && attempts_left,
+                "upstream request failed"
+            );
+            if !(may_retry && attempts_left) {
+                return Err(reply(StatusCode::BAD_GATEWAY, "upstream request failed"));
+            }
+            self.metrics.retry();
+        }
+    }
+
+    fn failed(&self, key: &UpstreamKey, stats: &super::balancer::EndpointStats, addr: SocketAddr) {
+        self.metrics.upstream_failure();
+        if let Some(duration) = stats.failure(&self.config.outlier) {
+            self.metrics.ejection();
+            tracing::warn!(upstream = %key, endpoint = %addr, ?duration, "endpoint ejected");
+        }
+    }
+}
+
+/// Everything needed to send the same request to several endpoints in turn.
+struct Attempt {
+    method: Method,
+    path_and_query: http::uri::PathAndQuery,
+    headers: http::HeaderMap,
+    body: BodySlot,
+}
+
+impl Attempt {
+    fn build(&self, authority: &Authority) -> Result<Request<RetryBody>, http::Error> {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query(self.path_and_query.clone())
+            .build()?;
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .uri(uri)
+            .version(Version::HTTP_11)
+            .body(self.body.attempt())?;
+        *req.headers_mut() = self.headers.clone();
+        Ok(req)
+    }
+}
+
+/// The request's host: `:authority` (HTTP/2, absolute-form) or the `Host` header.
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if let Some(authority) = req.uri().authority() {
+        return HeaderValue::from_str(authority.as_str()).ok();
+    }
+    req.headers().get(header::HOST).cloned()
+}
+
+/// Splices an upgraded client connection to the upgraded upstream connection.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    _in_flight: InFlight,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::warn!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
+
+/// A short plain-text answer for a failure.
+pub(crate) fn reply(status: StatusCode, reason: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(format!("{reason}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

@@ -1,0 +1,181 @@
+//! The built-in L7 proxy (data plane): `podgate proxy -c proxy.yaml`.
+//!
+//! Owns: serving client traffic (HTTP/1.1, h2, h2c, TLS with SNI, WebSocket) to the
+//! upstreams that the admin API installed. The admin API is the LB contract
+//! (`docs/lb-contract.openapi.yaml`); the proxy holds no Kubernetes client and must never
+//! decide what to route on its own.
+//!
+//! Data flow: `admin` → `state` (one writer, one `ArcSwap` of whole snapshots: compiled
+//! `router`, per-upstream `balancer` pools, `tls` certificates) ← `forward` (one load
+//! per request) ← `server` (listeners).
+
+mod admin;
+mod balancer;
+mod body;
+mod config;
+mod forward;
+mod headers;
+mod metrics;
+mod router;
+mod server;
+mod state;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+pub use admin::ADMIN_ROUTES;
+pub use config::{AdminConfig, ConfigError, Limits, OutlierConfig, ProxyConfig, Timeouts, Token};
+pub use router::Router;
+pub use state::ApplyError;
+pub use tls::TlsError;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{field}: cannot listen on {addr}: {source}")]
+    Bind {
+        field: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A running proxy. Dropping it stops accepting and closes connections gracefully.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    /// Where plain HTTP (HTTP/1.1 and h2c) is served.
+    pub http_addr: SocketAddr,
+    /// Where HTTPS is served, if `tls_listen` was configured.
+    pub https_addr: Option<SocketAddr>,
+    /// Where the admin API is served.
+    pub admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ProxyHandle {
+    /// `http://{admin_addr}`, the base URL of the admin API.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish on open connections, and waits
+    /// until the accept loops have ended.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+    }
+
+    /// Resolves when a shutdown was requested (by [`Self::shutdown`] or a drop).
+    pub async fn wait(&mut self) {
+        for task in &mut self.tasks {
+            let _ = task.await;
+        }
+        self.tasks.clear();
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn bind(field: &'static str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            field,
+            addr,
+            source,
+        })
+}
+
+fn local(field: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ProxyError> {
+    l.local_addr().map_err(|source| ProxyError::Bind {
+        field,
+        addr,
+        source,
+    })
+}
+
+/// Binds every listener (port 0 allowed), spawns the proxy on the current runtime and
+/// returns its addresses. Must be called inside a tokio runtime.
+pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
+    config.validate()?;
+    let token = config.admin.token.clone().ok_or(ConfigError::Invalid {
+        field: "admin.token_file",
+        reason: "is required".into(),
+    })?;
+    let store = Arc::new(state::Store::new());
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let http = bind("listen", config.listen).await?;
+    let http_addr = local("listen", &http, config.listen)?;
+    let admin_listener = bind("admin.listen", config.admin.listen).await?;
+    let admin_addr = local("admin.listen", &admin_listener, config.admin.listen)?;
+    let tls = match config.tls_listen {
+        Some(addr) => {
+            let l = bind("tls_listen", addr).await?;
+            let local_addr = local("tls_listen", &l, addr)?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&store))?);
+            Some((l, local_addr, acceptor))
+        }
+        None => None,
+    };
+
+    let builder = Arc::new(server::builder(&config));
+    let shared = server::Shared {
+        forwarder: Arc::new(forward::Forwarder::new(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            config.clone(),
+        )),
+        metrics: Arc::clone(&metrics),
+        builder: Arc::clone(&builder),
+        connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        handshake_timeout: Duration::from_millis(config.timeouts.header_read_ms),
+        shutdown: shutdown_rx.clone(),
+    };
+    let admin = Arc::new(admin::Admin::new(
+        store,
+        metrics,
+        token,
+        config.limits.max_admin_body_bytes,
+    ));
+
+    let mut tasks = vec![
+        tokio::spawn(server::serve_plain(http, shared.clone())),
+        tokio::spawn(server::serve_admin(
+            admin_listener,
+            admin,
+            builder,
+            shutdown_rx,
+        )),
+    ];
+    let bound_tls = tls.map(|(l, addr, acceptor)| {
+        tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));
+        addr
+    });
+    tracing::info!(%http_addr, ?bound_tls, %admin_addr, "proxy listening");
+    Ok(ProxyHandle {
+        http_addr,
+        https_addr: bound_tls,
+        admin_addr,
+        shutdown,
+        tasks,
+    })
+}

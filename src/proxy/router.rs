@@ -1,0 +1,216 @@
+//! The compiled routing table: request host and path → upstream key.
+//!
+//! Owns: turning a [`RouteTable`] into hash maps (exact hosts, wildcard suffixes) and a
+//! precomputed, precedence-sorted path list per host. Compiled off the request path, only
+//! when the route table itself changes. Must never look at endpoints or do I/O; it must
+//! agree with [`RouteTable::route`], the reference semantics.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::model::{PathKind, PathMatch, RouteTable, UpstreamKey};
+
+/// One host's rules, ready for matching.
+#[derive(Debug)]
+pub(crate) struct CompiledHost {
+    /// Sorted by [`PathMatch::precedence`]: the first match wins.
+    routes: Vec<(PathMatch, UpstreamKey)>,
+    default_backend: Option<UpstreamKey>,
+    /// Certificate id for this host, if TLS is on.
+    pub(crate) tls: Option<String>,
+}
+
+impl CompiledHost {
+    fn route(&self, path: &str) -> Option<&UpstreamKey> {
+        self.routes
+            .iter()
+            .find(|(m, _)| m.matches(path))
+            .map(|(_, k)| k)
+            .or(self.default_backend.as_ref())
+    }
+}
+
+/// The route table in lookup form, plus the table as pushed (for `GET /v1/state`).
+/// Public so that benchmarks and other data planes can use the same lookup.
+#[derive(Debug, Default)]
+pub struct Router {
+    table: RouteTable,
+    exact: HashMap<Box<str>, usize>,
+    /// `*.example.com` is stored as `example.com`.
+    wildcard: HashMap<Box<str>, usize>,
+    hosts: Vec<CompiledHost>,
+    /// Rules without a host: for requests whose host matches no entry.
+    any_host: Option<CompiledHost>,
+}
+
+fn compile_host(vhost: &crate::model::VirtualHost) -> CompiledHost {
+    let mut routes: Vec<_> = vhost
+        .routes
+        .iter()
+        .map(|r| (canonical(&r.path), r.upstream.clone()))
+        .collect();
+    // The model promises sorted input; sorting again keeps a careless pusher from
+    // changing semantics.
+    routes.sort_by(|a, b| a.0.precedence(&b.0));
+    CompiledHost {
+        routes,
+        default_backend: vhost.default_backend.clone(),
+        tls: vhost.tls.clone(),
+    }
+}
+
+impl Router {
+    /// Compiles a table; cost is linear in its size, so do it off the request path.
+    pub fn compile(table: RouteTable) -> Self {
+        let mut router = Self::default();
+        for (pattern, vhost) in &table.hosts {
+            let index = router.hosts.len();
+            router.hosts.push(compile_host(vhost));
+            match pattern.wildcard_suffix() {
+                Some(suffix) => router.wildcard.insert(suffix.into(), index),
+                None => router.exact.insert(pattern.as_str().into(), index),
+            };
+        }
+        router.any_host = table.any_host.as_ref().map(compile_host);
+        router.table = table;
+        router
+    }
+
+    pub fn table(&self) -> &RouteTable {
+        &self.table
+    }
+
+    /// The host entry for a request host (any case, maybe with a port): exact first,
+    /// then a wildcard matching exactly one extra label.
+    pub(crate) fn host(&self, raw_host: &str) -> Option<&CompiledHost> {
+        let host = normalize(raw_host);
+        if let Some(&i) = self.exact.get(host.as_ref()) {
+            return self.hosts.get(i);
+        }
+        let (first, rest) = host.split_once('.')?;
+        if first.is_empty() {
+            return None;
+        }
+        self.wildcard.get(rest).and_then(|&i| self.hosts.get(i))
+    }
+
+    /// The upstream for a request, with the Ingress fallbacks: host-less rules for an
+    /// unknown host, the host's default backend, then the table's catch-all.
+    pub fn route(&self, raw_host: &str, path: &str) -> Option<&UpstreamKey> {
+        self.host(raw_host)
+            .or(self.any_host.as_ref())
+            .and_then(|h| h.route(path))
+            .or(self.table.default_backend.as_ref())
+    }
+}
+
+/// A `Prefix` rule pushed with a trailing slash means the same as without it.
+fn canonical(path: &PathMatch) -> PathMatch {
+    let mut p = path.clone();
+    if p.kind == PathKind::Prefix {
+        p.path = std::sync::Arc::from(p.path.trim_end_matches('/'));
+    }
+    p
+}
+
+/// [`crate::model::normalize_request_host`] without an allocation in the common case
+/// (already lower case, no port, no trailing dot).
+fn normalize(raw: &str) -> Cow<'_, str> {
+    let plain = raw
+        .bytes()
+        .all(|b| !b.is_ascii_uppercase() && b != b':' && b != b'[')
+        && !raw.ends_with('.');
+    if plain {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(crate::model::normalize_request_host(raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HostPattern, PortRef, Route, VirtualHost};
+
+    fn key(name: &str) -> UpstreamKey {
+        UpstreamKey::new("ns", name, PortRef::Number(80))
+    }
+
+    fn table() -> RouteTable {
+        let mut t = RouteTable {
+            any_host: None,
+            default_backend: Some(key("catch-all")),
+            ..RouteTable::default()
+        };
+        // Sorted, as the model promises, so the reference lookup can be compared.
+        let vhost = |mut routes: Vec<(PathMatch, &str)>, default: Option<&str>| {
+            routes.sort_by(|a, b| a.0.precedence(&b.0));
+            VirtualHost {
+                routes: routes
+                    .into_iter()
+                    .map(|(path, u)| Route {
+                        path,
+                        upstream: key(u),
+                    })
+                    .collect(),
+                default_backend: default.map(key),
+                tls: None,
+            }
+        };
+        t.hosts.insert(
+            HostPattern::parse("foo.example.com").unwrap(),
+            vhost(
+                vec![
+                    (PathMatch::prefix("/"), "root"),
+                    (PathMatch::prefix("/api"), "api"),
+                    (PathMatch::exact("/api"), "api-exact"),
+                ],
+                None,
+            ),
+        );
+        t.hosts.insert(
+            HostPattern::parse("*.example.com").unwrap(),
+            vhost(
+                vec![(PathMatch::prefix("/w"), "wild")],
+                Some("wild-default"),
+            ),
+        );
+        t
+    }
+
+    #[test]
+    fn lookups_follow_ingress_semantics() {
+        let r = Router::compile(table());
+        let rows = [
+            ("foo.example.com", "/api", "api-exact"),
+            ("FOO.example.com:8080", "/api/", "api"),
+            ("foo.example.com", "/apix", "root"),
+            ("foo.example.com", "/", "root"),
+            ("bar.example.com", "/w/x", "wild"),
+            ("bar.example.com", "/other", "wild-default"),
+            ("a.bar.example.com", "/w", "catch-all"),
+            ("example.com", "/w", "catch-all"),
+            ("unknown.org", "/", "catch-all"),
+        ];
+        for (host, path, want) in rows {
+            assert_eq!(
+                r.route(host, path).map(|k| k.service.to_string()),
+                Some(want.to_owned()),
+                "{host}{path}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn compiled_agrees_with_reference(
+            host in "(foo|bar|a\\.bar|FOO)\\.example\\.com|example\\.com|x\\.org",
+            path in "/(api|w|apix|)(/[a-z]{0,2})?",
+        ) {
+            let t = table();
+            let r = Router::compile(t.clone());
+            let normalized = crate::model::normalize_request_host(&host);
+            proptest::prop_assert_eq!(r.route(&host, &path), t.route(&normalized, &path));
+        }
+    }
+}

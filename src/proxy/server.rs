@@ -1,0 +1,208 @@
+//! Listeners and connections: accept loops for plain HTTP (HTTP/1.1 and h2c), HTTPS
+//! (ALPN h2 and http/1.1) and the admin API.
+//!
+//! Owns: the connection cap, per-connection protocol settings (header limits, header
+//! read timeout, TLS handshake timeout), TCP options, and graceful shutdown of accept
+//! loops and open connections. Must never route or balance: every request goes to the
+//! [`Forwarder`] or the [`Admin`] handler.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::admin::Admin;
+use super::body::ProxyBody;
+use super::config::ProxyConfig;
+use super::forward::{Forwarder, Peer};
+use super::metrics::Metrics;
+
+/// What every client-facing accept loop shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) forwarder: Arc<Forwarder>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// The protocol settings of client connections.
+pub(crate) fn builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    let header_bytes = u32::try_from(config.limits.max_header_bytes).unwrap_or(u32::MAX);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.timeouts.header_read())
+        .max_buf_size(config.limits.max_header_bytes)
+        .max_headers(config.limits.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(header_bytes)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    b
+}
+
+/// Serves plain HTTP until shutdown.
+pub(crate) async fn serve_plain(listener: TcpListener, shared: Shared) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let Some((stream, addr, permit)) = accept(&listener, &shared, &mut shutdown).await else {
+            return;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let peer = Peer { addr, tls: false };
+            serve_proxied(TokioIo::new(stream), peer, &shared).await;
+        });
+    }
+}
+
+/// Serves HTTPS until shutdown. A failed handshake closes only that connection.
+pub(crate) async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Shared) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let Some((stream, addr, permit)) = accept(&listener, &shared, &mut shutdown).await else {
+            return;
+        };
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(client = %addr, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let peer = Peer { addr, tls: true };
+            serve_proxied(TokioIo::new(tls), peer, &shared).await;
+        });
+    }
+}
+
+async fn accept(
+    listener: &TcpListener,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    loop {
+        // Over the connection cap, wait here: the kernel backlog holds new clients.
+        let permit = tokio::select! {
+            p = Arc::clone(&shared.connections).acquire_owned() => p.ok()?,
+            _ = shutdown.changed() => return None,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return None,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+                return Some((stream, addr, permit));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                drop(permit);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn serve_proxied<I>(io: TokioIo<I>, peer: Peer, shared: &Shared)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    shared.metrics.connection_opened();
+    let forwarder = Arc::clone(&shared.forwarder);
+    let service = move |req: Request<Incoming>| {
+        let forwarder = Arc::clone(&forwarder);
+        async move { Ok::<_, Infallible>(forwarder.handle(req, peer).await) }
+    };
+    serve_connection(io, service, &shared.builder, shared.shutdown.clone()).await;
+    shared.metrics.connection_closed();
+}
+
+/// Runs one connection; on shutdown, lets in-flight requests finish and closes it.
+async fn serve_connection<I, S, F>(
+    io: TokioIo<I>,
+    service: S,
+    builder: &auto::Builder<TokioExecutor>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(io, service_fn(service));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Serves the admin API until shutdown.
+pub(crate) async fn serve_admin(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let admin = Arc::clone(&admin);
+        let builder = Arc::clone(&builder);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = move |req: Request<Incoming>| {
+                let admin = Arc::clone(&admin);
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            };
+            serve_connection(TokioIo::new(stream), service, &builder, shutdown).await;
+        });
+    }
+}

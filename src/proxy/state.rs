@@ -1,0 +1,221 @@
+//! The proxy's live state: one [`ArcSwap`] holding a whole [`Snapshot`] (routes,
+//! upstreams, certificates, generation), and the single writer that applies batches.
+//!
+//! Owns: validating a [`Batch`] all-or-nothing, the fencing epoch, building the next
+//! snapshot off the request path and publishing it with one `store`. An endpoint change
+//! swaps one upstream's pool in a persistent map: it never recompiles the route table or
+//! the certificates. Must never publish a half-applied batch, and never hold a lock that
+//! a request needs.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, Guard};
+
+use super::balancer::Pool;
+use super::router::Router;
+use super::tls::{self, CertStore};
+use crate::model::{Batch, CertificateInfo, LbState, StateSummary, Upstream, UpstreamKey};
+
+/// Why a batch was refused. Nothing changed in either case.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The batch's epoch is older than one already accepted: the pusher was deposed.
+    #[error("stale epoch {got}: epoch {seen} was already accepted")]
+    StaleEpoch { got: u64, seen: u64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything a request or a handshake needs, consistent with itself.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) router: Arc<Router>,
+    pub(crate) upstreams: imbl::HashMap<UpstreamKey, Arc<Pool>>,
+    pub(crate) certs: Arc<CertStore>,
+    pub(crate) generation: u64,
+    pub(crate) epoch: u64,
+}
+
+/// The live state and its one writer.
+#[derive(Debug)]
+pub(crate) struct Store {
+    current: ArcSwap<Snapshot>,
+    writer: Mutex<()>,
+    instance: String,
+}
+
+impl Store {
+    pub(crate) fn new() -> Self {
+        let instance = format!("{:016x}", rand::random::<u64>());
+        Self {
+            current: ArcSwap::from_pointee(Snapshot {
+                router: Arc::new(Router::default()),
+                upstreams: imbl::HashMap::new(),
+                certs: Arc::new(CertStore::default()),
+                generation: 0,
+                epoch: 0,
+            }),
+            writer: Mutex::new(()),
+            instance,
+        }
+    }
+
+    /// The current snapshot; one lock-free load per request.
+    pub(crate) fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    pub(crate) fn summary(&self) -> StateSummary {
+        let snap = self.load();
+        StateSummary {
+            instance: self.instance.clone(),
+            generation: snap.generation,
+            epoch: snap.epoch,
+        }
+    }
+
+    /// Validates and applies one batch atomically.
+    pub(crate) fn apply(&self, batch: Batch) -> Result<StateSummary, ApplyError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let cur = self.current.load_full();
+        if batch.epoch < cur.epoch {
+            return Err(ApplyError::StaleEpoch {
+                got: batch.epoch,
+                seen: cur.epoch,
+            });
+        }
+        validate_upstreams(&batch)?;
+        let mut certs = Vec::with_capacity(batch.upsert_certificates.len());
+        let mut seen_ids = HashSet::new();
+        for c in &batch.upsert_certificates {
+            if !seen_ids.insert(c.id.as_str()) {
+                return Err(ApplyError::Invalid(format!(
+                    "certificate {} appears twice in upsert_certificates",
+                    c.id
+                )));
+            }
+            if batch.remove_certificates.contains(&c.id) {
+                return Err(ApplyError::Invalid(format!(
+                    "certificate {} is both upserted and removed",
+                    c.id
+                )));
+            }
+            let entry = tls::parse(c).map_err(|e| ApplyError::Invalid(e.to_string()))?;
+            certs.push((c.id.clone(), entry));
+        }
+
+        // Everything is valid: build the next snapshot. Nothing below can fail.
+        let mut upstreams = cur.upstreams.clone();
+        for key in &batch.remove_upstreams {
+            upstreams.remove(key);
+        }
+        for u in batch.upsert_upstreams {
+            let previous = upstreams.get(&u.key).cloned();
+            let key = u.key.clone();
+            upstreams.insert(key, Arc::new(Pool::new(u, previous.as_deref())));
+        }
+        let router = match batch.routes {
+            Some(table) => Arc::new(Router::compile(table)),
+            None => Arc::clone(&cur.router),
+        };
+        let certs = if certs.is_empty() && batch.remove_certificates.is_empty() {
+            Arc::clone(&cur.certs)
+        } else {
+            Arc::new(cur.certs.with_changes(certs, &batch.remove_certificates))
+        };
+        let next = Snapshot {
+            router,
+            upstreams,
+            certs,
+            generation: cur.generation + 1,
+            epoch: batch.epoch.max(cur.epoch),
+        };
+        let summary = StateSummary {
+            instance: self.instance.clone(),
+            generation: next.generation,
+            epoch: next.epoch,
+        };
+        self.current.store(Arc::new(next));
+        Ok(summary)
+    }
+
+    /// Everything held, for `GET /v1/state`. Never includes keys.
+    pub(crate) fn state(&self) -> LbState {
+        let snap = self.load_full();
+        let mut upstreams: Vec<Upstream> =
+            snap.upstreams.values().map(|p| p.spec().clone()).collect();
+        upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut certificates: Vec<CertificateInfo> = snap
+            .certs
+            .iter()
+            .map(|(id, e)| CertificateInfo {
+                id: id.clone(),
+                names: e.names.clone(),
+            })
+            .collect();
+        certificates.sort_by(|a, b| a.id.cmp(&b.id));
+        LbState {
+            instance: self.instance.clone(),
+            generation: snap.generation,
+            epoch: snap.epoch,
+            upstreams,
+            routes: snap.router.table().clone(),
+            certificates,
+        }
+    }
+
+    fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+}
+
+fn validate_upstreams(batch: &Batch) -> Result<(), ApplyError> {
+    let invalid = |m: String| Err(ApplyError::Invalid(m));
+    let mut keys = HashSet::new();
+    for u in &batch.upsert_upstreams {
+        if !keys.insert(&u.key) {
+            return invalid(format!(
+                "upstream {} appears twice in upsert_upstreams",
+                u.key
+            ));
+        }
+        if batch.remove_upstreams.contains(&u.key) {
+            return invalid(format!("upstream {} is both upserted and removed", u.key));
+        }
+        let mut addrs = HashSet::new();
+        for e in &u.endpoints {
+            if e.port == 0 {
+                return invalid(format!(
+                    "upstream {}: endpoint {} has port 0",
+                    u.key, e.address
+                ));
+            }
+            if !addrs.insert(SocketAddr::new(e.address, e.port)) {
+                return invalid(format!(
+                    "upstream {}: endpoint {}:{} appears twice",
+                    u.key, e.address, e.port
+                ));
+            }
+        }
+        let mut clusters = HashSet::new();
+        let mut total = 0u64;
+        for (cluster, share) in &u.shares {
+            if !clusters.insert(cluster) {
+                return invalid(format!(
+                    "upstream {}: cluster {cluster} has two shares",
+                    u.key
+                ));
+            }
+            total += u64::from(*share);
+        }
+        if !u.shares.is_empty() && total != 1000 {
+            return invalid(format!(
+                "upstream {}: shares sum to {total} per mille, not 1000",
+                u.key
+            ));
+        }
+    }
+    Ok(())
+}

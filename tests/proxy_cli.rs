@@ -1,0 +1,120 @@
+//! `podgate proxy -c proxy.yaml` as a real process: bad configuration exits with 2 and
+//! names the field; a good one serves the admin API (single-threaded with --workers 1).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn podgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_podgate"))
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("lb.token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let token = token.to_str().unwrap();
+    let cases = [
+        (
+            format!("listen: 127.0.0.1:0\nlistn: 1\nadmin:\n  listen: 127.0.0.1:0\n  token_file: {token}\n"),
+            "listn",
+        ),
+        (
+            format!("listen: 127.0.0.1:0\nadmin:\n  listen: not-an-address\n  token_file: {token}\n"),
+            "admin.listen",
+        ),
+        (
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token_file: /nonexistent/lb.token\n".to_owned(),
+            "admin.token_file",
+        ),
+    ];
+    for (yaml, field) in cases {
+        let path = dir.path().join("proxy.yaml");
+        std::fs::write(&path, &yaml).unwrap();
+        let out = podgate()
+            .args(["proxy", "-c", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {stderr}");
+        assert!(stderr.contains(field), "{field} not named in {stderr:?}");
+        assert!(!stderr.contains("s3cret"));
+    }
+}
+
+/// Drops ANSI colour sequences from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_single_threaded_proxy_process_serves_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("lb.token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token_file: {}\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let mut child = podgate()
+        .args(["proxy", "-c", path.to_str().unwrap(), "--workers", "1"])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut admin = None;
+    for line in stdout.lines() {
+        let line = plain(&line.unwrap());
+        if let Some(rest) = line.split("admin_addr=").nth(1) {
+            admin = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 'proxy listening' line");
+    }
+    let admin = admin.expect("the proxy logs its admin address");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (health, state) = rt.block_on(async {
+        let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let health = c
+            .get(format!("http://{admin}/healthz").parse().unwrap())
+            .await
+            .unwrap()
+            .status();
+        let req = http::Request::get(format!("http://{admin}/v1/state"))
+            .header("authorization", "Bearer s3cret")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        (health, c.request(req).await.unwrap().status())
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(health, http::StatusCode::OK);
+    assert_eq!(state, http::StatusCode::OK, "the token from the file works");
+}

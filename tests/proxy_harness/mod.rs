@@ -1,0 +1,301 @@
+//! Shared pieces of the proxy's end-to-end tests: tiny hyper backends, each on its own
+//! loopback address like a pod, a started proxy, an admin client and model builders.
+//! Everything runs over real TCP on 127.0.0.0/8; every wait has a deadline.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use podgate::model::{
+    Batch, Endpoint, EndpointState, HostPattern, PathMatch, PortRef, Route, RouteTable, Upstream,
+    UpstreamKey, VirtualHost,
+};
+use podgate::proxy::{ProxyConfig, ProxyHandle};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+pub const TOKEN: &str = "test-token";
+
+/// A backend "pod": answers every request with its name, counts hits, can fail on
+/// demand, and can be killed (listener and every connection closed).
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub failing: Arc<AtomicBool>,
+    tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
+}
+
+impl Backend {
+    /// Binds `127.1.{third}.{fourth}:0`.
+    pub async fn start(name: &str, third: u8, fourth: u8) -> Self {
+        let ip = Ipv4Addr::new(127, 1, third, fourth);
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind backend");
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let tasks = Arc::new(std::sync::Mutex::new(JoinSet::new()));
+        let (n, h, f, t) = (
+            name.to_owned(),
+            Arc::clone(&hits),
+            Arc::clone(&failing),
+            Arc::clone(&tasks),
+        );
+        tasks.lock().unwrap().spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (n, h, f) = (n.clone(), Arc::clone(&h), Arc::clone(&f));
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let (n, h, f) = (n.clone(), Arc::clone(&h), Arc::clone(&f));
+                    async move { Ok::<_, Infallible>(answer(req, &n, &h, &f).await) }
+                });
+                t.lock().unwrap().spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            addr,
+            hits,
+            failing,
+            tasks,
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and every open connection, like a pod that died.
+    pub fn kill(&self) {
+        self.tasks.lock().unwrap().abort_all();
+    }
+
+    pub fn endpoint(&self, cluster: &str, state: EndpointState) -> Endpoint {
+        Endpoint {
+            cluster: cluster.into(),
+            address: self.addr.ip(),
+            port: self.addr.port(),
+            zone: None,
+            node: None,
+            state,
+            weight: 1,
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    name: &str,
+    hits: &AtomicUsize,
+    failing: &AtomicBool,
+) -> Response<Full<Bytes>> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let mut builder = Response::builder().header("x-backend", name);
+    // Echo what the proxy sent, so tests can check header rewriting.
+    for h in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "host",
+        "connection",
+        "keep-alive",
+        "x-hop",
+    ] {
+        if let Some(v) = req.headers().get(h) {
+            builder = builder.header(format!("x-seen-{h}"), v);
+        }
+    }
+    if failing.load(Ordering::SeqCst) {
+        return builder
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from("failing")))
+            .unwrap();
+    }
+    let path = req.uri().path().to_owned();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes);
+    let echoed = body.unwrap_or_default();
+    let text = if echoed.is_empty() {
+        format!("{name} {path}")
+    } else {
+        format!("{name} {path} {}", String::from_utf8_lossy(&echoed))
+    };
+    builder.body(Full::new(Bytes::from(text))).unwrap()
+}
+
+/// A proxy with short ejection times, bound on 127.0.0.1:0.
+pub async fn proxy() -> ProxyHandle {
+    proxy_with(|_| {}).await
+}
+
+pub async fn proxy_with(tweak: impl FnOnce(&mut ProxyConfig)) -> ProxyHandle {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = ProxyConfig::new(local, local, TOKEN);
+    config.outlier.consecutive_failures = 3;
+    config.outlier.base_ejection_ms = 300;
+    config.outlier.max_ejection_ms = 1_000;
+    config.timeouts.connect_ms = 500;
+    tweak(&mut config);
+    podgate::proxy::start(config).await.expect("proxy starts")
+}
+
+/// A plain HTTP/1.1 client with keep-alive.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// What a request got back.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn backend(&self) -> Option<&str> {
+        self.headers.get("x-backend").and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Answer {
+    let resp = client.request(req).await.expect("proxy answers");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("whole body").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// `GET http://{proxy}{path}` with `Host: {host}`.
+pub async fn get(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    proxy: &ProxyHandle,
+    host: &str,
+    path: &str,
+) -> Answer {
+    let req = Request::get(format!("http://{}{path}", proxy.http_addr))
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(client, req).await
+}
+
+/// An admin API call; `token: None` sends no Authorization header.
+pub async fn admin(
+    proxy: &ProxyHandle,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", proxy.admin_url()));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let a = send(&client(), req).await;
+    (a.status, a.body)
+}
+
+/// Pushes a batch with the right token; panics unless it is accepted.
+pub async fn push(proxy: &ProxyHandle, batch: &Batch) {
+    let body = serde_json::to_string(batch).unwrap();
+    let (status, text) = admin(proxy, "POST", "/v1/batch", Some(TOKEN), &body).await;
+    assert_eq!(status, StatusCode::OK, "batch refused: {text}");
+}
+
+pub fn key(service: &str) -> UpstreamKey {
+    UpstreamKey::new("default", service, PortRef::Number(80))
+}
+
+pub fn upstream(service: &str, shares: &[(&str, u32)], endpoints: Vec<Endpoint>) -> Upstream {
+    Upstream {
+        key: key(service),
+        shares: shares.iter().map(|(c, s)| ((*c).into(), *s)).collect(),
+        endpoints,
+    }
+}
+
+/// A route table from rows of (host, path rule, service).
+pub fn routes(rows: &[(&str, PathMatch, &str)]) -> RouteTable {
+    let mut hosts: BTreeMap<HostPattern, VirtualHost> = BTreeMap::new();
+    for (host, path, service) in rows {
+        let vhost = hosts.entry(HostPattern::parse(host).unwrap()).or_default();
+        vhost.routes.push(Route {
+            path: path.clone(),
+            upstream: key(service),
+        });
+        vhost.routes.sort_by(|a, b| a.path.precedence(&b.path));
+    }
+    RouteTable {
+        any_host: None,
+        hosts,
+        default_backend: None,
+    }
+}
+
+/// Waits for `condition` to hold, checking every few milliseconds; panics after
+/// `deadline` with `what`.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn empty_request(uri: &str) -> Request<Empty<Bytes>> {
+    Request::get(uri).body(Empty::new()).unwrap()
+}
+
+pub fn loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
