@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod controller;
+pub mod demo;
 pub mod index;
 pub mod lb;
 pub mod model;

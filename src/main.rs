@@ -34,16 +34,89 @@ enum Command {
         workers: Option<usize>,
     },
     /// Everything on one machine: two simulated clusters, backends, controller, proxy.
-    Demo,
+    Demo {
+        /// Where the proxy serves plain HTTP (falls back to a free port if taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Exit after the scenario instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Proxy { config, workers } => run_proxy(&config, workers),
-        Command::Controller { .. } | Command::Demo => {
-            eprintln!("not implemented yet");
-            ExitCode::from(2)
+        Command::Controller { config } => run_controller(&config),
+        Command::Demo { listen, once } => run_demo(listen, once),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// Bad configuration exits with 2 and a message naming the field.
+fn run_controller(path: &std::path::Path) -> ExitCode {
+    let config = match podgate::controller::config::ControllerConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("podgate controller: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let options = podgate::controller::RunOptions {
+                events: true,
+                ..Default::default()
+            };
+            let controller = podgate::controller::start(&config, options).await?;
+            tracing::info!(admin = %controller.admin_addr, "serving");
+            shutdown_signal().await;
+            Ok(())
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podgate controller: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_demo(listen: std::net::SocketAddr, once: bool) -> ExitCode {
+    // The demo narrates on stdout; logs only for errors unless RUST_LOG asks for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,kube_client=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let listen = match std::net::TcpListener::bind(listen) {
+                Ok(_) => listen,
+                Err(e) => {
+                    eprintln!(
+                        "podgate demo: {listen} is not free ({e}); using a free port instead"
+                    );
+                    std::net::SocketAddr::new(listen.ip(), 0)
+                }
+            };
+            podgate::demo::run(listen, once)
+                .await
+                .map_err(anyhow::Error::from)
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podgate demo: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

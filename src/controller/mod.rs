@@ -3,4 +3,7 @@
 
 pub mod admin;
 pub mod config;
+mod run;
+
+pub use run::{Controller, ControllerError, RunOptions, start};
 mod metrics;

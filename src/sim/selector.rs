@@ -109,7 +109,8 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector on `metadata.name` / `metadata.namespace`.
+/// A parsed field selector on `metadata.name` / `metadata.namespace`, and `type` (which
+/// the real server supports for Secrets, where podgate uses `type=kubernetes.io/tls`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FieldSelector(Vec<(String, bool, String)>);
 
@@ -127,7 +128,7 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" {
+            if !matches!(field, "metadata.name" | "metadata.namespace" | "type") {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
                 )));
@@ -145,10 +146,10 @@ impl FieldSelector {
 
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
-            let pointer = if field == "metadata.name" {
-                "/metadata/name"
-            } else {
-                "/metadata/namespace"
+            let pointer = match field.as_str() {
+                "metadata.name" => "/metadata/name",
+                "type" => "/type",
+                _ => "/metadata/namespace",
             };
             let actual = obj.pointer(pointer).and_then(Value::as_str).unwrap_or("");
             (actual == value) == *equal

@@ -1,0 +1,165 @@
+//! Wiring: one Index, one watcher set per cluster, one sync worker per LB instance,
+//! the admin view. Returns handles so that `podgate demo` and tests can run a
+//! controller in-process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::cluster::{self, ClusterWatch, WatchOptions};
+use crate::index::{Index, IndexConfig};
+use crate::lb::LbAdapter;
+use crate::lb::http::{HttpLb, HttpLbConfig};
+use crate::model::ClusterName;
+use crate::sync::{Audit, Desired, SyncConfig, Worker};
+
+use super::admin::{self, AdminState};
+use super::config::{ConfigError, ControllerConfig, TargetKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error("target {target}: {message}")]
+    Target { target: String, message: String },
+    #[error("admin listener {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Knobs that the configuration file does not expose (tests shorten them).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub sync: SyncConfig,
+    /// Publish Kubernetes Events for diagnostics.
+    pub events: bool,
+}
+
+/// A running controller. Dropping it stops every task.
+pub struct Controller {
+    pub admin_addr: SocketAddr,
+    pub desired: Arc<Desired>,
+    pub admin: Arc<AdminState>,
+    _clusters: Vec<ClusterWatch>,
+    _tasks: JoinSet<()>,
+}
+
+/// The fencing epoch of this controller: its start time in milliseconds, so a
+/// controller started later wins over one that started earlier.
+fn epoch() -> u64 {
+    crate::sync::audit::now_ms()
+}
+
+fn adapters(config: &ControllerConfig) -> Result<Vec<Box<dyn LbAdapter>>, ControllerError> {
+    let mut out: Vec<Box<dyn LbAdapter>> = Vec::new();
+    for target in &config.targets {
+        let token = target.token()?.unwrap_or_default();
+        match target.kind {
+            TargetKind::Podgate => {
+                let instances = target.instances();
+                for (i, url) in instances.iter().enumerate() {
+                    let lb_config = HttpLbConfig {
+                        base_url: url.clone(),
+                        token: token.clone(),
+                        timeout: Duration::from_secs(10),
+                        tls: None,
+                    };
+                    // The adapter adds the URL to the name itself.
+                    let name = if instances.len() == 1 {
+                        target.name.clone()
+                    } else {
+                        format!("{}[{i}]", target.name)
+                    };
+                    let lb =
+                        HttpLb::new(&name, lb_config).map_err(|e| ControllerError::Target {
+                            target: target.name.clone(),
+                            message: e.to_string(),
+                        })?;
+                    out.push(Box::new(lb));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Starts everything the configuration asks for.
+pub async fn start(
+    config: &ControllerConfig,
+    options: RunOptions,
+) -> Result<Controller, ControllerError> {
+    config.validate()?;
+    let index = Index::new(IndexConfig {
+        controller_name: config.controller_name.clone(),
+        legacy_class: config.ingress_class.clone(),
+        clusters: config
+            .clusters
+            .iter()
+            .map(|c| (ClusterName::new(&c.name), c.weight))
+            .collect(),
+    });
+    let desired = Desired::new(index);
+    let audit = Arc::new(Audit::new(1000));
+    let mut tasks = JoinSet::new();
+
+    let epoch = epoch();
+    let mut targets = Vec::new();
+    for adapter in adapters(config)? {
+        let worker = Worker::new(
+            adapter,
+            desired.clone(),
+            audit.clone(),
+            options.sync.clone(),
+            epoch,
+        );
+        targets.push(worker.status());
+        tasks.spawn(worker.run());
+    }
+
+    let watch = WatchOptions {
+        controller_name: config.controller_name.clone(),
+        publish_addresses: config.publish_addresses.clone(),
+        events: options.events,
+    };
+    let mut clusters = Vec::new();
+    for c in &config.clusters {
+        let client =
+            cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
+        clusters.push(cluster::spawn(
+            ClusterName::new(&c.name),
+            client,
+            desired.clone(),
+            &watch,
+        ));
+    }
+
+    let admin = Arc::new(AdminState {
+        desired: desired.clone(),
+        clusters: clusters.iter().map(|c| c.status.clone()).collect(),
+        targets,
+        audit,
+    });
+    let (admin_addr, admin_task) = admin::serve(config.admin.listen, admin.clone())
+        .await
+        .map_err(|source| ControllerError::Admin {
+            addr: config.admin.listen,
+            source,
+        })?;
+    tasks.spawn(async move {
+        let _ = admin_task.await;
+    });
+    tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), epoch, "controller started");
+    Ok(Controller {
+        admin_addr,
+        desired,
+        admin,
+        _clusters: clusters,
+        _tasks: tasks,
+    })
+}

@@ -1,0 +1,222 @@
+//! A whole podgate installation on one machine: two simulated clusters (`idc`, `tke`),
+//! the built-in proxy and a controller wired to them through real kubeconfig files and
+//! the real LB contract. `podgate demo` runs one; the end-to-end tests run many.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::controller::config::{
+    AdminConfig, ClusterConfig, ControllerConfig, TargetConfig, TargetKind,
+};
+use crate::controller::{self, Controller, RunOptions};
+use crate::proxy::{self, ProxyConfig, ProxyHandle};
+use crate::sim::{SimCluster, SimOptions};
+use crate::sync::SyncConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("simulated API server: {0}")]
+    Sim(#[from] crate::sim::SimError),
+    #[error("proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyError),
+    #[error("controller: {0}")]
+    Controller(#[from] crate::controller::ControllerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+}
+
+/// The clusters every lab has, in configuration order.
+pub const CLUSTERS: [&str; 2] = ["idc", "tke"];
+
+pub struct Lab {
+    pub sims: Vec<SimCluster>,
+    pub proxy: ProxyHandle,
+    pub controller: Controller,
+    pub config: ControllerConfig,
+    /// Kubeconfig and token files.
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// Where the lab's proxy listens; port 0 picks one.
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    pub listen: SocketAddr,
+    pub sync: SyncConfig,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sync: SyncConfig::default(),
+        }
+    }
+}
+
+impl Lab {
+    pub async fn start(options: LabOptions) -> Result<Self, LabError> {
+        let dir = tempfile::tempdir()?;
+        let mut sims = Vec::new();
+        let mut clusters = Vec::new();
+        for name in CLUSTERS {
+            // The simulated pods live on 127.1.x.y: the sim must accept loopback
+            // endpoint addresses, which a real API server refuses.
+            let sim = SimCluster::start(
+                name,
+                SimOptions {
+                    allow_loopback_endpoints: true,
+                    ..SimOptions::default()
+                },
+            )
+            .await?;
+            let kubeconfig = dir.path().join(format!("{name}.kubeconfig"));
+            sim.write_kubeconfig(&kubeconfig)?;
+            clusters.push(ClusterConfig {
+                name: name.to_owned(),
+                kubeconfig: Some(kubeconfig),
+                context: None,
+                weight: 100,
+            });
+            sims.push(sim);
+        }
+        let token = format!("{:032x}", rand::random::<u128>());
+        let token_file: PathBuf = dir.path().join("lb.token");
+        std::fs::write(&token_file, &token)?;
+        let proxy_config = ProxyConfig::new(
+            options.listen,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &token,
+        );
+        let proxy = proxy::start(proxy_config).await?;
+        let config = ControllerConfig {
+            controller_name: "podgate.io/ingress-controller".to_owned(),
+            ingress_class: "podgate".to_owned(),
+            publish_addresses: vec![proxy.http_addr.ip().to_string()],
+            clusters,
+            targets: vec![TargetConfig {
+                name: "proxy".to_owned(),
+                kind: TargetKind::Podgate,
+                url: Some(proxy.admin_url()),
+                urls: Vec::new(),
+                token_file: Some(token_file),
+            }],
+            admin: AdminConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+        };
+        let controller = controller::start(
+            &config,
+            RunOptions {
+                sync: options.sync,
+                events: true,
+            },
+        )
+        .await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            sims,
+            proxy,
+            controller,
+            config,
+            dir,
+            http,
+        })
+    }
+
+    /// The simulated API server of `cluster`.
+    pub fn sim(&self, cluster: &str) -> &SimCluster {
+        let i = CLUSTERS.iter().position(|c| *c == cluster).unwrap_or(0);
+        &self.sims[i]
+    }
+
+    /// Creates or replaces `obj` in `cluster`, as `kubectl apply` would.
+    pub fn apply<T: Serialize>(&self, cluster: &str, obj: &T) -> Result<(), LabError> {
+        self.sim(cluster).apply(obj)?;
+        Ok(())
+    }
+
+    /// One request through the proxy: `(status, body)`.
+    pub async fn get(&self, host: &str, path: &str) -> Result<(u16, String), LabError> {
+        let url = format!("http://{}{path}", self.proxy.http_addr);
+        let response = self
+            .http
+            .get(url)
+            .header(http::header::HOST, host)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    /// The controller's admin view.
+    pub async fn admin_state(&self) -> Result<serde_json::Value, LabError> {
+        let url = format!("http://{}/v1/state", self.controller.admin_addr);
+        Ok(self.http.get(url).send().await?.json().await?)
+    }
+
+    /// Polls `check` until it returns `Some`, or fails after `timeout`.
+    pub async fn eventually<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: F,
+    ) -> Result<T, LabError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = check().await {
+                return Ok(v);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError::Timeout(what.to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `n` requests and counts answers by their first word (the pod's cluster)
+    /// and failures (anything but 200).
+    pub async fn split(&self, host: &str, n: usize) -> Result<Split, LabError> {
+        let mut split = Split::default();
+        for _ in 0..n {
+            match self.get(host, "/").await {
+                Ok((200, body)) => {
+                    let mut words = body.split_whitespace();
+                    let cluster = words.next().unwrap_or("").to_owned();
+                    let pod = words.next().unwrap_or("").to_owned();
+                    *split.by_cluster.entry(cluster.clone()).or_default() += 1;
+                    *split.by_pod.entry(format!("{cluster}/{pod}")).or_default() += 1;
+                }
+                _ => split.failed += 1,
+            }
+        }
+        Ok(split)
+    }
+}
+
+/// Where requests went.
+#[derive(Clone, Debug, Default)]
+pub struct Split {
+    pub by_cluster: std::collections::BTreeMap<String, usize>,
+    pub by_pod: std::collections::BTreeMap<String, usize>,
+    pub failed: usize,
+}
+
+impl Split {
+    pub fn cluster(&self, name: &str) -> usize {
+        self.by_cluster.get(name).copied().unwrap_or(0)
+    }
+}
