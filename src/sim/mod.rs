@@ -14,11 +14,12 @@
 //!
 //! Known differences from a real API server: no authentication or authorization, no
 //! managedFields, no finalizers or graceful deletion (deletes are immediate), no
-//! protobuf, no Service clusterIP allocation, strategic-merge and apply patches are
+//! protobuf, no checks on Service addresses chosen by clients, strategic-merge and apply patches are
 //! treated as JSON merge patches, core and events.k8s.io Events are stored apart,
 //! validation covers only what podgate depends on (see `validate`), one bounded
 //! history is shared by all kinds, and bookmarks come on a fixed interval.
 
+mod alloc;
 mod discovery;
 mod faults;
 mod handle;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::alloc;
 use super::meta::{meta_mut, meta_str, name_suffix, new_uid, now_timestamp, spec_part};
 use super::resources::{Gvr, ResourceKind};
 use super::selector::{FieldSelector, LabelSelector};
@@ -60,6 +61,10 @@ impl PatchKind {
 
 fn namespaces() -> Gvr {
     Gvr::new("", "v1", "namespaces")
+}
+
+fn services() -> Gvr {
+    Gvr::new("", "v1", "services")
 }
 
 /// Checks `apiVersion`/`kind` (filled in when missing) and the namespace against the URL.
@@ -171,6 +176,11 @@ pub(crate) fn create(
     if store.get(&kind.gvr, &key).is_some() {
         return Err(ApiError::already_exists(&kind.gvr, &name));
     }
+    if kind.gvr == services() {
+        let rv = store.current_rv();
+        let existing = store.snapshot(&kind.gvr, "", rv).unwrap_or_default();
+        alloc::on_create(&existing, &mut obj);
+    }
     Ok(commit(shared, &mut store, &kind.gvr, &key, obj))
 }
 
@@ -266,6 +276,9 @@ fn update_locked(
         if let Some(meta) = meta_mut(&mut new) {
             meta.insert("generation".into(), json!(generation + 1));
         }
+    }
+    if kind.gvr == services() {
+        alloc::on_update(old, &mut new);
     }
     admit(kind, &mut new, shared.lenient)?;
     if new == **old {
