@@ -13,11 +13,12 @@
 //! bodies; `resources` the kinds.
 //!
 //! Known differences from a real API server: no authentication or authorization, no
-//! managedFields, no finalizers or graceful deletion (deletes are immediate), no
-//! protobuf, no checks on Service addresses chosen by clients, strategic-merge and apply patches are
-//! treated as JSON merge patches, core and events.k8s.io Events are stored apart,
-//! validation covers only what podgate depends on (see `validate`), one bounded
-//! history is shared by all kinds, and bookmarks come on a fixed interval.
+//! managedFields, no grace periods (deletes without finalizers are immediate; a
+//! Namespace and its contents go at once), no protobuf, no `dryRun`, no checks on
+//! Service addresses chosen by clients, strategic-merge and apply patches are treated
+//! as JSON merge patches, core and events.k8s.io Events are stored apart, validation
+//! covers only what podgate depends on (see `validate`), and one bounded history is
+//! shared by all kinds (busy kinds can expire a quiet watcher's version sooner).
 
 mod alloc;
 mod discovery;

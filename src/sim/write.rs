@@ -6,8 +6,9 @@
 //! `409 Conflict` on a stale `resourceVersion`, `404` for missing objects or
 //! namespaces, `422` from `validate`, status kept by main-resource writes and only the
 //! status taken from `/status` writes, no new version for a write that changes nothing.
-//! Not done: managedFields, finalizers and graceful deletion (deletes are immediate),
-//! real server-side apply (see `PatchKind`).
+//! Finalizers: deleting an object that has some only sets `deletionTimestamp`; the
+//! update that removes the last one deletes it. Not done: managedFields, grace periods
+//! (deletes without finalizers are immediate), real server-side apply (see `PatchKind`).
 
 use std::sync::Arc;
 
@@ -262,6 +263,7 @@ fn update_locked(
         "generation",
         "resourceVersion",
         "deletionTimestamp",
+        "deletionGracePeriodSeconds",
     ] {
         match old.get("metadata").and_then(|m| m.get(server_owned)) {
             Some(v) => meta.insert(server_owned.into(), v.clone()),
@@ -284,7 +286,18 @@ fn update_locked(
     if new == **old {
         return Ok(old.clone());
     }
-    Ok(commit(shared, store, &kind.gvr, key, new))
+    let stored = commit(shared, store, &kind.gvr, key, new);
+    if meta_str(&stored, "deletionTimestamp").is_some() && !has_finalizers(&stored) {
+        store.remove(&kind.gvr, key);
+        shared.publish(store.current_rv());
+    }
+    Ok(stored)
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
 }
 
 /// PATCH: applies a patch to an existing object (or creates it for apply patches).
@@ -393,6 +406,18 @@ pub(crate) fn delete(
                 }
             }
         }
+    }
+    if has_finalizers(&old) {
+        // Graceful: mark it; the update that removes the last finalizer deletes it.
+        if meta_str(&old, "deletionTimestamp").is_some() {
+            return Ok(old);
+        }
+        let mut marked = (*old).clone();
+        if let Some(meta) = meta_mut(&mut marked) {
+            meta.insert("deletionTimestamp".into(), json!(now_timestamp()));
+            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        }
+        return Ok(commit(shared, &mut store, &kind.gvr, &key, marked));
     }
     store.remove(&kind.gvr, &key);
     shared.publish(store.current_rv());
