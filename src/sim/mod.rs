@@ -17,8 +17,8 @@
 //! Namespace and its contents go at once), no protobuf, no `dryRun`, no checks on
 //! Service addresses chosen by clients, strategic-merge and apply patches are treated
 //! as JSON merge patches, core and events.k8s.io Events are stored apart, validation
-//! covers only what podgate depends on (see `validate`), and one bounded history is
-//! shared by all kinds (busy kinds can expire a quiet watcher's version sooner).
+//! covers only what podgate depends on (see `validate`), and bookmarks come on a fixed
+//! interval (plus one just before a watch's deadline).
 
 mod alloc;
 mod discovery;
@@ -54,7 +54,7 @@ pub struct SimOptions {
     /// them with 422 "may not be in the loopback range"; the demo and tests need them
     /// because their simulated pods listen on 127.1.x.y. Default: false (refuse).
     pub allow_loopback_endpoints: bool,
-    /// How many changes the event history keeps (all kinds together). A watch or exact
+    /// How many changes the event history keeps per kind. A watch or exact
     /// list at a version older than the history gets 410 Expired. Default: 1000.
     pub history: usize,
     /// Where to listen; must be a loopback address. Default: `127.0.0.1:0`.
