@@ -6,6 +6,31 @@
 //! recordings in `tests/fixtures/k8s-wire/` are the reference). Used by podgate's tests
 //! and by `podgate demo`; never by the controller against real clusters.
 //!
+//! ```no_run
+//! # async fn demo() -> Result<(), podgate::sim::SimError> {
+//! use k8s_openapi::api::discovery::v1::EndpointSlice;
+//! use podgate::sim::{Gvr, SimCluster, SimOptions};
+//!
+//! // Simulated pods live on 127.1.x.y, which a real API server would refuse.
+//! let opts = SimOptions { allow_loopback_endpoints: true, ..SimOptions::default() };
+//! let idc = SimCluster::start("idc", opts).await?;
+//! idc.apply_json(serde_json::json!({
+//!     "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+//!     "metadata": { "name": "web-a", "namespace": "default",
+//!                   "labels": { "kubernetes.io/service-name": "web" } },
+//!     "addressType": "IPv4",
+//!     "endpoints": [{ "addresses": ["127.1.0.1"], "conditions": { "ready": true } }],
+//!     "ports": [{ "name": "http", "port": 8080 }]
+//! }))?;
+//! let client = idc.client()?; // or idc.write_kubeconfig(path) for `podgate controller`
+//! let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "default");
+//! idc.expire_history(); // watchers get 410 and relist
+//! idc.stop().await; // the "cluster" goes away; objects are kept
+//! idc.restart().await?; // back on the same address
+//! idc.delete(&Gvr::of::<EndpointSlice>(), Some("default"), "web-a")?;
+//! # Ok(()) }
+//! ```
+//!
 //! The folder reads like the request path: `server` (HTTP, routing via `route`,
 //! request faults from `faults`) → `list` / `watch` / `write` (+ `validate`,
 //! `selector`) → `store` (objects, versions, bounded history); `discovery` and
