@@ -260,3 +260,19 @@ async fn services_get_a_cluster_ip_and_node_ports_that_updates_keep() {
     assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
     assert_eq!(spec.ports.unwrap()[0].node_port, Some(30000));
 }
+
+#[tokio::test]
+async fn dry_runs_are_refused_rather_than_persisted() {
+    let (sim, client) = sim().await;
+    let api: Api<Secret> = Api::namespaced(client, "default");
+    let s: Secret = serde_json::from_value(json!({ "metadata": { "name": "dry" } })).unwrap();
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    assert_eq!(code(api.create(&pp, &s).await.unwrap_err()), 400);
+    assert!(
+        sim.get(&podgate::sim::Gvr::of::<Secret>(), Some("default"), "dry")
+            .is_none()
+    );
+}

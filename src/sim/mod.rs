@@ -39,11 +39,11 @@
 //!
 //! Known differences from a real API server: no authentication or authorization, no
 //! managedFields, no grace periods (deletes without finalizers are immediate; a
-//! Namespace and its contents go at once), no protobuf, no `dryRun`, no checks on
-//! Service addresses chosen by clients, strategic-merge and apply patches are treated
-//! as JSON merge patches, core and events.k8s.io Events are stored apart, validation
-//! covers only what podgate depends on (see `validate`), and bookmarks come on a fixed
-//! interval (plus one just before a watch's deadline).
+//! Namespace and its contents go at once), no protobuf, no `dryRun` (refused with
+//! 400), no checks on Service addresses chosen by clients, strategic-merge and apply
+//! patches are treated as JSON merge patches, core and events.k8s.io Events are stored
+//! apart, validation covers only what podgate depends on (see `validate`), and
+//! bookmarks come on a fixed interval (plus one just before a watch's deadline).
 
 mod alloc;
 mod discovery;

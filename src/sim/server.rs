@@ -196,6 +196,12 @@ async fn resource(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let kind = kind_for(shared, &t)?;
+    if req.method() != Method::GET && dry_run(req.uri().query().unwrap_or("")) {
+        // Better refused than silently persisted.
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the simulated API server",
+        ));
+    }
     let ns = t.namespace.as_deref();
     let part = if t.subresource.is_some() {
         Part::Status
@@ -274,6 +280,11 @@ async fn resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Whether the query asks for a dry run (`dryRun=All`).
+fn dry_run(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "dryRun" && !v.is_empty())
 }
 
 fn stream_response(rx: tokio::sync::mpsc::Receiver<watch_stream::Chunk>) -> Response<Body> {
