@@ -32,7 +32,7 @@
 //! ```
 //!
 //! The folder reads like the request path: `server` (HTTP, routing via `route`,
-//! request faults from `faults`) → `list` / `watch` / `write` (+ `validate`,
+//! request faults from `faults`) → `list` / `watch` / `write` / `delete` (+ `validate`,
 //! `selector`) → `store` (objects, versions, bounded history); `discovery` and
 //! `kubeconfig` serve clients; `handle` is the public handle; `status` the error
 //! bodies; `resources` the kinds.
@@ -46,6 +46,7 @@
 //! bookmarks come on a fixed interval (plus one just before a watch's deadline).
 
 mod alloc;
+mod delete;
 mod discovery;
 mod faults;
 mod handle;

@@ -26,7 +26,7 @@ use super::route::{Query, Route, Target, parse};
 use super::state::{Counters, Shared};
 use super::status::ApiError;
 use super::write::{Part, PatchKind};
-use super::{discovery, list, watch as watch_stream, write};
+use super::{delete, discovery, list, watch as watch_stream, write};
 
 /// The real server's default request body limit.
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -270,12 +270,12 @@ async fn resource(
             } else {
                 parse_json(&body)?
             };
-            ok(&*write::delete(shared, &kind, ns, name, &options)?)
+            ok(&*delete::delete(shared, &kind, ns, name, &options)?)
         }
         (Method::DELETE, None) => {
             let q = Query::parse(req.uri().query().unwrap_or(""))?;
             let deleted =
-                write::delete_collection(shared, &kind, ns, &q.list.labels, &q.list.fields);
+                delete::delete_collection(shared, &kind, ns, &q.list.labels, &q.list.fields);
             ok(&deleted)
         }
         _ => Err(ApiError::method_not_allowed()),
