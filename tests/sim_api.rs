@@ -396,3 +396,39 @@ fn the_handle_can_be_shared_between_tasks() {
     shareable::<SimCluster>();
     shareable::<podgate::sim::SimError>();
 }
+
+#[tokio::test]
+async fn finalizers_hold_a_deletion_until_removed() {
+    let (sim, client) = sim(SimOptions::default()).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({ "metadata": { "name": "held", "finalizers": ["podgate.io/cleanup"] } }),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    let marked = api
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("the object comes back");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert!(
+        api.get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some(),
+        "still there while finalized"
+    );
+    let release = json!({ "metadata": { "finalizers": null } });
+    api.patch("held", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .unwrap();
+    assert_eq!(api_error(api.get("held").await.unwrap_err()).code, 404);
+    assert!(
+        sim.get(&Gvr::of::<ConfigMap>(), Some("default"), "held")
+            .is_none()
+    );
+}

@@ -226,3 +226,53 @@ async fn latency_delays_every_request_until_cleared() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn services_get_a_cluster_ip_and_node_ports_that_updates_keep() {
+    let (_sim, client) = sim().await;
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, "default");
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "type": "NodePort", "selector": { "app": "web" }, "ports": [{ "name": "http", "port": 80 }] }
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &svc).await.unwrap();
+    let spec = created.spec.clone().unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+    let port = &spec.ports.unwrap()[0];
+    assert_eq!(
+        (port.node_port, port.protocol.as_deref()),
+        (Some(30000), Some("TCP"))
+    );
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80))
+    );
+
+    let mut update = svc.clone();
+    update.metadata.resource_version = created.metadata.resource_version.clone();
+    update.metadata.labels = Some([("tier".to_owned(), "front".to_owned())].into());
+    let replaced = api
+        .replace("web", &PostParams::default(), &update)
+        .await
+        .unwrap();
+    let spec = replaced.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+    assert_eq!(spec.ports.unwrap()[0].node_port, Some(30000));
+}
+
+#[tokio::test]
+async fn dry_runs_are_refused_rather_than_persisted() {
+    let (sim, client) = sim().await;
+    let api: Api<Secret> = Api::namespaced(client, "default");
+    let s: Secret = serde_json::from_value(json!({ "metadata": { "name": "dry" } })).unwrap();
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    assert_eq!(code(api.create(&pp, &s).await.unwrap_err()), 400);
+    assert!(
+        sim.get(&podgate::sim::Gvr::of::<Secret>(), Some("default"), "dry")
+            .is_none()
+    );
+}

@@ -270,3 +270,32 @@ async fn forced_failures_last_until_cleared() {
     );
     api.get("a").await.unwrap();
 }
+
+#[tokio::test]
+async fn watcher_pages_its_initial_list_and_any_semantic_works() {
+    let (sim, api) = setup().await;
+    for name in ["b", "c", "d", "e"] {
+        sim.apply(&cm(name, "web", "1")).unwrap();
+    }
+    let all = [
+        "Init",
+        "InitApply a=1",
+        "InitApply b=1",
+        "InitApply c=1",
+        "InitApply d=1",
+        "InitApply e=1",
+        "InitDone",
+    ];
+    let before = sim.stats().lists;
+    let mut paged = watcher(api.clone(), watcher::Config::default().page_size(2)).boxed();
+    assert_eq!(next_n(&mut paged, 7).await, all);
+    assert_eq!(sim.stats().lists - before, 3, "three pages of at most two");
+
+    // kube leaves resourceVersion=0 out when it pages; without a page size it is sent.
+    let mut config = watcher::Config::default().any_semantic();
+    config.page_size = None;
+    let mut any = watcher(api.clone(), config).boxed();
+    assert_eq!(next_n(&mut any, 7).await, all);
+    sim.apply(&cm("f", "web", "1")).unwrap();
+    assert_eq!(next(&mut any).await, "Apply f=1");
+}

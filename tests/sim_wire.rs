@@ -256,7 +256,7 @@ async fn watch_answers_like_04() {
     let answer = get(
         &sim,
         &format!(
-            "{SLICES}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=1"
+            "{SLICES}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=3"
         ),
     )
     .await;
@@ -268,15 +268,16 @@ async fn watch_answers_like_04() {
             .and_then(|v| v.to_str().ok()),
         Some("chunked")
     );
-    // The recording ends with a bookmark; the sim sends bookmarks only every minute.
-    let recorded: Vec<Value> = rec
-        .docs
-        .iter()
-        .filter(|d| d["type"] != "BOOKMARK")
-        .map(shape)
-        .collect();
+    // Events, then the bookmark 2 s before the deadline, then the end: like the recording.
+    let recorded: Vec<Value> = rec.docs.iter().map(shape).collect();
     let got: Vec<Value> = answer.docs.iter().map(shape).collect();
     assert_eq!(got, recorded);
+    let rv_of = |i: usize| answer.docs[i]["object"]["metadata"]["resourceVersion"].clone();
+    assert_eq!(
+        rv_of(3),
+        rv_of(2),
+        "the bookmark carries the last event's version"
+    );
     let deleted = &answer.docs[1]["object"]["metadata"]["resourceVersion"];
     assert_eq!(
         deleted,

@@ -20,7 +20,7 @@ use super::status::ApiError;
 use super::store::key;
 use super::validate::Leniency;
 use super::write::{self, Part};
-use super::{SimError, SimOptions, SimStats, kubeconfig};
+use super::{SimError, SimOptions, SimStats, delete, kubeconfig};
 
 /// One simulated cluster: its API server on `127.0.0.1` and its objects.
 ///
@@ -232,7 +232,7 @@ impl SimCluster {
     pub fn delete(&self, gvr: &Gvr, ns: Option<&str>, name: &str) -> Result<Value, SimError> {
         let kind = self.kind(gvr)?;
         let ns = if kind.namespaced { ns } else { None };
-        Ok((*write::delete(&self.shared, &kind, ns, name, &Value::Null)?).clone())
+        Ok((*delete::delete(&self.shared, &kind, ns, name, &Value::Null)?).clone())
     }
 
     /// What clients have asked so far: requests, lists, watches started and open.

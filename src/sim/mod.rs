@@ -6,19 +6,47 @@
 //! recordings in `tests/fixtures/k8s-wire/` are the reference). Used by podgate's tests
 //! and by `podgate demo`; never by the controller against real clusters.
 //!
+//! ```no_run
+//! # async fn demo() -> Result<(), podgate::sim::SimError> {
+//! use k8s_openapi::api::discovery::v1::EndpointSlice;
+//! use podgate::sim::{Gvr, SimCluster, SimOptions};
+//!
+//! // Simulated pods live on 127.1.x.y, which a real API server would refuse.
+//! let opts = SimOptions { allow_loopback_endpoints: true, ..SimOptions::default() };
+//! let idc = SimCluster::start("idc", opts).await?;
+//! idc.apply_json(serde_json::json!({
+//!     "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+//!     "metadata": { "name": "web-a", "namespace": "default",
+//!                   "labels": { "kubernetes.io/service-name": "web" } },
+//!     "addressType": "IPv4",
+//!     "endpoints": [{ "addresses": ["127.1.0.1"], "conditions": { "ready": true } }],
+//!     "ports": [{ "name": "http", "port": 8080 }]
+//! }))?;
+//! let client = idc.client()?; // or idc.write_kubeconfig(path) for `podgate controller`
+//! let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "default");
+//! idc.expire_history(); // watchers get 410 and relist
+//! idc.stop().await; // the "cluster" goes away; objects are kept
+//! idc.restart().await?; // back on the same address
+//! idc.delete(&Gvr::of::<EndpointSlice>(), Some("default"), "web-a")?;
+//! # Ok(()) }
+//! ```
+//!
 //! The folder reads like the request path: `server` (HTTP, routing via `route`,
-//! request faults from `faults`) → `list` / `watch` / `write` (+ `validate`,
+//! request faults from `faults`) → `list` / `watch` / `write` / `delete` (+ `validate`,
 //! `selector`) → `store` (objects, versions, bounded history); `discovery` and
 //! `kubeconfig` serve clients; `handle` is the public handle; `status` the error
 //! bodies; `resources` the kinds.
 //!
 //! Known differences from a real API server: no authentication or authorization, no
-//! managedFields, no finalizers or graceful deletion (deletes are immediate), no
-//! protobuf, no Service clusterIP allocation, strategic-merge and apply patches are
-//! treated as JSON merge patches, core and events.k8s.io Events are stored apart,
-//! validation covers only what podgate depends on (see `validate`), one bounded
-//! history is shared by all kinds, and bookmarks come on a fixed interval.
+//! managedFields, no grace periods (deletes without finalizers are immediate; a
+//! Namespace and its contents go at once), no protobuf, no `dryRun` (refused with
+//! 400), no checks on Service addresses chosen by clients, strategic-merge and apply
+//! patches are treated as JSON merge patches, core and events.k8s.io Events are stored
+//! apart, validation covers only what podgate depends on (see `validate`), and
+//! bookmarks come on a fixed interval (plus one just before a watch's deadline).
 
+mod alloc;
+mod delete;
 mod discovery;
 mod faults;
 mod handle;
@@ -52,7 +80,7 @@ pub struct SimOptions {
     /// them with 422 "may not be in the loopback range"; the demo and tests need them
     /// because their simulated pods listen on 127.1.x.y. Default: false (refuse).
     pub allow_loopback_endpoints: bool,
-    /// How many changes the event history keeps (all kinds together). A watch or exact
+    /// How many changes the event history keeps per kind. A watch or exact
     /// list at a version older than the history gets 410 Expired. Default: 1000.
     pub history: usize,
     /// Where to listen; must be a loopback address. Default: `127.0.0.1:0`.

@@ -26,7 +26,7 @@ use super::route::{Query, Route, Target, parse};
 use super::state::{Counters, Shared};
 use super::status::ApiError;
 use super::write::{Part, PatchKind};
-use super::{discovery, list, watch as watch_stream, write};
+use super::{delete, discovery, list, watch as watch_stream, write};
 
 /// The real server's default request body limit.
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -196,6 +196,12 @@ async fn resource(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let kind = kind_for(shared, &t)?;
+    if req.method() != Method::GET && dry_run(req.uri().query().unwrap_or("")) {
+        // Better refused than silently persisted.
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the simulated API server",
+        ));
+    }
     let ns = t.namespace.as_deref();
     let part = if t.subresource.is_some() {
         Part::Status
@@ -264,16 +270,21 @@ async fn resource(
             } else {
                 parse_json(&body)?
             };
-            ok(&*write::delete(shared, &kind, ns, name, &options)?)
+            ok(&*delete::delete(shared, &kind, ns, name, &options)?)
         }
         (Method::DELETE, None) => {
             let q = Query::parse(req.uri().query().unwrap_or(""))?;
             let deleted =
-                write::delete_collection(shared, &kind, ns, &q.list.labels, &q.list.fields);
+                delete::delete_collection(shared, &kind, ns, &q.list.labels, &q.list.fields);
             ok(&deleted)
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Whether the query asks for a dry run (`dryRun=All`).
+fn dry_run(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "dryRun" && !v.is_empty())
 }
 
 fn stream_response(rx: tokio::sync::mpsc::Receiver<watch_stream::Chunk>) -> Response<Body> {

@@ -3,8 +3,9 @@
 //! Owns the objects of one simulated cluster, as `serde_json::Value`s keyed by resource
 //! type and etcd-like key (`namespace/name`, or `name` when cluster-scoped), the one
 //! global, monotonically increasing resourceVersion, and a bounded history of changes
-//! from which watches resume and old snapshots are rebuilt. Versions older than the
-//! history are "compacted": asking for them gives 410. It knows nothing of HTTP and
+//! per resource type (like the real server's per-type watch cache) from which watches
+//! resume and old snapshots are rebuilt. Versions older than a type's history are
+//! "compacted": asking for them gives 410. It knows nothing of HTTP and
 //! never validates: `write` decides what may be stored.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -27,7 +28,6 @@ pub(crate) enum ChangeType {
 pub(crate) struct Change {
     /// The resourceVersion this change created.
     pub(crate) rv: u64,
-    pub(crate) gvr: Gvr,
     pub(crate) key: String,
     pub(crate) kind: ChangeType,
     /// The object after the change; for a deletion its last state, carrying the
@@ -52,13 +52,21 @@ pub(crate) fn key(namespace: Option<&str>, name: &str) -> String {
 /// A snapshot of one resource type: store key → object, in key order.
 pub(crate) type Snapshot = BTreeMap<String, Arc<Value>>;
 
+/// The kept changes of one resource type.
+#[derive(Debug, Default)]
+struct History {
+    changes: VecDeque<Arc<Change>>,
+    /// Every change of this type with a version above `floor` is in `changes`.
+    floor: u64,
+}
+
 pub(crate) struct Store {
     rv: u64,
     objects: HashMap<Gvr, Snapshot>,
-    history: VecDeque<Arc<Change>>,
+    histories: HashMap<Gvr, History>,
     capacity: usize,
-    /// Every change with a version above `floor` is in `history`.
-    floor: u64,
+    /// Nothing at or below this version is kept, for any type (set by `compact`).
+    compacted: u64,
 }
 
 fn set_rv(obj: &mut Value, rv: u64) {
@@ -74,14 +82,22 @@ impl Store {
         Self {
             rv: 1,
             objects: HashMap::new(),
-            history: VecDeque::new(),
+            histories: HashMap::new(),
             capacity: capacity.max(1),
-            floor: 1,
+            compacted: 1,
         }
     }
 
     pub(crate) fn current_rv(&self) -> u64 {
         self.rv
+    }
+
+    /// The oldest version of `gvr` that can still be served.
+    fn floor(&self, gvr: &Gvr) -> u64 {
+        self.histories
+            .get(gvr)
+            .map_or(0, |h| h.floor)
+            .max(self.compacted)
     }
 
     pub(crate) fn get(&self, gvr: &Gvr, key: &str) -> Option<Arc<Value>> {
@@ -126,16 +142,16 @@ impl Store {
     ) -> Arc<Change> {
         let change = Arc::new(Change {
             rv: self.rv,
-            gvr: gvr.clone(),
             key: key.to_owned(),
             kind,
             object,
             prev,
         });
-        self.history.push_back(change.clone());
-        while self.history.len() > self.capacity {
-            if let Some(old) = self.history.pop_front() {
-                self.floor = old.rv;
+        let history = self.histories.entry(gvr.clone()).or_default();
+        history.changes.push_back(change.clone());
+        while history.changes.len() > self.capacity {
+            if let Some(old) = history.changes.pop_front() {
+                history.floor = old.rv;
             }
         }
         change
@@ -143,14 +159,14 @@ impl Store {
 
     /// Forgets the whole history: every version older than the current one is gone.
     pub(crate) fn compact(&mut self) {
-        self.history.clear();
-        self.floor = self.rv;
+        self.histories.clear();
+        self.compacted = self.rv;
     }
 
     /// The objects of `gvr` whose keys start with `prefix`, as they were at version
     /// `at` (rebuilt by undoing later changes).
     pub(crate) fn snapshot(&self, gvr: &Gvr, prefix: &str, at: u64) -> Result<Snapshot, TooOld> {
-        if at < self.floor {
+        if at < self.floor(gvr) {
             return Err(TooOld);
         }
         let mut snap: Snapshot = self
@@ -163,8 +179,14 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        for change in self.history.iter().rev().take_while(|c| c.rv > at) {
-            if change.gvr != *gvr || !change.key.starts_with(prefix) {
+        let changes = self
+            .histories
+            .get(gvr)
+            .map(|h| &h.changes)
+            .into_iter()
+            .flatten();
+        for change in changes.rev().take_while(|c| c.rv > at) {
+            if !change.key.starts_with(prefix) {
                 continue;
             }
             match &change.prev {
@@ -177,16 +199,14 @@ impl Store {
 
     /// The changes of `gvr` after version `after`, oldest first.
     pub(crate) fn changes_since(&self, gvr: &Gvr, after: u64) -> Result<Vec<Arc<Change>>, TooOld> {
-        if after < self.floor {
+        if after < self.floor(gvr) {
             return Err(TooOld);
         }
-        let start = self.history.partition_point(|c| c.rv <= after);
-        Ok(self
-            .history
-            .range(start..)
-            .filter(|c| c.gvr == *gvr)
-            .cloned()
-            .collect())
+        let Some(history) = self.histories.get(gvr) else {
+            return Ok(Vec::new());
+        };
+        let start = history.changes.partition_point(|c| c.rv <= after);
+        Ok(history.changes.range(start..).cloned().collect())
     }
 }
 
@@ -238,5 +258,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             [Some(2), Some(3)]
         );
+    }
+
+    #[test]
+    fn a_busy_kind_does_not_expire_a_quiet_one() {
+        let (busy, quiet) = (
+            Gvr::new("", "v1", "configmaps"),
+            Gvr::new("", "v1", "secrets"),
+        );
+        let mut s = Store::new(2);
+        let at = s.put(&quiet, "q", obj("q", 1)).rv;
+        for v in 0..10 {
+            s.put(&busy, "b", obj("b", v));
+        }
+        assert!(s.changes_since(&quiet, at).unwrap().is_empty());
+        assert_eq!(s.changes_since(&busy, at).unwrap_err(), TooOld);
+        assert_eq!(s.snapshot(&quiet, "", at).unwrap().len(), 1);
     }
 }

@@ -6,8 +6,9 @@
 //! `N` it sends every change after `N`, or, when `N` is older than the kept history,
 //! one `ERROR` event holding a 410 Expired Status and the end of the stream. Objects
 //! that start or stop matching the label selector arrive as `ADDED` / `DELETED`, like
-//! the real watch cache. Bookmarks go out every `bookmark_interval` when asked for
-//! (clients must not depend on them). The stream ends cleanly at `timeoutSeconds`,
+//! the real watch cache. When asked for, bookmarks go out every `bookmark_interval`
+//! and, once the watch has delivered an event, 2 s before its deadline (as in the
+//! recording); clients must not depend on them. The stream ends cleanly at `timeoutSeconds`,
 //! abruptly on `drop_watches`, and with an ERROR 410 on `expire_history`.
 
 use std::io;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::list::parse_rv;
 use super::resources::ResourceKind;
@@ -27,6 +29,9 @@ use super::store::{Change, ChangeType};
 
 /// When no `timeoutSeconds` is given: the real server picks 30–60 min; the sim 30.
 const DEFAULT_TIMEOUT: Duration = Duration::from_mins(30);
+
+/// How long before its deadline a watch that has delivered events gets a last bookmark.
+const PRE_TIMEOUT_BOOKMARK: Duration = Duration::from_secs(2);
 
 /// The query parameters a WATCH understands.
 #[derive(Clone, Debug, Default)]
@@ -134,40 +139,41 @@ impl Watch {
     }
 
     /// Sends the current objects as ADDED; returns their version, `None` if the client left.
-    async fn send_initial(&self) -> Option<u64> {
+    async fn send_initial(&self) -> Option<(u64, bool)> {
         let (rv, initial) = {
             let store = self.shared.store();
             let rv = store.current_rv();
             let snapshot = store.snapshot(&self.kind.gvr, &self.prefix, rv);
             (rv, snapshot.unwrap_or_default())
         };
+        let mut any = false;
         for obj in initial.values().filter(|o| self.matches(o)) {
             if !self.send(line("ADDED", obj)).await {
                 return None;
             }
+            any = true;
         }
-        Some(rv)
+        Some((rv, any))
     }
 
     async fn run(self, from: Option<u64>) {
+        let started = Instant::now();
         let shared = self.shared.clone();
         Counters::bump(&shared.counters.watches);
         let _open = OpenWatch::new(&shared.counters.open_watches);
         let mut changed = self.shared.changed.subscribe();
         let mut control = self.shared.control.subscribe();
         let at_start = *control.borrow_and_update();
-        let mut last = if let Some(rv) = from {
-            rv
+        let (mut last, mut delivered) = if let Some(rv) = from {
+            (rv, false)
         } else {
-            let Some(rv) = self.send_initial().await else {
+            let Some(initial) = self.send_initial().await else {
                 return;
             };
-            rv
+            initial
         };
-        let deadline = tokio::time::sleep(self.q.timeout.unwrap_or(DEFAULT_TIMEOUT));
-        tokio::pin!(deadline);
-        let period = self.shared.bookmark_interval.max(Duration::from_millis(1));
-        let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let deadline = started + self.q.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let mut bookmark_base = started;
         loop {
             let pending = {
                 let store = self.shared.store();
@@ -180,14 +186,16 @@ impl Watch {
                 return;
             };
             for c in &batch {
-                if let Some(ev) = self.event(c)
-                    && !self.send(ev).await
-                {
-                    return;
+                if let Some(ev) = self.event(c) {
+                    if !self.send(ev).await {
+                        return;
+                    }
+                    delivered = true;
                 }
             }
             // Nothing of this kind happened up to `seen`: later lookups start there.
             last = last.max(seen);
+            let next_bookmark = self.next_bookmark(bookmark_base, deadline, delivered);
             tokio::select! {
                 r = changed.changed() => if r.is_err() { return },
                 r = control.changed() => {
@@ -204,8 +212,9 @@ impl Watch {
                         return;
                     }
                 }
-                () = &mut deadline => return,
-                _ = bookmarks.tick(), if self.q.bookmarks => {
+                () = tokio::time::sleep_until(deadline) => return,
+                () = tokio::time::sleep_until(next_bookmark.unwrap_or(deadline)), if next_bookmark.is_some() => {
+                    bookmark_base = Instant::now();
                     if !self.send(self.bookmark(last)).await {
                         return;
                     }
@@ -213,6 +222,21 @@ impl Watch {
                 () = self.tx.closed() => return,
             }
         }
+    }
+
+    /// When the next bookmark is due, like the real watch cache: every
+    /// `bookmark_interval`, and 2 s before the deadline once the watch has delivered an
+    /// event (none after that); `None` when bookmarks were not asked for.
+    fn next_bookmark(&self, base: Instant, deadline: Instant, delivered: bool) -> Option<Instant> {
+        if !self.q.bookmarks {
+            return None;
+        }
+        let heartbeat = base + self.shared.bookmark_interval.max(Duration::from_millis(1));
+        let at = match deadline.checked_sub(PRE_TIMEOUT_BOOKMARK) {
+            Some(pre) if delivered && pre < heartbeat => pre,
+            _ => heartbeat,
+        };
+        (at > base).then_some(at)
     }
 }
 
@@ -312,6 +336,31 @@ mod tests {
         let mut rx = start(shared, kind, None, q).unwrap();
         let (kind, obj) = event(&rx.recv().await.unwrap().unwrap());
         assert_eq!((kind.as_str(), obj["code"].as_u64()), ("ERROR", Some(410)));
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_that_delivered_events_gets_a_bookmark_just_before_its_deadline() {
+        let (shared, kind) = setup(Duration::from_mins(1));
+        let q = WatchQuery {
+            timeout: Some(Duration::from_secs(10)),
+            bookmarks: true,
+            ..WatchQuery::default()
+        };
+        let started = tokio::time::Instant::now();
+        let mut rx = start(shared.clone(), kind.clone(), None, q.clone()).unwrap();
+        assert_eq!(event(&rx.recv().await.unwrap().unwrap()).0, "ADDED");
+        assert_eq!(event(&rx.recv().await.unwrap().unwrap()).0, "BOOKMARK");
+        assert_eq!(started.elapsed(), Duration::from_secs(8));
+        assert!(rx.recv().await.is_none());
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+
+        // Nothing delivered: no bookmark before the end.
+        let quiet = WatchQuery {
+            resource_version: Some(shared.store().current_rv().to_string()),
+            ..q
+        };
+        let mut rx = start(shared, kind, None, quiet).unwrap();
         assert!(rx.recv().await.is_none());
     }
 }

@@ -1,21 +1,22 @@
-//! Writes of the simulated Kubernetes API server (a test double): create, replace,
-//! patch and delete, on the main resource and on the `status` subresource.
+//! Writes of the simulated Kubernetes API server (a test double): create, replace and
+//! patch, on the main resource and on the `status` subresource (deletes: `delete`).
 //!
 //! Owns the write semantics of the real server that clients depend on: server-filled
 //! metadata (uid, resourceVersion, creationTimestamp, generation), `409 AlreadyExists`,
 //! `409 Conflict` on a stale `resourceVersion`, `404` for missing objects or
 //! namespaces, `422` from `validate`, status kept by main-resource writes and only the
 //! status taken from `/status` writes, no new version for a write that changes nothing.
-//! Not done: managedFields, finalizers and graceful deletion (deletes are immediate),
-//! real server-side apply (see `PatchKind`).
+//! Finalizers: deleting an object that has some only sets `deletionTimestamp`; the
+//! update that removes the last one deletes it. Not done: managedFields, grace periods
+//! (deletes without finalizers are immediate), real server-side apply (see `PatchKind`).
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::alloc;
 use super::meta::{meta_mut, meta_str, name_suffix, new_uid, now_timestamp, spec_part};
 use super::resources::{Gvr, ResourceKind};
-use super::selector::{FieldSelector, LabelSelector};
 use super::state::Shared;
 use super::status::ApiError;
 use super::store::{Store, key};
@@ -58,8 +59,12 @@ impl PatchKind {
     }
 }
 
-fn namespaces() -> Gvr {
+pub(super) fn namespaces() -> Gvr {
     Gvr::new("", "v1", "namespaces")
+}
+
+fn services() -> Gvr {
+    Gvr::new("", "v1", "services")
 }
 
 /// Checks `apiVersion`/`kind` (filled in when missing) and the namespace against the URL.
@@ -107,7 +112,13 @@ fn check_type(kind: &ResourceKind, ns: Option<&str>, obj: &mut Value) -> Result<
     Ok(())
 }
 
-fn commit(shared: &Shared, store: &mut Store, gvr: &Gvr, key: &str, obj: Value) -> Arc<Value> {
+pub(super) fn commit(
+    shared: &Shared,
+    store: &mut Store,
+    gvr: &Gvr,
+    key: &str,
+    obj: Value,
+) -> Arc<Value> {
     let change = store.put(gvr, key, obj);
     shared.publish(store.current_rv());
     change.object.clone()
@@ -170,6 +181,11 @@ pub(crate) fn create(
     let key = key(ns, &name);
     if store.get(&kind.gvr, &key).is_some() {
         return Err(ApiError::already_exists(&kind.gvr, &name));
+    }
+    if kind.gvr == services() {
+        let rv = store.current_rv();
+        let existing = store.snapshot(&kind.gvr, "", rv).unwrap_or_default();
+        alloc::on_create(&existing, &mut obj);
     }
     Ok(commit(shared, &mut store, &kind.gvr, &key, obj))
 }
@@ -252,6 +268,7 @@ fn update_locked(
         "generation",
         "resourceVersion",
         "deletionTimestamp",
+        "deletionGracePeriodSeconds",
     ] {
         match old.get("metadata").and_then(|m| m.get(server_owned)) {
             Some(v) => meta.insert(server_owned.into(), v.clone()),
@@ -267,11 +284,25 @@ fn update_locked(
             meta.insert("generation".into(), json!(generation + 1));
         }
     }
+    if kind.gvr == services() {
+        alloc::on_update(old, &mut new);
+    }
     admit(kind, &mut new, shared.lenient)?;
     if new == **old {
         return Ok(old.clone());
     }
-    Ok(commit(shared, store, &kind.gvr, key, new))
+    let stored = commit(shared, store, &kind.gvr, key, new);
+    if meta_str(&stored, "deletionTimestamp").is_some() && !has_finalizers(&stored) {
+        store.remove(&kind.gvr, key);
+        shared.publish(store.current_rv());
+    }
+    Ok(stored)
+}
+
+pub(super) fn has_finalizers(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
 }
 
 /// PATCH: applies a patch to an existing object (or creates it for apply patches).
@@ -330,97 +361,6 @@ pub(crate) fn patch(
         ));
     }
     update_locked(shared, &mut store, kind, &key, &old, doc, part).map(|o| (o, false))
-}
-
-/// DELETE: removes an object at once and returns its last state. Honours
-/// `preconditions.resourceVersion` and `preconditions.uid` of the DeleteOptions body.
-/// Deleting a Namespace deletes everything in it first.
-pub(crate) fn delete(
-    shared: &Shared,
-    kind: &ResourceKind,
-    ns: Option<&str>,
-    name: &str,
-    options: &Value,
-) -> Result<Arc<Value>, ApiError> {
-    let registry = shared.registry();
-    let mut store = shared.store();
-    let key = key(ns, name);
-    let old = store
-        .get(&kind.gvr, &key)
-        .ok_or_else(|| ApiError::not_found(&kind.gvr, name))?;
-    for (field, label) in [("resourceVersion", "ResourceVersion"), ("uid", "UID")] {
-        let want = options
-            .pointer(&format!("/preconditions/{field}"))
-            .and_then(Value::as_str);
-        let have = meta_str(&old, field).unwrap_or("");
-        if let Some(want) = want
-            && want != have
-        {
-            let why = format!(
-                "Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"
-            );
-            return Err(ApiError::conflict(&kind.gvr, name, &why));
-        }
-    }
-    if kind.gvr == namespaces() {
-        let prefix = format!("{name}/");
-        for gv in registry.group_versions() {
-            for k in registry
-                .in_group_version(&gv.0, &gv.1)
-                .iter()
-                .filter(|k| k.namespaced)
-            {
-                let rv = store.current_rv();
-                let keys: Vec<String> = store
-                    .snapshot(&k.gvr, &prefix, rv)
-                    .map(|s| s.into_keys().collect())
-                    .unwrap_or_default();
-                for key in keys {
-                    store.remove(&k.gvr, &key);
-                }
-            }
-        }
-    }
-    store.remove(&kind.gvr, &key);
-    shared.publish(store.current_rv());
-    Ok(old)
-}
-
-/// DELETE on a collection: removes every object of `kind` in `ns` (all namespaces when
-/// `None`) that the selectors match, and returns them as a list, like the real server.
-pub(crate) fn delete_collection(
-    shared: &Shared,
-    kind: &ResourceKind,
-    ns: Option<&str>,
-    labels: &LabelSelector,
-    fields: &FieldSelector,
-) -> Value {
-    let prefix = ns.map(|n| format!("{n}/")).unwrap_or_default();
-    let mut store = shared.store();
-    let rv = store.current_rv();
-    let doomed: Vec<(String, Arc<Value>)> = store
-        .snapshot(&kind.gvr, &prefix, rv)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, o)| labels.matches(o) && fields.matches(o))
-        .collect();
-    let mut items = Vec::new();
-    for (key, obj) in doomed {
-        store.remove(&kind.gvr, &key);
-        let mut item = (*obj).clone();
-        if let Some(m) = item.as_object_mut() {
-            m.remove("kind");
-            m.remove("apiVersion");
-        }
-        items.push(item);
-    }
-    shared.publish(store.current_rv());
-    json!({
-        "kind": kind.list_kind(),
-        "apiVersion": kind.gvr.api_version(),
-        "metadata": { "resourceVersion": store.current_rv().to_string() },
-        "items": items,
-    })
 }
 
 #[cfg(test)]
