@@ -1,0 +1,1 @@
+//! Caddy adapter (in progress).

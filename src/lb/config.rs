@@ -1,0 +1,1 @@
+//! Target configuration (in progress).

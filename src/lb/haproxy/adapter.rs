@@ -1,0 +1,369 @@
+//! [`HaproxyAdapter`]: the LB contract on top of HAProxy's runtime API.
+//!
+//! Owns: the mirror of what was applied (so a reload or restart can be followed by a
+//! full re-sync), the decision to reload (only for a missing backend, rate-limited),
+//! and `observe`. Must never reload for endpoint or route changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::HaproxySettings;
+use super::maps::{MapKind, MapSet, read_map, replace_map, write_atomic};
+use super::names::{BACKEND_PREFIX, WeightScale, backend_name, cluster_token, server_name};
+use super::render::{check_config_dir, render_config};
+use super::runtime::{RuntimeClient, RuntimeError};
+use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
+use crate::lb::{BoxFuture, LbAdapter, LbError};
+use crate::model::{
+    Batch, ClusterName, Endpoint, EndpointState, LbState, RouteTable, StateSummary, Upstream,
+    UpstreamKey,
+};
+
+/// What podgate last applied to this instance.
+#[derive(Default)]
+struct Mirror {
+    upstreams: BTreeMap<UpstreamKey, Upstream>,
+    routes: RouteTable,
+    /// The runtime maps as last pushed; `None` after a failure (push all again).
+    maps: Option<MapSet>,
+    /// Worker pid that the mirror is known to match; anything else → full re-sync.
+    instance: Option<u32>,
+    generation: u64,
+    epoch: u64,
+    last_reload: Option<Instant>,
+    /// (backend, server) whose deletion HAProxy deferred (connections remained).
+    pending_deletes: BTreeSet<(String, String)>,
+}
+
+/// One HAProxy instance.
+pub struct HaproxyAdapter {
+    name: String,
+    settings: HaproxySettings,
+    rt: RuntimeClient,
+    master: Option<RuntimeClient>,
+    mirror: Mutex<Mirror>,
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(transient)`
+fn transient(e: RuntimeError) -> LbError {
+    LbError::Transient(e.to_string())
+}
+
+fn io_err(what: &str, e: &std::io::Error) -> LbError {
+    LbError::Transient(format!("cannot write {what}: {e}"))
+}
+
+impl HaproxyAdapter {
+    /// Checks the settings; connects to nothing yet.
+    pub fn new(name: String, settings: HaproxySettings) -> Result<Self, String> {
+        check_config_dir(&settings.config_dir)?;
+        let rt = RuntimeClient::new(settings.runtime.clone(), settings.command_timeout);
+        let master = settings
+            .master
+            .clone()
+            .map(|m| RuntimeClient::new(m, settings.command_timeout));
+        Ok(Self {
+            name,
+            settings,
+            rt,
+            master,
+            mirror: Mutex::new(Mirror::default()),
+        })
+    }
+
+    pub fn settings(&self) -> &HaproxySettings {
+        &self.settings
+    }
+
+    /// Writes `podgate.cfg` and the map files for what the mirror holds (empty at first),
+    /// so that HAProxy can be started before the first batch.
+    pub async fn bootstrap(&self) -> std::io::Result<()> {
+        let m = self.mirror.lock().await;
+        let maps = MapSet::build(&m.routes, m.upstreams.keys()).map_err(std::io::Error::other)?;
+        maps.write_files(&self.settings.config_dir)?;
+        let cfg = render_config(
+            &self.settings.config_dir,
+            &self.settings.binds,
+            m.upstreams.values(),
+        );
+        write_atomic(&self.settings.config_file(), cfg.as_bytes())
+    }
+
+    async fn apply_locked(&self, m: &mut Mirror, batch: &Batch) -> Result<StateSummary, LbError> {
+        if batch.epoch < m.epoch {
+            return Err(LbError::Fenced(m.epoch));
+        }
+        let mut ups = m.upstreams.clone();
+        for k in &batch.remove_upstreams {
+            ups.remove(k);
+        }
+        for u in &batch.upsert_upstreams {
+            ups.insert(u.key.clone(), u.clone());
+        }
+        let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
+        let maps = MapSet::build(&routes, ups.keys()).map_err(LbError::Rejected)?;
+        let dir = &self.settings.config_dir;
+        maps.write_files(dir).map_err(|e| io_err("map files", &e))?;
+
+        let mut pid = self.rt.worker_pid().await.map_err(transient)?;
+        let mut fresh = m.instance.take() != Some(pid);
+        let live_backends: HashSet<String> = self
+            .rt
+            .backends()
+            .await
+            .map_err(transient)?
+            .into_iter()
+            .collect();
+        if ups
+            .keys()
+            .any(|k| !live_backends.contains(&backend_name(k)))
+        {
+            let cfg = render_config(dir, &self.settings.binds, ups.values());
+            write_atomic(&self.settings.config_file(), cfg.as_bytes())
+                .map_err(|e| io_err("podgate.cfg", &e))?;
+            pid = self.reload(m, pid, &ups).await?;
+            fresh = true;
+        }
+
+        for kind in MapKind::ALL {
+            let pushed = m.maps.as_ref().map(|p| p.get(kind));
+            if fresh || pushed != Some(maps.get(kind)) {
+                replace_map(&self.rt, &dir.join(kind.file_name()), maps.get(kind))
+                    .await
+                    .map_err(transient)?;
+            }
+        }
+        m.maps = Some(maps);
+
+        let live = self.live_servers().await?;
+        let mut touched: BTreeSet<String> = batch
+            .upsert_upstreams
+            .iter()
+            .map(|u| &u.key)
+            .chain(&batch.remove_upstreams)
+            .map(backend_name)
+            .collect();
+        if fresh {
+            touched.extend(ups.keys().map(backend_name));
+            touched.extend(
+                live.keys()
+                    .filter(|b| b.starts_with(BACKEND_PREFIX))
+                    .cloned(),
+            );
+        }
+        let by_backend: HashMap<String, &Upstream> =
+            ups.values().map(|u| (backend_name(&u.key), u)).collect();
+        for be in &touched {
+            let current = live.get(be).map_or(&[][..], Vec::as_slice);
+            let ops = diff_servers(by_backend.get(be).copied(), current);
+            let deferred = run_ops(&self.rt, be, &ops).await.map_err(transient)?;
+            m.pending_deletes
+                .extend(deferred.into_iter().map(|s| (be.clone(), s)));
+        }
+        let pending = std::mem::take(&mut m.pending_deletes);
+        for (be, srv) in pending {
+            let wanted = by_backend
+                .get(&be)
+                .is_some_and(|u| u.endpoints.iter().any(|e| server_name(e) == srv));
+            if !wanted
+                && !remove_server(&self.rt, &be, &srv)
+                    .await
+                    .map_err(transient)?
+            {
+                m.pending_deletes.insert((be, srv));
+            }
+        }
+
+        m.upstreams = ups;
+        m.routes = routes;
+        m.instance = Some(pid);
+        m.generation += 1;
+        m.epoch = batch.epoch;
+        Ok(StateSummary {
+            instance: instance_id(pid),
+            generation: m.generation,
+            epoch: m.epoch,
+        })
+    }
+
+    /// Soft reload through the master CLI, spaced by `min_reload_interval`; waits until a
+    /// new worker answers and holds every backend. Returns the new worker's pid.
+    async fn reload(
+        &self,
+        m: &mut Mirror,
+        old_pid: u32,
+        ups: &BTreeMap<UpstreamKey, Upstream>,
+    ) -> Result<u32, LbError> {
+        let Some(master) = &self.master else {
+            return Err(LbError::Rejected(
+                "a new upstream needs a reload, but no master socket is configured".into(),
+            ));
+        };
+        if let Some(last) = m.last_reload {
+            tokio::time::sleep_until(last + self.settings.min_reload_interval).await;
+        }
+        m.last_reload = Some(Instant::now());
+        master.raw("reload").await.map_err(transient)?;
+        let deadline = Instant::now() + self.settings.reload_timeout;
+        let needed: Vec<String> = ups.keys().map(backend_name).collect();
+        loop {
+            if let Ok(pid) = self.rt.worker_pid().await
+                && pid != old_pid
+                && let Ok(bes) = self.rt.backends().await
+                && needed.iter().all(|b| bes.contains(b))
+            {
+                return Ok(pid);
+            }
+            if Instant::now() >= deadline {
+                return Err(LbError::Transient(format!(
+                    "HAProxy did not come back with the new backends within {:?} after a \
+                     reload (is podgate.cfg valid? see HAProxy's log)",
+                    self.settings.reload_timeout
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// podgate's servers per backend.
+    async fn live_servers(&self) -> Result<HashMap<String, Vec<LiveServer>>, LbError> {
+        let answer = self.rt.raw("show servers state").await.map_err(transient)?;
+        let mut out: HashMap<String, Vec<LiveServer>> = HashMap::new();
+        for s in parse_servers_state(&answer) {
+            out.entry(s.backend.clone()).or_default().push(s);
+        }
+        // Backends without podgate servers still count as present.
+        for be in self.rt.backends().await.map_err(transient)? {
+            out.entry(be).or_default();
+        }
+        Ok(out)
+    }
+
+    async fn observe_inner(&self) -> Result<LbState, LbError> {
+        let m = self.mirror.lock().await;
+        let pid = self.rt.worker_pid().await.map_err(transient)?;
+        let mut maps = MapSet::default();
+        for kind in MapKind::ALL {
+            let file = self.settings.config_dir.join(kind.file_name());
+            let entries = read_map(&self.rt, &file).await.map_err(transient)?;
+            maps.0.insert(kind, entries);
+        }
+        let live = self.live_servers().await?;
+        let known: HashMap<String, &Endpoint> = m
+            .upstreams
+            .values()
+            .flat_map(|u| &u.endpoints)
+            .map(|e| (server_name(e), e))
+            .collect();
+        let clusters: HashMap<String, ClusterName> = known
+            .values()
+            .map(|e| (cluster_token(&e.cluster), e.cluster.clone()))
+            .collect();
+        let mut upstreams = Vec::new();
+        for (be, enc) in maps.get(MapKind::Upstreams) {
+            let (Some(servers), Some(key)) = (live.get(be), super::names::decode_key(enc)) else {
+                continue;
+            };
+            let desired = m.upstreams.get(&key);
+            let scale = WeightScale::for_weights(
+                desired
+                    .into_iter()
+                    .flat_map(|u| &u.endpoints)
+                    .map(|e| e.weight),
+            );
+            let mut endpoints: Vec<Endpoint> = servers
+                .iter()
+                .filter(|s| !s.in_maint())
+                .filter_map(|s| observed_endpoint(s, known.get(&s.name).copied(), &clusters, scale))
+                .collect();
+            endpoints.sort_by(|a, b| {
+                (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port))
+            });
+            upstreams.push(Upstream {
+                shares: desired.map(|u| u.shares.clone()).unwrap_or_default(),
+                key,
+                endpoints,
+            });
+        }
+        upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(LbState {
+            instance: instance_id(pid),
+            generation: if m.instance == Some(pid) {
+                m.generation
+            } else {
+                0
+            },
+            epoch: m.epoch,
+            upstreams,
+            routes: maps.to_routes(),
+            certificates: Vec::new(),
+        })
+    }
+}
+
+fn instance_id(pid: u32) -> String {
+    format!("haproxy-pid-{pid}")
+}
+
+/// A live server as a podgate endpoint. HAProxy knows neither podgate weights nor
+/// zones: when the live weight is what podgate would have set for the applied weight,
+/// the applied weight is reported, otherwise the live HAProxy weight (which then
+/// differs, so drift detection repairs it).
+fn observed_endpoint(
+    s: &LiveServer,
+    applied: Option<&Endpoint>,
+    clusters: &HashMap<String, ClusterName>,
+    scale: WeightScale,
+) -> Option<Endpoint> {
+    let (token, address, port) = super::names::parse_server_name(&s.name)?;
+    let state = if s.draining() {
+        EndpointState::Draining
+    } else {
+        EndpointState::Active
+    };
+    let weight = match (state, applied) {
+        (EndpointState::Draining, _) => 0,
+        (EndpointState::Active, Some(a))
+            if a.state == EndpointState::Active && scale.to_haproxy(a.weight) == s.weight =>
+        {
+            a.weight
+        }
+        (EndpointState::Active, _) => s.weight,
+    };
+    Some(Endpoint {
+        cluster: clusters
+            .get(token)
+            .cloned()
+            .unwrap_or_else(|| ClusterName::new(token)),
+        address,
+        port,
+        zone: applied.and_then(|a| a.zone.clone()),
+        node: applied.and_then(|a| a.node.clone()),
+        state,
+        weight,
+    })
+}
+
+impl LbAdapter for HaproxyAdapter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            let mut m = self.mirror.lock().await;
+            let result = self.apply_locked(&mut m, batch).await;
+            if result.is_err() {
+                m.maps = None;
+                m.instance = None;
+            }
+            result
+        })
+    }
+
+    fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
+        Box::pin(self.observe_inner())
+    }
+}
