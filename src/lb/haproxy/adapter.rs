@@ -205,8 +205,14 @@ impl HaproxyAdapter {
             tokio::time::sleep_until(last + self.settings.min_reload_interval).await;
         }
         m.last_reload = Some(Instant::now());
-        master.raw("reload").await.map_err(transient)?;
         let deadline = Instant::now() + self.settings.reload_timeout;
+        // The master CLI can refuse connections for a moment (e.g. right after start).
+        while let Err(e) = master.raw("reload").await {
+            if Instant::now() >= deadline {
+                return Err(transient(e));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let needed: Vec<String> = ups.keys().map(backend_name).collect();
         loop {
             if let Ok(pid) = self.rt.worker_pid().await

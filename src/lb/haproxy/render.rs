@@ -73,10 +73,17 @@ pub(crate) fn render_config<'a>(
             def = map(MapKind::Default),
         );
     }
-    let _ = write!(
-        out,
-        "backend {NOT_FOUND_BACKEND}\n    http-request return status 404\n\n"
-    );
+    // Every map must be referenced somewhere for HAProxy to load it (and to accept
+    // runtime updates to it), frontend or not: the 404 backend holds the references.
+    let _ = writeln!(out, "backend {NOT_FOUND_BACKEND}");
+    for kind in MapKind::ALL {
+        let _ = writeln!(
+            out,
+            "    http-request set-var(txn.pg_unused) str(),map_str({}) if FALSE",
+            map(kind)
+        );
+    }
+    out.push_str("    http-request return status 404\n\n");
     for up in upstreams {
         let _ = write!(
             out,
