@@ -15,7 +15,7 @@
 
 mod adapter;
 mod maps;
-mod names;
+pub(crate) mod names;
 mod render;
 mod runtime;
 mod servers;
