@@ -225,7 +225,10 @@ mod tests {
             PathMatch::exact("/a.b(c)"),
             PathMatch::prefix("/foo"),
             PathMatch::prefix("/"),
-            PathMatch::exact("/x$^[]{}|*+?\\"),
+            PathMatch {
+                kind: PathKind::Exact,
+                path: "/x$^[]{}|*+?\\".into(),
+            },
         ] {
             assert_eq!(parse_pattern(&path_pattern(&p)), Some(p));
         }
