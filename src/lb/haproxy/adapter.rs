@@ -137,7 +137,31 @@ impl HaproxyAdapter {
         }
         m.maps = Some(maps);
 
-        let live = self.live_servers().await?;
+        self.sync_servers(m, batch, &ups, fresh, &live_backends)
+            .await?;
+
+        m.upstreams = ups;
+        m.routes = routes;
+        m.instance = Some(pid);
+        m.generation += 1;
+        m.epoch = batch.epoch;
+        Ok(StateSummary {
+            instance: instance_id(pid),
+            generation: m.generation,
+            epoch: m.epoch,
+        })
+    }
+
+    /// Brings the servers of every backend the batch touches (all of them when `fresh`)
+    /// to the desired endpoints, then retries deferred deletions.
+    async fn sync_servers(
+        &self,
+        m: &mut Mirror,
+        batch: &Batch,
+        ups: &BTreeMap<UpstreamKey, Upstream>,
+        fresh: bool,
+        live_backends: &HashSet<String>,
+    ) -> Result<(), LbError> {
         let mut touched: BTreeSet<String> = batch
             .upsert_upstreams
             .iter()
@@ -145,14 +169,29 @@ impl HaproxyAdapter {
             .chain(&batch.remove_upstreams)
             .map(backend_name)
             .collect();
-        if fresh {
+        let live = if fresh {
+            // Everything may differ: read every backend, re-sync every podgate one.
+            let live = self.live_servers().await?;
             touched.extend(ups.keys().map(backend_name));
             touched.extend(
                 live.keys()
                     .filter(|b| b.starts_with(BACKEND_PREFIX))
                     .cloned(),
             );
-        }
+            live
+        } else {
+            // Only the backends this batch touches: cheap at thousands of upstreams.
+            let mut live = HashMap::new();
+            for be in touched.iter().filter(|b| live_backends.contains(*b)) {
+                let answer = self
+                    .rt
+                    .raw(&format!("show servers state {be}"))
+                    .await
+                    .map_err(transient)?;
+                live.insert(be.clone(), parse_servers_state(&answer));
+            }
+            live
+        };
         let by_backend: HashMap<String, &Upstream> =
             ups.values().map(|u| (backend_name(&u.key), u)).collect();
         for be in &touched {
@@ -176,16 +215,7 @@ impl HaproxyAdapter {
             }
         }
 
-        m.upstreams = ups;
-        m.routes = routes;
-        m.instance = Some(pid);
-        m.generation += 1;
-        m.epoch = batch.epoch;
-        Ok(StateSummary {
-            instance: instance_id(pid),
-            generation: m.generation,
-            epoch: m.epoch,
-        })
+        Ok(())
     }
 
     /// Soft reload through the master CLI, spaced by `min_reload_interval`; waits until a
