@@ -470,3 +470,48 @@ async fn haproxy_new_upstreams_reload_once_and_keep_servers() {
     let err = h.adapter.apply(&Batch::default()).await.unwrap_err();
     assert!(matches!(err, podgate::lb::LbError::Fenced(1)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_never_touches_what_podgate_did_not_register() {
+    require_haproxy!();
+    let h = Haproxy::start().await;
+    let a = Pod::start("a", "127.1.7.1").await;
+    let web = upstream("web", vec![a.active(1)]);
+    h.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![web.clone()],
+        routes: Some(table(vec![], Some("web"))),
+        ..Batch::default()
+    })
+    .await;
+    // Someone adds their own server to podgate's backend by hand.
+    let rt = RuntimeClient::new(RuntimeAddr::Unix(h.path("rt.sock")), SECS);
+    let state = rt.raw("show servers state").await.unwrap();
+    let be = state
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .filter(|b| b.starts_with("pg_be_"))
+        })
+        .expect("podgate's backend")
+        .to_owned();
+    rt.run(
+        &format!("add server {be}/manual1 127.1.7.9:9 weight 1"),
+        &["New server registered"],
+    )
+    .await
+    .unwrap();
+
+    // observe does not report it, and removing every endpoint leaves it in place.
+    assert_eq!(h.adapter.observe().await.unwrap().upstreams, vec![web]);
+    h.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![upstream("web", vec![])],
+        ..Batch::default()
+    })
+    .await;
+    let state = rt.raw(&format!("show servers state {be}")).await.unwrap();
+    assert!(state.contains(" manual1 "), "{state}");
+    assert!(!state.contains(" pg-"), "{state}");
+}
