@@ -146,6 +146,13 @@ impl CaddyAdapter {
             return Err(LbError::Fenced(m.epoch.max(live_epoch)));
         }
         let mut ups = m.upstreams.clone();
+        if !batch.upsert_certificates.is_empty() {
+            tracing::warn!(
+                lb = %self.name,
+                count = batch.upsert_certificates.len(),
+                "this adapter does not support TLS certificates yet; they are ignored"
+            );
+        }
         for k in &batch.remove_upstreams {
             ups.remove(k);
         }

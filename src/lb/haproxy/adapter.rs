@@ -95,6 +95,13 @@ impl HaproxyAdapter {
         if batch.epoch < m.epoch {
             return Err(LbError::Fenced(m.epoch));
         }
+        if !batch.upsert_certificates.is_empty() {
+            tracing::warn!(
+                lb = %self.name,
+                count = batch.upsert_certificates.len(),
+                "this adapter does not support TLS certificates yet; they are ignored"
+            );
+        }
         let mut ups = m.upstreams.clone();
         for k in &batch.remove_upstreams {
             ups.remove(k);
