@@ -93,6 +93,21 @@ impl CaddyAdapter {
         }
     }
 
+    /// Only the meta route (small, unlike the whole server at thousands of upstreams).
+    async fn live_meta(&self) -> Result<Option<Meta>, LbError> {
+        match self
+            .client
+            .request("GET", &format!("/id/{META_ID}"), None)
+            .await
+        {
+            Ok(body) => Ok(serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|r| meta_of_route(&r))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(lb_error(e)),
+        }
+    }
+
     /// Puts the server under `apps.http.servers.<name>`, creating missing parents.
     async fn post_server(&self, server: Value) -> Result<(), AdminError> {
         let levels = [
@@ -140,7 +155,7 @@ impl CaddyAdapter {
 
     async fn apply_inner(&self, batch: &Batch) -> Result<StateSummary, LbError> {
         let mut m = self.mirror.lock().await;
-        let live_meta = self.live_server().await?.as_ref().and_then(read_meta);
+        let live_meta = self.live_meta().await?;
         let live_epoch = live_meta.as_ref().map_or(0, |l| l.epoch);
         if batch.epoch < m.epoch.max(live_epoch) {
             return Err(LbError::Fenced(m.epoch.max(live_epoch)));
@@ -216,7 +231,10 @@ impl CaddyAdapter {
 
 fn read_meta(server: &Value) -> Option<Meta> {
     let routes = server["routes"].as_array()?;
-    let meta = routes.iter().find(|r| r["@id"] == META_ID)?;
+    meta_of_route(routes.iter().find(|r| r["@id"] == META_ID)?)
+}
+
+fn meta_of_route(meta: &Value) -> Option<Meta> {
     serde_json::from_str(meta["handle"][0]["body"].as_str()?).ok()
 }
 
