@@ -264,3 +264,77 @@ pub(crate) async fn replace_map(
     rt.run(&format!("commit map @{version} {f}"), &[]).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PortRef;
+
+    fn key(s: &str) -> UpstreamKey {
+        UpstreamKey::new("ns", s, PortRef::Number(80))
+    }
+
+    fn table() -> RouteTable {
+        let mut routes = vec![
+            Route {
+                path: PathMatch::prefix("/"),
+                upstream: key("root"),
+            },
+            Route {
+                path: PathMatch::prefix("/a;b"),
+                upstream: key("semi"),
+            },
+            Route {
+                path: PathMatch::exact("/foo"),
+                upstream: key("exact"),
+            },
+        ];
+        routes.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut hosts = BTreeMap::new();
+        hosts.insert(
+            HostPattern::parse("*.example.com").unwrap(),
+            VirtualHost {
+                routes,
+                default_backend: Some(key("vdef")),
+                tls: None,
+            },
+        );
+        RouteTable {
+            hosts,
+            default_backend: Some(key("root")),
+        }
+    }
+
+    #[test]
+    fn route_tables_round_trip_through_the_maps() {
+        let t = table();
+        let keys = ["root", "semi", "exact", "vdef"].map(key);
+        let maps = MapSet::build(&t, keys.iter()).unwrap();
+        let vh = vhost_id(&HostPattern::parse("*.example.com").unwrap());
+        assert!(
+            maps.get(MapKind::Prefix)
+                .iter()
+                .any(|(k, _)| *k == format!("{vh}/"))
+        );
+        assert!(
+            maps.get(MapKind::Prefix)
+                .iter()
+                .any(|(k, _)| *k == format!("{vh}/a;b/"))
+        );
+        assert!(
+            maps.get(MapKind::Exact)
+                .iter()
+                .any(|(k, _)| *k == format!("{vh}/foo"))
+        );
+        assert_eq!(maps.to_routes(), t);
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        let mut t = table();
+        if let Some(v) = t.hosts.values_mut().next() {
+            v.routes[0].path.path = "/a b\nbackend x".into();
+        }
+        assert!(MapSet::build(&t, std::iter::empty()).is_err());
+    }
+}
