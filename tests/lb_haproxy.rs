@@ -518,3 +518,39 @@ async fn haproxy_never_touches_what_podgate_did_not_register() {
     assert!(state.contains(" manual1 "), "{state}");
     assert!(!state.contains(" pg-"), "{state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_big_route_tables_fit_through_the_runtime_api() {
+    require_haproxy!();
+    let h = Haproxy::start().await;
+    let a = Pod::start("a", "127.1.8.1").await;
+    let b = Pod::start("b", "127.1.8.2").await;
+    // ~1,500 map entries: far more than one runtime API buffer holds.
+    let hosts: Vec<String> = (0..1500).map(|i| format!("host-{i}.big.test")).collect();
+    let routes = table(
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let svc = if i % 2 == 0 { "even" } else { "odd" };
+                (host.as_str(), vhost(&[(PathMatch::prefix("/"), svc)], None))
+            })
+            .collect(),
+        None,
+    );
+    h.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![
+            upstream("even", vec![a.active(1)]),
+            upstream("odd", vec![b.active(1)]),
+        ],
+        routes: Some(routes.clone()),
+        ..Batch::default()
+    })
+    .await;
+    for i in [0, 1, 777, 1498, 1499] {
+        let want = if i % 2 == 0 { "a" } else { "b" };
+        assert_eq!(who(h.lb, &hosts[i], "/").await, want, "{}", hosts[i]);
+    }
+    assert_eq!(h.adapter.observe().await.unwrap().routes, routes);
+}

@@ -230,6 +230,8 @@ pub(crate) async fn read_map(
         .collect())
 }
 
+const PAYLOAD_BUDGET: usize = 8 * 1024;
+
 /// Replaces a map's whole content at run time, atomically for traffic.
 pub(crate) async fn replace_map(
     rt: &RuntimeClient,
@@ -249,15 +251,22 @@ pub(crate) async fn replace_map(
             command: format!("prepare map {f}"),
             answer: answer.trim().to_owned(),
         })?;
-    // Chunks keep each command's payload moderate; all land in the same version.
-    for chunk in entries.chunks(2000) {
-        let mut cmd = format!("add map @{version} {f} <<\n");
-        for (k, v) in chunk {
-            cmd.push_str(k);
-            cmd.push(' ');
-            cmd.push_str(v);
+    // A command and its payload must fit in one HAProxy buffer (`tune.bufsize`,
+    // 16 kB by default): send chunks of at most ~8 kB, all into the same version.
+    let head = format!("add map @{version} {f} <<\n");
+    let mut cmd = head.clone();
+    for (k, v) in entries {
+        if cmd.len() + k.len() + v.len() + 3 > PAYLOAD_BUDGET && cmd.len() > head.len() {
             cmd.push('\n');
+            rt.run(&cmd, &[]).await?;
+            cmd.clone_from(&head);
         }
+        cmd.push_str(k);
+        cmd.push(' ');
+        cmd.push_str(v);
+        cmd.push('\n');
+    }
+    if cmd.len() > head.len() {
         cmd.push('\n');
         rt.run(&cmd, &[]).await?;
     }
