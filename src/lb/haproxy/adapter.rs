@@ -30,6 +30,8 @@ struct Mirror {
     maps: Option<MapSet>,
     /// Worker pid that the mirror is known to match; anything else → full re-sync.
     instance: Option<u32>,
+    /// Backends the worker `instance` has (saves a `show backend` per batch).
+    backends: HashSet<String>,
     generation: u64,
     epoch: u64,
     last_reload: Option<Instant>,
@@ -112,27 +114,37 @@ impl HaproxyAdapter {
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
         let maps = MapSet::build(&routes, ups.keys()).map_err(LbError::Rejected)?;
         let dir = &self.settings.config_dir;
-        maps.write_files(dir).map_err(|e| io_err("map files", &e))?;
+        if m.maps.as_ref() != Some(&maps) {
+            maps.write_files(dir).map_err(|e| io_err("map files", &e))?;
+        }
 
         let mut pid = self.rt.worker_pid().await.map_err(transient)?;
         let mut fresh = m.instance.take() != Some(pid);
-        let live_backends: HashSet<String> = self
-            .rt
-            .backends()
-            .await
-            .map_err(transient)?
-            .into_iter()
-            .collect();
-        if ups
-            .keys()
-            .any(|k| !live_backends.contains(&backend_name(k)))
-        {
+        let missing = |have: &HashSet<String>| ups.keys().any(|k| !have.contains(&backend_name(k)));
+        if fresh || missing(&m.backends) {
+            m.backends = self
+                .rt
+                .backends()
+                .await
+                .map_err(transient)?
+                .into_iter()
+                .collect();
+        }
+        if missing(&m.backends) {
             let cfg = render_config(dir, &self.settings.binds, ups.values());
             write_atomic(&self.settings.config_file(), cfg.as_bytes())
                 .map_err(|e| io_err("podgate.cfg", &e))?;
             pid = self.reload(m, pid, &ups).await?;
+            m.backends = self
+                .rt
+                .backends()
+                .await
+                .map_err(transient)?
+                .into_iter()
+                .collect();
             fresh = true;
         }
+        let live_backends = m.backends.clone();
 
         for kind in MapKind::ALL {
             let pushed = m.maps.as_ref().map(|p| p.get(kind));
