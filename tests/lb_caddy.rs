@@ -33,21 +33,34 @@ impl Drop for Caddy {
 }
 
 impl Caddy {
+    /// Admin API on a loopback TCP port.
     async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// Admin API on a unix socket.
+    async fn start_unix() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(unix: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let lb: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let sock = dir.path().join("admin.sock");
+        let (listen, addr) = if unix {
+            (format!("unix/{}", sock.display()), AdminAddr::Unix(sock))
+        } else {
+            (admin.to_string(), AdminAddr::Tcp(admin))
+        };
         // The operator's own config: admin only, nothing persisted to $HOME.
         std::fs::write(
             dir.path().join("caddy.json"),
-            format!(r#"{{"admin":{{"listen":"{admin}","config":{{"persist":false}}}}}}"#),
+            format!(r#"{{"admin":{{"listen":"{listen}","config":{{"persist":false}}}}}}"#),
         )
         .unwrap();
-        let adapter = CaddyAdapter::new(
-            format!("caddy/{admin}"),
-            CaddySettings::new(AdminAddr::Tcp(admin), vec![lb]),
-        )
-        .unwrap();
+        let adapter =
+            CaddyAdapter::new(format!("caddy/{addr}"), CaddySettings::new(addr, vec![lb])).unwrap();
         let mut c = Self {
             dir,
             child: None,
@@ -75,7 +88,7 @@ impl Caddy {
             .spawn()
             .expect("start caddy");
         self.child = Some(child);
-        let client = AdminClient::new(AdminAddr::Tcp(self.admin), SECS);
+        let client = AdminClient::new(self.adapter.settings().admin.clone(), SECS);
         let log = d.join("caddy.log");
         eventually("caddy answers on its admin API", SECS, || {
             let client = client.clone();
@@ -354,7 +367,7 @@ async fn caddy_restart_is_seen_and_resynced() {
 async fn caddy_one_dead_instance_does_not_stop_the_other() {
     require_caddy!();
     let mut one = Caddy::start().await;
-    let two = Caddy::start().await;
+    let two = Caddy::start_unix().await;
     let a = Pod::start("a", "127.1.15.1").await;
     let b = Pod::start("b", "127.1.15.2").await;
     let first = Batch {

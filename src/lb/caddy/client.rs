@@ -108,10 +108,11 @@ impl AdminClient {
             addr: self.addr.to_string(),
             reason,
         };
-        // Caddy checks Host against its listen address (DNS-rebinding protection).
+        // Caddy checks Host against its listen address (DNS-rebinding protection); on a
+        // unix socket the only accepted origin is the empty one.
         let host = match &self.addr {
             AdminAddr::Tcp(a) => a.to_string(),
-            AdminAddr::Unix(_) => "localhost".to_owned(),
+            AdminAddr::Unix(_) => String::new(),
         };
         let mut req = Request::builder()
             .method(method)
