@@ -33,26 +33,42 @@ impl Drop for Haproxy {
 }
 
 impl Haproxy {
+    /// Runtime API on a unix socket.
     async fn start() -> Self {
+        Self::start_with(false, Duration::from_millis(200)).await
+    }
+
+    /// Runtime API on loopback TCP.
+    async fn start_tcp() -> Self {
+        Self::start_with(true, Duration::from_millis(200)).await
+    }
+
+    async fn start_with(tcp: bool, min_reload_interval: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let lb: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let d = dir.path().to_path_buf();
+        let (socket, runtime) = if tcp {
+            let a: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            (format!("ipv4@{a}"), RuntimeAddr::Tcp(a))
+        } else {
+            let p = d.join("rt.sock");
+            (p.display().to_string(), RuntimeAddr::Unix(p))
+        };
         std::fs::write(
             d.join("main.cfg"),
             format!(
-                "global\n    stats socket {}/rt.sock level admin\n    \
-                 log stderr format short local0 notice\n",
-                d.display()
+                "global\n    stats socket {socket} level admin\n    \
+                 log stderr format short local0 notice\n"
             ),
         )
         .unwrap();
         let mut settings = HaproxySettings::new(
-            RuntimeAddr::Unix(d.join("rt.sock")),
+            runtime,
             Some(RuntimeAddr::Unix(d.join("master.sock"))),
             d.join("podgate"),
         );
         settings.binds = vec![lb];
-        settings.min_reload_interval = Duration::from_millis(200);
+        settings.min_reload_interval = min_reload_interval;
         let adapter = HaproxyAdapter::new(format!("haproxy/{lb}"), settings).unwrap();
         adapter.bootstrap().await.unwrap();
         let mut h = Self {
@@ -85,7 +101,7 @@ impl Haproxy {
             .spawn()
             .expect("start haproxy");
         self.child = Some(child);
-        let rt = RuntimeClient::new(RuntimeAddr::Unix(self.path("rt.sock")), SECS);
+        let rt = RuntimeClient::new(self.adapter.settings().runtime.clone(), SECS);
         let log = self.path("haproxy.log");
         eventually("haproxy answers on its runtime socket", SECS, || {
             let rt = rt.clone();
@@ -109,7 +125,7 @@ impl Haproxy {
     }
 
     async fn pid(&self) -> u32 {
-        RuntimeClient::new(RuntimeAddr::Unix(self.path("rt.sock")), SECS)
+        RuntimeClient::new(self.adapter.settings().runtime.clone(), SECS)
             .worker_pid()
             .await
             .unwrap()
@@ -389,7 +405,7 @@ async fn haproxy_restart_is_seen_and_resynced() {
 async fn haproxy_one_dead_instance_does_not_stop_the_other() {
     require_haproxy!();
     let mut one = Haproxy::start().await;
-    let two = Haproxy::start().await;
+    let two = Haproxy::start_tcp().await;
     let a = Pod::start("a", "127.1.5.1").await;
     let b = Pod::start("b", "127.1.5.2").await;
     let routes = Some(table(vec![], Some("web")));
@@ -436,7 +452,7 @@ async fn haproxy_one_dead_instance_does_not_stop_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_new_upstreams_reload_once_and_keep_servers() {
     require_haproxy!();
-    let h = Haproxy::start().await;
+    let h = Haproxy::start_with(false, Duration::from_secs(1)).await;
     let a = Pod::start("a", "127.1.6.1").await;
     let b = Pod::start("b", "127.1.6.2").await;
     h.apply(&Batch {
@@ -469,6 +485,29 @@ async fn haproxy_new_upstreams_reload_once_and_keep_servers() {
     assert_ne!(h.pid().await, pid, "a new backend needs a reload");
     assert_eq!(who(h.lb, "r.test", "/one").await, "a");
     assert_eq!(who(h.lb, "r.test", "/two").await, "b");
+
+    // Reloads are rate-limited: two more new upstreams in a row need two reloads,
+    // which are at least `min_reload_interval` (1 s here; a reload itself takes far
+    // less) apart.
+    let started = std::time::Instant::now();
+    for svc in ["three", "four"] {
+        h.apply(&Batch {
+            epoch: 1,
+            upsert_upstreams: vec![upstream(svc, vec![b.active(1)])],
+            ..Batch::default()
+        })
+        .await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "two reloads within {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        who(h.lb, "r.test", "/one").await,
+        "a",
+        "servers survive reloads"
+    );
     // A stale epoch is fenced.
     let err = h.adapter.apply(&Batch::default()).await.unwrap_err();
     assert!(matches!(err, podgate::lb::LbError::Fenced(1)), "{err}");
@@ -488,7 +527,7 @@ async fn haproxy_never_touches_what_podgate_did_not_register() {
     })
     .await;
     // Someone adds their own server to podgate's backend by hand.
-    let rt = RuntimeClient::new(RuntimeAddr::Unix(h.path("rt.sock")), SECS);
+    let rt = RuntimeClient::new(h.adapter.settings().runtime.clone(), SECS);
     let state = rt.raw("show servers state").await.unwrap();
     let be = state
         .lines()
