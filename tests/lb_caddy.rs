@@ -447,3 +447,48 @@ async fn caddy_keeps_foreign_config_and_fences_old_epochs() {
         .unwrap_err();
     assert!(matches!(err, podgate::lb::LbError::Fenced(5)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_removed_endpoint_finishes_in_flight_requests() {
+    require_caddy!();
+    let c = Caddy::start().await;
+    let a = Pod::start("a", "127.1.17.1").await;
+    let b = Pod::start("b", "127.1.17.2").await;
+    c.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![upstream("web", vec![a.active(1)])],
+        routes: Some(table(vec![], Some("web"))),
+        ..Batch::default()
+    })
+    .await;
+    let lb = c.lb;
+    let slow = tokio::spawn(async move { who(lb, "x.test", "/slow").await });
+    eventually("the slow request reached a", SECS, || async {
+        if a.count() == 1 {
+            Ok(())
+        } else {
+            Err(format!("a served {}", a.count()))
+        }
+    })
+    .await;
+    // Draining, then gone, while the request is in flight: Caddy swaps its config
+    // gracefully, so the request still finishes on a.
+    c.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![upstream("web", vec![a.draining(), b.active(1)])],
+        ..Batch::default()
+    })
+    .await;
+    c.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![upstream("web", vec![b.active(1)])],
+        ..Batch::default()
+    })
+    .await;
+    assert_eq!(who(c.lb, "x.test", "/").await, "b");
+    assert_eq!(
+        slow.await.unwrap(),
+        "a",
+        "the in-flight request finished on a"
+    );
+}

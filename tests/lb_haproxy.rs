@@ -593,3 +593,63 @@ async fn haproxy_big_route_tables_fit_through_the_runtime_api() {
     }
     assert_eq!(h.adapter.observe().await.unwrap().routes, routes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_removed_endpoint_finishes_in_flight_requests_then_goes() {
+    require_haproxy!();
+    let h = Haproxy::start().await;
+    let a = Pod::start("a", "127.1.9.1").await;
+    let b = Pod::start("b", "127.1.9.2").await;
+    h.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![upstream("web", vec![a.active(1)])],
+        routes: Some(table(vec![], Some("web"))),
+        ..Batch::default()
+    })
+    .await;
+    let lb = h.lb;
+    let slow = tokio::spawn(async move { who(lb, "x.test", "/slow").await });
+    eventually("the slow request reached a", SECS, || async {
+        if a.count() == 1 {
+            Ok(())
+        } else {
+            Err(format!("a served {}", a.count()))
+        }
+    })
+    .await;
+
+    // a goes away while its request is in flight: maintenance, deletion deferred.
+    h.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![upstream("web", vec![b.active(1)])],
+        ..Batch::default()
+    })
+    .await;
+    assert_eq!(who(h.lb, "x.test", "/").await, "b");
+    assert_eq!(
+        slow.await.unwrap(),
+        "a",
+        "the in-flight request finished on a"
+    );
+
+    // The next batch retries the deletion, which now succeeds.
+    let rt = RuntimeClient::new(h.adapter.settings().runtime.clone(), SECS);
+    let a_name = format!("-{}-{}", a.addr.ip(), a.addr.port());
+    eventually("a's server is deleted once idle", SECS, || async {
+        h.apply(&Batch {
+            epoch: 1,
+            ..Batch::default()
+        })
+        .await;
+        let state = rt
+            .raw("show servers state")
+            .await
+            .map_err(|e| e.to_string())?;
+        if state.contains(&a_name) {
+            Err(state)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}

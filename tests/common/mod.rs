@@ -48,6 +48,9 @@ pub(crate) fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// How long a pod takes to answer a request for `/slow…`.
+pub(crate) const SLOW_REQUEST: Duration = Duration::from_millis(1500);
+
 /// A tiny HTTP server standing in for a pod: answers every request with its name and
 /// counts what it served.
 pub(crate) struct Pod {
@@ -78,10 +81,17 @@ impl Pod {
                 };
                 let (n, s) = (n.clone(), s.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |_req| {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         s.fetch_add(1, Ordering::SeqCst);
                         let body = Full::new(Bytes::from(n.clone()));
-                        async move { Ok::<_, Infallible>(hyper::Response::new(body)) }
+                        // `/slow…` stands for a long request still in flight.
+                        let slow = req.uri().path().starts_with("/slow");
+                        async move {
+                            if slow {
+                                tokio::time::sleep(SLOW_REQUEST).await;
+                            }
+                            Ok::<_, Infallible>(hyper::Response::new(body))
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)

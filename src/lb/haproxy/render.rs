@@ -12,6 +12,7 @@ use std::path::Path;
 
 use super::maps::MapKind;
 use super::names::{WeightScale, backend_name, haproxy_addr, server_name};
+use super::servers::SERVER_OPTIONS;
 use crate::model::{EndpointState, Upstream};
 
 /// The name of the rendered frontend and the fallback backend.
@@ -98,7 +99,7 @@ pub(crate) fn render_config<'a>(
             };
             let _ = writeln!(
                 out,
-                "    server {} {} weight {w}",
+                "    server {} {} weight {w} {SERVER_OPTIONS}",
                 server_name(e),
                 haproxy_addr(e.address, e.port)
             );

@@ -13,6 +13,12 @@ use super::names::{SERVER_PREFIX, WeightScale, haproxy_addr, parse_server_name, 
 use super::runtime::{RuntimeClient, RuntimeError};
 use crate::model::{EndpointState, Upstream};
 
+/// Options of every podgate server (file and `add server` alike). Idle pooled
+/// connections keep HAProxy from deleting a server, and by default they are purged only
+/// every 5 s (half at a time): purge faster so that removed endpoints go soon after
+/// their last request, while keep-alive to pods is still used.
+pub(crate) const SERVER_OPTIONS: &str = "pool-purge-delay 1s";
+
 /// `srv_admin_state` bits (HAProxy's `SRV_ADMF_*`).
 const ADMIN_MAINT: u32 = 0x01 | 0x02 | 0x04 | 0x20;
 const ADMIN_DRAIN: u32 = 0x08 | 0x10;
@@ -155,7 +161,7 @@ pub(crate) async fn run_ops(
                 draining,
             } => {
                 rt.run(
-                    &format!("add server {backend}/{name} {addr} weight {weight}"),
+                    &format!("add server {backend}/{name} {addr} weight {weight} {SERVER_OPTIONS}"),
                     &["New server registered"],
                 )
                 .await?;
