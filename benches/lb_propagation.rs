@@ -92,7 +92,7 @@ async fn start_haproxy() -> Lb {
     s.reload_timeout = Duration::from_mins(1);
     let adapter = HaproxyAdapter::new("bench-haproxy".into(), s).unwrap();
     adapter.bootstrap().await.unwrap();
-    let child = Command::new("haproxy")
+    let child = Command::new(common::find_program("haproxy").expect("haproxy is installed"))
         .args(["-W", "-S"])
         .arg(d.join("master.sock"))
         .arg("-f")
@@ -126,7 +126,7 @@ async fn start_caddy() -> Lb {
         format!(r#"{{"admin":{{"listen":"{admin}","config":{{"persist":false}}}},"logging":{{"logs":{{"default":{{"level":"ERROR"}}}}}}}}"#),
     )
     .unwrap();
-    let child = Command::new("caddy")
+    let child = Command::new(common::find_program("caddy").expect("caddy is installed"))
         .args(["run", "--config"])
         .arg(d.join("caddy.json"))
         .env("HOME", &d)

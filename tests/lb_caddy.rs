@@ -75,7 +75,7 @@ impl Caddy {
     async fn launch(&mut self) {
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("caddy.log")).unwrap();
-        let child = Command::new("caddy")
+        let child = Command::new(common::find_program("caddy").expect("caddy is installed"))
             .arg("run")
             .arg("--config")
             .arg(d.join("caddy.json"))

@@ -87,7 +87,7 @@ impl Haproxy {
 
     async fn launch(&mut self) {
         let log = std::fs::File::create(self.path("haproxy.log")).unwrap();
-        let child = Command::new("haproxy")
+        let child = Command::new(common::find_program("haproxy").expect("haproxy is installed"))
             .arg("-W")
             .arg("-S")
             .arg(self.path("master.sock"))

@@ -21,11 +21,19 @@ use podgate::model::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
+/// Where an LB program is: `$PATH`, then the sbin folders Debian puts daemons in (a
+/// non-login root shell may lack them).
+pub(crate) fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(Into::into))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
 /// Whether an LB program is installed. Missing: loud skip locally, failure under CI.
 pub(crate) fn require_program(program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()));
-    if found {
+    if find_program(program).is_some() {
         return true;
     }
     let msg = format!(
@@ -36,7 +44,8 @@ pub(crate) fn require_program(program: &str) -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "{msg}(CI=true: missing programs are a failure)"
     );
-    eprintln!("{msg}");
+    // Straight to the process's stderr: the test harness would swallow `eprintln!`.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
     false
 }
 
