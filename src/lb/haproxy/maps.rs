@@ -67,11 +67,44 @@ impl MapKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct MapSet(pub(crate) BTreeMap<MapKind, Vec<(String, String)>>);
 
-/// Bytes allowed in a path put into a map: RFC 3986 path characters without quotes and
-/// backslash, so no map line and no CLI command can be broken by a path.
-fn path_is_safe(path: &str) -> bool {
-    path.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@%/".contains(&b))
+/// A path as HAProxy sees it on the wire (raw, not decoded): printable ASCII as is,
+/// other bytes (UTF-8) percent-encoded in upper case as clients send them. Whitespace
+/// and control characters are refused: they would break a map line.
+fn map_path(path: &str) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            0x21..=0x7e => out.push(char::from(b)),
+            0x80..=0xff => {
+                let _ = write!(out, "%{b:02X}");
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Inverse of [`map_path`] for what it encodes (runs of `%XX` ≥ 0x80 forming UTF-8).
+fn unmap_path(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let high = raw
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|b| *b >= 0x80);
+        if let Some(b) = high {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
 }
 
 impl MapSet {
@@ -92,22 +125,20 @@ impl MapSet {
             push(MapKind::Hosts, host.as_str().to_owned(), vh.clone());
             let mut seen = std::collections::HashSet::new();
             for r in &vhost.routes {
-                if !path_is_safe(&r.path.path) {
+                let Some(path) = map_path(&r.path.path) else {
                     return Err(format!(
-                        "path {:?} of host {host} has characters HAProxy maps cannot carry",
+                        "path {:?} of host {host} contains whitespace or control characters",
                         r.path.path
                     ));
-                }
+                };
                 // The first rule in precedence order wins; a later duplicate is dead.
                 if !seen.insert(&r.path) {
                     continue;
                 }
                 let be = backend_name(&r.upstream);
                 match r.path.kind {
-                    PathKind::Exact => push(MapKind::Exact, format!("{vh}{}", r.path.path), be),
-                    PathKind::Prefix => {
-                        push(MapKind::Prefix, format!("{vh}{}/", r.path.path), be);
-                    }
+                    PathKind::Exact => push(MapKind::Exact, format!("{vh}{path}"), be),
+                    PathKind::Prefix => push(MapKind::Prefix, format!("{vh}{path}/"), be),
                 }
             }
             if let Some(d) = &vhost.default_backend {
@@ -161,16 +192,13 @@ impl MapSet {
                 return;
             };
             let raw = &key[21..];
-            let path = match kind {
+            let path = unmap_path(match kind {
                 PathKind::Exact => raw,
                 PathKind::Prefix => raw.strip_suffix('/').unwrap_or(raw),
-            };
+            });
             if let Some((_, v)) = vhosts.get_mut(vh) {
                 v.routes.push(Route {
-                    path: PathMatch {
-                        kind,
-                        path: path.to_owned(),
-                    },
+                    path: PathMatch { kind, path },
                     upstream: up.clone(),
                 });
             }
@@ -295,6 +323,10 @@ mod tests {
             },
             Route {
                 path: PathMatch::exact("/foo"),
+                upstream: key("exact"),
+            },
+            Route {
+                path: PathMatch::exact("/q'u\"o\\te/ä"),
                 upstream: key("exact"),
             },
         ];
