@@ -10,30 +10,27 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::HaproxySettings;
-use super::maps::{MapKind, MapSet, read_map, replace_map, write_atomic};
-use super::names::{BACKEND_PREFIX, WeightScale, backend_name, cluster_token, server_name};
+use super::maps::{MapKind, MapSet, replace_map, write_atomic};
+use super::names::{BACKEND_PREFIX, backend_name, server_name};
 use super::render::{check_config_dir, render_config};
 use super::runtime::{RuntimeClient, RuntimeError};
 use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
 use crate::lb::{BoxFuture, LbAdapter, LbError};
-use crate::model::{
-    Batch, ClusterName, Endpoint, EndpointState, LbState, RouteTable, StateSummary, Upstream,
-    UpstreamKey,
-};
+use crate::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
 
 /// What podgate last applied to this instance.
 #[derive(Default)]
-struct Mirror {
-    upstreams: BTreeMap<UpstreamKey, Upstream>,
-    routes: RouteTable,
+pub(super) struct Mirror {
+    pub(super) upstreams: BTreeMap<UpstreamKey, Upstream>,
+    pub(super) routes: RouteTable,
     /// The runtime maps as last pushed; `None` after a failure (push all again).
     maps: Option<MapSet>,
     /// Worker pid that the mirror is known to match; anything else → full re-sync.
-    instance: Option<u32>,
+    pub(super) instance: Option<u32>,
     /// Backends the worker `instance` has (saves a `show backend` per batch).
     backends: HashSet<String>,
-    generation: u64,
-    epoch: u64,
+    pub(super) generation: u64,
+    pub(super) epoch: u64,
     last_reload: Option<Instant>,
     /// (backend, server) whose deletion HAProxy deferred (connections remained).
     pending_deletes: BTreeSet<(String, String)>,
@@ -42,14 +39,14 @@ struct Mirror {
 /// One HAProxy instance.
 pub struct HaproxyAdapter {
     name: String,
-    settings: HaproxySettings,
-    rt: RuntimeClient,
+    pub(super) settings: HaproxySettings,
+    pub(super) rt: RuntimeClient,
     master: Option<RuntimeClient>,
-    mirror: Mutex<Mirror>,
+    pub(super) mirror: Mutex<Mirror>,
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(transient)`
-fn transient(e: RuntimeError) -> LbError {
+pub(super) fn transient(e: RuntimeError) -> LbError {
     LbError::Transient(e.to_string())
 }
 
@@ -283,7 +280,7 @@ impl HaproxyAdapter {
     }
 
     /// podgate's servers per backend.
-    async fn live_servers(&self) -> Result<HashMap<String, Vec<LiveServer>>, LbError> {
+    pub(super) async fn live_servers(&self) -> Result<HashMap<String, Vec<LiveServer>>, LbError> {
         let answer = self.rt.raw("show servers state").await.map_err(transient)?;
         let mut out: HashMap<String, Vec<LiveServer>> = HashMap::new();
         for s in parse_servers_state(&answer) {
@@ -295,110 +292,10 @@ impl HaproxyAdapter {
         }
         Ok(out)
     }
-
-    async fn observe_inner(&self) -> Result<LbState, LbError> {
-        let m = self.mirror.lock().await;
-        let pid = self.rt.worker_pid().await.map_err(transient)?;
-        let mut maps = MapSet::default();
-        for kind in MapKind::ALL {
-            let file = self.settings.config_dir.join(kind.file_name());
-            let entries = read_map(&self.rt, &file).await.map_err(transient)?;
-            maps.0.insert(kind, entries);
-        }
-        let live = self.live_servers().await?;
-        let known: HashMap<String, &Endpoint> = m
-            .upstreams
-            .values()
-            .flat_map(|u| &u.endpoints)
-            .map(|e| (server_name(e), e))
-            .collect();
-        let clusters: HashMap<String, ClusterName> = known
-            .values()
-            .map(|e| (cluster_token(&e.cluster), e.cluster.clone()))
-            .collect();
-        let mut upstreams = Vec::new();
-        for (be, enc) in maps.get(MapKind::Upstreams) {
-            let (Some(servers), Some(key)) = (live.get(be), super::names::decode_key(enc)) else {
-                continue;
-            };
-            let desired = m.upstreams.get(&key);
-            let scale = WeightScale::for_weights(
-                desired
-                    .into_iter()
-                    .flat_map(|u| &u.endpoints)
-                    .map(|e| e.weight),
-            );
-            let mut endpoints: Vec<Endpoint> = servers
-                .iter()
-                .filter(|s| !s.in_maint())
-                .filter_map(|s| observed_endpoint(s, known.get(&s.name).copied(), &clusters, scale))
-                .collect();
-            endpoints.sort_by(|a, b| {
-                (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port))
-            });
-            upstreams.push(Upstream {
-                shares: desired.map(|u| u.shares.clone()).unwrap_or_default(),
-                key,
-                endpoints,
-            });
-        }
-        upstreams.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(LbState {
-            instance: instance_id(pid),
-            generation: if m.instance == Some(pid) {
-                m.generation
-            } else {
-                0
-            },
-            epoch: m.epoch,
-            upstreams,
-            routes: maps.to_routes(),
-            certificates: Vec::new(),
-        })
-    }
 }
 
-fn instance_id(pid: u32) -> String {
+pub(super) fn instance_id(pid: u32) -> String {
     format!("haproxy-pid-{pid}")
-}
-
-/// A live server as a podgate endpoint. HAProxy knows neither podgate weights nor
-/// zones: when the live weight is what podgate would have set for the applied weight,
-/// the applied weight is reported, otherwise the live HAProxy weight (which then
-/// differs, so drift detection repairs it).
-fn observed_endpoint(
-    s: &LiveServer,
-    applied: Option<&Endpoint>,
-    clusters: &HashMap<String, ClusterName>,
-    scale: WeightScale,
-) -> Option<Endpoint> {
-    let (token, address, port) = super::names::parse_server_name(&s.name)?;
-    let state = if s.draining() {
-        EndpointState::Draining
-    } else {
-        EndpointState::Active
-    };
-    let weight = match (state, applied) {
-        (EndpointState::Draining, _) => 0,
-        (EndpointState::Active, Some(a))
-            if a.state == EndpointState::Active && scale.to_haproxy(a.weight) == s.weight =>
-        {
-            a.weight
-        }
-        (EndpointState::Active, _) => s.weight,
-    };
-    Some(Endpoint {
-        cluster: clusters
-            .get(token)
-            .cloned()
-            .unwrap_or_else(|| ClusterName::new(token)),
-        address,
-        port,
-        zone: applied.and_then(|a| a.zone.clone()),
-        node: applied.and_then(|a| a.node.clone()),
-        state,
-        weight,
-    })
 }
 
 impl LbAdapter for HaproxyAdapter {

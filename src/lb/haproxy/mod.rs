@@ -16,6 +16,7 @@
 mod adapter;
 mod maps;
 pub(crate) mod names;
+mod observe;
 mod render;
 mod runtime;
 mod servers;
