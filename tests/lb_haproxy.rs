@@ -657,3 +657,28 @@ async fn haproxy_removed_endpoint_finishes_in_flight_requests_then_goes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_started_with_an_empty_podgate_cfg_gets_it_on_first_apply() {
+    require_haproxy!();
+    let mut h = Haproxy::start().await;
+    // As an operator might: `touch podgate.cfg` and start HAProxy before podgate.
+    h.kill();
+    std::fs::write(h.adapter.settings().config_file(), "").unwrap();
+    h.launch().await;
+    let a = Pod::start("a", "127.1.10.1").await;
+    // A routes-only batch: no new upstream, yet the maps need podgate's file loaded.
+    h.apply(&Batch {
+        epoch: 1,
+        routes: Some(table(vec![], Some("web"))),
+        ..Batch::default()
+    })
+    .await;
+    h.apply(&Batch {
+        epoch: 1,
+        upsert_upstreams: vec![upstream("web", vec![a.active(1)])],
+        ..Batch::default()
+    })
+    .await;
+    assert_eq!(who(h.lb, "x.test", "/").await, "a");
+}

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::HaproxySettings;
 use super::maps::{MapKind, MapSet, replace_map, write_atomic};
 use super::names::{BACKEND_PREFIX, backend_name, server_name};
-use super::render::{check_config_dir, render_config};
+use super::render::{NOT_FOUND_BACKEND, check_config_dir, render_config};
 use super::runtime::{RuntimeClient, RuntimeError};
 use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
 use crate::lb::{BoxFuture, LbAdapter, LbError};
@@ -117,7 +117,12 @@ impl HaproxyAdapter {
 
         let mut pid = self.rt.worker_pid().await.map_err(transient)?;
         let mut fresh = m.instance.take() != Some(pid);
-        let missing = |have: &HashSet<String>| ups.keys().any(|k| !have.contains(&backend_name(k)));
+        // The 404 backend is always rendered: without it, HAProxy runs without
+        // podgate's file (or an empty one) and knows none of the maps either.
+        let missing = |have: &HashSet<String>| {
+            !have.contains(NOT_FOUND_BACKEND)
+                || ups.keys().any(|k| !have.contains(&backend_name(k)))
+        };
         if fresh || missing(&m.backends) {
             m.backends = self
                 .rt
@@ -259,7 +264,11 @@ impl HaproxyAdapter {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let needed: Vec<String> = ups.keys().map(backend_name).collect();
+        let needed: Vec<String> = ups
+            .keys()
+            .map(backend_name)
+            .chain([NOT_FOUND_BACKEND.to_owned()])
+            .collect();
         loop {
             if let Ok(pid) = self.rt.worker_pid().await
                 && pid != old_pid
