@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::lb::LbAdapter;
+use crate::lb::config::{Target, TargetConfig, build_adapters};
+
 /// Why a configuration was refused. The message names the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -57,8 +60,9 @@ pub struct ControllerConfig {
     #[serde(default)]
     pub publish_addresses: Vec<String>,
     pub clusters: Vec<ClusterConfig>,
+    /// LBs to keep in sync (see `lb::config` for every kind's fields).
     #[serde(default)]
-    pub targets: Vec<TargetConfig>,
+    pub targets: Vec<Target>,
     #[serde(default)]
     pub admin: AdminConfig,
 }
@@ -76,28 +80,6 @@ pub struct ClusterConfig {
     pub weight: u32,
 }
 
-/// One LB target: `kind: podgate` speaks the LB contract over HTTP.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    pub name: String,
-    pub kind: TargetKind,
-    /// One instance.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Several instances, each synced on its own.
-    #[serde(default)]
-    pub urls: Vec<String>,
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetKind {
-    Podgate,
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -113,28 +95,15 @@ impl Default for AdminConfig {
     }
 }
 
-impl TargetConfig {
-    /// Every instance URL, from `url` and `urls`.
-    pub fn instances(&self) -> Vec<String> {
-        self.url.iter().chain(&self.urls).cloned().collect()
-    }
-
-    /// Reads the bearer token, if any.
-    pub fn token(&self) -> Result<Option<String>, ConfigError> {
-        let Some(path) = &self.token_file else {
-            return Ok(None);
-        };
-        let token = std::fs::read_to_string(path).map_err(|e| {
-            invalid(
-                format!("targets.{}.token_file", self.name),
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        Ok(Some(token.trim().to_owned()))
-    }
-}
-
 impl ControllerConfig {
+    /// One adapter per LB instance of every target. Connects to nothing.
+    pub fn adapters(&self) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
+        let targets = TargetConfig {
+            targets: self.targets.clone(),
+        };
+        build_adapters(&targets).map_err(|e| invalid("targets", e.to_string()))
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -182,30 +151,7 @@ impl ControllerConfig {
                 ));
             }
         }
-        let mut names = BTreeSet::new();
-        for (i, t) in self.targets.iter().enumerate() {
-            if !names.insert(t.name.as_str()) {
-                return Err(invalid(
-                    format!("targets[{i}].name"),
-                    format!("duplicate target name {:?}", t.name),
-                ));
-            }
-            let instances = t.instances();
-            if instances.is_empty() {
-                return Err(invalid(format!("targets[{i}]"), "needs `url` or `urls`"));
-            }
-            for url in &instances {
-                let parsed = reqwest::Url::parse(url)
-                    .map_err(|e| invalid(format!("targets[{i}].url"), format!("{url:?}: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(invalid(
-                        format!("targets[{i}].url"),
-                        format!("{url:?} must be http or https"),
-                    ));
-                }
-            }
-            t.token()?;
-        }
+        self.adapters()?;
         Ok(())
     }
 }
@@ -246,7 +192,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("targets[0].url"), "{err}");
+        assert!(err.contains("targets") && err.contains("url"), "{err}");
         let err =
             parse("clusters: [{name: idc}]\ntargets: [{name: lb, kind: nginx, url: 'http://x'}]\n")
                 .unwrap_err()

@@ -4,19 +4,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use crate::cluster::{self, ClusterWatch, WatchOptions};
 use crate::index::{Index, IndexConfig};
-use crate::lb::LbAdapter;
-use crate::lb::http::{HttpLb, HttpLbConfig};
 use crate::model::ClusterName;
 use crate::sync::{Audit, Desired, SyncConfig, Worker};
 
 use super::admin::{self, AdminState};
-use super::config::{ConfigError, ControllerConfig, TargetKind};
+use super::config::{ConfigError, ControllerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -24,8 +21,6 @@ pub enum ControllerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
-    #[error("target {target}: {message}")]
-    Target { target: String, message: String },
     #[error("admin listener {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -56,39 +51,6 @@ fn epoch() -> u64 {
     crate::sync::audit::now_ms()
 }
 
-fn adapters(config: &ControllerConfig) -> Result<Vec<Box<dyn LbAdapter>>, ControllerError> {
-    let mut out: Vec<Box<dyn LbAdapter>> = Vec::new();
-    for target in &config.targets {
-        let token = target.token()?.unwrap_or_default();
-        match target.kind {
-            TargetKind::Podgate => {
-                let instances = target.instances();
-                for (i, url) in instances.iter().enumerate() {
-                    let lb_config = HttpLbConfig {
-                        base_url: url.clone(),
-                        token: token.clone(),
-                        timeout: Duration::from_secs(10),
-                        tls: None,
-                    };
-                    // The adapter adds the URL to the name itself.
-                    let name = if instances.len() == 1 {
-                        target.name.clone()
-                    } else {
-                        format!("{}[{i}]", target.name)
-                    };
-                    let lb =
-                        HttpLb::new(&name, lb_config).map_err(|e| ControllerError::Target {
-                            target: target.name.clone(),
-                            message: e.to_string(),
-                        })?;
-                    out.push(Box::new(lb));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Starts everything the configuration asks for.
 pub async fn start(
     config: &ControllerConfig,
@@ -110,7 +72,7 @@ pub async fn start(
 
     let epoch = epoch();
     let mut targets = Vec::new();
-    for adapter in adapters(config)? {
+    for adapter in config.adapters()? {
         let worker = Worker::new(
             adapter,
             desired.clone(),

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::controller::config::{
-    AdminConfig, ClusterConfig, ControllerConfig, TargetConfig, TargetKind,
-};
+use crate::controller::config::{AdminConfig, ClusterConfig, ControllerConfig};
 use crate::controller::{self, Controller, RunOptions};
+use crate::lb::config::{Target, TargetKind};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
 use crate::sim::{SimCluster, SimOptions};
 use crate::sync::SyncConfig;
@@ -101,12 +100,10 @@ impl Lab {
             ingress_class: "podgate".to_owned(),
             publish_addresses: vec![proxy.http_addr.ip().to_string()],
             clusters,
-            targets: vec![TargetConfig {
-                name: "proxy".to_owned(),
-                kind: TargetKind::Podgate,
+            targets: vec![Target {
                 url: Some(proxy.admin_url()),
-                urls: Vec::new(),
                 token_file: Some(token_file),
+                ..Target::new("proxy", TargetKind::Podgate)
             }],
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),

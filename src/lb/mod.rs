@@ -5,6 +5,9 @@
 //! holds. Must never decide *what* to route (that is the Index) or *when* to push (that
 //! is `sync`). Never templates user input into an LB configuration language.
 
+pub mod caddy;
+pub mod config;
+pub mod haproxy;
 pub mod http;
 
 use std::future::Future;

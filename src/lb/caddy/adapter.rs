@@ -1,0 +1,351 @@
+//! [`CaddyAdapter`]: the LB contract on top of Caddy's admin API.
+//!
+//! Owns: the mirror of what was applied, posting the rendered server once per batch,
+//! creating the path down to `apps.http.servers` when Caddy has none, and `observe`.
+//! Must never `POST /load` (that would replace the operator's whole configuration).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::CaddySettings;
+use super::client::{AdminClient, AdminError};
+use super::render::{
+    META_ID, Meta, SELECT_ID, SOURCE_VAR, SOURCE_VHOST_DEFAULT, UP_ID_PREFIX, UP_VAR, dial,
+    parse_pattern, render_server, slots,
+};
+use crate::lb::haproxy::names::decode_key;
+use crate::lb::{BoxFuture, LbAdapter, LbError};
+use crate::model::{
+    Batch, ClusterName, Endpoint, EndpointState, HostPattern, LbState, Route, RouteTable,
+    StateSummary, Upstream, UpstreamKey, VirtualHost,
+};
+
+#[derive(Default)]
+struct Mirror {
+    upstreams: BTreeMap<UpstreamKey, Upstream>,
+    routes: RouteTable,
+    generation: u64,
+    epoch: u64,
+}
+
+/// One Caddy instance.
+pub struct CaddyAdapter {
+    name: String,
+    settings: CaddySettings,
+    client: AdminClient,
+    mirror: Mutex<Mirror>,
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(lb_error)`
+fn lb_error(e: AdminError) -> LbError {
+    if e.is_refusal() {
+        LbError::Rejected(e.to_string())
+    } else {
+        LbError::Transient(e.to_string())
+    }
+}
+
+fn random_token() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("caddy-{:016x}", h.finish())
+}
+
+impl CaddyAdapter {
+    pub fn new(name: String, settings: CaddySettings) -> Result<Self, String> {
+        let ok = !settings.server_name.is_empty()
+            && settings
+                .server_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(format!(
+                "server_name {:?} must be letters, digits, _ and -",
+                settings.server_name
+            ));
+        }
+        let client = AdminClient::new(settings.admin.clone(), settings.timeout);
+        Ok(Self {
+            name,
+            settings,
+            client,
+            mirror: Mutex::new(Mirror::default()),
+        })
+    }
+
+    pub fn settings(&self) -> &CaddySettings {
+        &self.settings
+    }
+
+    /// podgate's server as Caddy holds it; `None` when Caddy has none.
+    async fn live_server(&self) -> Result<Option<Value>, LbError> {
+        match self.client.request("GET", "/id/podgate-server", None).await {
+            Ok(body) => Ok(serde_json::from_slice(&body).ok()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(lb_error(e)),
+        }
+    }
+
+    /// Only the meta route (small, unlike the whole server at thousands of upstreams).
+    async fn live_meta(&self) -> Result<Option<Meta>, LbError> {
+        match self
+            .client
+            .request("GET", &format!("/id/{META_ID}"), None)
+            .await
+        {
+            Ok(body) => Ok(serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|r| meta_of_route(&r))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(lb_error(e)),
+        }
+    }
+
+    /// Puts the server under `apps.http.servers.<name>`, creating missing parents.
+    async fn post_server(&self, server: Value) -> Result<(), AdminError> {
+        let levels = [
+            "apps",
+            "http",
+            "servers",
+            self.settings.server_name.as_str(),
+        ];
+        let full = format!("/config/{}", levels.join("/"));
+        let body = serde_json::to_vec(&server).unwrap_or_default();
+        match self.client.request("POST", &full, Some(body)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if !e.is_missing_path() => return Err(e),
+            Err(_) => {}
+        }
+        // Find the deepest existing parent and post the missing rest as one object.
+        for depth in (0..levels.len()).rev() {
+            let parent = format!("/config/{}", levels[..depth].join("/"));
+            let child = format!("/config/{}", levels[..=depth].join("/"));
+            let existing: Value = match self.client.request("GET", &parent, None).await {
+                Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+                Err(e) if e.is_missing_path() => Value::Null,
+                Err(e) => return Err(e),
+            };
+            if existing.is_object() || depth == 0 {
+                let mut value = server;
+                for key in levels[depth + 1..].iter().rev() {
+                    value = json!({ *key: value });
+                }
+                let (path, value) = if existing.is_object() {
+                    (child, value)
+                } else {
+                    ("/config/".to_owned(), json!({ levels[0]: value }))
+                };
+                let body = serde_json::to_vec(&value).unwrap_or_default();
+                return self
+                    .client
+                    .request("POST", &path, Some(body))
+                    .await
+                    .map(|_| ());
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_inner(&self, batch: &Batch) -> Result<StateSummary, LbError> {
+        let mut m = self.mirror.lock().await;
+        let live_meta = self.live_meta().await?;
+        let live_epoch = live_meta.as_ref().map_or(0, |l| l.epoch);
+        if batch.epoch < m.epoch.max(live_epoch) {
+            return Err(LbError::Fenced(m.epoch.max(live_epoch)));
+        }
+        let mut ups = m.upstreams.clone();
+        if !batch.upsert_certificates.is_empty() {
+            tracing::warn!(
+                lb = %self.name,
+                count = batch.upsert_certificates.len(),
+                "this adapter does not support TLS certificates yet; they are ignored"
+            );
+        }
+        for k in &batch.remove_upstreams {
+            ups.remove(k);
+        }
+        for u in &batch.upsert_upstreams {
+            ups.insert(u.key.clone(), u.clone());
+        }
+        let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
+        let meta = Meta {
+            instance: live_meta
+                .as_ref()
+                .map_or_else(random_token, |l| l.instance.clone()),
+            generation: m
+                .generation
+                .max(live_meta.as_ref().map_or(0, |l| l.generation))
+                + 1,
+            epoch: batch.epoch,
+        };
+        let server = render_server(&self.settings.listen, &meta, &routes, &ups);
+        self.post_server(server).await.map_err(lb_error)?;
+        m.upstreams = ups;
+        m.routes = routes;
+        m.generation = meta.generation;
+        m.epoch = meta.epoch;
+        Ok(StateSummary {
+            instance: meta.instance,
+            generation: meta.generation,
+            epoch: meta.epoch,
+        })
+    }
+
+    async fn observe_inner(&self) -> Result<LbState, LbError> {
+        let m = self.mirror.lock().await;
+        let Some(server) = self.live_server().await? else {
+            return Ok(LbState::default());
+        };
+        let meta = read_meta(&server).unwrap_or_default();
+        let routes_json = server["routes"].as_array().cloned().unwrap_or_default();
+        let mut routes = RouteTable::default();
+        let mut upstreams = Vec::new();
+        for r in &routes_json {
+            let id = r["@id"].as_str().unwrap_or_default();
+            if id == SELECT_ID {
+                routes = read_select(&r["handle"][0]["routes"]);
+            } else if id.starts_with(UP_ID_PREFIX)
+                && let Some(up) = read_upstream(r, &m.upstreams)
+            {
+                upstreams.push(up);
+            }
+        }
+        upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(LbState {
+            instance: meta.instance,
+            generation: meta.generation,
+            epoch: meta.epoch,
+            upstreams,
+            routes,
+            certificates: Vec::new(),
+        })
+    }
+}
+
+fn read_meta(server: &Value) -> Option<Meta> {
+    let routes = server["routes"].as_array()?;
+    meta_of_route(routes.iter().find(|r| r["@id"] == META_ID)?)
+}
+
+fn meta_of_route(meta: &Value) -> Option<Meta> {
+    serde_json::from_str(meta["handle"][0]["body"].as_str()?).ok()
+}
+
+fn var_key(route: &Value) -> Option<UpstreamKey> {
+    decode_key(route["handle"][0][UP_VAR].as_str()?)
+}
+
+fn read_select(list: &Value) -> RouteTable {
+    let mut table = RouteTable::default();
+    for r in list.as_array().into_iter().flatten() {
+        let Some(host) = r["match"][0]["host"][0].as_str() else {
+            table.default_backend = var_key(r);
+            continue;
+        };
+        let Ok(host) = HostPattern::parse(host) else {
+            continue;
+        };
+        let mut v = VirtualHost::default();
+        for p in r["handle"][0]["routes"].as_array().into_iter().flatten() {
+            let Some(key) = var_key(p) else { continue };
+            match p["match"][0]["path_regexp"]["pattern"].as_str() {
+                Some(pattern) => {
+                    if let Some(path) = parse_pattern(pattern) {
+                        v.routes.push(Route {
+                            path,
+                            upstream: key,
+                        });
+                    }
+                }
+                None if p["handle"][0][SOURCE_VAR] == SOURCE_VHOST_DEFAULT => {
+                    v.default_backend = Some(key);
+                }
+                None => {}
+            }
+        }
+        table.hosts.insert(host, v);
+    }
+    table
+}
+
+/// The upstream of one `podgate-up-*` route. Caddy keeps only dial addresses: an
+/// address listed as often as podgate would list the applied endpoint is reported as
+/// that endpoint; otherwise with cluster `unknown` and its list count as weight.
+/// Draining endpoints are not in Caddy at all; the applied ones are reported as is.
+fn read_upstream(route: &Value, applied: &BTreeMap<UpstreamKey, Upstream>) -> Option<Upstream> {
+    let key = decode_key(route["match"][0]["vars"][UP_VAR][0].as_str()?)?;
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for u in route["handle"][0]["upstreams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(d) = u["dial"].as_str() {
+            *counts.entry(d.to_owned()).or_insert(0) += 1;
+        }
+    }
+    let desired = applied.get(&key);
+    let expected: HashMap<String, u32> =
+        desired.map(slots).unwrap_or_default().into_iter().collect();
+    let by_dial: HashMap<String, &Endpoint> = desired
+        .into_iter()
+        .flat_map(|u| &u.endpoints)
+        .map(|e| (dial(e.address, e.port), e))
+        .collect();
+    let mut endpoints = Vec::new();
+    for (d, n) in counts {
+        match by_dial.get(&d) {
+            Some(e) if e.state == EndpointState::Active && expected.get(&d) == Some(&n) => {
+                endpoints.push((*e).clone());
+            }
+            _ => {
+                let Ok(sa) = d.parse::<std::net::SocketAddr>() else {
+                    continue;
+                };
+                endpoints.push(Endpoint {
+                    cluster: ClusterName::new("unknown"),
+                    address: sa.ip(),
+                    port: sa.port(),
+                    zone: None,
+                    node: None,
+                    state: EndpointState::Active,
+                    weight: n,
+                });
+            }
+        }
+    }
+    endpoints.extend(
+        desired
+            .into_iter()
+            .flat_map(|u| &u.endpoints)
+            .filter(|e| e.state == EndpointState::Draining)
+            .cloned(),
+    );
+    endpoints.sort_by(|a, b| (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port)));
+    Some(Upstream {
+        shares: desired.map(|u| u.shares.clone()).unwrap_or_default(),
+        key,
+        endpoints,
+    })
+}
+
+impl LbAdapter for CaddyAdapter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<StateSummary, LbError>> {
+        Box::pin(self.apply_inner(batch))
+    }
+
+    fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
+        Box::pin(self.observe_inner())
+    }
+}

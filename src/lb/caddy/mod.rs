@@ -1,0 +1,45 @@
+//! The Caddy adapter: drives Debian's Caddy (2.6+) through its admin API.
+//!
+//! Owns: one server object in Caddy's `apps.http.servers` (key `podgate` by default,
+//! `@id` `podgate-server`) and every `podgate-*` id inside it. Must never touch another
+//! server, another app, the admin settings or an id without the `podgate-` prefix.
+//!
+//! Cost: Caddy re-provisions its *whole* configuration on every change through the
+//! admin API, whatever the size of the change. The adapter therefore sends exactly one
+//! request that changes config per batch (the whole podgate server, posted to
+//! `/config/apps/http/servers/<name>`), so that the sync layer's batching under load
+//! directly bounds Caddy's reload rate. See `render` for the route encoding, the
+//! weights approximation and what Caddy cannot do.
+
+mod adapter;
+mod client;
+mod render;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use adapter::CaddyAdapter;
+pub use client::{AdminAddr, AdminClient, AdminError};
+
+/// How to reach one Caddy instance and what podgate's server listens on.
+#[derive(Clone, Debug)]
+pub struct CaddySettings {
+    pub admin: AdminAddr,
+    /// Addresses of podgate's server inside Caddy (plain HTTP).
+    pub listen: Vec<SocketAddr>,
+    /// The key of podgate's server under `apps.http.servers`.
+    pub server_name: String,
+    /// Timeout of one admin request (a config load on a big config can take a while).
+    pub timeout: Duration,
+}
+
+impl CaddySettings {
+    pub fn new(admin: AdminAddr, listen: Vec<SocketAddr>) -> Self {
+        Self {
+            admin,
+            listen,
+            server_name: "podgate".into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}

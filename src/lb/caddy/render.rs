@@ -1,0 +1,266 @@
+//! Renders podgate's Caddy server (one JSON object) and reads it back.
+//!
+//! Owns: the shape of the `podgate` server in `apps.http.servers`: a never-matching
+//! meta route (instance token, generation, epoch), a `subroute` that picks an upstream
+//! by host and path and records it in the request variable `podgate_up`, one route per
+//! upstream (`@id` `podgate-up-<hash>`) holding its `reverse_proxy`, and a 404. Must
+//! never put a user string where Caddy interprets it: hosts go to the `host` matcher,
+//! paths are regex-quoted into `path_regexp`, upstream keys are percent-encoded.
+//!
+//! Why `path_regexp` and not `path`: Caddy's `path` matcher is case-insensitive and
+//! cleans the path, while Ingress paths are case-sensitive. `^<quoted>$` is `Exact`;
+//! `^<quoted>(/.*)?$` is the element-wise `Prefix` (`/foo` or `/foo/…`).
+//! Why a variable: Caddy 2.6 has no named upstreams, so each upstream lives once and
+//! every route that uses it only names it.
+//!
+//! Weights: Caddy 2.6 has no weighted policy. Each Active endpoint is listed as many
+//! times as its weight, reduced by the greatest common divisor and capped at
+//! [`MAX_SLOTS`] entries per upstream, under `round_robin`. Draining endpoints are left
+//! out (Caddy has no drain state); in-flight requests still finish, because Caddy
+//! swaps configurations gracefully.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::lb::haproxy::names::{backend_name, encode_key};
+use crate::model::{PathKind, PathMatch, RouteTable, Upstream, UpstreamKey};
+
+pub(crate) const SERVER_ID: &str = "podgate-server";
+pub(crate) const META_ID: &str = "podgate-meta";
+pub(crate) const SELECT_ID: &str = "podgate-select";
+pub(crate) const UP_ID_PREFIX: &str = "podgate-up-";
+pub(crate) const UP_VAR: &str = "podgate_up";
+pub(crate) const SOURCE_VAR: &str = "podgate_src";
+pub(crate) const SOURCE_VHOST_DEFAULT: &str = "vhost-default";
+const SOURCE_DEFAULT: &str = "default";
+const GROUP_HOSTS: &str = "podgate-hosts";
+const GROUP_PATHS: &str = "podgate-paths";
+
+/// Most list entries one upstream gets for weighting.
+pub(crate) const MAX_SLOTS: u32 = 100;
+
+/// What podgate stores about itself inside Caddy's config.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub(crate) instance: String,
+    pub(crate) generation: u64,
+    pub(crate) epoch: u64,
+}
+
+/// Go's `regexp.QuoteMeta`.
+pub(crate) fn quote_meta(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub(crate) fn path_pattern(p: &PathMatch) -> String {
+    match p.kind {
+        PathKind::Exact => format!("^{}$", quote_meta(&p.path)),
+        PathKind::Prefix => format!("^{}(/.*)?$", quote_meta(&p.path)),
+    }
+}
+
+/// Inverse of [`path_pattern`].
+pub(crate) fn parse_pattern(pattern: &str) -> Option<PathMatch> {
+    let body = pattern.strip_prefix('^')?;
+    let (kind, quoted) = match body.strip_suffix("(/.*)?$") {
+        Some(q) => (PathKind::Prefix, q),
+        None => (PathKind::Exact, body.strip_suffix('$')?),
+    };
+    let mut path = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        path.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some(PathMatch {
+        kind,
+        path: path.into(),
+    })
+}
+
+/// `ip:port`, with brackets for IPv6.
+pub(crate) fn dial(addr: std::net::IpAddr, port: u16) -> String {
+    SocketAddr::new(addr, port).to_string()
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// How many list entries each Active endpoint gets: (dial, count).
+pub(crate) fn slots(up: &Upstream) -> Vec<(String, u32)> {
+    let active: Vec<_> = up.active().collect();
+    if active.iter().all(|e| e.weight == 0) {
+        return active
+            .iter()
+            .map(|e| (dial(e.address, e.port), 1))
+            .collect();
+    }
+    let g = active.iter().map(|e| e.weight).fold(0, gcd).max(1);
+    let total: u64 = active.iter().map(|e| u64::from(e.weight / g)).sum();
+    let cap = u64::from(MAX_SLOTS.max(u32::try_from(active.len()).unwrap_or(u32::MAX)));
+    active
+        .iter()
+        .filter(|e| e.weight > 0)
+        .map(|e| {
+            let r = u64::from(e.weight / g);
+            let n = if total <= cap {
+                r
+            } else {
+                (r * cap + total / 2) / total
+            };
+            (
+                dial(e.address, e.port),
+                u32::try_from(n.max(1)).unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+/// A route that names the chosen upstream. Routes of one list share a `group`, so only
+/// the first match runs; `terminal` cannot be used, because in Caddy it ends the whole
+/// handler chain, not only the subroute. `source` tags fallbacks for `observe`.
+fn select_route(key: &UpstreamKey, group: &str, source: Option<&str>) -> Value {
+    let mut vars = json!({ "handler": "vars", UP_VAR: encode_key(key) });
+    if let Some(s) = source {
+        vars[SOURCE_VAR] = json!(s);
+    }
+    json!({ "group": group, "handle": [vars] })
+}
+
+fn upstream_route(up: &Upstream) -> Value {
+    let mut list = Vec::new();
+    for (d, n) in slots(up) {
+        for _ in 0..n {
+            list.push(json!({ "dial": d }));
+        }
+    }
+    let handler = if list.is_empty() {
+        json!({ "handler": "static_response", "status_code": 503, "body": "no endpoint\n" })
+    } else {
+        json!({
+            "handler": "reverse_proxy",
+            "upstreams": list,
+            "load_balancing": { "selection_policy": { "policy": "round_robin" }, "try_duration": "2s" },
+        })
+    };
+    json!({
+        "@id": format!("{UP_ID_PREFIX}{}", backend_name(&up.key)),
+        "match": [{ "vars": { UP_VAR: [encode_key(&up.key)] } }],
+        "handle": [handler],
+        "terminal": true,
+    })
+}
+
+/// The whole `podgate` server object.
+pub(crate) fn render_server(
+    listen: &[SocketAddr],
+    meta: &Meta,
+    routes: &RouteTable,
+    upstreams: &BTreeMap<UpstreamKey, Upstream>,
+) -> Value {
+    let mut hosts: Vec<_> = routes.hosts.iter().collect();
+    // Exact hosts first: an exact host beats a wildcard.
+    hosts.sort_by_key(|(h, _)| h.wildcard_suffix().is_some());
+    let mut select = Vec::new();
+    for (host, vhost) in hosts {
+        let mut paths: Vec<Value> = vhost
+            .routes
+            .iter()
+            .map(|r| {
+                let mut v = select_route(&r.upstream, GROUP_PATHS, None);
+                v["match"] = json!([{ "path_regexp": { "pattern": path_pattern(&r.path) } }]);
+                v
+            })
+            .collect();
+        if let Some(d) = &vhost.default_backend {
+            paths.push(select_route(d, GROUP_PATHS, Some(SOURCE_VHOST_DEFAULT)));
+        } else if let Some(d) = &routes.default_backend {
+            paths.push(select_route(d, GROUP_PATHS, Some(SOURCE_DEFAULT)));
+        }
+        select.push(json!({
+            "group": GROUP_HOSTS,
+            "match": [{ "host": [host.as_str()] }],
+            "handle": [{ "handler": "subroute", "routes": paths }],
+        }));
+    }
+    if let Some(d) = &routes.default_backend {
+        select.push(select_route(d, GROUP_HOSTS, Some(SOURCE_DEFAULT)));
+    }
+    let meta_body = serde_json::to_string(meta).unwrap_or_default();
+    let mut server_routes = vec![
+        json!({
+            "@id": META_ID,
+            "match": [{ "vars": { "podgate_meta": ["never"] } }],
+            "handle": [{ "handler": "static_response", "body": meta_body }],
+        }),
+        json!({ "@id": SELECT_ID, "handle": [{ "handler": "subroute", "routes": select }] }),
+    ];
+    server_routes.extend(upstreams.values().map(upstream_route));
+    server_routes.push(json!({
+        "handle": [{ "handler": "static_response", "status_code": 404, "body": "no route\n" }],
+    }));
+    json!({
+        "@id": SERVER_ID,
+        "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "automatic_https": { "disable": true },
+        "routes": server_routes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ClusterName, Endpoint, EndpointState, PortRef};
+
+    #[test]
+    fn patterns_round_trip_and_quote() {
+        for p in [
+            PathMatch::exact("/a.b(c)"),
+            PathMatch::prefix("/foo"),
+            PathMatch::prefix("/"),
+            PathMatch {
+                kind: PathKind::Exact,
+                path: "/x$^[]{}|*+?\\".into(),
+            },
+        ] {
+            assert_eq!(parse_pattern(&path_pattern(&p)), Some(p));
+        }
+        assert_eq!(path_pattern(&PathMatch::prefix("/a.b")), "^/a\\.b(/.*)?$");
+    }
+
+    #[test]
+    fn weights_become_list_entries() {
+        let ep = |a: &str, w: u32, state| Endpoint {
+            cluster: ClusterName::new("c"),
+            address: a.parse().unwrap(),
+            port: 80,
+            zone: None,
+            node: None,
+            state,
+            weight: w,
+        };
+        let up = Upstream {
+            key: UpstreamKey::new("n", "s", PortRef::Number(80)),
+            shares: vec![],
+            endpoints: vec![
+                ep("10.0.0.1", 750, EndpointState::Active),
+                ep("10.0.0.2", 250, EndpointState::Active),
+                ep("10.0.0.3", 0, EndpointState::Draining),
+            ],
+        };
+        assert_eq!(
+            slots(&up),
+            vec![("10.0.0.1:80".into(), 3), ("10.0.0.2:80".into(), 1)]
+        );
+    }
+}

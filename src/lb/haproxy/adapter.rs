@@ -1,0 +1,330 @@
+//! [`HaproxyAdapter`]: the LB contract on top of HAProxy's runtime API.
+//!
+//! Owns: the mirror of what was applied (so a reload or restart can be followed by a
+//! full re-sync), the decision to reload (only for a missing backend, rate-limited),
+//! and `observe`. Must never reload for endpoint or route changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::HaproxySettings;
+use super::maps::{MapKind, MapSet, replace_map, write_atomic};
+use super::names::{BACKEND_PREFIX, backend_name, server_name};
+use super::render::{NOT_FOUND_BACKEND, check_config_dir, render_config};
+use super::runtime::{RuntimeClient, RuntimeError};
+use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
+use crate::lb::{BoxFuture, LbAdapter, LbError};
+use crate::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
+
+/// What podgate last applied to this instance.
+#[derive(Default)]
+pub(super) struct Mirror {
+    pub(super) upstreams: BTreeMap<UpstreamKey, Upstream>,
+    pub(super) routes: RouteTable,
+    /// The runtime maps as last pushed; `None` after a failure (push all again).
+    maps: Option<MapSet>,
+    /// Worker pid that the mirror is known to match; anything else → full re-sync.
+    pub(super) instance: Option<u32>,
+    /// Backends the worker `instance` has (saves a `show backend` per batch).
+    backends: HashSet<String>,
+    pub(super) generation: u64,
+    pub(super) epoch: u64,
+    last_reload: Option<Instant>,
+    /// (backend, server) whose deletion HAProxy deferred (connections remained).
+    pending_deletes: BTreeSet<(String, String)>,
+}
+
+/// One HAProxy instance.
+pub struct HaproxyAdapter {
+    name: String,
+    pub(super) settings: HaproxySettings,
+    pub(super) rt: RuntimeClient,
+    master: Option<RuntimeClient>,
+    pub(super) mirror: Mutex<Mirror>,
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(transient)`
+pub(super) fn transient(e: RuntimeError) -> LbError {
+    LbError::Transient(e.to_string())
+}
+
+fn io_err(what: &str, e: &std::io::Error) -> LbError {
+    LbError::Transient(format!("cannot write {what}: {e}"))
+}
+
+impl HaproxyAdapter {
+    /// Checks the settings; connects to nothing yet.
+    pub fn new(name: String, settings: HaproxySettings) -> Result<Self, String> {
+        check_config_dir(&settings.config_dir)?;
+        let rt = RuntimeClient::new(settings.runtime.clone(), settings.command_timeout);
+        let master = settings
+            .master
+            .clone()
+            .map(|m| RuntimeClient::new(m, settings.command_timeout));
+        Ok(Self {
+            name,
+            settings,
+            rt,
+            master,
+            mirror: Mutex::new(Mirror::default()),
+        })
+    }
+
+    pub fn settings(&self) -> &HaproxySettings {
+        &self.settings
+    }
+
+    /// Writes `podgate.cfg` and the map files for what the mirror holds (empty at first),
+    /// so that HAProxy can be started before the first batch.
+    pub async fn bootstrap(&self) -> std::io::Result<()> {
+        let m = self.mirror.lock().await;
+        let maps = MapSet::build(&m.routes, m.upstreams.keys()).map_err(std::io::Error::other)?;
+        maps.write_files(&self.settings.config_dir)?;
+        let cfg = render_config(
+            &self.settings.config_dir,
+            &self.settings.binds,
+            m.upstreams.values(),
+        );
+        write_atomic(&self.settings.config_file(), cfg.as_bytes())
+    }
+
+    async fn apply_locked(&self, m: &mut Mirror, batch: &Batch) -> Result<StateSummary, LbError> {
+        if batch.epoch < m.epoch {
+            return Err(LbError::Fenced(m.epoch));
+        }
+        if !batch.upsert_certificates.is_empty() {
+            tracing::warn!(
+                lb = %self.name,
+                count = batch.upsert_certificates.len(),
+                "this adapter does not support TLS certificates yet; they are ignored"
+            );
+        }
+        let mut ups = m.upstreams.clone();
+        for k in &batch.remove_upstreams {
+            ups.remove(k);
+        }
+        for u in &batch.upsert_upstreams {
+            ups.insert(u.key.clone(), u.clone());
+        }
+        let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
+        let maps = MapSet::build(&routes, ups.keys()).map_err(LbError::Rejected)?;
+        let dir = &self.settings.config_dir;
+        if m.maps.as_ref() != Some(&maps) {
+            maps.write_files(dir).map_err(|e| io_err("map files", &e))?;
+        }
+
+        let mut pid = self.rt.worker_pid().await.map_err(transient)?;
+        let mut fresh = m.instance.take() != Some(pid);
+        // The 404 backend is always rendered: without it, HAProxy runs without
+        // podgate's file (or an empty one) and knows none of the maps either.
+        let missing = |have: &HashSet<String>| {
+            !have.contains(NOT_FOUND_BACKEND)
+                || ups.keys().any(|k| !have.contains(&backend_name(k)))
+        };
+        if fresh || missing(&m.backends) {
+            m.backends = self
+                .rt
+                .backends()
+                .await
+                .map_err(transient)?
+                .into_iter()
+                .collect();
+        }
+        if missing(&m.backends) {
+            let cfg = render_config(dir, &self.settings.binds, ups.values());
+            write_atomic(&self.settings.config_file(), cfg.as_bytes())
+                .map_err(|e| io_err("podgate.cfg", &e))?;
+            pid = self.reload(m, pid, &ups).await?;
+            m.backends = self
+                .rt
+                .backends()
+                .await
+                .map_err(transient)?
+                .into_iter()
+                .collect();
+            fresh = true;
+        }
+        let live_backends = m.backends.clone();
+
+        for kind in MapKind::ALL {
+            let pushed = m.maps.as_ref().map(|p| p.get(kind));
+            if fresh || pushed != Some(maps.get(kind)) {
+                replace_map(&self.rt, &dir.join(kind.file_name()), maps.get(kind))
+                    .await
+                    .map_err(transient)?;
+            }
+        }
+        m.maps = Some(maps);
+
+        self.sync_servers(m, batch, &ups, fresh, &live_backends)
+            .await?;
+
+        m.upstreams = ups;
+        m.routes = routes;
+        m.instance = Some(pid);
+        m.generation += 1;
+        m.epoch = batch.epoch;
+        Ok(StateSummary {
+            instance: instance_id(pid),
+            generation: m.generation,
+            epoch: m.epoch,
+        })
+    }
+
+    /// Brings the servers of every backend the batch touches (all of them when `fresh`)
+    /// to the desired endpoints, then retries deferred deletions.
+    async fn sync_servers(
+        &self,
+        m: &mut Mirror,
+        batch: &Batch,
+        ups: &BTreeMap<UpstreamKey, Upstream>,
+        fresh: bool,
+        live_backends: &HashSet<String>,
+    ) -> Result<(), LbError> {
+        let mut touched: BTreeSet<String> = batch
+            .upsert_upstreams
+            .iter()
+            .map(|u| &u.key)
+            .chain(&batch.remove_upstreams)
+            .map(backend_name)
+            .collect();
+        let live = if fresh {
+            // Everything may differ: read every backend, re-sync every podgate one.
+            let live = self.live_servers().await?;
+            touched.extend(ups.keys().map(backend_name));
+            touched.extend(
+                live.keys()
+                    .filter(|b| b.starts_with(BACKEND_PREFIX))
+                    .cloned(),
+            );
+            live
+        } else {
+            // Only the backends this batch touches: cheap at thousands of upstreams.
+            let mut live = HashMap::new();
+            for be in touched.iter().filter(|b| live_backends.contains(*b)) {
+                let answer = self
+                    .rt
+                    .raw(&format!("show servers state {be}"))
+                    .await
+                    .map_err(transient)?;
+                live.insert(be.clone(), parse_servers_state(&answer));
+            }
+            live
+        };
+        let by_backend: HashMap<String, &Upstream> =
+            ups.values().map(|u| (backend_name(&u.key), u)).collect();
+        for be in &touched {
+            let current = live.get(be).map_or(&[][..], Vec::as_slice);
+            let ops = diff_servers(by_backend.get(be).copied(), current);
+            let deferred = run_ops(&self.rt, be, &ops).await.map_err(transient)?;
+            m.pending_deletes
+                .extend(deferred.into_iter().map(|s| (be.clone(), s)));
+        }
+        let pending = std::mem::take(&mut m.pending_deletes);
+        for (be, srv) in pending {
+            let wanted = by_backend
+                .get(&be)
+                .is_some_and(|u| u.endpoints.iter().any(|e| server_name(e) == srv));
+            if !wanted
+                && !remove_server(&self.rt, &be, &srv)
+                    .await
+                    .map_err(transient)?
+            {
+                m.pending_deletes.insert((be, srv));
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Soft reload through the master CLI, spaced by `min_reload_interval`; waits until a
+    /// new worker answers and holds every backend. Returns the new worker's pid.
+    async fn reload(
+        &self,
+        m: &mut Mirror,
+        old_pid: u32,
+        ups: &BTreeMap<UpstreamKey, Upstream>,
+    ) -> Result<u32, LbError> {
+        let Some(master) = &self.master else {
+            return Err(LbError::Rejected(
+                "a new upstream needs a reload, but no master socket is configured".into(),
+            ));
+        };
+        if let Some(last) = m.last_reload {
+            tokio::time::sleep_until(last + self.settings.min_reload_interval).await;
+        }
+        m.last_reload = Some(Instant::now());
+        let deadline = Instant::now() + self.settings.reload_timeout;
+        // The master CLI can refuse connections for a moment (e.g. right after start).
+        while let Err(e) = master.raw("reload").await {
+            if Instant::now() >= deadline {
+                return Err(transient(e));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let needed: Vec<String> = ups
+            .keys()
+            .map(backend_name)
+            .chain([NOT_FOUND_BACKEND.to_owned()])
+            .collect();
+        loop {
+            if let Ok(pid) = self.rt.worker_pid().await
+                && pid != old_pid
+                && let Ok(bes) = self.rt.backends().await
+                && needed.iter().all(|b| bes.contains(b))
+            {
+                return Ok(pid);
+            }
+            if Instant::now() >= deadline {
+                return Err(LbError::Transient(format!(
+                    "HAProxy did not come back with the new backends within {:?} after a \
+                     reload (is podgate.cfg valid? see HAProxy's log)",
+                    self.settings.reload_timeout
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// podgate's servers per backend.
+    pub(super) async fn live_servers(&self) -> Result<HashMap<String, Vec<LiveServer>>, LbError> {
+        let answer = self.rt.raw("show servers state").await.map_err(transient)?;
+        let mut out: HashMap<String, Vec<LiveServer>> = HashMap::new();
+        for s in parse_servers_state(&answer) {
+            out.entry(s.backend.clone()).or_default().push(s);
+        }
+        // Backends without podgate servers still count as present.
+        for be in self.rt.backends().await.map_err(transient)? {
+            out.entry(be).or_default();
+        }
+        Ok(out)
+    }
+}
+
+pub(super) fn instance_id(pid: u32) -> String {
+    format!("haproxy-pid-{pid}")
+}
+
+impl LbAdapter for HaproxyAdapter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            let mut m = self.mirror.lock().await;
+            let result = self.apply_locked(&mut m, batch).await;
+            if result.is_err() {
+                m.maps = None;
+                m.instance = None;
+            }
+            result
+        })
+    }
+
+    fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
+        Box::pin(self.observe_inner())
+    }
+}

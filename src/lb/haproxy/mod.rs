@@ -1,0 +1,70 @@
+//! The HAProxy adapter: drives Debian's HAProxy (2.6+) through its runtime API.
+//!
+//! Owns: everything podgate puts into one HAProxy instance — the rendered file
+//! `podgate.cfg` (one `pg_be_<hash>` backend per upstream plus a routing frontend), the
+//! map files beside it (hosts and paths, see [`maps`](self) for the encoding), and the
+//! `pg-` servers inside those backends. Must never touch another backend or a server
+//! without the `pg-` prefix, never reload HAProxy for an endpoint change (endpoints are
+//! dynamic servers, routes are runtime map updates), and never write a user string into
+//! the configuration (names are hashes, addresses are typed).
+//!
+//! Reloads happen only when an upstream appears whose backend the running worker lacks;
+//! they go through the master CLI (`haproxy -W -S <socket>`), are spaced by
+//! `min_reload_interval`, and are followed by a re-sync of every server, because a new
+//! worker only knows the servers written into the file.
+
+mod adapter;
+mod maps;
+pub(crate) mod names;
+mod observe;
+mod render;
+mod runtime;
+mod servers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use adapter::HaproxyAdapter;
+pub use runtime::{RuntimeAddr, RuntimeClient, RuntimeError};
+
+/// How to reach and configure one HAProxy instance.
+#[derive(Clone, Debug)]
+pub struct HaproxySettings {
+    /// The worker's runtime API (`stats socket … level admin`).
+    pub runtime: RuntimeAddr,
+    /// The master CLI (`-S`), used only to reload. Without it, new upstreams cannot be
+    /// created and such batches are refused.
+    pub master: Option<RuntimeAddr>,
+    /// Where podgate writes `podgate.cfg` and the map files; HAProxy must load
+    /// `<config_dir>/podgate.cfg` after its own files (`-f main.cfg -f podgate.cfg`).
+    pub config_dir: PathBuf,
+    /// Addresses of the rendered routing frontend. Empty: no frontend is rendered.
+    pub binds: Vec<SocketAddr>,
+    /// Least time between two reloads.
+    pub min_reload_interval: Duration,
+    /// How long a reload may take until the new worker answers with the new backends.
+    pub reload_timeout: Duration,
+    /// Timeout of one runtime API command.
+    pub command_timeout: Duration,
+}
+
+impl HaproxySettings {
+    /// Defaults for everything but the addresses.
+    pub fn new(runtime: RuntimeAddr, master: Option<RuntimeAddr>, config_dir: PathBuf) -> Self {
+        Self {
+            runtime,
+            master,
+            config_dir,
+            binds: Vec::new(),
+            min_reload_interval: Duration::from_secs(2),
+            reload_timeout: Duration::from_secs(15),
+            command_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The file HAProxy must load.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("podgate.cfg")
+    }
+}

@@ -1,0 +1,220 @@
+//! Names podgate gives to HAProxy objects, and the reverse direction for `observe`.
+//!
+//! Owns: backend names (hashed upstream keys), virtual-host ids (hashed host patterns),
+//! server names (cluster + address + port), the reversible encoding of an upstream key
+//! stored in `upstreams.map`, and the weight scale. Must never let a user-controlled
+//! string reach HAProxy unescaped: every name built here is drawn from `[a-z0-9_.:-]`.
+
+use std::net::IpAddr;
+
+use ring::digest::{SHA256, digest};
+
+use crate::model::{ClusterName, Endpoint, HostPattern, PortRef, UpstreamKey};
+
+/// Every backend podgate renders starts with this; nothing else is ever touched.
+pub(crate) const BACKEND_PREFIX: &str = "pg_be_";
+/// Every server podgate adds starts with this; other servers are invisible to podgate.
+pub(crate) const SERVER_PREFIX: &str = "pg-";
+
+/// HAProxy's largest server weight.
+pub(crate) const MAX_WEIGHT: u32 = 256;
+
+fn short_hash(input: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let d = digest(&SHA256, input);
+    // 80 bits: collisions among even a million upstreams are vanishingly unlikely, and
+    // SHA-256 cannot be steered by someone who picks Service names.
+    d.as_ref()[..10].iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// `pg_be_<20 hex>`: derived from the upstream key only, so stable across restarts.
+pub(crate) fn backend_name(key: &UpstreamKey) -> String {
+    format!("{BACKEND_PREFIX}{}", short_hash(encode_key(key).as_bytes()))
+}
+
+/// `v<20 hex>`: the id of a virtual host in the path maps. Fixed length, so one host's
+/// keys can never be a prefix of another host's keys.
+pub(crate) fn vhost_id(host: &HostPattern) -> String {
+    format!("v{}", short_hash(host.as_str().as_bytes()))
+}
+
+/// A cluster name as it appears inside a server name: itself when it is a short DNS
+/// label, otherwise `_` and a hash (`_` cannot occur in the plain form).
+pub(crate) fn cluster_token(cluster: &ClusterName) -> String {
+    let c = cluster.as_str();
+    let plain = !c.is_empty()
+        && c.len() <= 32
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !c.starts_with('-');
+    if plain {
+        c.to_owned()
+    } else {
+        format!("_{}", short_hash(c.as_bytes()))
+    }
+}
+
+/// `pg-<cluster>-<address>-<port>`.
+pub(crate) fn server_name(e: &Endpoint) -> String {
+    format!(
+        "{SERVER_PREFIX}{}-{}-{}",
+        cluster_token(&e.cluster),
+        e.address,
+        e.port
+    )
+}
+
+/// The parts of a server name podgate created: (cluster token, address, port).
+pub(crate) fn parse_server_name(name: &str) -> Option<(&str, IpAddr, u16)> {
+    let rest = name.strip_prefix(SERVER_PREFIX)?;
+    let (rest, port) = rest.rsplit_once('-')?;
+    let (cluster, addr) = rest.rsplit_once('-')?;
+    Some((cluster, addr.parse().ok()?, port.parse().ok()?))
+}
+
+/// An address as HAProxy's `server` and `add server` accept it.
+pub(crate) fn haproxy_addr(address: IpAddr, port: u16) -> String {
+    match address {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("ipv6@{a}:{port}"),
+    }
+}
+
+fn pct(raw: &str) -> String {
+    use std::fmt::Write as _;
+    raw.bytes().fold(String::new(), |mut s, b| {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_' {
+            s.push(char::from(b));
+        } else {
+            let _ = write!(s, "%{b:02X}");
+        }
+        s
+    })
+}
+
+fn unpct(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `ns/svc/n80` or `ns/svc/shttp`, each part percent-encoded: safe as a map value.
+pub(crate) fn encode_key(key: &UpstreamKey) -> String {
+    let port = match &key.port {
+        PortRef::Number(n) => format!("n{n}"),
+        PortRef::Name(n) => format!("s{}", pct(n)),
+    };
+    format!("{}/{}/{port}", pct(&key.namespace), pct(&key.service))
+}
+
+pub(crate) fn decode_key(raw: &str) -> Option<UpstreamKey> {
+    let mut parts = raw.split('/');
+    let ns = unpct(parts.next()?)?;
+    let svc = unpct(parts.next()?)?;
+    let port = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let port = if let Some(n) = port.strip_prefix('n') {
+        PortRef::Number(n.parse().ok()?)
+    } else {
+        PortRef::Name(unpct(port.strip_prefix('s')?)?.into())
+    };
+    Some(UpstreamKey::new(&ns, &svc, port))
+}
+
+/// Maps an upstream's podgate weights onto HAProxy's 0–256: unchanged when they all fit,
+/// else scaled so the largest becomes 256, keeping every non-zero weight at least 1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WeightScale {
+    max: u32,
+}
+
+impl WeightScale {
+    pub(crate) fn for_weights(weights: impl Iterator<Item = u32>) -> Self {
+        Self {
+            max: weights.max().unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn to_haproxy(self, w: u32) -> u32 {
+        if self.max <= MAX_WEIGHT || w == 0 {
+            return w.min(MAX_WEIGHT);
+        }
+        let scaled =
+            (u64::from(w) * u64::from(MAX_WEIGHT) + u64::from(self.max) / 2) / u64::from(self.max);
+        u32::try_from(scaled)
+            .unwrap_or(MAX_WEIGHT)
+            .clamp(1, MAX_WEIGHT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EndpointState;
+
+    #[test]
+    fn keys_round_trip_through_the_map_encoding() {
+        for key in [
+            UpstreamKey::new("default", "web", PortRef::Number(80)),
+            UpstreamKey::new("a b", "c/d%", PortRef::Name("http web".into())),
+        ] {
+            let enc = encode_key(&key);
+            assert!(
+                enc.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._%/".contains(&b))
+            );
+            assert_eq!(decode_key(&enc), Some(key));
+        }
+        assert_eq!(decode_key("a/b"), None);
+        assert_eq!(decode_key("a/b/x1"), None);
+    }
+
+    #[test]
+    fn server_names_round_trip() {
+        for (cluster, addr) in [("idc", "10.0.0.1"), ("Bad Name!", "fd00::1")] {
+            let e = Endpoint {
+                cluster: ClusterName::new(cluster),
+                address: addr.parse().unwrap(),
+                port: 8080,
+                zone: None,
+                node: None,
+                state: EndpointState::Active,
+                weight: 1,
+            };
+            let name = server_name(&e);
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+            );
+            let (c, a, p) = parse_server_name(&name).unwrap();
+            assert_eq!(c, cluster_token(&e.cluster));
+            assert_eq!((a, p), (e.address, 8080));
+        }
+    }
+
+    #[test]
+    fn weights_scale_into_haproxy_range() {
+        let s = WeightScale::for_weights([10, 20, 0].into_iter());
+        assert_eq!((s.to_haproxy(10), s.to_haproxy(0)), (10, 0));
+        let s = WeightScale::for_weights([1000, 500, 1].into_iter());
+        assert_eq!(s.to_haproxy(1000), 256);
+        assert_eq!(s.to_haproxy(500), 128);
+        assert_eq!(s.to_haproxy(1), 1);
+    }
+}

@@ -1,0 +1,116 @@
+//! `observe` for HAProxy: what the running worker holds, in the LB contract's terms.
+//!
+//! Owns: reading the maps, backends and podgate servers back and naming them with the
+//! applied state where HAProxy cannot (cluster names, podgate weights, zones). Must
+//! never change anything in HAProxy.
+
+use std::collections::HashMap;
+
+use super::adapter::{HaproxyAdapter, instance_id, transient};
+use super::maps::{MapKind, MapSet, read_map};
+use super::names::{WeightScale, cluster_token, decode_key, parse_server_name, server_name};
+use super::servers::LiveServer;
+use crate::lb::LbError;
+use crate::model::{ClusterName, Endpoint, EndpointState, LbState, Upstream};
+
+impl HaproxyAdapter {
+    pub(super) async fn observe_inner(&self) -> Result<LbState, LbError> {
+        let m = self.mirror.lock().await;
+        let pid = self.rt.worker_pid().await.map_err(transient)?;
+        let mut maps = MapSet::default();
+        for kind in MapKind::ALL {
+            let file = self.settings.config_dir.join(kind.file_name());
+            let entries = read_map(&self.rt, &file).await.map_err(transient)?;
+            maps.0.insert(kind, entries);
+        }
+        let live = self.live_servers().await?;
+        let known: HashMap<String, &Endpoint> = m
+            .upstreams
+            .values()
+            .flat_map(|u| &u.endpoints)
+            .map(|e| (server_name(e), e))
+            .collect();
+        let clusters: HashMap<String, ClusterName> = known
+            .values()
+            .map(|e| (cluster_token(&e.cluster), e.cluster.clone()))
+            .collect();
+        let mut upstreams = Vec::new();
+        for (be, enc) in maps.get(MapKind::Upstreams) {
+            let (Some(servers), Some(key)) = (live.get(be), decode_key(enc)) else {
+                continue;
+            };
+            let desired = m.upstreams.get(&key);
+            let scale = WeightScale::for_weights(
+                desired
+                    .into_iter()
+                    .flat_map(|u| &u.endpoints)
+                    .map(|e| e.weight),
+            );
+            let mut endpoints: Vec<Endpoint> = servers
+                .iter()
+                .filter(|s| !s.in_maint())
+                .filter_map(|s| observed_endpoint(s, known.get(&s.name).copied(), &clusters, scale))
+                .collect();
+            endpoints.sort_by(|a, b| {
+                (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port))
+            });
+            upstreams.push(Upstream {
+                shares: desired.map(|u| u.shares.clone()).unwrap_or_default(),
+                key,
+                endpoints,
+            });
+        }
+        upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(LbState {
+            instance: instance_id(pid),
+            generation: if m.instance == Some(pid) {
+                m.generation
+            } else {
+                0
+            },
+            epoch: m.epoch,
+            upstreams,
+            routes: maps.to_routes(),
+            certificates: Vec::new(),
+        })
+    }
+}
+
+/// A live server as a podgate endpoint. HAProxy knows neither podgate weights nor
+/// zones: when the live weight is what podgate would have set for the applied weight,
+/// the applied weight is reported, otherwise the live HAProxy weight (which then
+/// differs, so drift detection repairs it).
+fn observed_endpoint(
+    s: &LiveServer,
+    applied: Option<&Endpoint>,
+    clusters: &HashMap<String, ClusterName>,
+    scale: WeightScale,
+) -> Option<Endpoint> {
+    let (token, address, port) = parse_server_name(&s.name)?;
+    let state = if s.draining() {
+        EndpointState::Draining
+    } else {
+        EndpointState::Active
+    };
+    let weight = match (state, applied) {
+        (EndpointState::Draining, _) => 0,
+        (EndpointState::Active, Some(a))
+            if a.state == EndpointState::Active && scale.to_haproxy(a.weight) == s.weight =>
+        {
+            a.weight
+        }
+        (EndpointState::Active, _) => s.weight,
+    };
+    Some(Endpoint {
+        cluster: clusters
+            .get(token)
+            .cloned()
+            .unwrap_or_else(|| ClusterName::new(token)),
+        address,
+        port,
+        zone: applied.and_then(|a| a.zone.clone()),
+        node: applied.and_then(|a| a.node.clone()),
+        state,
+        weight,
+    })
+}
