@@ -388,9 +388,15 @@ mod tests {
     }
 
     #[test]
-    fn podgate_kind_is_a_clear_todo_until_merged() {
-        let err =
-            build("targets: [{name: p, kind: podgate, url: 'http://127.0.0.1:9901'}]").unwrap_err();
-        assert!(err.contains("HTTP adapter"), "{err}");
+    fn podgate_kind_builds_one_http_adapter_per_url() {
+        let config = TargetConfig::from_yaml(
+            "targets: [{name: p, kind: podgate, urls: ['http://127.0.0.1:9901', 'http://127.0.0.1:9902']}]",
+        )
+        .unwrap();
+        let adapters = build_adapters(&config).unwrap();
+        assert_eq!(adapters.len(), 2);
+        assert_eq!(adapters[1].name(), "p/http://127.0.0.1:9902");
+        let err = build("targets: [{name: p, kind: podgate, url: 'ftp://x'}]").unwrap_err();
+        assert!(err.contains("url"), "{err}");
     }
 }
