@@ -14,3 +14,4 @@ pub mod objects;
 pub mod proxy;
 pub mod sim;
 pub mod sync;
+pub mod weights;

@@ -1,6 +1,7 @@
 //! The controller's admin view: clusters, hosts, paths, upstreams, every pod with its
 //! cluster and state, each LB target's sync state, diagnostics and the audit ring.
-//! Read-only for now; never shows secret material (certificates by id only).
+//! Read-only except for the weights routes (`controller::weights`); never shows secret
+//! material (certificates by id only).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +27,8 @@ pub struct AdminState {
     pub clusters: Vec<StatusCell>,
     pub targets: Vec<Arc<Mutex<TargetStatus>>>,
     pub audit: Arc<Audit>,
+    /// Run-time weights and migrations (`/v1/weights`, `/v1/migrations`).
+    pub weights: Arc<super::weights::Weights>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +48,7 @@ struct StateView {
     upstreams: Vec<Arc<Upstream>>,
     diagnostics: Vec<Report>,
     audit: Vec<AuditEntry>,
+    weights: super::weights::WeightsView,
 }
 
 impl AdminState {
@@ -73,6 +77,7 @@ impl AdminState {
             upstreams: snapshot.upstream_list(),
             diagnostics,
             audit: self.audit.entries(),
+            weights: self.weights.view(),
         }
     }
 
@@ -133,7 +138,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: see /v1/state, /healthz, /readyz, /metrics\n",
+            "not found: see /v1/state, /v1/weights, /v1/migrations, /healthz, /readyz, /metrics\n",
         ),
     }
 }
@@ -163,9 +168,16 @@ pub async fn serve(
             };
             let state = state.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let response = handle(&state, &req);
-                    async move { Ok::<_, Infallible>(response) }
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let state = state.clone();
+                    async move {
+                        let response = if super::weights::owns(req.uri().path()) {
+                            super::weights::handle(&state.weights, req).await
+                        } else {
+                            handle(&state, &req)
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder

@@ -65,6 +65,9 @@ pub struct ControllerConfig {
     pub targets: Vec<Target>,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Where run-time weights and migrations are kept (see `controller::weights`).
+    #[serde(default)]
+    pub weights: WeightsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -85,12 +88,77 @@ pub struct ClusterConfig {
 pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// File holding the bearer token that admin writes (PUT, POST, DELETE) require.
+    /// Without it, writes are open to whoever reaches `listen`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            token_file: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The write token, trimmed; `None` when no `token_file` is configured.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| invalid("admin.token_file", format!("{}: {e}", path.display())))?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(invalid(
+                "admin.token_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(Some(token.to_owned()))
+    }
+}
+
+fn default_weights_namespace() -> String {
+    "podgate-system".to_owned()
+}
+
+fn default_weights_name() -> String {
+    "podgate-weights".to_owned()
+}
+
+/// The ConfigMap holding run-time weights and migrations, shared by every replica.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsConfig {
+    /// The home cluster that holds it. Default: the first cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default = "default_weights_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_weights_name")]
+    pub name: String,
+}
+
+impl Default for WeightsConfig {
+    fn default() -> Self {
+        Self {
+            cluster: None,
+            namespace: default_weights_namespace(),
+            name: default_weights_name(),
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// The cluster that holds the weights ConfigMap.
+    pub fn weights_cluster(&self) -> Option<&ClusterConfig> {
+        match &self.weights.cluster {
+            Some(name) => self.clusters.iter().find(|c| c.name == *name),
+            None => self.clusters.first(),
         }
     }
 }
@@ -152,6 +220,36 @@ impl ControllerConfig {
             }
         }
         self.adapters()?;
+        self.admin.token()?;
+        self.validate_weights()
+    }
+
+    fn validate_weights(&self) -> Result<(), ConfigError> {
+        if self.weights_cluster().is_none() {
+            return Err(invalid(
+                "weights.cluster",
+                format!(
+                    "{:?} is not one of the configured clusters",
+                    self.weights.cluster.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("weights.namespace", &self.weights.namespace),
+            ("weights.name", &self.weights.name),
+        ] {
+            let ok = !value.is_empty()
+                && value.len() <= 63
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(invalid(
+                    field,
+                    format!("{value:?} must be lower-case letters, digits and '-'"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -206,5 +304,28 @@ mod tests {
         assert_eq!(c.controller_name, "podgate.io/ingress-controller");
         assert_eq!(c.clusters[0].weight, 100);
         assert_eq!(c.admin.listen.port(), 9900);
+        assert_eq!(c.weights_cluster().unwrap().name, "idc");
+        assert_eq!(c.weights.namespace, "podgate-system");
+        assert_eq!(c.weights.name, "podgate-weights");
+        assert_eq!(c.admin.token().unwrap(), None);
+    }
+
+    #[test]
+    fn weights_and_token_fields() {
+        let err = parse("clusters: [{name: idc}]\nweights: {cluster: tke}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("weights.cluster"), "{err}");
+        let err = parse("clusters: [{name: idc}]\nweights: {namespace: Bad_NS}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("weights.namespace"), "{err}");
+        let err = parse("clusters: [{name: idc}]\nadmin: {token_file: /nonexistent/t}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin.token_file"), "{err}");
+        let c = parse("clusters: [{name: idc}, {name: tke}]\nweights: {cluster: tke, name: w}\n")
+            .unwrap();
+        assert_eq!(c.weights_cluster().unwrap().name, "tke");
     }
 }

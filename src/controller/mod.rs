@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 mod run;
+pub mod weights;
 
 pub use run::{Controller, ControllerError, RunOptions, start};
 mod metrics;

@@ -69,6 +69,9 @@ pub async fn start(
     let desired = Desired::new(index);
     let audit = Arc::new(Audit::new(1000));
     let mut tasks = JoinSet::new();
+    // Before any watcher or LB worker: the LB never sees configured weights that the
+    // weights ConfigMap overrides.
+    let weights = super::weights::start(config, &desired, &mut tasks).await?;
 
     let epoch = epoch();
     let mut targets = Vec::new();
@@ -106,6 +109,7 @@ pub async fn start(
         clusters: clusters.iter().map(|c| c.status.clone()).collect(),
         targets,
         audit,
+        weights,
     });
     let (admin_addr, admin_task) = admin::serve(config.admin.listen, admin.clone())
         .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::controller::config::{AdminConfig, ClusterConfig, ControllerConfig};
+use crate::controller::config::{AdminConfig, ClusterConfig, ControllerConfig, WeightsConfig};
 use crate::controller::{self, Controller, RunOptions};
 use crate::lb::config::{Target, TargetKind};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
@@ -78,6 +78,11 @@ impl Lab {
             .await?;
             let kubeconfig = dir.path().join(format!("{name}.kubeconfig"));
             sim.write_kubeconfig(&kubeconfig)?;
+            // Where the controller keeps its run-time weights (`weights` in the config).
+            sim.apply_json(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": WeightsConfig::default().namespace},
+            }))?;
             clusters.push(ClusterConfig {
                 name: name.to_owned(),
                 kubeconfig: Some(kubeconfig),
@@ -107,7 +112,9 @@ impl Lab {
             }],
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..AdminConfig::default()
             },
+            weights: WeightsConfig::default(),
         };
         let controller = controller::start(
             &config,

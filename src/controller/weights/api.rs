@@ -1,0 +1,366 @@
+//! The weights admin routes, on the controller's admin listener:
+//! `GET /v1/weights`; `PUT /v1/weights` with `{"weights": "idc=20,tke=80", "app":
+//! "ns/svc"}` (no app: global; `"weights": null`: back to configuration);
+//! `POST /v1/migrations` with `{"app", "to", "step", "every"}`;
+//! `DELETE /v1/migrations/<ns>/<svc>`. Writes need the bearer token when one is
+//! configured (constant-time compare). Bad input is a 400 with the reason, and then
+//! nothing changes. Answers once this replica applied the write.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::model::ClusterName;
+use crate::weights::doc::parse_weights;
+use crate::weights::{App, GLOBAL_KEY, Migration, format_duration, parse_duration};
+
+use super::store::{Edits, StoreError};
+use super::{Pause, Weights};
+
+const MAX_BODY: usize = 64 * 1024;
+const APPLY_WAIT: Duration = Duration::from_secs(2);
+const MIGRATIONS: &str = "/v1/migrations";
+
+/// Whether `path` is one of these routes.
+pub fn owns(path: &str) -> bool {
+    path == "/v1/weights" || path == MIGRATIONS || path.starts_with("/v1/migrations/")
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: &impl Serialize) -> Reply {
+    let body = serde_json::to_vec_pretty(body).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
+    reply(status, &json!({ "error": message.to_string() }))
+}
+
+fn store_error(e: &StoreError) -> Reply {
+    let status = match e {
+        StoreError::Conflict(_) => StatusCode::CONFLICT,
+        StoreError::NoNamespace { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Api { .. } => StatusCode::BAD_GATEWAY,
+    };
+    error(status, e)
+}
+
+/// `PUT /v1/weights`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetWeights {
+    weights: Option<String>,
+    #[serde(default)]
+    app: Option<String>,
+}
+
+fn default_step() -> u32 {
+    10
+}
+
+fn default_every() -> String {
+    "30s".to_owned()
+}
+
+/// `POST /v1/migrations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartMigration {
+    app: String,
+    to: String,
+    #[serde(default = "default_step")]
+    step: u32,
+    #[serde(default = "default_every")]
+    every: String,
+}
+
+/// One migration as the admin view shows it.
+#[derive(Serialize)]
+pub struct MigrationView {
+    #[serde(flatten)]
+    pub migration: Migration,
+    pub every: String,
+    /// `running`, `paused` or `done`.
+    pub state: &'static str,
+    pub paused: Option<Pause>,
+    pub weights: String,
+}
+
+/// `GET /v1/weights`, also part of `GET /v1/state`.
+#[derive(Serialize)]
+pub struct WeightsView {
+    /// `cluster: namespace/name` of the ConfigMap.
+    pub configmap: String,
+    pub loaded: bool,
+    pub resource_version: Option<String>,
+    /// Every cluster's weight now (configured, or the run-time global weights).
+    pub clusters: BTreeMap<ClusterName, u32>,
+    pub global: Option<String>,
+    pub apps: BTreeMap<String, String>,
+    pub migrations: BTreeMap<String, MigrationView>,
+    /// ConfigMap values that were not applied.
+    pub problems: Vec<crate::weights::Problem>,
+}
+
+impl Weights {
+    pub fn view(&self) -> WeightsView {
+        let applied = super::lock(&self.applied);
+        let pauses = super::lock(&self.pauses);
+        let migrations = applied
+            .doc
+            .migrations
+            .iter()
+            .map(|(app, m)| {
+                let paused = pauses.get(app).cloned();
+                let state = match (m.done(), &paused) {
+                    (true, _) => "done",
+                    (false, Some(_)) => "paused",
+                    (false, None) => "running",
+                };
+                let view = MigrationView {
+                    migration: m.clone(),
+                    every: format_duration(Duration::from_millis(m.every_ms)),
+                    state,
+                    paused,
+                    weights: m.weights().to_string(),
+                };
+                (app.to_string(), view)
+            })
+            .collect();
+        WeightsView {
+            configmap: format!("{}: {}", self.store.cluster, self.store.object()),
+            loaded: applied.loaded,
+            resource_version: applied.resource_version.clone(),
+            clusters: self
+                .desired
+                .read(|i| i.cluster_weights())
+                .into_iter()
+                .collect(),
+            global: applied.doc.global.as_ref().map(ToString::to_string),
+            apps: applied
+                .doc
+                .apps
+                .iter()
+                .map(|(a, w)| (a.to_string(), w.to_string()))
+                .collect(),
+            migrations,
+            problems: applied.problems.clone(),
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+    }
+
+    /// Writes `edits` and waits until this replica applied them.
+    async fn commit(&self, edits: &Edits, status: StatusCode) -> Reply {
+        match self.store.write(edits, None).await {
+            Ok(rv) => {
+                self.wait_applied(&rv, APPLY_WAIT).await;
+                reply(status, &self.view())
+            }
+            Err(e) => store_error(&e),
+        }
+    }
+
+    async fn set_weights(&self, body: &[u8]) -> Reply {
+        let request: SetWeights = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request: {e}")),
+        };
+        let app = match request.app.as_deref().map(App::parse).transpose() {
+            Ok(app) => app,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("app: {e}")),
+        };
+        let weights = match request
+            .weights
+            .as_deref()
+            .map(|w| parse_weights(w, &self.cluster_names()))
+            .transpose()
+        {
+            Ok(w) => w,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("weights: {e}")),
+        };
+        let mut edits = Edits::new();
+        let value = weights.map(|w| w.to_string());
+        match &app {
+            Some(app) => {
+                let (doc, _) = self.current();
+                if let Some(m) = doc.migrations.get(app) {
+                    if !m.done() {
+                        return error(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "{app} is migrating to {}; cancel the migration first",
+                                m.target
+                            ),
+                        );
+                    }
+                    edits.insert(app.migration_key(), None);
+                }
+                edits.insert(app.weights_key(), value);
+            }
+            None => {
+                edits.insert(GLOBAL_KEY.to_owned(), value);
+            }
+        }
+        self.commit(&edits, StatusCode::OK).await
+    }
+
+    async fn start_migration(&self, body: &[u8]) -> Reply {
+        let request: StartMigration = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request: {e}")),
+        };
+        let app = match App::parse(&request.app) {
+            Ok(app) => app,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("app: {e}")),
+        };
+        let target = ClusterName::new(&request.to);
+        if !self.cluster_names().contains(&target) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("to: unknown cluster {:?}", request.to),
+            );
+        }
+        let every = match parse_duration(&request.every) {
+            Ok(d) => d,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("every: {e}")),
+        };
+        if let Some(m) = self.current().0.migrations.get(&app).filter(|m| !m.done()) {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "{app} is already migrating to {}; cancel it first",
+                    m.target
+                ),
+            );
+        }
+        let (percent, from) = self.starting_point(&app, &target);
+        if from.is_empty() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "to: there is no other cluster to migrate from",
+            );
+        }
+        if percent >= 100 {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{app} already sends all its traffic to {target}"),
+            );
+        }
+        let migration = match Migration::new(target, request.step, every, percent, from) {
+            Ok(m) => m,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        tracing::info!(%app, target = %migration.target, step = migration.step, every = %request.every, from_percent = percent, "migration started");
+        let edits: Edits = [
+            (app.weights_key(), Some(migration.weights().to_string())),
+            (app.migration_key(), Some(migration.to_json())),
+        ]
+        .into_iter()
+        .collect();
+        self.commit(&edits, StatusCode::CREATED).await
+    }
+
+    /// The target's share of `app` now (percent, rounded down) and the other clusters'
+    /// shares, which keep their proportion during the ramp.
+    fn starting_point(&self, app: &App, target: &ClusterName) -> (u32, BTreeMap<ClusterName, u32>) {
+        let mut upstreams = self.upstreams_of(app);
+        upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(u) = upstreams.iter().find(|u| !u.shares.is_empty()) {
+            let percent = u
+                .shares
+                .iter()
+                .find(|(c, _)| c == target)
+                .map_or(0, |(_, s)| s / 10);
+            let from: BTreeMap<ClusterName, u32> = u
+                .shares
+                .iter()
+                .filter(|(c, _)| c != target)
+                .cloned()
+                .collect();
+            if !from.is_empty() {
+                return (percent, from);
+            }
+        }
+        let from = self
+            .desired
+            .read(|i| i.cluster_weights())
+            .into_iter()
+            .filter(|(c, _)| c != target)
+            .collect();
+        (0, from)
+    }
+
+    async fn cancel_migration(&self, path: &str) -> Reply {
+        let raw = path.strip_prefix("/v1/migrations/").unwrap_or("");
+        let app = match App::parse(raw) {
+            Ok(app) => app,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("app: {e}")),
+        };
+        if !self.current().0.migrations.contains_key(&app) {
+            return error(StatusCode::NOT_FOUND, format!("no migration of {app}"));
+        }
+        tracing::info!(%app, "migration cancelled; its weights stay where the ramp stood");
+        let edits: Edits = [(app.migration_key(), None)].into_iter().collect();
+        self.commit(&edits, StatusCode::OK).await
+    }
+}
+
+/// Serves one request on these routes.
+pub async fn handle(weights: &Weights, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if method == Method::GET && (path == "/v1/weights" || path == MIGRATIONS) {
+        return reply(StatusCode::OK, &weights.view());
+    }
+    let allowed = matches!(
+        (&method, path.as_str()),
+        (&Method::PUT, "/v1/weights") | (&Method::POST, MIGRATIONS)
+    ) || (method == Method::DELETE && path.starts_with("/v1/migrations/"));
+    if !allowed {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} {path} is not served"),
+        );
+    }
+    if !weights.authorized(&req) {
+        tracing::warn!(%method, %path, "admin write without a valid token refused");
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            );
+        }
+    };
+    match method {
+        Method::PUT => weights.set_weights(&body).await,
+        Method::POST => weights.start_migration(&body).await,
+        _ => weights.cancel_migration(&path).await,
+    }
+}

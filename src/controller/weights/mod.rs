@@ -1,0 +1,256 @@
+//! Run-time weights and migrations in the controller. The weights ConfigMap in the home
+//! cluster is the one truth: its watcher applies it to the Index, admin writes go to the
+//! ConfigMap only, and the ramp steps migrations there. So every replica, and a
+//! restarted controller, converges on the same weights.
+//!
+//! Owns: the ConfigMap watcher, the ramp task, the `/v1/weights` and `/v1/migrations`
+//! admin routes. Never changes the Index except from the ConfigMap's content; never
+//! writes any other Kubernetes object.
+
+mod api;
+mod ramp;
+mod store;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+pub use api::{MigrationView, WeightsView, handle, owns};
+pub use store::StoreError;
+
+use crate::cluster;
+use crate::index::Changes;
+use crate::model::{ClusterName, Upstream};
+use crate::sync::Desired;
+use crate::weights::{App, Problem, WeightsDoc};
+
+use super::ControllerError;
+use super::config::ControllerConfig;
+use store::Store;
+
+/// How long start-up waits for the ConfigMap before serving configured weights.
+const PRELOAD_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Wall-clock milliseconds that advance with `tokio::time`, so that paused-time tests
+/// move migrations forward.
+#[derive(Clone, Debug)]
+struct Clock {
+    wall_ms: u64,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            wall_ms: crate::sync::audit::now_ms(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.wall_ms.saturating_add(elapsed)
+    }
+}
+
+/// What the ConfigMap said last, as applied.
+#[derive(Debug, Default)]
+struct Applied {
+    doc: WeightsDoc,
+    resource_version: Option<String>,
+    problems: Vec<Problem>,
+    /// Whether the ConfigMap (or its absence) was read at least once.
+    loaded: bool,
+}
+
+/// Why a migration is not stepping.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pause {
+    pub since_ms: u64,
+    pub reason: String,
+}
+
+/// The controller's weights: see the module documentation.
+pub struct Weights {
+    store: Store,
+    desired: Arc<Desired>,
+    /// Configured clusters with their configured weights.
+    configured: Vec<(ClusterName, u32)>,
+    token: Option<String>,
+    applied: Mutex<Applied>,
+    /// Bumped after every apply.
+    generation: tokio::sync::watch::Sender<u64>,
+    pauses: Mutex<BTreeMap<App, Pause>>,
+    clock: Clock,
+}
+
+/// Reads the ConfigMap (bounded by a timeout), applies it, then starts its watcher and
+/// the ramp in `tasks`.
+pub async fn start(
+    config: &ControllerConfig,
+    desired: &Arc<Desired>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Arc<Weights>, ControllerError> {
+    let token = config.admin.token()?;
+    let home = config.weights_cluster().ok_or_else(|| {
+        ControllerError::Config(super::config::ConfigError::Invalid {
+            field: "weights.cluster".to_owned(),
+            message: "not a configured cluster".to_owned(),
+        })
+    })?;
+    let client = cluster::client(
+        &home.name,
+        home.kubeconfig.as_deref(),
+        home.context.as_deref(),
+    )
+    .await?;
+    let store = Store::new(
+        client,
+        &home.name,
+        &config.weights.namespace,
+        &config.weights.name,
+    );
+    let weights = Arc::new(Weights {
+        store,
+        desired: desired.clone(),
+        configured: config
+            .clusters
+            .iter()
+            .map(|c| (ClusterName::new(&c.name), c.weight))
+            .collect(),
+        token,
+        applied: Mutex::new(Applied::default()),
+        generation: tokio::sync::watch::Sender::new(0),
+        pauses: Mutex::new(BTreeMap::new()),
+        clock: Clock::new(),
+    });
+    match tokio::time::timeout(PRELOAD_TIMEOUT, weights.store.get()).await {
+        Ok(Ok(cm)) => {
+            let rv = cm
+                .as_ref()
+                .and_then(|c| c.metadata.resource_version.clone());
+            weights.apply(cm.and_then(|c| c.data).as_ref(), rv);
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "weights ConfigMap not read; configured weights until it is")
+        }
+        Err(_) => {
+            tracing::warn!(configmap = %weights.store.object(), "weights ConfigMap not read in time; configured weights until it is")
+        }
+    }
+    tasks.spawn(watch::run(weights.clone()));
+    tasks.spawn(ramp::run(weights.clone()));
+    Ok(weights)
+}
+
+impl Weights {
+    fn cluster_names(&self) -> Vec<ClusterName> {
+        self.configured.iter().map(|(c, _)| c.clone()).collect()
+    }
+
+    /// Applies the ConfigMap's data (`None`: it does not exist) to the Index.
+    fn apply(&self, data: Option<&BTreeMap<String, String>>, resource_version: Option<String>) {
+        let empty = BTreeMap::new();
+        let mut applied = lock(&self.applied);
+        let (doc, problems) =
+            WeightsDoc::parse(data.unwrap_or(&empty), &self.cluster_names(), &applied.doc);
+        for p in problems.iter().filter(|p| !applied.problems.contains(p)) {
+            tracing::warn!(configmap = %self.store.object(), key = %p.key, problem = %p.message, "weights value not applied; the previous one stays");
+        }
+        let old = std::mem::replace(&mut applied.doc, doc);
+        let doc = &applied.doc;
+        let cause = format!("{}: ConfigMap {}", self.store.cluster, self.store.object());
+        let changes = self.desired.mutate(&cause, |index| {
+            let mut changes = Changes::default();
+            for (cluster, configured) in &self.configured {
+                let weight = doc.global.as_ref().map_or(*configured, |g| g.get(cluster));
+                changes.merge(index.set_cluster_weight(cluster, weight));
+            }
+            for app in old.apps.keys().filter(|a| !doc.apps.contains_key(*a)) {
+                changes.merge(index.set_app_weights(&app.namespace, &app.service, None));
+            }
+            for (app, w) in &doc.apps {
+                changes.merge(index.set_app_weights(&app.namespace, &app.service, Some(w.clone())));
+            }
+            changes
+        });
+        if !changes.upstreams.is_empty() {
+            tracing::info!(configmap = %self.store.object(), upstreams = changes.upstreams.len(), "weights applied");
+        }
+        applied.problems = problems;
+        applied.resource_version = resource_version;
+        applied.loaded = true;
+        drop(applied);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The applied document and the `resourceVersion` it came from.
+    fn current(&self) -> (WeightsDoc, Option<String>) {
+        let applied = lock(&self.applied);
+        (applied.doc.clone(), applied.resource_version.clone())
+    }
+
+    /// Waits until this replica applied `resource_version` (or a later one). Versions
+    /// are opaque; numeric ones (every real API server's) compare as numbers.
+    async fn wait_applied(&self, resource_version: &str, timeout: Duration) -> bool {
+        let reached = |current: Option<&str>| match current {
+            Some(c) if c == resource_version => true,
+            Some(c) => {
+                matches!((c.parse::<u64>(), resource_version.parse::<u64>()), (Ok(a), Ok(b)) if a >= b)
+            }
+            None => false,
+        };
+        let mut rx = self.generation.subscribe();
+        let wait = async {
+            loop {
+                if reached(lock(&self.applied).resource_version.as_deref()) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// Upstreams of `app` in the desired state.
+    fn upstreams_of(&self, app: &App) -> Vec<Arc<Upstream>> {
+        let snapshot = self.desired.snapshot();
+        snapshot
+            .upstreams
+            .values()
+            .filter(|u| *u.key.namespace == *app.namespace && *u.key.service == *app.service)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `cluster` has an Active endpoint in some upstream of `app`.
+    fn has_active(&self, app: &App, cluster: &ClusterName) -> bool {
+        self.upstreams_of(app)
+            .iter()
+            .any(|u| u.active().any(|e| e.cluster == *cluster))
+    }
+
+    /// Records whether `app`'s migration is paused; returns the previous pause.
+    fn set_pause(&self, app: &App, reason: Option<String>) -> Option<Pause> {
+        let mut pauses = lock(&self.pauses);
+        match reason {
+            Some(reason) => {
+                let since_ms = pauses
+                    .get(app)
+                    .map_or_else(|| self.clock.now_ms(), |p| p.since_ms);
+                pauses.insert(app.clone(), Pause { since_ms, reason })
+            }
+            None => pauses.remove(app),
+        }
+    }
+}
