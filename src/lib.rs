@@ -4,6 +4,7 @@
 //! LB target) → `lb` (adapters) → the load balancer, e.g. the built-in `proxy`.
 //! `sim` is the simulated Kubernetes API server used by tests and `podgate demo`.
 
+pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod demo;

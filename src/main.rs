@@ -42,6 +42,69 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run-time cluster weights, kept by the controller (globally or per application).
+    Weights {
+        #[command(subcommand)]
+        action: WeightsAction,
+    },
+    /// Move an application's traffic to one cluster in steps; `--cancel` stops it.
+    Migrate {
+        /// The application: namespace/service.
+        app: String,
+        /// The cluster that receives the traffic.
+        #[arg(long, required_unless_present = "cancel")]
+        to: Option<String>,
+        /// Percent of the traffic moved per step.
+        #[arg(long, default_value_t = 10)]
+        step: u32,
+        /// Time between steps, e.g. 30s, 5m, 200ms.
+        #[arg(long, default_value = "30s")]
+        every: String,
+        /// Stop the migration of `app` where it stands.
+        #[arg(long, conflicts_with = "to")]
+        cancel: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the controller's admin API is.
+#[derive(clap::Args)]
+struct AdminArgs {
+    #[arg(
+        long,
+        env = "PODGATE_CONTROLLER",
+        default_value = "http://127.0.0.1:9900"
+    )]
+    controller: String,
+    /// File holding the admin bearer token (`admin.token_file` of the controller).
+    #[arg(long, env = "PODGATE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum WeightsAction {
+    /// Show every cluster's weight, per-application weights and migrations.
+    Get {
+        /// Print the controller's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set weights, e.g. `idc=20 tke=80`; with `--clear` instead, go back to the
+    /// configuration (or, with `--app`, to the annotations).
+    Set {
+        #[arg(required_unless_present = "clear")]
+        weights: Vec<String>,
+        /// Only this application (namespace/service).
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, conflicts_with = "weights")]
+        clear: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +113,92 @@ fn main() -> ExitCode {
         Command::Proxy { config, workers } => run_proxy(&config, workers),
         Command::Controller { config } => run_controller(&config),
         Command::Demo { listen, once } => run_demo(listen, once),
+        Command::Weights { action } => run_weights(action),
+        Command::Migrate {
+            app,
+            to,
+            step,
+            every,
+            cancel,
+            admin,
+        } => run_admin(&admin, |client| async move {
+            match (cancel, to) {
+                (true, _) => client.cancel_migration(&app).await,
+                (false, to) => {
+                    let to = to.unwrap_or_default();
+                    client.migrate(&app, &to, step, &every).await
+                }
+            }
+        }),
+    }
+}
+
+fn run_weights(action: WeightsAction) -> ExitCode {
+    match action {
+        WeightsAction::Get { json, admin } => {
+            run_admin_with(
+                &admin,
+                json,
+                |client| async move { client.get_weights().await },
+            )
+        }
+        WeightsAction::Set {
+            weights,
+            app,
+            clear: _,
+            admin,
+        } => run_admin(&admin, |client| async move {
+            client.set_weights(&weights, app.as_deref()).await
+        }),
+    }
+}
+
+fn run_admin<F, Fut>(admin: &AdminArgs, f: F) -> ExitCode
+where
+    F: FnOnce(podgate::cli::AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, podgate::cli::CliError>>,
+{
+    run_admin_with(admin, false, f)
+}
+
+/// Runs one admin-API command: prints the resulting weights, or the error (exit 2 for
+/// input the user can fix, 1 otherwise).
+fn run_admin_with<F, Fut>(admin: &AdminArgs, json: bool, f: F) -> ExitCode
+where
+    F: FnOnce(podgate::cli::AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, podgate::cli::CliError>>,
+{
+    let result = podgate::cli::AdminClient::new(&admin.controller, admin.token_file.as_deref())
+        .map(|client| async move { f(client).await });
+    let outcome = match result {
+        Ok(fut) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(fut),
+            Err(e) => {
+                eprintln!("podgate: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(view) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(view) => {
+            print!("{}", podgate::cli::weights::render(&view));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("podgate: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
