@@ -150,8 +150,8 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
+            "m" => Duration::from_mins(1),
+            "h" => Duration::from_hours(1),
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
@@ -167,7 +167,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 /// `1m30s`, `200ms`: the inverse of [`parse_duration`] for whole milliseconds.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;

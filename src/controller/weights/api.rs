@@ -147,7 +147,7 @@ impl Weights {
             resource_version: applied.resource_version.clone(),
             clusters: self
                 .desired
-                .read(|i| i.cluster_weights())
+                .read(crate::index::Index::cluster_weights)
                 .into_iter()
                 .collect(),
             global: applied.doc.global.as_ref().map(ToString::to_string),
@@ -306,7 +306,7 @@ impl Weights {
         }
         let from = self
             .desired
-            .read(|i| i.cluster_weights())
+            .read(crate::index::Index::cluster_weights)
             .into_iter()
             .filter(|(c, _)| c != target)
             .collect();

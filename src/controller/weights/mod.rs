@@ -140,10 +140,10 @@ pub async fn start(
             weights.apply(cm.and_then(|c| c.data).as_ref(), rv);
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "weights ConfigMap not read; configured weights until it is")
+            tracing::warn!(error = %e, "weights ConfigMap not read; configured weights until it is");
         }
         Err(_) => {
-            tracing::warn!(configmap = %weights.store.object(), "weights ConfigMap not read in time; configured weights until it is")
+            tracing::warn!(configmap = %weights.store.object(), "weights ConfigMap not read in time; configured weights until it is");
         }
     }
     tasks.spawn(watch::run(weights.clone()));
