@@ -134,6 +134,53 @@ impl Migration {
     }
 }
 
+/// What a migration does next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// It reached 100 %.
+    Done,
+    /// The target has no Active endpoint for the application: no step.
+    Paused,
+    /// The next step is due in this many milliseconds.
+    Wait(u64),
+    /// Take this step now.
+    Step(Migration),
+}
+
+/// What the ramp remembers of one migration besides what is stored: whether it was
+/// paused, and the earliest time of the next step after a pause.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pacing {
+    pub paused: bool,
+    pub not_before_ms: u64,
+}
+
+impl Migration {
+    /// Decides the next move at `now_ms`. While the target has no Active endpoint
+    /// nothing moves; once it has one again, it gets a full interval at the current
+    /// step before the next one.
+    pub fn next(&self, now_ms: u64, target_active: bool, pacing: &mut Pacing) -> Next {
+        let Some(due) = self.due_at_ms() else {
+            pacing.paused = false;
+            return Next::Done;
+        };
+        if !target_active {
+            pacing.paused = true;
+            return Next::Paused;
+        }
+        if pacing.paused {
+            pacing.paused = false;
+            pacing.not_before_ms = now_ms.saturating_add(self.every_ms);
+        }
+        let due = due.max(pacing.not_before_ms);
+        if now_ms < due {
+            Next::Wait(due - now_ms)
+        } else {
+            Next::Step(self.stepped(now_ms))
+        }
+    }
+}
+
 /// Parses `200ms`, `30s`, `5m`, `1h`, or a combination such as `1m30s`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let bad = || format!("{raw:?} is not a duration such as 200ms, 30s, 5m or 1m30s");
@@ -209,6 +256,29 @@ mod tests {
                 "idc=0,tke=100"
             ]
         );
+    }
+
+    #[test]
+    fn pauses_without_target_and_waits_an_interval_after() {
+        let mut pacing = Pacing::default();
+        let m = idc_to_tke();
+        // (now, target active) → what happens; every = 30 s.
+        let Next::Step(m) = m.next(0, true, &mut pacing) else {
+            panic!("first step is due at once")
+        };
+        assert_eq!(m.next(10_000, true, &mut pacing), Next::Wait(20_000));
+        assert_eq!(m.next(40_000, false, &mut pacing), Next::Paused);
+        assert_eq!(m.next(90_000, false, &mut pacing), Next::Paused);
+        assert_eq!(m.percent, 30, "nothing moves while paused");
+        // Back: overdue since 30 s, yet the target gets a full interval first.
+        assert_eq!(m.next(95_000, true, &mut pacing), Next::Wait(30_000));
+        assert_eq!(m.next(124_999, true, &mut pacing), Next::Wait(1));
+        let Next::Step(m) = m.next(125_000, true, &mut pacing) else {
+            panic!("step after the interval")
+        };
+        assert_eq!((m.percent, m.last_step_ms), (60, Some(125_000)));
+        let done = m.stepped(1).stepped(2);
+        assert_eq!(done.next(3, false, &mut pacing), Next::Done);
     }
 
     #[test]

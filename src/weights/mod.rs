@@ -9,4 +9,4 @@ pub mod doc;
 pub mod migration;
 
 pub use doc::{App, GLOBAL_KEY, Problem, WeightsDoc};
-pub use migration::{Migration, format_duration, parse_duration};
+pub use migration::{Migration, Next, Pacing, format_duration, parse_duration};

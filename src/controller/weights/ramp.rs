@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::weights::App;
+use crate::weights::{App, Next, Pacing};
 
 use super::Weights;
 use super::store::{Edits, StoreError};
@@ -23,10 +23,9 @@ const IDLE_MS: u64 = 60_000;
 /// Runs until the task is dropped.
 pub(super) async fn run(weights: Arc<Weights>) {
     let mut changed = weights.generation.subscribe();
-    // After a pause, the target gets a full interval before the next step.
-    let mut not_before: BTreeMap<App, u64> = BTreeMap::new();
+    let mut pacing: BTreeMap<App, Pacing> = BTreeMap::new();
     loop {
-        let wake_ms = match tick(&weights, &mut not_before).await {
+        let wake_ms = match tick(&weights, &mut pacing).await {
             Tick::Wrote(rv) => {
                 weights.wait_applied(&rv, Duration::from_secs(2)).await;
                 continue;
@@ -48,18 +47,16 @@ enum Tick {
     Sleep(u64),
 }
 
-async fn tick(weights: &Weights, not_before: &mut BTreeMap<App, u64>) -> Tick {
+async fn tick(weights: &Weights, pacing: &mut BTreeMap<App, Pacing>) -> Tick {
     let (doc, rv) = weights.current();
-    not_before.retain(|app, _| doc.migrations.contains_key(app));
+    pacing.retain(|app, _| doc.migrations.contains_key(app));
     lock_pauses_retain(weights, &doc.migrations);
     let now = weights.clock.now_ms();
     let mut sleep = IDLE_MS;
     for (app, m) in &doc.migrations {
-        let Some(due) = m.due_at_ms() else {
-            weights.set_pause(app, None);
-            continue;
-        };
-        if !weights.has_active(app, &m.target) {
+        let active = weights.has_active(app, &m.target);
+        let next = m.next(now, active, pacing.entry(app.clone()).or_default());
+        if next == Next::Paused {
             let reason = format!("{} has no Active endpoint for {app}", m.target);
             if weights.set_pause(app, Some(reason.clone())).is_none() {
                 tracing::info!(%app, target = %m.target, percent = m.percent, "migration paused: {reason}");
@@ -69,14 +66,15 @@ async fn tick(weights: &Weights, not_before: &mut BTreeMap<App, u64>) -> Tick {
         }
         if weights.set_pause(app, None).is_some() {
             tracing::info!(%app, target = %m.target, percent = m.percent, "migration resumed");
-            not_before.insert(app.clone(), now.saturating_add(m.every_ms));
         }
-        let due = due.max(not_before.get(app).copied().unwrap_or(0));
-        if now < due {
-            sleep = sleep.min(due - now);
-            continue;
-        }
-        let next = m.stepped(now);
+        let next = match next {
+            Next::Done | Next::Paused => continue,
+            Next::Wait(ms) => {
+                sleep = sleep.min(ms);
+                continue;
+            }
+            Next::Step(next) => next,
+        };
         let edits: Edits = [
             (app.weights_key(), Some(next.weights().to_string())),
             (app.migration_key(), Some(next.to_json())),
