@@ -92,8 +92,8 @@ enum WeightsAction {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Set weights, e.g. `idc=20 tke=80`; with `--clear` instead, go back to the
-    /// configuration (or, with `--app`, to the annotations).
+    /// Set weights, e.g. `idc=20 tke=80` (a cluster not listed gets 0); with `--clear`
+    /// instead, go back to the configuration (or, with `--app`, to the annotations).
     Set {
         #[arg(required_unless_present = "clear")]
         weights: Vec<String>,

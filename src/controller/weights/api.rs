@@ -19,10 +19,10 @@ use subtle::ConstantTimeEq;
 
 use crate::model::ClusterName;
 use crate::weights::doc::parse_weights;
-use crate::weights::{App, GLOBAL_KEY, Migration, format_duration, parse_duration};
+use crate::weights::{App, GLOBAL_KEY, Migration, parse_duration};
 
+use super::Weights;
 use super::store::{Edits, StoreError};
-use super::{Pause, Weights};
 
 const MAX_BODY: usize = 64 * 1024;
 const APPLY_WAIT: Duration = Duration::from_secs(2);
@@ -88,80 +88,7 @@ struct StartMigration {
     every: String,
 }
 
-/// One migration as the admin view shows it.
-#[derive(Serialize)]
-pub struct MigrationView {
-    #[serde(flatten)]
-    pub migration: Migration,
-    pub every: String,
-    /// `running`, `paused` or `done`.
-    pub state: &'static str,
-    pub paused: Option<Pause>,
-    pub weights: String,
-}
-
-/// `GET /v1/weights`, also part of `GET /v1/state`.
-#[derive(Serialize)]
-pub struct WeightsView {
-    /// `cluster: namespace/name` of the ConfigMap.
-    pub configmap: String,
-    pub loaded: bool,
-    pub resource_version: Option<String>,
-    /// Every cluster's weight now (configured, or the run-time global weights).
-    pub clusters: BTreeMap<ClusterName, u32>,
-    pub global: Option<String>,
-    pub apps: BTreeMap<String, String>,
-    pub migrations: BTreeMap<String, MigrationView>,
-    /// ConfigMap values that were not applied.
-    pub problems: Vec<crate::weights::Problem>,
-}
-
 impl Weights {
-    pub fn view(&self) -> WeightsView {
-        let applied = super::lock(&self.applied);
-        let pauses = super::lock(&self.pauses);
-        let migrations = applied
-            .doc
-            .migrations
-            .iter()
-            .map(|(app, m)| {
-                let paused = pauses.get(app).cloned();
-                let state = match (m.done(), &paused) {
-                    (true, _) => "done",
-                    (false, Some(_)) => "paused",
-                    (false, None) => "running",
-                };
-                let view = MigrationView {
-                    migration: m.clone(),
-                    every: format_duration(Duration::from_millis(m.every_ms)),
-                    state,
-                    paused,
-                    weights: m.weights().to_string(),
-                };
-                (app.to_string(), view)
-            })
-            .collect();
-        WeightsView {
-            configmap: format!("{}: {}", self.store.cluster, self.store.object()),
-            loaded: applied.loaded,
-            resource_version: applied.resource_version.clone(),
-            clusters: self
-                .desired
-                .read(crate::index::Index::cluster_weights)
-                .into_iter()
-                .collect(),
-            global: applied.doc.global.as_ref().map(ToString::to_string),
-            apps: applied
-                .doc
-                .apps
-                .iter()
-                .map(|(a, w)| (a.to_string(), w.to_string()))
-                .collect(),
-            migrations,
-            problems: applied.problems.clone(),
-        }
-    }
-
     fn authorized(&self, req: &Request<Incoming>) -> bool {
         let Some(token) = &self.token else {
             return true;

@@ -10,6 +10,7 @@
 mod api;
 mod ramp;
 mod store;
+mod view;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -19,8 +20,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-pub use api::{MigrationView, WeightsView, handle, owns};
+pub use api::{handle, owns};
 pub use store::StoreError;
+pub use view::{MigrationView, WeightsView};
 
 use crate::cluster;
 use crate::index::Changes;

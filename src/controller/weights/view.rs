@@ -1,0 +1,88 @@
+//! What `GET /v1/weights` shows (also under `weights` in `GET /v1/state`): every
+//! cluster's weight now, the run-time weights, migrations with their progress and
+//! whether they are paused, and ConfigMap values that were not applied. Read-only.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::model::ClusterName;
+use crate::weights::{Migration, format_duration};
+
+use super::{Pause, Weights};
+
+/// One migration as the admin view shows it.
+#[derive(Serialize)]
+pub struct MigrationView {
+    #[serde(flatten)]
+    pub migration: Migration,
+    pub every: String,
+    /// `running`, `paused` or `done`.
+    pub state: &'static str,
+    pub paused: Option<Pause>,
+    pub weights: String,
+}
+
+/// `GET /v1/weights`, also part of `GET /v1/state`.
+#[derive(Serialize)]
+pub struct WeightsView {
+    /// `cluster: namespace/name` of the ConfigMap.
+    pub configmap: String,
+    pub loaded: bool,
+    pub resource_version: Option<String>,
+    /// Every cluster's weight now (configured, or the run-time global weights).
+    pub clusters: BTreeMap<ClusterName, u32>,
+    pub global: Option<String>,
+    pub apps: BTreeMap<String, String>,
+    pub migrations: BTreeMap<String, MigrationView>,
+    /// ConfigMap values that were not applied.
+    pub problems: Vec<crate::weights::Problem>,
+}
+
+impl Weights {
+    pub fn view(&self) -> WeightsView {
+        let applied = super::lock(&self.applied);
+        let pauses = super::lock(&self.pauses);
+        let migrations = applied
+            .doc
+            .migrations
+            .iter()
+            .map(|(app, m)| {
+                let paused = pauses.get(app).cloned();
+                let state = match (m.done(), &paused) {
+                    (true, _) => "done",
+                    (false, Some(_)) => "paused",
+                    (false, None) => "running",
+                };
+                let view = MigrationView {
+                    migration: m.clone(),
+                    every: format_duration(Duration::from_millis(m.every_ms)),
+                    state,
+                    paused,
+                    weights: m.weights().to_string(),
+                };
+                (app.to_string(), view)
+            })
+            .collect();
+        WeightsView {
+            configmap: format!("{}: {}", self.store.cluster, self.store.object()),
+            loaded: applied.loaded,
+            resource_version: applied.resource_version.clone(),
+            clusters: self
+                .desired
+                .read(crate::index::Index::cluster_weights)
+                .into_iter()
+                .collect(),
+            global: applied.doc.global.as_ref().map(ToString::to_string),
+            apps: applied
+                .doc
+                .apps
+                .iter()
+                .map(|(a, w)| (a.to_string(), w.to_string()))
+                .collect(),
+            migrations,
+            problems: applied.problems.clone(),
+        }
+    }
+}
