@@ -139,6 +139,58 @@ async fn bad_weights_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), 2, "{err}");
+
+    // Straight at the admin API: every refusal is a 400 that says why.
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", s.lab.controller.admin_addr);
+    for (method, path, body, reason) in [
+        (
+            "PUT",
+            "/v1/weights",
+            r#"{"weights": "idc=1", "bogus": 1}"#,
+            "bogus",
+        ),
+        (
+            "PUT",
+            "/v1/weights",
+            r#"{"weights": "idc=0,tke=0"}"#,
+            "above 0",
+        ),
+        ("PUT", "/v1/weights", "not json", "invalid request"),
+        (
+            "POST",
+            "/v1/migrations",
+            r#"{"app": "shop/web", "to": "aws"}"#,
+            "unknown cluster",
+        ),
+        (
+            "POST",
+            "/v1/migrations",
+            r#"{"app": "shop/web", "to": "tke", "every": "soon"}"#,
+            "every",
+        ),
+        (
+            "POST",
+            "/v1/migrations",
+            r#"{"app": "shop/web", "to": "tke", "step": 0}"#,
+            "step",
+        ),
+        ("DELETE", "/v1/migrations/shop", "", "namespace/service"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = http
+            .request(method.clone(), format!("{base}{path}"))
+            .body(body)
+            .send()
+            .await
+            .expect("admin request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert!(
+            status == 400 && text.contains(reason),
+            "{method} {path} {body}: {status} {text}"
+        );
+    }
     assert_eq!(s.configmap(), before);
 
     // A malformed value written straight into the ConfigMap: reported, previous stays.
