@@ -50,16 +50,10 @@ async fn reaches(s: &Scenario, at_least: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramp_is_measured_at_every_step() {
     let s = all_in_idc(20).await;
-    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_podgate"))
-        .args([
-            "migrate", APP, "--to", "tke", "--step", "25", "--every", "1s",
-        ])
-        .arg("--controller")
-        .arg(format!("http://{}", s.lab.controller.admin_addr))
-        .status()
+    s.client()
+        .migrate(APP, "tke", 25, "1s")
         .await
-        .expect("run podgate");
-    assert!(status.success(), "podgate migrate: {status}");
+        .expect("podgate migrate shop/web --to tke --step 25 --every 1s");
 
     for step in [25_u64, 50, 75, 100] {
         // Measure only while the controller stays at this step the whole time.
