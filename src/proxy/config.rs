@@ -61,6 +61,10 @@ pub struct ProxyConfig {
     /// HTTPS with SNI certificate selection, ALPN h2 and http/1.1.
     #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
+    /// Id of an installed certificate served to clients that send no SNI name or one
+    /// that no certificate covers. Without it such handshakes fail.
+    #[serde(default)]
+    pub tls_default_certificate: Option<String>,
     pub admin: AdminConfig,
     #[serde(default)]
     pub limits: Limits,
@@ -188,6 +192,7 @@ impl ProxyConfig {
         Self {
             listen,
             tls_listen: None,
+            tls_default_certificate: None,
             admin: AdminConfig {
                 listen: admin_listen,
                 token_file: None,

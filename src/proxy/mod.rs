@@ -131,7 +131,10 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         Some(addr) => {
             let l = bind("tls_listen", addr).await?;
             let local_addr = local("tls_listen", &l, addr)?;
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&store))?);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(
+                Arc::clone(&store),
+                config.tls_default_certificate.clone(),
+            )?);
             Some((l, local_addr, acceptor))
         }
         None => None,
@@ -170,7 +173,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));
         addr
     });
-    tracing::info!(%http_addr, ?bound_tls, %admin_addr, "proxy listening");
+    tracing::info!(%http_addr, https_addr = ?bound_tls, %admin_addr, "proxy listening");
     Ok(ProxyHandle {
         http_addr,
         https_addr: bound_tls,

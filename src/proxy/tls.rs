@@ -130,36 +130,51 @@ impl CertStore {
 #[derive(Debug)]
 pub(crate) struct SniResolver {
     store: Arc<Store>,
+    /// Certificate id for handshakes without a usable SNI name.
+    default: Option<String>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snap = self.store.load();
+        let default = || {
+            let id = self.default.as_deref()?;
+            snap.certs.get(id).map(|e| Arc::clone(&e.key))
+        };
         let Some(name) = hello.server_name() else {
-            tracing::debug!("TLS handshake without SNI refused");
-            return None;
+            let found = default();
+            if found.is_none() {
+                tracing::debug!("TLS handshake without SNI and no default certificate");
+            }
+            return found;
         };
         let name = name.to_ascii_lowercase();
-        let snap = self.store.load();
         let by_route = snap
             .router
             .host(&name)
             .and_then(|h| h.tls.as_deref())
             .and_then(|id| snap.certs.get(id));
-        let found = by_route.or_else(|| snap.certs.by_name(&name));
+        let found = by_route
+            .or_else(|| snap.certs.by_name(&name))
+            .map(|e| Arc::clone(&e.key))
+            .or_else(default);
         if found.is_none() {
             tracing::debug!(sni = %name, "no certificate for SNI name");
         }
-        found.map(|e| Arc::clone(&e.key))
+        found
     }
 }
 
 /// The rustls server configuration for the HTTPS listener: SNI from the snapshot,
 /// ALPN h2 then http/1.1.
-pub(crate) fn server_config(store: Arc<Store>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub(crate) fn server_config(
+    store: Arc<Store>,
+    default: Option<String>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { store }));
+        .with_cert_resolver(Arc::new(SniResolver { store, default }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
