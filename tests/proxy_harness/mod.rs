@@ -37,6 +37,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub failing: Arc<AtomicBool>,
+    /// Requests to `/hold` wait until this is notified.
+    pub release: Arc<tokio::sync::Notify>,
     tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
 }
 
@@ -48,11 +50,13 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(tokio::sync::Notify::new());
         let tasks = Arc::new(std::sync::Mutex::new(JoinSet::new()));
-        let (n, h, f, t) = (
+        let (n, h, f, r, t) = (
             name.to_owned(),
             Arc::clone(&hits),
             Arc::clone(&failing),
+            Arc::clone(&release),
             Arc::clone(&tasks),
         );
         tasks.lock().unwrap().spawn(async move {
@@ -60,10 +64,17 @@ impl Backend {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (n, h, f) = (n.clone(), Arc::clone(&h), Arc::clone(&f));
+                let (n, h, f, r) = (n.clone(), Arc::clone(&h), Arc::clone(&f), Arc::clone(&r));
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (n, h, f) = (n.clone(), Arc::clone(&h), Arc::clone(&f));
-                    async move { Ok::<_, Infallible>(answer(req, &n, &h, &f).await) }
+                    let (n, h, f, r) = (n.clone(), Arc::clone(&h), Arc::clone(&f), Arc::clone(&r));
+                    async move {
+                        if req.uri().path() == "/hold" {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            r.notified().await;
+                            h.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        Ok::<_, Infallible>(answer(req, &n, &h, &f).await)
+                    }
                 });
                 t.lock().unwrap().spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -78,6 +89,7 @@ impl Backend {
             addr,
             hits,
             failing,
+            release,
             tasks,
         }
     }
