@@ -52,31 +52,24 @@ impl Backend {
         let failing = Arc::new(AtomicBool::new(false));
         let release = Arc::new(tokio::sync::Notify::new());
         let tasks = Arc::new(std::sync::Mutex::new(JoinSet::new()));
-        let (n, h, f, r, t) = (
-            name.to_owned(),
-            Arc::clone(&hits),
-            Arc::clone(&failing),
-            Arc::clone(&release),
-            Arc::clone(&tasks),
-        );
+        let state = Arc::new(State {
+            name: name.to_owned(),
+            hits: Arc::clone(&hits),
+            failing: Arc::clone(&failing),
+            release: Arc::clone(&release),
+        });
+        let conns = Arc::clone(&tasks);
         tasks.lock().unwrap().spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (n, h, f, r) = (n.clone(), Arc::clone(&h), Arc::clone(&f), Arc::clone(&r));
+                let state = Arc::clone(&state);
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (n, h, f, r) = (n.clone(), Arc::clone(&h), Arc::clone(&f), Arc::clone(&r));
-                    async move {
-                        if req.uri().path() == "/hold" {
-                            h.fetch_add(1, Ordering::SeqCst);
-                            r.notified().await;
-                            h.fetch_sub(1, Ordering::SeqCst);
-                        }
-                        Ok::<_, Infallible>(answer(req, &n, &h, &f).await)
-                    }
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(state.answer(req).await) }
                 });
-                t.lock().unwrap().spawn(async move {
+                conns.lock().unwrap().spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
@@ -119,6 +112,26 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// What a backend's connections share.
+struct State {
+    name: String,
+    hits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl State {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/hold" {
+            // Counted while held, so a test can see that it arrived.
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            self.release.notified().await;
+            self.hits.fetch_sub(1, Ordering::SeqCst);
+        }
+        answer(req, &self.name, &self.hits, &self.failing).await
     }
 }
 
