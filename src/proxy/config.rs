@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// A day bounds every configured duration: larger values are typos, and deadlines stay
+/// far from overflowing the clock.
+const DAY_MS: u64 = 86_400_000;
+
 /// Why a configuration could not be loaded. Every message names the offending field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -241,6 +245,9 @@ impl ProxyConfig {
         if self.limits.max_connections == 0 {
             return invalid("limits.max_connections", "must be at least 1");
         }
+        if self.limits.max_connections > 1 << 24 {
+            return invalid("limits.max_connections", "must be at most 16777216");
+        }
         if self.limits.max_header_bytes < 8192 {
             return invalid("limits.max_header_bytes", "must be at least 8192");
         }
@@ -256,6 +263,12 @@ impl ProxyConfig {
                 "must not be below outlier.base_ejection_ms",
             );
         }
+        if self.outlier.max_ejection_ms > DAY_MS {
+            return invalid(
+                "outlier.max_ejection_ms",
+                "must be at most a day (86400000)",
+            );
+        }
         for (field, ms) in [
             ("timeouts.connect_ms", self.timeouts.connect_ms),
             ("timeouts.header_read_ms", self.timeouts.header_read_ms),
@@ -265,8 +278,8 @@ impl ProxyConfig {
                 self.timeouts.upstream_response_ms,
             ),
         ] {
-            if ms == 0 {
-                return invalid(field, "must be above 0");
+            if ms == 0 || ms > DAY_MS {
+                return invalid(field, "must be above 0 and at most a day (86400000)");
             }
         }
         Ok(())
