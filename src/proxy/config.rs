@@ -88,6 +88,22 @@ pub struct AdminConfig {
     /// The token itself; filled from `token_file`, or given directly by tests.
     #[serde(skip)]
     pub token: Option<Token>,
+    /// Serve the admin API over TLS, optionally requiring client certificates (mTLS).
+    #[serde(default)]
+    pub tls: Option<AdminTls>,
+}
+
+/// TLS for the admin listener. The bearer token is required in any case.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// PEM certificate chain of the admin listener.
+    pub cert_file: PathBuf,
+    /// PEM private key of the admin listener.
+    pub key_file: PathBuf,
+    /// PEM CA certificates; when set, clients must present a certificate signed by one.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Resource limits. Requests over a limit get a clean 4xx, connections over the cap wait.
@@ -201,6 +217,7 @@ impl ProxyConfig {
                 listen: admin_listen,
                 token_file: None,
                 token: Some(Token::new(token)),
+                tls: None,
             },
             limits: Limits::default(),
             timeouts: Timeouts::default(),
