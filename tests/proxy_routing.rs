@@ -5,7 +5,7 @@ mod proxy_harness;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use podgate::model::{Batch, EndpointState, PathMatch};
 use proxy_harness::{Backend, client, get, proxy, push, routes, send, upstream};
 
@@ -287,4 +287,39 @@ async fn h2c_prior_knowledge_is_served() {
             .to_bytes();
         assert_eq!(&body[..], b"web /two");
     }
+}
+
+#[tokio::test]
+async fn response_bodies_are_streamed_not_buffered() {
+    let pod = Backend::start("web", 4, 2).await;
+    let proxy = proxy().await;
+    push(
+        &proxy,
+        &Batch {
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            routes: Some(routes(&[("s.example.com", PathMatch::prefix("/"), "web")])),
+            ..Batch::default()
+        },
+    )
+    .await;
+    let req = Request::get(format!("http://{}/stream", proxy.http_addr))
+        .header("host", "s.example.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("the first chunk arrives while the backend still holds the rest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"first"));
+    pod.release.notify_one();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, Bytes::from_static(b"second"));
 }

@@ -115,6 +115,8 @@ impl Drop for Backend {
     }
 }
 
+type BackendBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
 /// What a backend's connections share.
 struct State {
     name: String,
@@ -124,14 +126,39 @@ struct State {
 }
 
 impl State {
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, req: Request<Incoming>) -> Response<BackendBody> {
+        if req.uri().path() == "/stream" {
+            // "first" now, "second" only once released: a proxy that buffers whole
+            // bodies cannot deliver "first" before the release.
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            let release = Arc::clone(&self.release);
+            let chunks = futures::stream::unfold(0u8, move |step| {
+                let release = Arc::clone(&release);
+                async move {
+                    match step {
+                        0 => Some((Bytes::from_static(b"first"), 1)),
+                        1 => {
+                            release.notified().await;
+                            Some((Bytes::from_static(b"second"), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            let body = http_body_util::StreamBody::new(futures::StreamExt::map(chunks, |b| {
+                Ok::<_, Infallible>(hyper::body::Frame::data(b))
+            }));
+            return Response::new(BodyExt::boxed(body));
+        }
         if req.uri().path() == "/hold" {
             // Counted while held, so a test can see that it arrived.
             self.hits.fetch_add(1, Ordering::SeqCst);
             self.release.notified().await;
             self.hits.fetch_sub(1, Ordering::SeqCst);
         }
-        answer(req, &self.name, &self.hits, &self.failing).await
+        answer(req, &self.name, &self.hits, &self.failing)
+            .await
+            .map(BodyExt::boxed)
     }
 }
 
