@@ -320,6 +320,6 @@ async fn response_bodies_are_streamed_not_buffered() {
         .unwrap();
     assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"first"));
     pod.release.notify_one();
-    let rest = body.collect().await.unwrap().to_bytes();
-    assert_eq!(rest, Bytes::from_static(b"second"));
+    let remainder = body.collect().await.unwrap().to_bytes();
+    assert_eq!(remainder, Bytes::from_static(b"second"));
 }
