@@ -175,7 +175,9 @@ impl Timeouts {
     }
 }
 
-/// Passive outlier ejection: after `consecutive_failures` failures in a row an endpoint
+/// Passive outlier ejection. A failure is a connect error, a connection lost before the
+/// response head, an upstream response timeout, or a 5xx answer.
+/// After `consecutive_failures` failures in a row an endpoint
 /// takes no new requests for `base_ejection_ms`, doubled per repeated ejection up to
 /// `max_ejection_ms`. A success resets both.
 #[derive(Clone, Debug, Deserialize)]
