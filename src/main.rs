@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the proxy allocates a few small buffers per request; glibc malloc showed
+/// up at ~6 % of its CPU time in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "podgate",
