@@ -60,6 +60,16 @@ impl StatusCell {
         }
     }
 
+    /// The API server answered: the cluster is synced again once every kind has listed.
+    pub fn reachable(&self) {
+        let mut s = self.lock();
+        if s.state == "stale" && s.synced_kinds.len() >= self.kinds {
+            s.state = "synced";
+            s.since_ms = now_ms();
+            s.last_error = None;
+        }
+    }
+
     /// A watcher failed: the cluster is stale until the next successful event.
     pub fn failed(&self, error: String) {
         let mut s = self.lock();
