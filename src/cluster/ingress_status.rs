@@ -98,7 +98,7 @@ pub(crate) async fn run(
                 Ok(_) => drop(lock(&seen).insert((ns, name), want.clone())),
                 Err(kube::Error::Api(e)) if e.code == 404 => drop(lock(&seen).remove(&(ns, name))),
                 Err(e) => {
-                    tracing::warn!(%cluster, ingress = %format!("{ns}/{name}"), error = %e, "could not write Ingress status")
+                    tracing::warn!(%cluster, ingress = %format!("{ns}/{name}"), error = %e, "could not write Ingress status");
                 }
             }
         }
