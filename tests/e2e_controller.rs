@@ -240,3 +240,33 @@ fn bad_configuration_exits_2_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn the_demo_runs_its_whole_scenario_without_a_failed_request() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_podgate"))
+        .args([
+            "demo",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--proxy-admin",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let splits: Vec<&str> = stdout.lines().filter(|l| l.contains("(failed: ")).collect();
+    assert_eq!(splits.len(), 6, "{stdout}");
+    assert!(
+        splits.iter().all(|l| l.ends_with("(failed: 0)")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cluster \"idc\": \"stale\""), "{stdout}");
+}

@@ -48,6 +48,10 @@ pub struct Lab {
 #[derive(Clone, Debug)]
 pub struct LabOptions {
     pub listen: SocketAddr,
+    /// The proxy's admin API (the LB contract).
+    pub proxy_admin: SocketAddr,
+    /// The controller's admin view.
+    pub controller_admin: SocketAddr,
     pub sync: SyncConfig,
 }
 
@@ -55,6 +59,8 @@ impl Default for LabOptions {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            proxy_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            controller_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             sync: SyncConfig::default(),
         }
     }
@@ -89,11 +95,7 @@ impl Lab {
         let token = format!("{:032x}", rand::random::<u128>());
         let token_file: PathBuf = dir.path().join("lb.token");
         std::fs::write(&token_file, &token)?;
-        let proxy_config = ProxyConfig::new(
-            options.listen,
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            &token,
-        );
+        let proxy_config = ProxyConfig::new(options.listen, options.proxy_admin, &token);
         let proxy = proxy::start(proxy_config).await?;
         let config = ControllerConfig {
             controller_name: "podgate.io/ingress-controller".to_owned(),
@@ -106,7 +108,7 @@ impl Lab {
                 ..Target::new("proxy", TargetKind::Podgate)
             }],
             admin: AdminConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                listen: options.controller_admin,
             },
         };
         let controller = controller::start(

@@ -31,6 +31,8 @@ pub struct Work {
     pub full: bool,
     /// Why: `cluster: Kind ns/name` of the objects whose events caused the changes.
     pub causes: VecDeque<String>,
+    /// When the oldest change in here was received (for convergence latency).
+    pub since: Option<tokio::time::Instant>,
 }
 
 impl Work {
@@ -39,6 +41,7 @@ impl Work {
     }
 
     fn add(&mut self, changes: &Changes, cause: &str) {
+        self.since.get_or_insert_with(tokio::time::Instant::now);
         self.upstreams.extend(changes.upstreams.iter().cloned());
         self.routes |= !changes.routes.is_empty();
         self.certificates
@@ -55,6 +58,10 @@ impl Work {
         self.routes |= older.routes;
         self.certificates.extend(older.certificates);
         self.full |= older.full;
+        self.since = match (self.since, older.since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for cause in older.causes.into_iter().rev() {
             if self.causes.len() < MAX_CAUSES {
                 self.causes.push_front(cause);
