@@ -132,6 +132,31 @@ impl Lab {
         })
     }
 
+    /// Stops the proxy and starts a new one on the same addresses: an LB that restarted
+    /// empty. The controller notices (new instance id) and pushes everything again.
+    pub async fn restart_proxy(self) -> Result<Self, LabError> {
+        let Self {
+            sims,
+            proxy,
+            controller,
+            config,
+            dir,
+            http,
+        } = self;
+        let (listen, admin) = (proxy.http_addr, proxy.admin_addr);
+        proxy.shutdown().await;
+        let token = std::fs::read_to_string(dir.path().join("lb.token"))?;
+        let proxy = proxy::start(ProxyConfig::new(listen, admin, &token)).await?;
+        Ok(Self {
+            sims,
+            proxy,
+            controller,
+            config,
+            dir,
+            http,
+        })
+    }
+
     /// The simulated API server of `cluster`.
     pub fn sim(&self, cluster: &str) -> &SimCluster {
         let i = CLUSTERS.iter().position(|c| *c == cluster).unwrap_or(0);
