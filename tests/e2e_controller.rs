@@ -6,20 +6,14 @@ use std::time::Duration;
 
 use podgate::demo::pods::{self, Pod};
 use podgate::demo::{Lab, LabOptions};
-use podgate::objects::{default_class, ingress, ingress_class, service, slice};
+use podgate::objects::ingress;
 use podgate::sim::Gvr;
 
 const HOST: &str = "shop.example.com";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn endpoints(cluster: &str, pods: &[Pod]) -> k8s_openapi::api::discovery::v1::EndpointSlice {
-    let port = pods.first().map_or(8080, |p| p.addr.port());
-    pods.iter()
-        .fold(
-            slice("shop", &format!("web-{cluster}"), "web").port("http", port),
-            |s, p| s.ready(&p.ip()),
-        )
-        .build()
+    pods::slice_of("shop", &format!("web-{cluster}"), "web", pods, &[])
 }
 
 /// A lab with shop/web routed in both clusters and `n` pods in each.
@@ -32,26 +26,8 @@ async fn shop(n: u8, subnet_base: u8) -> (Lab, Vec<Pod>, Vec<Pod>) {
     let tke = pods::start_many("tke", "web", subnet_base + 1, 1, n, port)
         .await
         .unwrap();
-    for (cluster, pods) in [("idc", &idc), ("tke", &tke)] {
-        lab.sim(cluster)
-            .apply_json(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}))
-            .unwrap();
-        lab.apply(
-            cluster,
-            &default_class(ingress_class("podgate", &lab.config.controller_name)),
-        )
+    lab.deploy("shop", HOST, &[("idc", &idc), ("tke", &tke)])
         .unwrap();
-        lab.apply(cluster, &service("shop", "web").port("http", 80).build())
-            .unwrap();
-        lab.apply(
-            cluster,
-            &ingress("shop", "web")
-                .route(HOST, "Prefix", "/", "web", 80)
-                .build(),
-        )
-        .unwrap();
-        lab.apply(cluster, &endpoints(cluster, pods)).unwrap();
-    }
     let want = usize::from(n) * 2;
     lab.eventually("every pod serving", WAIT, || async {
         let s = lab.split(HOST, 10 * want).await.ok()?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use podgate::demo::pods::{self, Pod};
 use podgate::demo::{Lab, LabOptions};
-use podgate::objects::{default_class, ingress, ingress_class, service, slice};
+use podgate::objects::{ingress, ingress_class, service};
 use podgate::sim::Gvr;
 use podgate::sync::SyncConfig;
 
@@ -18,17 +18,7 @@ fn endpoints(
     pods: &[Pod],
     draining: &[&str],
 ) -> k8s_openapi::api::discovery::v1::EndpointSlice {
-    let port = pods.first().map_or(8080, |p| p.addr.port());
-    let s = slice("app", &format!("web-{cluster}"), "web").port("http", port);
-    pods.iter()
-        .fold(s, |s, p| {
-            if draining.contains(&p.name.as_str()) {
-                s.terminating(&p.ip())
-            } else {
-                s.ready(&p.ip())
-            }
-        })
-        .build()
+    pods::slice_of("app", &format!("web-{cluster}"), "web", pods, draining)
 }
 
 async fn app(options: LabOptions, subnet: u8, per_cluster: u8) -> (Lab, Vec<Pod>, Vec<Pod>) {
@@ -40,26 +30,8 @@ async fn app(options: LabOptions, subnet: u8, per_cluster: u8) -> (Lab, Vec<Pod>
     let tke = pods::start_many("tke", "web", subnet + 1, 1, per_cluster, port)
         .await
         .unwrap();
-    for (cluster, pods) in [("idc", &idc), ("tke", &tke)] {
-        lab.sim(cluster)
-            .apply_json(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}))
-            .unwrap();
-        lab.apply(
-            cluster,
-            &default_class(ingress_class("podgate", &lab.config.controller_name)),
-        )
+    lab.deploy("app", HOST, &[("idc", &idc), ("tke", &tke)])
         .unwrap();
-        lab.apply(cluster, &service("app", "web").port("http", 80).build())
-            .unwrap();
-        lab.apply(
-            cluster,
-            &ingress("app", "web")
-                .route(HOST, "Prefix", "/", "web", 80)
-                .build(),
-        )
-        .unwrap();
-        lab.apply(cluster, &endpoints(cluster, pods, &[])).unwrap();
-    }
     let want = usize::from(per_cluster) * 2;
     lab.eventually("every pod serving", WAIT, || async {
         let s = lab.split(HOST, 10 * want).await.ok()?;

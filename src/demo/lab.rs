@@ -211,6 +211,37 @@ impl Lab {
         }
     }
 
+    /// Deploys one app the way a user would, in every cluster listed: its Namespace,
+    /// podgate's (default) IngressClass, the Service `web` (port 80 `http`), an Ingress
+    /// routing `host` to it, and an EndpointSlice of that cluster's pods.
+    pub fn deploy(
+        &self,
+        namespace: &str,
+        host: &str,
+        pods: &[(&str, &[super::pods::Pod])],
+    ) -> Result<(), LabError> {
+        use crate::objects::{default_class, ingress, ingress_class, service};
+        for (cluster, pods) in pods {
+            let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            self.sim(cluster).apply_json(ns)?;
+            self.apply(
+                cluster,
+                &default_class(ingress_class("podgate", &self.config.controller_name)),
+            )?;
+            self.apply(cluster, &service(namespace, "web").port("http", 80).build())?;
+            self.apply(
+                cluster,
+                &ingress(namespace, "web")
+                    .route(host, "Prefix", "/", "web", 80)
+                    .build(),
+            )?;
+            let slice =
+                super::pods::slice_of(namespace, &format!("web-{cluster}"), "web", pods, &[]);
+            self.apply(cluster, &slice)?;
+        }
+        Ok(())
+    }
+
     /// Sends `n` requests and counts answers by their first word (the pod's cluster)
     /// and failures (anything but 200).
     pub async fn split(&self, host: &str, n: usize) -> Result<Split, LabError> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use lab::{CLUSTERS, Lab, LabError, LabOptions, Split};
 
-use crate::objects::{default_class, ingress, ingress_class, service, slice};
+use crate::objects::{service, slice};
 use pods::Pod;
 
 /// The app's host: a reserved `.test` name that never resolves anywhere.
@@ -111,22 +111,7 @@ impl Demo {
     async fn setup(&self) -> Result<(), LabError> {
         let (lab, host) = (&self.lab, self.host.as_str());
         say("Two clusters, one app: shop/web runs 2 pods in idc and 2 in tke");
-        for (cluster, pods) in [("idc", &self.idc), ("tke", &self.tke)] {
-            let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
-            lab.sim(cluster).apply_json(namespace)?;
-            lab.apply(
-                cluster,
-                &default_class(ingress_class("podgate", &lab.config.controller_name)),
-            )?;
-            lab.apply(cluster, &service(NS, "web").port("http", 80).build())?;
-            lab.apply(
-                cluster,
-                &ingress(NS, "web")
-                    .route(host, "Prefix", "/", "web", 80)
-                    .build(),
-            )?;
-            lab.apply(cluster, &endpoints(cluster, pods, &[], &[]))?;
-        }
+        lab.deploy(NS, host, &[("idc", &self.idc), ("tke", &self.tke)])?;
         lab.eventually(
             "all four pods registered",
             Duration::from_secs(20),
