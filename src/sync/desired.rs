@@ -5,6 +5,7 @@
 //! busy pushing finds everything that piled up when it comes back.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -109,6 +110,9 @@ impl Pending {
 pub struct Desired {
     index: Mutex<Index>,
     subscribers: Mutex<Vec<Arc<Pending>>>,
+    /// Bumped by every mutation that may have changed the diagnostics, so readers of
+    /// diagnostics (Events) recompute them only when needed.
+    diagnostics_generation: AtomicU64,
 }
 
 impl Desired {
@@ -116,6 +120,7 @@ impl Desired {
         Arc::new(Self {
             index: Mutex::new(index),
             subscribers: Mutex::new(Vec::new()),
+            diagnostics_generation: AtomicU64::new(0),
         })
     }
 
@@ -123,6 +128,9 @@ impl Desired {
     /// object behind it, for the audit log.
     pub fn mutate(&self, cause: &str, f: impl FnOnce(&mut Index) -> Changes) -> Changes {
         let changes = f(&mut lock(&self.index));
+        if changes.diagnostics || !changes.is_empty() {
+            self.diagnostics_generation.fetch_add(1, Ordering::Relaxed);
+        }
         if !changes.is_empty() {
             for pending in lock(&self.subscribers).iter() {
                 lock(&pending.work).add(&changes, cause);
@@ -138,6 +146,11 @@ impl Desired {
         pending.request_full();
         lock(&self.subscribers).push(pending.clone());
         pending
+    }
+
+    /// Changes whenever the diagnostics may have changed.
+    pub fn diagnostics_generation(&self) -> u64 {
+        self.diagnostics_generation.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> Snapshot {
