@@ -2,6 +2,7 @@
 //! migrate`). Owns argument checking and how results read; never talks to Kubernetes
 //! and never changes anything but through the admin API.
 
+pub mod args;
 pub mod weights;
 
 pub use weights::{AdminClient, CliError};

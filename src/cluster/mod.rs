@@ -101,6 +101,22 @@ pub struct ClusterWatch {
 
 const KINDS: usize = 5;
 
+/// How often the API server's liveness is checked.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks the API server for its version every second. A watch that fails marks the
+/// cluster stale, but a watch that resumes says nothing until an object changes: this
+/// probe is what notices that the API server is back.
+async fn probe(client: Client, status: StatusCell) {
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        match client.apiserver_version().await {
+            Ok(_) => status.reachable(),
+            Err(e) => status.failed(format!("API server unreachable: {e}")),
+        }
+    }
+}
+
 /// Starts one watcher per kind for `cluster`.
 pub fn spawn(
     cluster: ClusterName,
@@ -126,12 +142,16 @@ pub fn spawn(
     }
     {
         let (c, d, s) = ctx.clone();
-        let writer = ingress_status::writer(
+        let seen = ingress_status::Seen::default();
+        let recorder = ingress_status::recorder(seen.clone());
+        let addresses = options.publish_addresses.clone();
+        tasks.spawn(ingress_status::run(
             client.clone(),
             c.clone(),
             d.clone(),
-            options.publish_addresses.clone(),
-        );
+            seen,
+            addresses,
+        ));
         tasks.spawn(watch::run(
             Api::<Ingress>::all(client.clone()),
             cfg(),
@@ -139,7 +159,7 @@ pub fn spawn(
             c,
             d,
             s,
-            Some(writer),
+            Some(recorder),
         ));
     }
     {
@@ -180,6 +200,7 @@ pub fn spawn(
             None,
         ));
     }
+    tasks.spawn(probe(client.clone(), status.clone()));
     if options.events {
         tasks.spawn(events::run(
             client,

@@ -45,6 +45,8 @@ pub(crate) async fn run<K>(
                     obj.name_any()
                 );
                 let copy = after_apply.as_ref().map(|_| obj.clone());
+                let obj: Object = obj.into();
+                note_ignored(&cluster, &obj);
                 desired.mutate(&cause, |i| i.apply(&cluster, obj));
                 if let (Some(f), Some(obj)) = (&after_apply, copy) {
                     f(&obj);
@@ -65,7 +67,9 @@ pub(crate) async fn run<K>(
                 if after_apply.is_some() {
                     relisted.push(obj.clone());
                 }
-                relist.push(obj.into());
+                let obj: Object = obj.into();
+                note_ignored(&cluster, &obj);
+                relist.push(obj);
             }
             Ok(watcher::Event::InitDone) => {
                 let objects = std::mem::take(&mut relist);
@@ -82,5 +86,17 @@ pub(crate) async fn run<K>(
                 status.failed(format!("{kind}: {e}"));
             }
         }
+    }
+}
+
+/// Logs objects the Index skips on purpose, so that an operator can tell "ignored" from
+/// "lost".
+fn note_ignored(cluster: &ClusterName, obj: &Object) {
+    if let Object::EndpointSlice(s) = obj
+        && s.address_type == "FQDN"
+    {
+        let name = s.metadata.name.as_deref().unwrap_or("");
+        let ns = s.metadata.namespace.as_deref().unwrap_or("");
+        tracing::info!(%cluster, slice = %format!("{ns}/{name}"), "FQDN EndpointSlice ignored: podgate registers IP endpoints only");
     }
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use crate::cluster::{self, ClusterWatch, WatchOptions};
 use crate::index::{Index, IndexConfig};
 use crate::model::ClusterName;
-use crate::sync::{Audit, Desired, SyncConfig, Worker};
+use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker};
 
 use super::admin::{self, AdminState};
 use super::config::{ConfigError, ControllerConfig};
@@ -74,6 +74,7 @@ pub async fn start(
     let weights = super::weights::start(config, &desired, &mut tasks).await?;
 
     let epoch = epoch();
+    let metrics = SyncMetrics::default();
     let mut targets = Vec::new();
     for adapter in config.adapters()? {
         let worker = Worker::new(
@@ -82,7 +83,8 @@ pub async fn start(
             audit.clone(),
             options.sync.clone(),
             epoch,
-        );
+        )
+        .with_metrics(metrics.clone());
         targets.push(worker.status());
         tasks.spawn(worker.run());
     }
@@ -109,6 +111,7 @@ pub async fn start(
         clusters: clusters.iter().map(|c| c.status.clone()).collect(),
         targets,
         audit,
+        metrics,
         weights,
     });
     let (admin_addr, admin_task) = admin::serve(config.admin.listen, admin.clone())
