@@ -51,9 +51,9 @@ async fn reaches(s: &Scenario, at_least: u64) -> Value {
 async fn ramp_is_measured_at_every_step() {
     let s = all_in_idc(20).await;
     s.client()
-        .migrate(APP, "tke", 25, "1s")
+        .migrate(APP, "tke", 25, "2s")
         .await
-        .expect("podgate migrate shop/web --to tke --step 25 --every 1s");
+        .expect("podgate migrate shop/web --to tke --step 25 --every 2s");
 
     for step in [25_u64, 50, 75, 100] {
         // Measure only while the controller stays at this step the whole time.
