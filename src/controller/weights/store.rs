@@ -173,6 +173,59 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
+    fn edits(pairs: &[(&str, Option<&str>)]) -> Edits {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+            .collect()
+    }
+
+    /// Against the simulated API server: create when missing, merge-patch after,
+    /// `Conflict` on a stale precondition, a clear error without the namespace.
+    #[tokio::test]
+    async fn create_patch_and_preconditions() {
+        let sim = crate::sim::SimCluster::start("idc", crate::sim::SimOptions::default())
+            .await
+            .unwrap();
+        let store = Store::new(sim.client().unwrap(), "idc", "podgate-system", "w");
+        let err = store
+            .write(&edits(&[("global", Some("idc=1"))]), None)
+            .await;
+        assert!(
+            matches!(err, Err(StoreError::NoNamespace { .. })),
+            "{err:?}"
+        );
+        assert!(!err.unwrap_err().retryable());
+        sim.apply_json(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "podgate-system"}}))
+            .unwrap();
+        assert!(store.get().await.unwrap().is_none());
+
+        let first = store
+            .write(
+                &edits(&[("global", Some("idc=1")), ("app.a.b", Some("tke=1"))]),
+                None,
+            )
+            .await
+            .unwrap();
+        let second = store
+            .write(&edits(&[("app.a.b", None)]), Some(&first))
+            .await
+            .unwrap();
+        let stale = store
+            .write(&edits(&[("global", Some("idc=2"))]), Some(&first))
+            .await;
+        assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+        let cm = store.get().await.unwrap().unwrap();
+        assert_eq!(
+            cm.metadata.resource_version.as_deref(),
+            Some(second.as_str())
+        );
+        let data = cm.data.unwrap();
+        assert_eq!(data.len(), 1, "{data:?}");
+        assert_eq!(data["global"], "idc=1");
+    }
+
     /// A JSON merge patch removes a key given as `null`.
     #[test]
     fn removals_are_null_in_the_patch() {
