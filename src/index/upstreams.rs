@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::model::{ClusterName, Endpoint, EndpointState, Upstream, UpstreamKey};
 
+use super::holds::held_out;
 use super::records::SliceEndpoint;
 use super::store::ClusterStore;
 use super::weights::{self, ClusterWeights, ENDPOINT_SCALE};
@@ -12,12 +13,14 @@ use super::weights::{self, ClusterWeights, ENDPOINT_SCALE};
 /// Computes the desired upstream. Weights, strongest first: run-time weights for this
 /// application, the Service annotation (first cluster in configuration order that has
 /// one), the annotation of the oldest referencing Ingress that has one, the cluster's
-/// configured (or run-time global) weight.
+/// configured (or run-time global) weight. Expired clusters contribute nothing; the
+/// Active endpoints of `held` clusters are left out (hold-down).
 pub(crate) fn compute(
     key: &UpstreamKey,
     clusters: &[ClusterStore],
     app_weights: Option<&ClusterWeights>,
     ingress_weights: Option<&ClusterWeights>,
+    held: &[ClusterName],
 ) -> Upstream {
     let service_key = (key.namespace.clone(), key.service.clone());
     let service_weights = clusters
@@ -28,7 +31,7 @@ pub(crate) fn compute(
 
     // Every (cluster, address, port) of the service's slices, in one vector.
     let mut found: Vec<(&ClusterStore, IpAddr, u16, &SliceEndpoint)> = Vec::new();
-    for cluster in clusters {
+    for cluster in clusters.iter().filter(|c| !c.expired) {
         let Some(port_name) = cluster
             .services
             .get(&service_key)
@@ -42,6 +45,7 @@ pub(crate) fn compute(
                     slice
                         .endpoints
                         .iter()
+                        .filter(|ep| !held_out(held, &cluster.name, ep.state))
                         .map(|ep| (cluster, ep.address, port, ep)),
                 );
             }
