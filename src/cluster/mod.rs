@@ -7,7 +7,9 @@
 //! its own tasks, and a failed watch changes nothing in the Index.
 
 mod events;
+mod guard;
 mod ingress_status;
+mod stale;
 mod status;
 mod watch;
 
@@ -17,12 +19,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 
-pub use status::{ClusterStatus, StatusCell};
+pub use stale::watch_stale;
+pub use status::{ClusterStatus, GuardedRelist, StatusCell};
 
 use crate::index::{Kind, SERVICE_NAME_LABEL};
 use crate::model::ClusterName;
@@ -91,6 +95,11 @@ pub struct WatchOptions {
     pub publish_addresses: Vec<String>,
     /// Publish Kubernetes Events for diagnostics.
     pub events: bool,
+    /// Floor guard: the fraction of a cluster's endpoints a relist may withdraw at
+    /// once without confirmation (1.0: no guard).
+    pub withdraw_guard: f64,
+    /// How long a guarded relist waits for its confirming list.
+    pub confirm_after: std::time::Duration,
 }
 
 /// The running watchers of one cluster. Dropping it stops them.
@@ -122,6 +131,7 @@ pub fn spawn(
             d,
             s,
             None,
+            None,
         ));
     }
     {
@@ -140,6 +150,7 @@ pub fn spawn(
             d,
             s,
             Some(writer),
+            None,
         ));
     }
     {
@@ -152,19 +163,30 @@ pub fn spawn(
             d,
             s,
             None,
+            None,
         ));
     }
     {
         let (c, d, s) = ctx.clone();
         let config = cfg().labels(SERVICE_NAME_LABEL);
+        let api = Api::<EndpointSlice>::all(client.clone());
+        let guard = guard::RelistGuard::new(
+            api.clone(),
+            ListParams::default().labels(SERVICE_NAME_LABEL),
+            (options.withdraw_guard, options.confirm_after),
+            c.clone(),
+            d.clone(),
+            s.clone(),
+        );
         tasks.spawn(watch::run(
-            Api::<EndpointSlice>::all(client.clone()),
+            api,
             config,
             Kind::EndpointSlice,
             c,
             d,
             s,
             None,
+            Some(guard),
         ));
     }
     {
@@ -177,6 +199,7 @@ pub fn spawn(
             c,
             d,
             s,
+            None,
             None,
         ));
     }

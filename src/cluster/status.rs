@@ -1,5 +1,7 @@
-//! Where one cluster's watchers stand: never synced, synced, or stale since when.
-//! "Stale" never means "empty": the Index keeps the last-known objects.
+//! Where one cluster's watchers stand: never synced, synced, stale since when, or
+//! expired (stale longer than its `stale_ttl`: endpoints withdrawn). "Stale" never
+//! means "empty": the Index keeps the last-known objects. Also shows a relist held by
+//! the floor guard.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -9,15 +11,31 @@ use serde::Serialize;
 use crate::index::Kind;
 use crate::sync::audit::now_ms;
 
+/// A relist held by the floor guard (see `cluster::guard`).
+#[derive(Clone, Debug, Serialize)]
+pub struct GuardedRelist {
+    pub kind: Kind,
+    /// Endpoints the cluster had, and how many the relist would have withdrawn.
+    pub before: usize,
+    pub withdrawn: usize,
+    /// When it was held (ms since the Unix epoch).
+    pub since_ms: u64,
+    /// How long after that a fresh list confirms it.
+    pub confirm_after_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterStatus {
     pub name: String,
-    /// `never_synced`, `synced` or `stale`.
+    /// `never_synced`, `synced`, `stale` or `expired`.
     pub state: &'static str,
     /// When the current state began (ms since the Unix epoch).
     pub since_ms: u64,
     pub synced_kinds: BTreeSet<Kind>,
     pub last_error: Option<String>,
+    /// A relist held by the floor guard, waiting for confirmation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guarded_relist: Option<GuardedRelist>,
 }
 
 /// Shared between a cluster's watchers and the admin view.
@@ -35,6 +53,7 @@ impl StatusCell {
             since_ms: now_ms(),
             synced_kinds: BTreeSet::new(),
             last_error: None,
+            guarded_relist: None,
         };
         Self {
             inner: Arc::new(Mutex::new(status)),
@@ -58,6 +77,31 @@ impl StatusCell {
             s.since_ms = now_ms();
             s.last_error = None;
         }
+    }
+
+    /// The API server answered a full list again (the watchers may resume silently,
+    /// with no event to report): a stale or expired cluster is synced again.
+    pub fn recovered(&self) {
+        let mut s = self.lock();
+        if matches!(s.state, "stale" | "expired") {
+            s.state = "synced";
+            s.since_ms = now_ms();
+            s.last_error = None;
+        }
+    }
+
+    /// A stale cluster's endpoints were withdrawn after its `stale_ttl`.
+    pub fn expired(&self) {
+        let mut s = self.lock();
+        if s.state == "stale" {
+            s.state = "expired";
+            s.since_ms = now_ms();
+        }
+    }
+
+    /// Shows (or clears) a relist held by the floor guard.
+    pub fn set_guarded(&self, relist: Option<GuardedRelist>) {
+        self.lock().guarded_relist = relist;
     }
 
     /// A watcher failed: the cluster is stale until the next successful event.

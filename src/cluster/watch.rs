@@ -14,12 +14,15 @@ use crate::index::{Kind, Object};
 use crate::model::ClusterName;
 use crate::sync::Desired;
 
+use super::guard::RelistGuard;
 use super::status::StatusCell;
 
 /// Called with each applied object after the Index took it (e.g. to write status).
 pub(crate) type AfterApply<K> = Box<dyn Fn(&K) + Send + Sync>;
 
-/// Watches one kind until the task is dropped.
+/// Watches one kind until the task is dropped. With a `guard`, completed relists go
+/// through it (floor guard) instead of straight to `Index::reset`.
+#[allow(clippy::too_many_arguments)] // one watcher's whole context; split when it grows
 pub(crate) async fn run<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -28,6 +31,7 @@ pub(crate) async fn run<K>(
     desired: Arc<Desired>,
     status: StatusCell,
     after_apply: Option<AfterApply<K>>,
+    guard: Option<RelistGuard>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K: Into<Object>,
@@ -70,7 +74,10 @@ pub(crate) async fn run<K>(
             Ok(watcher::Event::InitDone) => {
                 let objects = std::mem::take(&mut relist);
                 let cause = format!("{cluster}: {kind} relist ({} objects)", objects.len());
-                let changes = desired.mutate(&cause, |i| i.reset(&cluster, kind, &objects));
+                let changes = match &guard {
+                    Some(g) => g.relist(&objects),
+                    None => desired.mutate(&cause, |i| i.reset(&cluster, kind, &objects)),
+                };
                 tracing::info!(%cluster, %kind, objects = objects.len(), changed_upstreams = changes.upstreams.len(), "listed");
                 status.healthy(kind, true);
                 if let Some(f) = &after_apply {

@@ -1,5 +1,7 @@
-//! The controller's admin view: clusters, hosts, paths, upstreams, every pod with its
-//! cluster and state, each LB target's sync state, diagnostics and the audit ring.
+//! The controller's admin view: clusters (synced / stale / expired, relists held by the
+//! floor guard), hosts, paths, upstreams, every pod with its cluster and state, clusters
+//! held down after recovering, each LB target's sync state, diagnostics and the audit
+//! ring.
 //! Read-only for now; never shows secret material (certificates by id only).
 
 use std::convert::Infallible;
@@ -16,7 +18,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::cluster::{ClusterStatus, StatusCell};
-use crate::index::Report;
+use crate::index::{Hold, Report};
 use crate::model::{RouteTable, Upstream};
 use crate::sync::{Audit, AuditEntry, Desired, TargetStatus};
 
@@ -43,6 +45,8 @@ struct StateView {
     targets: Vec<TargetStatus>,
     routes: RouteTable,
     upstreams: Vec<Arc<Upstream>>,
+    /// Clusters kept out of an upstream by the hold-down after recovering.
+    holds: Vec<Hold>,
     diagnostics: Vec<Report>,
     audit: Vec<AuditEntry>,
 }
@@ -50,9 +54,9 @@ struct StateView {
 impl AdminState {
     fn view(&self) -> StateView {
         let snapshot = self.desired.snapshot();
-        let (weights, diagnostics) = self
+        let (weights, diagnostics, holds) = self
             .desired
-            .read(|i| (i.cluster_weights(), i.diagnostics()));
+            .read(|i| (i.cluster_weights(), i.diagnostics(), i.holds()));
         let clusters = self
             .clusters
             .iter()
@@ -71,6 +75,7 @@ impl AdminState {
             targets: self.targets.iter().map(|t| lock(t).clone()).collect(),
             routes: snapshot.route_table(),
             upstreams: snapshot.upstream_list(),
+            holds,
             diagnostics,
             audit: self.audit.entries(),
         }

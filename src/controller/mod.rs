@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod duration;
 mod run;
 
 pub use run::{Controller, ControllerError, RunOptions, start};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::index::{Changes, Index, Snapshot};
+use crate::index::{Changes, Hold, Index, Snapshot};
 use crate::model::UpstreamKey;
 
 /// How many causes a pending set remembers for the audit log.
@@ -102,6 +102,8 @@ impl Pending {
 pub struct Desired {
     index: Mutex<Index>,
     subscribers: Mutex<Vec<Arc<Pending>>>,
+    /// Where the holds that mutations start go (the hold-down timer), if anywhere.
+    holds: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Hold>>>,
 }
 
 impl Desired {
@@ -109,6 +111,7 @@ impl Desired {
         Arc::new(Self {
             index: Mutex::new(index),
             subscribers: Mutex::new(Vec::new()),
+            holds: Mutex::new(None),
         })
     }
 
@@ -116,6 +119,13 @@ impl Desired {
     /// object behind it, for the audit log.
     pub fn mutate(&self, cause: &str, f: impl FnOnce(&mut Index) -> Changes) -> Changes {
         let changes = f(&mut lock(&self.index));
+        if !changes.held.is_empty()
+            && let Some(tx) = lock(&self.holds).as_ref()
+        {
+            for hold in &changes.held {
+                let _ = tx.send(hold.clone());
+            }
+        }
         if !changes.is_empty() {
             for pending in lock(&self.subscribers).iter() {
                 lock(&pending.work).add(&changes, cause);
@@ -123,6 +133,14 @@ impl Desired {
             }
         }
         changes
+    }
+
+    /// Every hold a later mutation starts goes to the returned receiver (replacing any
+    /// earlier one). Whoever holds it must release them (`Index::release_hold`).
+    pub fn take_holds(&self) -> tokio::sync::mpsc::UnboundedReceiver<Hold> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *lock(&self.holds) = Some(tx);
+        rx
     }
 
     /// Registers a new worker; its first push is a full sync.
