@@ -87,7 +87,7 @@ fn a_recovered_cluster_is_held_until_released() {
             .all(|e| e.cluster == idc()),
         "a held cluster's Active endpoints are not pushed"
     );
-    assert_eq!(index.holds(), [hold.clone()]);
+    assert_eq!(index.holds(), std::slice::from_ref(&hold));
 
     let released = index.release_hold(&hold);
     assert!(released.upstreams.contains(&web()));

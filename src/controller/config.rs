@@ -259,9 +259,9 @@ mod tests {
             "clusters: [{name: idc, stale_ttl: 5m}]\nhold_down: 1500ms\nwithdraw_guard: 0.8\nconfirm_after: 1m\n",
         )
         .unwrap();
-        assert_eq!(c.clusters[0].stale_ttl, Some(Duration::from_secs(300)));
+        assert_eq!(c.clusters[0].stale_ttl, Some(Duration::from_mins(5)));
         assert_eq!(c.hold_down, Duration::from_millis(1500));
-        assert_eq!(c.confirm_after, Duration::from_secs(60));
+        assert_eq!(c.confirm_after, Duration::from_mins(1));
         let err = parse("clusters: [{name: idc}]\nhold_down: 10\n")
             .unwrap_err()
             .to_string();

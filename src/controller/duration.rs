@@ -66,7 +66,7 @@ mod tests {
         assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse(" 2h "), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse(" 2h "), Ok(Duration::from_hours(2)));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
         for bad in ["", "10", "s", "10x", "1.5s", "-1s", "99999999999999999999s"] {
             assert!(parse(bad).is_err(), "{bad:?}");
