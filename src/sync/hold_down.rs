@@ -56,3 +56,72 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Index, IndexConfig};
+    use crate::objects::{default_class, ingress, ingress_class, service, slice};
+
+    fn up(desired: &Desired, cluster: &str, ready: bool) {
+        let mut s = slice("shop", &format!("web-{cluster}"), "web").port("http", 8080);
+        if ready {
+            s = s.ready(if cluster == "idc" {
+                "10.0.0.1"
+            } else {
+                "10.1.0.1"
+            });
+        }
+        desired.mutate("test", |i| i.apply(&ClusterName::new(cluster), s));
+    }
+
+    fn held(desired: &Desired) -> usize {
+        desired.read(|i| i.holds().len())
+    }
+
+    /// Virtual time: every sleep below advances the paused clock exactly.
+    #[tokio::test(start_paused = true)]
+    async fn releases_after_the_hold_down_and_a_flap_re_arms_it() {
+        let mut index = Index::new(IndexConfig {
+            clusters: vec![
+                (ClusterName::new("idc"), 100),
+                (ClusterName::new("tke"), 100),
+            ],
+            ..IndexConfig::default()
+        });
+        index.set_hold_down(true);
+        let desired = Desired::new(index);
+        for c in ["idc", "tke"] {
+            let c = ClusterName::new(c);
+            desired.mutate("test", |i| {
+                i.apply(
+                    &c,
+                    default_class(ingress_class("podgate", "podgate.io/ingress-controller")),
+                );
+                i.apply(
+                    &c,
+                    ingress("shop", "web").route("shop.com", "Prefix", "/", "web", 80),
+                );
+                i.apply(&c, service("shop", "web").port("http", 80))
+            });
+        }
+        up(&desired, "idc", true);
+        up(&desired, "tke", true);
+        let holds = desired.take_holds();
+        let task = tokio::spawn(run(desired.clone(), holds, Duration::from_secs(10)));
+
+        up(&desired, "tke", false);
+        up(&desired, "tke", true);
+        assert_eq!(held(&desired), 1);
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert_eq!(held(&desired), 1, "not before the hold-down");
+        // A flap at 9 s re-arms: the first deadline (10 s) releases nothing.
+        up(&desired, "tke", false);
+        up(&desired, "tke", true);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(held(&desired), 1, "a flap starts the hold-down again");
+        tokio::time::sleep(Duration::from_secs(8) + Duration::from_millis(10)).await;
+        assert_eq!(held(&desired), 0, "released 10 s after the last recovery");
+        task.abort();
+    }
+}
