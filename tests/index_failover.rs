@@ -220,3 +220,26 @@ fn a_relist_reports_what_it_would_withdraw_without_changing_anything() {
         Withdrawal::default()
     );
 }
+
+#[test]
+fn a_watch_event_reports_what_it_would_withdraw() {
+    let mut index = shop();
+    index.reset(&tke(), Kind::EndpointSlice, &slices(&tke(), 10));
+    let shrunk = slices(&tke(), 3).remove(0);
+    let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), Some(&shrunk));
+    assert_eq!(w, Withdrawal { before: 10, withdrawn: 7 });
+    let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), None);
+    assert_eq!(w, Withdrawal { before: 10, withdrawn: 10 });
+    let grown = slices(&tke(), 11).remove(0);
+    let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), Some(&grown));
+    assert_eq!(w, Withdrawal::default());
+    // An address that moved to another slice of the service is not withdrawn.
+    let mut other = slice("shop", "web-tke-2", "web").port("http", 8080);
+    for i in 0..10 {
+        other = other.ready(&format!("10.1.1.{i}"));
+    }
+    index.apply(&tke(), other);
+    let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), None);
+    assert_eq!(w.withdrawn, 0);
+    assert_eq!(index.slice_withdrawal(&tke(), "shop", "unknown", None), Withdrawal::default());
+}

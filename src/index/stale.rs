@@ -104,6 +104,59 @@ impl Index {
             withdrawn: before.difference(&after).count(),
         }
     }
+
+    /// What one watch event on the EndpointSlice `namespace/name` of `cluster` would
+    /// withdraw: `new` is its new version, `None` for a delete. An address still in
+    /// another slice of the same service is not withdrawn. Nothing withdrawn →
+    /// `Withdrawal::default()` (the cluster is not counted). Changes nothing.
+    pub fn slice_withdrawal(
+        &mut self,
+        cluster: &ClusterName,
+        namespace: &str,
+        name: &str,
+        new: Option<&Object>,
+    ) -> Withdrawal {
+        let Some(c) = self.clusters.iter().position(|c| c.name == *cluster) else {
+            return Withdrawal::default();
+        };
+        let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(name));
+        let store = &self.clusters[c];
+        let Some(old) = store.slices.get(&key) else {
+            return Withdrawal::default();
+        };
+        let mut remaining: BTreeSet<EndpointId> = BTreeSet::new();
+        if let Some(Object::EndpointSlice(slice)) = new
+            && let Some(record) = translate::endpoint_slice(slice, &mut self.interner)
+        {
+            remaining.extend(endpoint_ids(&key.0, &record));
+        }
+        let store = &self.clusters[c];
+        let service = (key.0.clone(), old.service.clone());
+        for other in store.slices_by_service.get(&service).into_iter().flatten() {
+            if *other != key.1
+                && let Some(record) = store.slices.get(&(key.0.clone(), other.clone()))
+            {
+                remaining.extend(endpoint_ids(&key.0, record));
+            }
+        }
+        let withdrawn = endpoint_ids(&key.0, old)
+            .filter(|id| !remaining.contains(id))
+            .collect::<BTreeSet<_>>()
+            .len();
+        if withdrawn == 0 {
+            return Withdrawal::default();
+        }
+        // Counting the whole cluster costs O(endpoints): only when something goes.
+        let before: BTreeSet<EndpointId> = store
+            .slices
+            .iter()
+            .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
+            .collect();
+        Withdrawal {
+            before: before.len(),
+            withdrawn,
+        }
+    }
 }
 
 #[cfg(test)]
