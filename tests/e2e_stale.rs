@@ -188,3 +188,57 @@ async fn a_held_relist_is_discarded_when_a_fresh_list_shows_the_endpoints_back()
     assert_eq!(s.failed, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_deleted_slices_is_held_past_the_guard_then_confirmed() -> Result<(), LabError> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use podgate::objects::slice;
+    use podgate::sim::Gvr;
+
+    let confirm = Duration::from_secs(3);
+    let (lab, idc, _tke) = shop(
+        LabOptions {
+            confirm_after: confirm,
+            ..options()
+        },
+        45,
+        5,
+        2,
+    )
+    .await?;
+    // One slice per pod, then the shared slice goes (its addresses stay elsewhere).
+    let port = idc[0].addr.port();
+    for (i, pod) in idc.iter().enumerate() {
+        let one = slice(failover_lab::NS, &format!("web-idc-{i}"), "web")
+            .port("http", port)
+            .ready(&pod.ip());
+        lab.apply("idc", &one.build())?;
+    }
+    let sim = lab.sim("idc");
+    let gvr = Gvr::of::<EndpointSlice>();
+    sim.delete(&gvr, Some(failover_lab::NS), "web-idc")?;
+    // Four of the five pods' slices deleted in a burst: the first two (40 %) pass, the
+    // third would make it 60 % and is held with the fourth.
+    for i in 0..4 {
+        sim.delete(&gvr, Some(failover_lab::NS), &format!("web-idc-{i}"))?;
+    }
+    let held = lab
+        .eventually("burst held", PATIENCE, || guarded(&lab))
+        .await?;
+    let since = Instant::now();
+    assert_eq!(held["before"].as_u64(), Some(5), "{held}");
+    lab.eventually("two deletions applied", PATIENCE, || async {
+        (registered(&lab, "idc").await? == 3).then_some(())
+    })
+    .await?;
+    assert!(guarded(&lab).await.is_some(), "still held");
+    lab.eventually("burst confirmed", confirm + PATIENCE, || async {
+        (registered(&lab, "idc").await? == 1).then_some(())
+    })
+    .await?;
+    assert!(since.elapsed() + Duration::from_millis(100) >= confirm);
+    assert!(guarded(&lab).await.is_none());
+    let s = lab.split(HOST, 40).await?;
+    assert_eq!(s.failed, 0);
+    Ok(())
+}

@@ -227,9 +227,21 @@ fn a_watch_event_reports_what_it_would_withdraw() {
     index.reset(&tke(), Kind::EndpointSlice, &slices(&tke(), 10));
     let shrunk = slices(&tke(), 3).remove(0);
     let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), Some(&shrunk));
-    assert_eq!(w, Withdrawal { before: 10, withdrawn: 7 });
+    assert_eq!(
+        w,
+        Withdrawal {
+            before: 10,
+            withdrawn: 7
+        }
+    );
     let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), None);
-    assert_eq!(w, Withdrawal { before: 10, withdrawn: 10 });
+    assert_eq!(
+        w,
+        Withdrawal {
+            before: 10,
+            withdrawn: 10
+        }
+    );
     let grown = slices(&tke(), 11).remove(0);
     let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), Some(&grown));
     assert_eq!(w, Withdrawal::default());
@@ -241,5 +253,8 @@ fn a_watch_event_reports_what_it_would_withdraw() {
     index.apply(&tke(), other);
     let w = index.slice_withdrawal(&tke(), "shop", name(&tke()), None);
     assert_eq!(w.withdrawn, 0);
-    assert_eq!(index.slice_withdrawal(&tke(), "shop", "unknown", None), Withdrawal::default());
+    assert_eq!(
+        index.slice_withdrawal(&tke(), "shop", "unknown", None),
+        Withdrawal::default()
+    );
 }

@@ -1,12 +1,15 @@
-//! The floor guard: a relist of EndpointSlices that would withdraw more than
-//! `withdraw_guard` of one cluster's endpoints at once is not applied. It is logged,
-//! shown in the cluster's status, and after `confirm_after` a fresh list decides: that
-//! list is applied, whether it confirms the loss or shows the endpoints back. A
-//! newer relist from the watcher replaces a held one.
+//! The floor guard: a relist of EndpointSlices, or a burst of watch events within
+//! `BURST_WINDOW`, that would withdraw more than `withdraw_guard` of one cluster's
+//! endpoints at once is not applied. It is logged, shown in the cluster's status, and
+//! after `confirm_after` a fresh list decides: that list is applied, whether it confirms
+//! the loss or shows the endpoints back. While a withdrawal is held, watch events that
+//! withdraw nothing are applied as usual and those that withdraw wait for that list. A
+//! newer relist from the watcher replaces a held withdrawal.
 //!
-//! Owns: the held relist and its confirmation timer. Never applies a held relist's
-//! objects: only a list fetched after `confirm_after` is applied. Counting what a relist
-//! withdraws is the Index's (`Index::relist_withdrawal`).
+//! Owns: the held withdrawal, the burst window and the confirmation timer. Never
+//! applies held objects: only a list fetched after `confirm_after` is applied. Counting
+//! what a change withdraws is the Index's (`Index::relist_withdrawal`,
+//! `Index::slice_withdrawal`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +18,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::ListParams;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
-use crate::index::{Changes, Kind, Object, Withdrawal};
+use crate::index::{Changes, Index, Kind, Object, Withdrawal};
 use crate::model::ClusterName;
 use crate::sync::Desired;
 use crate::sync::audit::now_ms;
@@ -25,6 +29,25 @@ use super::status::{GuardedRelist, StatusCell};
 
 /// How long to wait before trying a failed confirmation list again, at most.
 const RETRY: Duration = Duration::from_secs(5);
+
+/// Withdrawals by watch events this close together count as one burst.
+pub(crate) const BURST_WINDOW: Duration = Duration::from_secs(10);
+
+/// Endpoints withdrawn by watch events since `started`, of `base` at that time.
+#[derive(Clone, Copy, Debug)]
+struct Burst {
+    started: Instant,
+    base: usize,
+    withdrawn: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The confirmation in progress, with its generation; `None` when nothing is held.
+    held: Option<(u64, AbortHandle)>,
+    generation: u64,
+    burst: Option<Burst>,
+}
 
 /// The guard of one cluster's EndpointSlice watcher.
 pub(crate) struct RelistGuard {
@@ -35,7 +58,11 @@ pub(crate) struct RelistGuard {
     cluster: ClusterName,
     desired: Arc<Desired>,
     status: StatusCell,
-    pending: Mutex<Option<AbortHandle>>,
+    state: Arc<Mutex<State>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl RelistGuard {
@@ -55,12 +82,12 @@ impl RelistGuard {
             cluster,
             desired,
             status,
-            pending: Mutex::new(None),
+            state: Arc::default(),
         }
     }
 
     /// A completed relist: applied at once (the Index swaps atomically), or held when
-    /// it would withdraw too much. Replaces any relist held before.
+    /// it would withdraw too much. Replaces any withdrawal held before.
     pub(crate) fn relist(&self, objects: &[Object]) -> Changes {
         self.cancel();
         let cause = format!(
@@ -77,16 +104,65 @@ impl RelistGuard {
             }
             i.reset(&self.cluster, Kind::EndpointSlice, objects)
         });
-        let Some(w) = held else {
-            self.status.set_guarded(None);
-            return changes;
+        match held {
+            Some(w) => self.hold(w, "relist"),
+            None => self.status.set_guarded(None),
+        }
+        changes
+    }
+
+    /// Whether a watch event on the slice `namespace/name` (`new`: its new version,
+    /// `None`: deleted) may be applied now. Call under the Index lock, right before
+    /// applying it, so that the count and the change agree.
+    pub(crate) fn admit(
+        &self,
+        index: &mut Index,
+        namespace: &str,
+        name: &str,
+        new: Option<&Object>,
+    ) -> bool {
+        let w = index.slice_withdrawal(&self.cluster, namespace, name, new);
+        if w.withdrawn == 0 {
+            return true;
+        }
+        let mut state = lock(&self.state);
+        if state.held.is_some() {
+            // The confirming list will carry this change.
+            return false;
+        }
+        let now = Instant::now();
+        let mut burst = match state.burst {
+            Some(b) if now.duration_since(b.started) < BURST_WINDOW => b,
+            _ => Burst {
+                started: now,
+                base: w.before,
+                withdrawn: 0,
+            },
         };
+        burst.withdrawn += w.withdrawn;
+        let total = Withdrawal {
+            before: burst.base,
+            withdrawn: burst.withdrawn,
+        };
+        if total.exceeds(self.fraction) {
+            state.burst = None;
+            drop(state);
+            self.hold(total, "burst of watch events");
+            return false;
+        }
+        state.burst = Some(burst);
+        true
+    }
+
+    /// Holds a withdrawal: logs it, shows it, and starts the confirmation.
+    fn hold(&self, w: Withdrawal, what: &str) {
         tracing::warn!(
             cluster = %self.cluster,
+            what,
             before = w.before,
             withdrawn = w.withdrawn,
             confirm_after_ms = self.confirm_after.as_millis(),
-            "relist would withdraw too many endpoints at once; held until a fresh list confirms it"
+            "would withdraw too many endpoints at once; held until a fresh list confirms it"
         );
         self.status.set_guarded(Some(GuardedRelist {
             kind: Kind::EndpointSlice,
@@ -95,22 +171,32 @@ impl RelistGuard {
             since_ms: now_ms(),
             confirm_after_ms: u64::try_from(self.confirm_after.as_millis()).unwrap_or(u64::MAX),
         }));
-        let task = tokio::spawn(confirm(
-            self.api.clone(),
-            self.params.clone(),
-            self.confirm_after,
-            (self.cluster.clone(), self.fraction, w),
-            self.desired.clone(),
-            self.status.clone(),
-        ));
-        *lock(&self.pending) = Some(task.abort_handle());
-        changes
+        let mut state = lock(&self.state);
+        state.generation += 1;
+        let confirmation = Confirmation {
+            api: self.api.clone(),
+            params: self.params.clone(),
+            confirm_after: self.confirm_after,
+            cluster: self.cluster.clone(),
+            fraction: self.fraction,
+            desired: self.desired.clone(),
+            status: self.status.clone(),
+            state: self.state.clone(),
+            generation: state.generation,
+        };
+        let task = tokio::spawn(confirmation.run(w));
+        let generation = state.generation;
+        if let Some((_, old)) = state.held.replace((generation, task.abort_handle())) {
+            old.abort();
+        }
     }
 
     fn cancel(&self) {
-        if let Some(task) = lock(&self.pending).take() {
+        let mut state = lock(&self.state);
+        if let Some((_, task)) = state.held.take() {
             task.abort();
         }
+        state.burst = None;
     }
 }
 
@@ -120,44 +206,54 @@ impl Drop for RelistGuard {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Waits `confirm_after`, then lists afresh (retrying while the list fails) and applies
-/// that list.
-async fn confirm(
+/// One confirmation: wait, list afresh (retrying while listing fails), apply the list.
+struct Confirmation {
     api: Api<EndpointSlice>,
     params: ListParams,
     confirm_after: Duration,
-    (cluster, fraction, held): (ClusterName, f64, Withdrawal),
+    cluster: ClusterName,
+    fraction: f64,
     desired: Arc<Desired>,
     status: StatusCell,
-) {
-    tokio::time::sleep(confirm_after).await;
-    let list = loop {
-        match api.list(&params).await {
-            Ok(list) => break list,
-            Err(e) => {
-                tracing::warn!(%cluster, error = %e, "cannot list to confirm a held relist; retrying");
-                tokio::time::sleep(confirm_after.min(RETRY)).await;
+    state: Arc<Mutex<State>>,
+    generation: u64,
+}
+
+impl Confirmation {
+    async fn run(self, held: Withdrawal) {
+        let cluster = &self.cluster;
+        tokio::time::sleep(self.confirm_after).await;
+        let list = loop {
+            match self.api.list(&self.params).await {
+                Ok(list) => break list,
+                Err(e) => {
+                    tracing::warn!(%cluster, error = %e, "cannot list to confirm a held withdrawal; retrying");
+                    tokio::time::sleep(self.confirm_after.min(RETRY)).await;
+                }
             }
+        };
+        let objects: Vec<Object> = list.items.into_iter().map(Object::from).collect();
+        let cause = format!(
+            "{cluster}: EndpointSlice list confirming a held withdrawal ({} objects)",
+            objects.len()
+        );
+        let mut now = Withdrawal::default();
+        let changes = self.desired.mutate(&cause, |i| {
+            // Only the newest confirmation may apply, and it ends the hold in the same
+            // critical section, so no withdrawing event slips between.
+            let mut state = lock(&self.state);
+            if state.held.as_ref().map(|(g, _)| *g) != Some(self.generation) {
+                return Changes::default();
+            }
+            state.held = None;
+            now = i.relist_withdrawal(cluster, &objects);
+            i.reset(cluster, Kind::EndpointSlice, &objects)
+        });
+        if now.exceeds(self.fraction) {
+            tracing::warn!(%cluster, before = now.before, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list confirms the withdrawal; applied");
+        } else {
+            tracing::info!(%cluster, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list shows the endpoints back; held withdrawal discarded");
         }
-    };
-    let objects: Vec<Object> = list.items.into_iter().map(Object::from).collect();
-    let cause = format!(
-        "{cluster}: EndpointSlice list confirming a held relist ({} objects)",
-        objects.len()
-    );
-    let mut now = Withdrawal::default();
-    let changes = desired.mutate(&cause, |i| {
-        now = i.relist_withdrawal(&cluster, &objects);
-        i.reset(&cluster, Kind::EndpointSlice, &objects)
-    });
-    if now.exceeds(fraction) {
-        tracing::warn!(%cluster, before = now.before, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list confirms the withdrawal; applied");
-    } else {
-        tracing::info!(%cluster, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list shows the endpoints back; held relist discarded");
+        self.status.set_guarded(None);
     }
-    status.set_guarded(None);
 }

@@ -10,7 +10,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::index::{Kind, Object};
+use crate::index::{Changes, Kind, Object};
 use crate::model::ClusterName;
 use crate::sync::Desired;
 
@@ -20,8 +20,8 @@ use super::status::StatusCell;
 /// Called with each applied object after the Index took it (e.g. to write status).
 pub(crate) type AfterApply<K> = Box<dyn Fn(&K) + Send + Sync>;
 
-/// Watches one kind until the task is dropped. With a `guard`, completed relists go
-/// through it (floor guard) instead of straight to `Index::reset`.
+/// Watches one kind until the task is dropped. With a `guard` (floor guard), completed
+/// relists and withdrawing events go through it instead of straight to the Index.
 #[allow(clippy::too_many_arguments)] // one watcher's whole context; split when it grows
 pub(crate) async fn run<K>(
     api: Api<K>,
@@ -49,7 +49,12 @@ pub(crate) async fn run<K>(
                     obj.name_any()
                 );
                 let copy = after_apply.as_ref().map(|_| obj.clone());
-                desired.mutate(&cause, |i| i.apply(&cluster, obj));
+                let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+                let object: Object = obj.into();
+                desired.mutate(&cause, |i| match &guard {
+                    Some(g) if !g.admit(i, &ns, &name, Some(&object)) => Changes::default(),
+                    _ => i.apply(&cluster, object),
+                });
                 if let (Some(f), Some(obj)) = (&after_apply, copy) {
                     f(&obj);
                 }
@@ -58,7 +63,10 @@ pub(crate) async fn run<K>(
             Ok(watcher::Event::Delete(obj)) => {
                 let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
                 let cause = format!("{cluster}: {kind} {ns}/{name} deleted");
-                desired.mutate(&cause, |i| i.delete(&cluster, kind, &ns, &name));
+                desired.mutate(&cause, |i| match &guard {
+                    Some(g) if !g.admit(i, &ns, &name, None) => Changes::default(),
+                    _ => i.delete(&cluster, kind, &ns, &name),
+                });
                 status.healthy(kind, false);
             }
             Ok(watcher::Event::Init) => {
