@@ -202,7 +202,7 @@ async fn a_burst_of_deleted_slices_is_held_past_the_guard_then_confirmed() -> Re
             ..options()
         },
         45,
-        5,
+        12,
         2,
     )
     .await?;
@@ -217,17 +217,21 @@ async fn a_burst_of_deleted_slices_is_held_past_the_guard_then_confirmed() -> Re
     let sim = lab.sim("idc");
     let gvr = Gvr::of::<EndpointSlice>();
     sim.delete(&gvr, Some(failover_lab::NS), "web-idc")?;
-    // Four of the five pods' slices deleted in a burst: the first two (40 %) pass, the
-    // third would make it 60 % and is held with the fourth.
-    for i in 0..4 {
+    // Eleven of the twelve pods' slices deleted in a burst: the first nine pass (a
+    // burst of fewer than ten is never held), the tenth is held with the eleventh.
+    for i in 0..11 {
         sim.delete(&gvr, Some(failover_lab::NS), &format!("web-idc-{i}"))?;
     }
     let held = lab
         .eventually("burst held", PATIENCE, || guarded(&lab))
         .await?;
     let since = Instant::now();
-    assert_eq!(held["before"].as_u64(), Some(5), "{held}");
-    lab.eventually("two deletions applied", PATIENCE, || async {
+    assert_eq!(
+        (held["before"].as_u64(), held["withdrawn"].as_u64()),
+        (Some(12), Some(10)),
+        "{held}"
+    );
+    lab.eventually("nine deletions applied", PATIENCE, || async {
         (registered(&lab, "idc").await? == 3).then_some(())
     })
     .await?;

@@ -1,6 +1,6 @@
 //! The floor guard: a relist of EndpointSlices, or a burst of watch events within
-//! `BURST_WINDOW`, that would withdraw more than `withdraw_guard` of one cluster's
-//! endpoints at once is not applied. It is logged, shown in the cluster's status, and
+//! `BURST_WINDOW` (of at least `MIN_BURST` endpoints), that would withdraw more than
+//! `withdraw_guard` of one cluster's endpoints at once is not applied. It is logged, shown in the cluster's status, and
 //! after `confirm_after` a fresh list decides: that list is applied, whether it confirms
 //! the loss or shows the endpoints back. While a withdrawal is held, watch events that
 //! withdraw nothing are applied as usual and those that withdraw wait for that list. A
@@ -32,6 +32,11 @@ const RETRY: Duration = Duration::from_secs(5);
 
 /// Withdrawals by watch events this close together count as one burst.
 pub(crate) const BURST_WINDOW: Duration = Duration::from_secs(10);
+
+/// A burst withdrawing fewer endpoints than this is never held. Watch events are the
+/// API server's own word (unlike a possibly partial relist), and a small app scaled to
+/// zero in a small cluster must fail over at once, not after `confirm_after`.
+pub(crate) const MIN_BURST: usize = 10;
 
 /// Endpoints withdrawn by watch events since `started`, of `base` at that time.
 #[derive(Clone, Copy, Debug)]
@@ -144,7 +149,7 @@ impl RelistGuard {
             before: burst.base,
             withdrawn: burst.withdrawn,
         };
-        if total.exceeds(self.fraction) {
+        if total.withdrawn >= MIN_BURST && total.exceeds(self.fraction) {
             state.burst = None;
             drop(state);
             self.hold(total, "burst of watch events");
