@@ -243,17 +243,22 @@ impl Confirmation {
             objects.len()
         );
         let mut now = Withdrawal::default();
+        let mut superseded = false;
         let changes = self.desired.mutate(&cause, |i| {
             // Only the newest confirmation may apply, and it ends the hold in the same
             // critical section, so no withdrawing event slips between.
             let mut state = lock(&self.state);
             if state.held.as_ref().map(|(g, _)| *g) != Some(self.generation) {
+                superseded = true;
                 return Changes::default();
             }
             state.held = None;
             now = i.relist_withdrawal(cluster, &objects);
             i.reset(cluster, Kind::EndpointSlice, &objects)
         });
+        if superseded {
+            return;
+        }
         if now.exceeds(self.fraction) {
             tracing::warn!(%cluster, before = now.before, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list confirms the withdrawal; applied");
         } else {

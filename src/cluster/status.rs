@@ -120,3 +120,38 @@ impl StatusCell {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_expired_and_back() {
+        let cell = StatusCell::new("idc", 1);
+        cell.failed("down".to_owned());
+        cell.expired();
+        cell.recovered();
+        assert_eq!(
+            cell.get().state,
+            "never_synced",
+            "nothing to be stale about yet"
+        );
+        cell.healthy(Kind::EndpointSlice, true);
+        assert_eq!(cell.get().state, "synced");
+        cell.expired();
+        assert_eq!(cell.get().state, "synced", "only a stale cluster expires");
+        cell.failed("down".to_owned());
+        assert_eq!(cell.get().state, "stale");
+        cell.expired();
+        assert_eq!(cell.get().state, "expired");
+        cell.failed("still down".to_owned());
+        assert_eq!(
+            cell.get().state,
+            "expired",
+            "a failure does not undo expiry"
+        );
+        cell.recovered();
+        let s = cell.get();
+        assert_eq!((s.state, s.last_error), ("synced", None));
+    }
+}
