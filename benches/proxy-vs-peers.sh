@@ -25,6 +25,7 @@ CONNS=${2:-50}
 CHURN=${3:-}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+SCHEMES=${SCHEMES:-"http https"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PODGATE=${PODGATE:-$ROOT/target/release/podgate}
 WORK=$(mktemp -d)
@@ -49,7 +50,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
 
 # --- backends: 4 loopback addresses answering 1 KiB --------------------------------------
-head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
+ONE_KIB=$(head -c 1024 /dev/zero | tr '\0' 'x')
 mkdir -p "$WORK/backend" "$WORK/nginx"
 cat > "$WORK/backend/nginx.conf" <<CONF
 worker_processes 1;
@@ -63,7 +64,7 @@ http {
     server {
         listen 127.1.0.1:$BACKEND_PORT; listen 127.1.0.2:$BACKEND_PORT;
         listen 127.1.0.3:$BACKEND_PORT; listen 127.1.0.4:$BACKEND_PORT;
-        location / { default_type text/plain; alias $WORK/1k.txt; }
+        location / { default_type text/plain; return 200 "$ONE_KIB"; }
     }
 }
 CONF
@@ -120,7 +121,7 @@ NGINX_PID=$!
 cat > "$WORK/haproxy.cfg" <<CONF
 global
     nbthread 1
-    maxconn 10000
+    maxconn 4000
     ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
     mode http
@@ -153,11 +154,12 @@ echo -n "bench-token" > "$WORK/lb.token"
 cat > "$WORK/proxy.yaml" <<CONF
 listen: 127.0.0.1:$P_HTTP
 tls_listen: 127.0.0.1:$P_HTTPS
+tls_default_certificate: bench/tls
 admin:
   listen: 127.0.0.1:$P_ADMIN
   token_file: $WORK/lb.token
 CONF
-RUST_LOG=warn taskset -c "$PROXY_CPU" "$PODGATE" proxy -c "$WORK/proxy.yaml" --workers 1 &
+RUST_LOG=warn,rustls=error taskset -c "$PROXY_CPU" "$PODGATE" proxy -c "$WORK/proxy.yaml" --workers 1 &
 PIDS+=($!)
 PODGATE_PID=$!
 
@@ -204,8 +206,12 @@ run() {
 import re, sys
 out, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def ms(v):
-    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if not m:
+        print(f"# cannot read latency {v!r} in:\n{out}", file=sys.stderr)
+        return float("nan")
+    n, unit = m.groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 total = int(re.search(r"(\d+) requests in", out).group(1))
 p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
@@ -220,46 +226,69 @@ print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad} {cpu_us:.1f}")
 PY
 }
 
+ROUNDS=${ROUNDS:-3}
 echo "# $(date -u +%FT%TZ) $(uname -m) $(nproc) CPUs; ${DUR}s per run, $CONNS connections, wrk -t1"
-echo "# proxy CPU $PROXY_CPU, wrk + backends CPU $LOAD_CPU"
+echo "# proxy CPU $PROXY_CPU, wrk + backends CPU $LOAD_CPU; $ROUNDS interleaved rounds, median of each metric"
 echo
-echo "| scheme | proxy | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-declare -A R
-for scheme in http https; do
-    for name in podgate nginx haproxy; do
-        case $name in
-            podgate) pid=$PODGATE_PID; port=$([ $scheme = http ] && echo $P_HTTP || echo $P_HTTPS) ;;
-            nginx) pid=$(cat "$WORK/nginx/nginx.pid" 2>/dev/null || echo $NGINX_PID)
-                   pid=$(pgrep -P "$pid" | head -1 || echo "$pid")
-                   port=$([ $scheme = http ] && echo $N_HTTP || echo $N_HTTPS) ;;
-            haproxy) pid=$HAPROXY_PID; pid=$(pgrep -P "$pid" | head -1 || echo "$pid")
-                   [ -n "$pid" ] || pid=$HAPROXY_PID
-                   port=$([ $scheme = http ] && echo $H_HTTP || echo $H_HTTPS) ;;
-        esac
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -H "Host: $HOST" "$scheme://127.0.0.1:$port/" >/dev/null 2>&1
-        res=$(run "$name-$scheme" "$pid" "$scheme://127.0.0.1:$port/")
-        R[$name-$scheme]=$res
-        read -r rps p50 p99 bad cpu <<<"$res"
-        echo "| $scheme | $name | $rps | $p50 | $p99 | $bad | $cpu |"
+# Rounds interleave the three proxies so that noise from other work on the machine hits
+# them alike; the median of each metric is reported.
+: > "$WORK/results"
+for round in $(seq "$ROUNDS"); do
+    for scheme in $SCHEMES; do
+        for name in podgate nginx haproxy; do
+            case $name in
+                podgate) pid=$PODGATE_PID; port=$([ $scheme = http ] && echo $P_HTTP || echo $P_HTTPS) ;;
+                nginx) pid=$(pgrep -P "$NGINX_PID" | head -1 || echo "$NGINX_PID")
+                       [ -n "$pid" ] || pid=$NGINX_PID
+                       port=$([ $scheme = http ] && echo $N_HTTP || echo $N_HTTPS) ;;
+                haproxy) pid=$HAPROXY_PID
+                       port=$([ $scheme = http ] && echo $H_HTTP || echo $H_HTTPS) ;;
+            esac
+            taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "Host: $HOST" "$scheme://127.0.0.1:$port/" >/dev/null 2>&1
+            if [ -n "${PROFILE:-}" ] && [ "$name" = podgate ] && [ "$round" = 1 ]; then
+                # PROFILE=1: perf profile of podgate during the first round, kept in /tmp.
+                perf record -F 999 -g -p "$pid" -o "$WORK/perf.data" -- sleep "$DUR" >/dev/null 2>&1 &
+                perf_pid=$!
+            fi
+            res=$(run "$name-$scheme" "$pid" "$scheme://127.0.0.1:$port/")
+            if [ -n "${perf_pid:-}" ]; then
+                wait "$perf_pid" || true
+                perf report -i "$WORK/perf.data" --no-children --percent-limit 0.7 --stdio \
+                    > "/tmp/podgate-perf-$scheme.txt" 2>/dev/null || true
+                cp "$WORK/perf.data" "/tmp/podgate-perf-$scheme.data" 2>/dev/null || true
+                unset perf_pid
+            fi
+            echo "$scheme $name $res" >> "$WORK/results"
+            echo "# round $round $scheme $name: $res" >&2
+        done
     done
 done
-echo
-echo "| scheme | req/s podgate/nginx | req/s podgate/HAProxy | p99 podgate/nginx | p99 podgate/HAProxy | CPU/req podgate/nginx | CPU/req podgate/HAProxy |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-for scheme in http https; do
-    python3 - "${R[podgate-$scheme]}" "${R[nginx-$scheme]}" "${R[haproxy-$scheme]}" "$scheme" <<'PY'
-import sys
-p, n, h = (list(map(float, a.split())) for a in sys.argv[1:4])
+python3 - "$WORK/results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    scheme, name, *vals = line.split()
+    rows.setdefault((scheme, name), []).append(list(map(float, vals)))
+med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
+print("| scheme | proxy | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+schemes = sorted({s for s, _ in med}, reverse=True)
+for s in schemes:
+    for n in ("podgate", "nginx", "haproxy"):
+        rps, p50, p99, bad, cpu = med[(s, n)]
+        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {bad:.0f} | {cpu:.1f} |")
+print()
+print("| scheme | req/s podgate/nginx | req/s podgate/HAProxy | p99 podgate/nginx | p99 podgate/HAProxy | CPU/req podgate/nginx | CPU/req podgate/HAProxy |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 r = lambda a, b: f"{a / b:.2f}" if b else "n/a"
-print(f"| {sys.argv[4]} | {r(p[0], n[0])} | {r(p[0], h[0])} | {r(p[2], n[2])} | {r(p[2], h[2])} | {r(p[4], n[4])} | {r(p[4], h[4])} |")
+for s in schemes:
+    p, n, h = med[(s, "podgate")], med[(s, "nginx")], med[(s, "haproxy")]
+    print(f"| {s} | {r(p[0], n[0])} | {r(p[0], h[0])} | {r(p[2], n[2])} | {r(p[2], h[2])} | {r(p[4], n[4])} | {r(p[4], h[4])} |")
 PY
-done
-
 if [ "$CHURN" = "--churn" ]; then
     echo
     echo "## route churn: 1,000 endpoint changes/s through the admin API during wrk (podgate, http)"
-    idle=${R[podgate-http]}
+    idle=$(awk '$1 == "http" && $2 == "podgate" {print $3, $4, $5, $6, $7}' "$WORK/results" | tail -1)
     python3 - "$P_ADMIN" "$DUR" <<'PY' &
 import http.client, json, sys, time
 port, dur = int(sys.argv[1]), float(sys.argv[2])

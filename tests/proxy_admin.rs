@@ -158,6 +158,18 @@ async fn malformed_batches_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn an_oversized_batch_is_refused_with_413() {
+    let proxy = proxy_harness::proxy_with(|c| c.limits.max_admin_body_bytes = 1024).await;
+    let body = format!(
+        r#"{{"epoch": 1, "remove_certificates": ["{}"]}}"#,
+        "x".repeat(2048)
+    );
+    let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), &body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert_eq!(state(&proxy).await.generation, 0);
+}
+
+#[tokio::test]
 async fn a_stale_epoch_is_refused_with_409() {
     let pod = Backend::start("web", 11, 2).await;
     let proxy = configured(&pod).await;

@@ -143,8 +143,9 @@ async fn failing_endpoint_is_ejected_then_readmitted() {
     let (good, bad) = tokio::join!(Backend::start("good", 8, 1), Backend::start("bad", 8, 2));
     let proxy = proxy_with(|c| {
         c.outlier.consecutive_failures = 3;
-        c.outlier.base_ejection_ms = 3_000;
-        c.outlier.max_ejection_ms = 3_000;
+        // Long enough for the 40 requests below even on a loaded machine.
+        c.outlier.base_ejection_ms = 5_000;
+        c.outlier.max_ejection_ms = 5_000;
     })
     .await;
     push(

@@ -5,7 +5,7 @@ mod proxy_harness;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use podgate::model::{Batch, EndpointState, PathMatch};
 use proxy_harness::{Backend, client, get, proxy, push, routes, send, upstream};
 
@@ -148,6 +148,57 @@ async fn cluster_shares_split_traffic_and_draining_gets_none() {
 }
 
 #[tokio::test]
+async fn a_draining_endpoint_finishes_in_flight_requests_and_gets_no_new_ones() {
+    let (old, new) = tokio::join!(Backend::start("old", 3, 11), Backend::start("new", 3, 12));
+    let proxy = std::sync::Arc::new(proxy().await);
+    let batch = |old_state, new_endpoints: bool| Batch {
+        upsert_upstreams: vec![upstream(
+            "web",
+            &[],
+            std::iter::once(old.endpoint("idc", old_state))
+                .chain(new_endpoints.then(|| new.endpoint("idc", EndpointState::Active)))
+                .collect(),
+        )],
+        routes: Some(routes(&[("d.example.com", PathMatch::prefix("/"), "web")])),
+        ..Batch::default()
+    };
+    push(&proxy, &batch(EndpointState::Active, false)).await;
+    // A long request is in flight on the old endpoint...
+    let p = std::sync::Arc::clone(&proxy);
+    let held = tokio::spawn(async move { get(&client(), &p, "d.example.com", "/hold").await });
+    proxy_harness::eventually(
+        "the long request reached the old endpoint",
+        std::time::Duration::from_secs(10),
+        || {
+            let hits = old.hits();
+            async move { hits == 1 }
+        },
+    )
+    .await;
+    // ...when the endpoint starts draining.
+    push(&proxy, &batch(EndpointState::Draining, true)).await;
+    let c = client();
+    for _ in 0..50 {
+        let a = get(&c, &proxy, "d.example.com", "/").await;
+        assert_eq!(
+            a.backend(),
+            Some("new"),
+            "a draining endpoint got a new request"
+        );
+    }
+    assert_eq!(old.hits(), 1);
+    old.release.notify_one();
+    let a = held.await.unwrap();
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "the in-flight request was cut: {}",
+        a.body
+    );
+    assert_eq!(a.body, "old /hold");
+}
+
+#[tokio::test]
 async fn forwarded_headers_are_set_and_hop_by_hop_removed() {
     let pod = Backend::start("web", 4, 1).await;
     let proxy = proxy().await;
@@ -236,4 +287,39 @@ async fn h2c_prior_knowledge_is_served() {
             .to_bytes();
         assert_eq!(&body[..], b"web /two");
     }
+}
+
+#[tokio::test]
+async fn response_bodies_are_streamed_not_buffered() {
+    let pod = Backend::start("web", 4, 2).await;
+    let proxy = proxy().await;
+    push(
+        &proxy,
+        &Batch {
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            routes: Some(routes(&[("s.example.com", PathMatch::prefix("/"), "web")])),
+            ..Batch::default()
+        },
+    )
+    .await;
+    let req = Request::get(format!("http://{}/stream", proxy.http_addr))
+        .header("host", "s.example.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("the first chunk arrives while the backend still holds the rest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"first"));
+    pod.release.notify_one();
+    let remainder = body.collect().await.unwrap().to_bytes();
+    assert_eq!(remainder, Bytes::from_static(b"second"));
 }

@@ -86,7 +86,20 @@ async fn get_h1(tls: Tls, host: &str) -> (StatusCode, http::HeaderMap, String) {
 }
 
 async fn tls_proxy(a: &TestCert, b: &TestCert, pod: &Backend) -> ProxyHandle {
-    let proxy = proxy_with(|c| c.tls_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await;
+    tls_proxy_with_default(a, b, pod, None).await
+}
+
+async fn tls_proxy_with_default(
+    a: &TestCert,
+    b: &TestCert,
+    pod: &Backend,
+    default: Option<&str>,
+) -> ProxyHandle {
+    let proxy = proxy_with(|c| {
+        c.tls_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.tls_default_certificate = default.map(str::to_owned);
+    })
+    .await;
     let mut table = routes(&[
         ("a.example.com", PathMatch::prefix("/"), "web"),
         ("b.example.com", PathMatch::prefix("/"), "web"),
@@ -214,4 +227,85 @@ async fn http2_is_negotiated_by_alpn() {
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"web /h2");
+}
+
+/// Accepts any server certificate: the test looks at which one was presented.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[tokio::test]
+async fn the_default_certificate_serves_unknown_names_and_clients_without_sni() {
+    let (a, b) = (
+        cert("default/a", "a.example.com"),
+        cert("default/b", "b.example.com"),
+    );
+    let pod = Backend::start("web", 10, 4).await;
+    let proxy = tls_proxy_with_default(&a, &b, &pod, Some("default/b")).await;
+    let https = proxy.https_addr.unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    let conn = TlsConnector::from(Arc::new(config));
+    let unknown = handshake(&conn, https, "c.example.org").await.unwrap();
+    assert_eq!(presented(&unknown), b.der);
+    let known = handshake(&conn, https, "a.example.com").await.unwrap();
+    assert_eq!(
+        presented(&known),
+        a.der,
+        "the default must not override SNI"
+    );
+    // An IP address as server name: rustls sends no SNI at all.
+    let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let no_sni = conn.connect(ip, tcp).await.unwrap();
+    assert_eq!(presented(&no_sni), b.der);
 }

@@ -50,8 +50,15 @@ pub(crate) async fn run(
         },
     );
     let mut published: BTreeSet<Report> = BTreeSet::new();
+    let mut seen_generation = None;
     loop {
         tokio::time::sleep(INTERVAL).await;
+        // Diagnostics cost a pass over every Ingress: only when something changed, or
+        // when the last pass left problems unpublished (rate limit, API errors).
+        let generation = desired.diagnostics_generation();
+        if seen_generation == Some(generation) {
+            continue;
+        }
         let current: BTreeSet<Report> = desired
             .read(crate::index::Index::diagnostics)
             .into_iter()
@@ -59,7 +66,9 @@ pub(crate) async fn run(
             .collect();
         // Problems that went away may be reported again if they come back.
         published.retain(|r| current.contains(r));
-        for report in current.difference(&published.clone()).take(PER_PASS) {
+        let pending: Vec<Report> = current.difference(&published).cloned().collect();
+        seen_generation = (pending.len() <= PER_PASS).then_some(generation);
+        for report in pending.iter().take(PER_PASS) {
             tracing::warn!(object = %report.object, reason = report.diagnostic.reason, "{}", report.diagnostic.message);
             let event = Event {
                 type_: EventType::Warning,
@@ -72,7 +81,10 @@ pub(crate) async fn run(
                 Ok(()) => {
                     published.insert(report.clone());
                 }
-                Err(e) => tracing::debug!(%cluster, error = %e, "could not publish Event"),
+                Err(e) => {
+                    seen_generation = None; // try again next pass
+                    tracing::debug!(%cluster, error = %e, "could not publish Event");
+                }
             }
         }
     }

@@ -71,19 +71,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RelistGuard {
+    /// The guard of `cluster`'s EndpointSlice watcher; lists the way it watches.
     pub(crate) fn new(
-        api: Api<EndpointSlice>,
-        params: ListParams,
-        (fraction, confirm_after): (f64, Duration),
+        client: &kube::Client,
+        options: &super::WatchOptions,
         cluster: ClusterName,
         desired: Arc<Desired>,
         status: StatusCell,
     ) -> Self {
         Self {
-            api,
-            params,
-            fraction,
-            confirm_after,
+            api: Api::all(client.clone()),
+            params: ListParams::default().labels(crate::index::SERVICE_NAME_LABEL),
+            fraction: options.withdraw_guard,
+            confirm_after: options.confirm_after,
             cluster,
             desired,
             status,

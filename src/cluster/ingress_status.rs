@@ -1,9 +1,15 @@
 //! Writes `status.loadBalancer.ingress` of podgate's Ingresses with the configured
-//! publish addresses. Only Ingresses of podgate's class, and only when the status
+//! publish addresses: only Ingresses of podgate's class, and only when the status
 //! differs (so the MODIFIED event our patch causes does not patch again).
+//!
+//! A reconciler, not a reaction to one event: whether an Ingress is podgate's can change
+//! because its IngressClass arrived later on another watch, so the watcher records each
+//! Ingress's current status and this task compares all of them with the Index.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use kube::api::{Patch, PatchParams};
@@ -11,6 +17,16 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::model::ClusterName;
 use crate::sync::Desired;
+
+/// How often statuses are compared with the Index.
+const INTERVAL: Duration = Duration::from_millis(500);
+
+/// `(namespace, name)` → the status the cluster last showed us.
+pub(crate) type Seen = Arc<Mutex<HashMap<(String, String), Vec<IngressLoadBalancerIngress>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The `loadBalancer.ingress` entries for the publish addresses: IPs as `ip`, names as
 /// `hostname`.
@@ -30,42 +46,61 @@ fn entries(addresses: &[String]) -> Vec<IngressLoadBalancerIngress> {
         .collect()
 }
 
-/// Returns the hook the Ingress watcher calls after each Ingress reached the Index.
-pub(crate) fn writer(
-    client: Client,
-    cluster: ClusterName,
-    desired: Arc<Desired>,
-    addresses: Vec<String>,
-) -> Box<dyn Fn(&Ingress) + Send + Sync> {
-    let want = entries(&addresses);
+/// The hook the Ingress watcher calls for every Ingress it sees.
+pub(crate) fn recorder(seen: Seen) -> Box<dyn Fn(&Ingress) + Send + Sync> {
     Box::new(move |ing: &Ingress| {
-        if addresses.is_empty() {
-            return;
-        }
-        let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
-        if !desired.read(|i| i.serves(&cluster, &ns, &name)) {
-            return;
-        }
         let current = ing
             .status
             .as_ref()
             .and_then(|s| s.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.clone())
             .unwrap_or_default();
-        if current == want {
-            return;
-        }
-        let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-        let patch = serde_json::json!({ "status": { "loadBalancer": { "ingress": want } } });
-        let cluster = cluster.clone();
-        tokio::spawn(async move {
-            let params = PatchParams::default();
-            if let Err(e) = api
-                .patch_status(&name, &params, &Patch::Merge(&patch))
+        lock(&seen).insert(
+            (ing.namespace().unwrap_or_default(), ing.name_any()),
+            current,
+        );
+    })
+}
+
+/// Patches the status of every served Ingress whose status differs, until dropped.
+pub(crate) async fn run(
+    client: Client,
+    cluster: ClusterName,
+    desired: Arc<Desired>,
+    seen: Seen,
+    addresses: Vec<String>,
+) {
+    if addresses.is_empty() {
+        return;
+    }
+    let want = entries(&addresses);
+    loop {
+        tokio::time::sleep(INTERVAL).await;
+        let stale: Vec<(String, String)> = {
+            let seen = lock(&seen);
+            desired.read(|index| {
+                seen.iter()
+                    .filter(|((ns, name), current)| {
+                        **current != want && index.serves(&cluster, ns, name)
+                    })
+                    .map(|(key, _)| key.clone())
+                    .collect()
+            })
+        };
+        for (ns, name) in stale {
+            let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+            let patch = serde_json::json!({ "status": { "loadBalancer": { "ingress": want } } });
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                tracing::warn!(%cluster, ingress = %format!("{ns}/{name}"), error = %e, "could not write Ingress status");
+                // Assume it took; the watch will report the truth.
+                Ok(_) => drop(lock(&seen).insert((ns, name), want.clone())),
+                Err(kube::Error::Api(e)) if e.code == 404 => drop(lock(&seen).remove(&(ns, name))),
+                Err(e) => {
+                    tracing::warn!(%cluster, ingress = %format!("{ns}/{name}"), error = %e, "could not write Ingress status");
+                }
             }
-        });
-    })
+        }
+    }
 }

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -110,6 +109,22 @@ pub struct ClusterWatch {
 
 const KINDS: usize = 5;
 
+/// How often the API server's liveness is checked.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks the API server for its version every second. A watch that fails marks the
+/// cluster stale, but a watch that resumes says nothing until an object changes: this
+/// probe is what notices that the API server is back.
+async fn probe(client: Client, status: StatusCell) {
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        match client.apiserver_version().await {
+            Ok(_) => status.reachable(),
+            Err(e) => status.failed(format!("API server unreachable: {e}")),
+        }
+    }
+}
+
 /// Starts one watcher per kind for `cluster`.
 pub fn spawn(
     cluster: ClusterName,
@@ -136,12 +151,16 @@ pub fn spawn(
     }
     {
         let (c, d, s) = ctx.clone();
-        let writer = ingress_status::writer(
+        let seen = ingress_status::Seen::default();
+        let recorder = ingress_status::recorder(seen.clone());
+        let addresses = options.publish_addresses.clone();
+        tasks.spawn(ingress_status::run(
             client.clone(),
             c.clone(),
             d.clone(),
-            options.publish_addresses.clone(),
-        );
+            seen,
+            addresses,
+        ));
         tasks.spawn(watch::run(
             Api::<Ingress>::all(client.clone()),
             cfg(),
@@ -149,7 +168,7 @@ pub fn spawn(
             c,
             d,
             s,
-            Some(writer),
+            Some(recorder),
             None,
         ));
     }
@@ -169,17 +188,9 @@ pub fn spawn(
     {
         let (c, d, s) = ctx.clone();
         let config = cfg().labels(SERVICE_NAME_LABEL);
-        let api = Api::<EndpointSlice>::all(client.clone());
-        let guard = guard::RelistGuard::new(
-            api.clone(),
-            ListParams::default().labels(SERVICE_NAME_LABEL),
-            (options.withdraw_guard, options.confirm_after),
-            c.clone(),
-            d.clone(),
-            s.clone(),
-        );
+        let guard = guard::RelistGuard::new(&client, options, c.clone(), d.clone(), s.clone());
         tasks.spawn(watch::run(
-            api,
+            Api::<EndpointSlice>::all(client.clone()),
             config,
             Kind::EndpointSlice,
             c,
@@ -203,6 +214,7 @@ pub fn spawn(
             None,
         ));
     }
+    tasks.spawn(probe(client.clone(), status.clone()));
     if options.events {
         tasks.spawn(events::run(
             client,

@@ -36,6 +36,12 @@ pub struct ClusterStatus {
     /// A relist held by the floor guard, waiting for confirmation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guarded_relist: Option<GuardedRelist>,
+    /// When the last watch event arrived (ms since the Unix epoch).
+    pub last_event_ms: Option<u64>,
+    /// Completed lists (the first one of each kind, then every relist).
+    pub lists: u64,
+    /// Failed watches (each restarts with backoff) and failed liveness probes.
+    pub errors: u64,
 }
 
 /// Shared between a cluster's watchers and the admin view.
@@ -54,6 +60,9 @@ impl StatusCell {
             synced_kinds: BTreeSet::new(),
             last_error: None,
             guarded_relist: None,
+            last_event_ms: None,
+            lists: 0,
+            errors: 0,
         };
         Self {
             inner: Arc::new(Mutex::new(status)),
@@ -68,8 +77,10 @@ impl StatusCell {
     /// A watcher of `kind` completed a list, or received an event.
     pub fn healthy(&self, kind: Kind, listed: bool) {
         let mut s = self.lock();
+        s.last_event_ms = Some(now_ms());
         if listed {
             s.synced_kinds.insert(kind);
+            s.lists += 1;
         }
         let all_listed = s.synced_kinds.len() >= self.kinds;
         if all_listed && s.state != "synced" {
@@ -79,8 +90,18 @@ impl StatusCell {
         }
     }
 
-    /// The API server answered a full list again (the watchers may resume silently,
-    /// with no event to report): a stale or expired cluster is synced again.
+    /// The API server answered: the cluster is synced again once every kind has listed.
+    pub fn reachable(&self) {
+        let mut s = self.lock();
+        if s.state == "stale" && s.synced_kinds.len() >= self.kinds {
+            s.state = "synced";
+            s.since_ms = now_ms();
+            s.last_error = None;
+        }
+    }
+
+    /// A stale or expired cluster's API server answered a full list again (see
+    /// `cluster::stale`): it is synced again.
     pub fn recovered(&self) {
         let mut s = self.lock();
         if matches!(s.state, "stale" | "expired") {
@@ -107,6 +128,7 @@ impl StatusCell {
     /// A watcher failed: the cluster is stale until the next successful event.
     pub fn failed(&self, error: String) {
         let mut s = self.lock();
+        s.errors += 1;
         if s.state == "synced" {
             s.state = "stale";
             s.since_ms = now_ms();

@@ -51,6 +51,7 @@ pub(crate) async fn run<K>(
                 let copy = after_apply.as_ref().map(|_| obj.clone());
                 let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
                 let object: Object = obj.into();
+                note_ignored(&cluster, &object);
                 desired.mutate(&cause, |i| match &guard {
                     Some(g) if !g.admit(i, &ns, &name, Some(&object)) => Changes::default(),
                     _ => i.apply(&cluster, object),
@@ -77,7 +78,9 @@ pub(crate) async fn run<K>(
                 if after_apply.is_some() {
                     relisted.push(obj.clone());
                 }
-                relist.push(obj.into());
+                let obj: Object = obj.into();
+                note_ignored(&cluster, &obj);
+                relist.push(obj);
             }
             Ok(watcher::Event::InitDone) => {
                 let objects = std::mem::take(&mut relist);
@@ -97,5 +100,17 @@ pub(crate) async fn run<K>(
                 status.failed(format!("{kind}: {e}"));
             }
         }
+    }
+}
+
+/// Logs objects the Index skips on purpose, so that an operator can tell "ignored" from
+/// "lost".
+fn note_ignored(cluster: &ClusterName, obj: &Object) {
+    if let Object::EndpointSlice(s) = obj
+        && s.address_type == "FQDN"
+    {
+        let name = s.metadata.name.as_deref().unwrap_or("");
+        let ns = s.metadata.namespace.as_deref().unwrap_or("");
+        tracing::info!(%cluster, slice = %format!("{ns}/{name}"), "FQDN EndpointSlice ignored: podgate registers IP endpoints only");
     }
 }

@@ -1,9 +1,9 @@
 //! The controller's admin view: clusters (synced / stale / expired, relists held by the
 //! floor guard), hosts, paths, upstreams, every pod with its cluster and state, clusters
 //! held down after recovering, each LB target's sync state, diagnostics and the audit
-//! ring.
-//! Read-only for now; never shows secret material (certificates by id only).
+//! ring. Read-only; never shows secret material (certificates by id only).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,9 +18,9 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::cluster::{ClusterStatus, StatusCell};
-use crate::index::{Hold, Report};
+use crate::index::{Hold, Kind, Report};
 use crate::model::{RouteTable, Upstream};
-use crate::sync::{Audit, AuditEntry, Desired, TargetStatus};
+use crate::sync::{Audit, AuditEntry, Desired, SyncMetrics, TargetStatus};
 
 /// Everything the admin view reads.
 pub struct AdminState {
@@ -28,16 +28,20 @@ pub struct AdminState {
     pub clusters: Vec<StatusCell>,
     pub targets: Vec<Arc<Mutex<TargetStatus>>>,
     pub audit: Arc<Audit>,
+    pub metrics: SyncMetrics,
 }
 
+/// `GET /v1/clusters`: one cluster.
 #[derive(Serialize)]
 struct ClusterView {
     #[serde(flatten)]
     status: ClusterStatus,
     weight: u32,
+    /// Objects the Index holds for this cluster, by kind.
+    objects: BTreeMap<Kind, usize>,
 }
 
-/// `GET /v1/state`.
+/// `GET /v1/state`: everything at once.
 #[derive(Serialize)]
 struct StateView {
     generation: u64,
@@ -51,33 +55,55 @@ struct StateView {
     audit: Vec<AuditEntry>,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl AdminState {
     fn view(&self) -> StateView {
         let snapshot = self.desired.snapshot();
-        let (weights, diagnostics, holds) = self
-            .desired
-            .read(|i| (i.cluster_weights(), i.diagnostics(), i.holds()));
-        let clusters = self
-            .clusters
-            .iter()
-            .map(|c| {
-                let status = c.get();
-                let weight = weights
-                    .iter()
-                    .find(|(n, _)| n.as_str() == status.name)
-                    .map_or(0, |(_, w)| *w);
-                ClusterView { status, weight }
-            })
-            .collect();
         StateView {
             generation: snapshot.generation,
-            clusters,
-            targets: self.targets.iter().map(|t| lock(t).clone()).collect(),
+            clusters: self.clusters(),
+            targets: self.targets(),
             routes: snapshot.route_table(),
             upstreams: snapshot.upstream_list(),
-            holds,
-            diagnostics,
+            holds: self.desired.read(crate::index::Index::holds),
+            diagnostics: self.desired.read(crate::index::Index::diagnostics),
             audit: self.audit.entries(),
+        }
+    }
+
+    fn clusters(&self) -> Vec<ClusterView> {
+        self.desired.read(|index| {
+            let weights = index.cluster_weights();
+            self.clusters
+                .iter()
+                .map(|c| {
+                    let status = c.get();
+                    let configured = weights.iter().find(|(n, _)| n.as_str() == status.name);
+                    ClusterView {
+                        weight: configured.map_or(0, |(_, w)| *w),
+                        objects: configured
+                            .map(|(n, _)| index.object_counts(n))
+                            .unwrap_or_default(),
+                        status,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn targets(&self) -> Vec<TargetStatus> {
+        self.targets.iter().map(|t| lock(t).clone()).collect()
+    }
+
+    fn metrics_inputs(&self) -> super::metrics::Inputs {
+        super::metrics::Inputs {
+            clusters: self.clusters.iter().map(StatusCell::get).collect(),
+            targets: self.targets(),
+            upstreams: self.desired.snapshot().upstream_list(),
+            sync: self.metrics.clone(),
         }
     }
 
@@ -87,10 +113,6 @@ impl AdminState {
             .iter()
             .all(|c| c.get().state != "never_synced")
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn respond(
@@ -106,51 +128,69 @@ fn respond(
     r
 }
 
-fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/v1/state") => match serde_json::to_vec_pretty(&state.view()) {
-            Ok(body) => respond(StatusCode::OK, "application/json", body),
-            Err(e) => respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain",
-                format!("cannot encode state: {e}\n"),
-            ),
-        },
-        (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/readyz") if state.ready() => {
-            respond(StatusCode::OK, "text/plain", "ready\n")
-        }
-        (&Method::GET, "/readyz") => respond(
-            StatusCode::SERVICE_UNAVAILABLE,
+fn json(value: &impl Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => respond(StatusCode::OK, "application/json", body),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
             "text/plain",
-            "waiting for the first list of every cluster\n",
-        ),
-        (&Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            super::metrics::render(&state.view_for_metrics()),
-        ),
-        (_, "/v1/state" | "/healthz" | "/readyz" | "/metrics") => respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "method not allowed\n",
-        ),
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: see /v1/state, /healthz, /readyz, /metrics\n",
+            format!("cannot encode: {e}\n"),
         ),
     }
 }
 
-impl AdminState {
-    fn view_for_metrics(&self) -> super::metrics::Inputs {
-        let snapshot = self.desired.snapshot();
-        super::metrics::Inputs {
-            clusters: self.clusters.iter().map(StatusCell::get).collect(),
-            targets: self.targets.iter().map(|t| lock(t).clone()).collect(),
-            upstreams: snapshot.upstream_list(),
-        }
+/// Every route this server answers (all `GET`).
+const ROUTES: &[&str] = &[
+    "/v1/state",
+    "/v1/clusters",
+    "/v1/routes",
+    "/v1/upstreams",
+    "/v1/targets",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if req.method() != Method::GET {
+        return if ROUTES.contains(&path) {
+            respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n",
+            )
+        } else {
+            respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("not found; routes: {}\n", ROUTES.join(" ")),
+            )
+        };
+    }
+    match path {
+        "/v1/state" => json(&state.view()),
+        "/v1/clusters" => json(&state.clusters()),
+        "/v1/routes" => json(&state.desired.snapshot().route_table()),
+        "/v1/upstreams" => json(&state.desired.snapshot().upstream_list()),
+        "/v1/targets" => json(&state.targets()),
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" if state.ready() => respond(StatusCode::OK, "text/plain", "ready\n"),
+        "/readyz" => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "waiting for the first list of every cluster\n",
+        ),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            super::metrics::render(&state.metrics_inputs()),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("not found; routes: {}\n", ROUTES.join(" ")),
+        ),
     }
 }
 

@@ -10,18 +10,24 @@ use prometheus_client::registry::Registry;
 
 use crate::cluster::ClusterStatus;
 use crate::model::{EndpointState, Upstream};
-use crate::sync::TargetStatus;
+use crate::sync::{SyncMetrics, TargetStatus};
 
 pub(crate) struct Inputs {
     pub(crate) clusters: Vec<ClusterStatus>,
     pub(crate) targets: Vec<TargetStatus>,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
+    pub(crate) sync: SyncMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
     cluster: String,
     state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OneCluster {
+    cluster: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +56,31 @@ pub(crate) fn render(inputs: &Inputs) -> String {
         "cluster_state",
         "Cluster watch state (1 for the current state)",
         clusters,
+    );
+
+    let lists = Family::<OneCluster, Counter>::default();
+    let errors = Family::<OneCluster, Counter>::default();
+    for c in &inputs.clusters {
+        let l = OneCluster {
+            cluster: c.name.clone(),
+        };
+        lists.get_or_create(&l).inc_by(c.lists);
+        errors.get_or_create(&l).inc_by(c.errors);
+    }
+    registry.register(
+        "cluster_lists",
+        "Completed lists per cluster (first lists and relists)",
+        lists,
+    );
+    registry.register(
+        "cluster_watch_errors",
+        "Failed watches and liveness probes per cluster",
+        errors,
+    );
+    registry.register(
+        "convergence_seconds",
+        "From receiving a watch event to the LB acknowledging the push that carried it",
+        inputs.sync.convergence.clone(),
     );
 
     let pushes = Family::<TargetLabels, Counter>::default();

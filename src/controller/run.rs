@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use crate::cluster::{self, ClusterWatch, WatchOptions};
 use crate::index::{Index, IndexConfig};
 use crate::model::ClusterName;
-use crate::sync::{Audit, Desired, SyncConfig, Worker, hold_down};
+use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker, hold_down};
 
 use super::admin::{self, AdminState};
 use super::config::{ConfigError, ControllerConfig};
@@ -77,6 +77,7 @@ pub async fn start(
     let audit = Arc::new(Audit::new(1000));
 
     let epoch = epoch();
+    let metrics = SyncMetrics::default();
     let mut targets = Vec::new();
     for adapter in config.adapters()? {
         let worker = Worker::new(
@@ -85,7 +86,8 @@ pub async fn start(
             audit.clone(),
             options.sync.clone(),
             epoch,
-        );
+        )
+        .with_metrics(metrics.clone());
         targets.push(worker.status());
         tasks.spawn(worker.run());
     }
@@ -122,6 +124,7 @@ pub async fn start(
         clusters: clusters.iter().map(|c| c.status.clone()).collect(),
         targets,
         audit,
+        metrics,
     });
     let (admin_addr, admin_task) = admin::serve(config.admin.listen, admin.clone())
         .await

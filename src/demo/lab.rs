@@ -49,6 +49,10 @@ pub struct Lab {
 #[derive(Clone, Debug)]
 pub struct LabOptions {
     pub listen: SocketAddr,
+    /// The proxy's admin API (the LB contract).
+    pub proxy_admin: SocketAddr,
+    /// The controller's admin view.
+    pub controller_admin: SocketAddr,
     pub sync: SyncConfig,
     /// `hold_down` of the controller configuration.
     pub hold_down: Duration,
@@ -64,6 +68,8 @@ impl Default for LabOptions {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            proxy_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            controller_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             sync: SyncConfig::default(),
             hold_down: Duration::from_secs(10),
             withdraw_guard: 0.5,
@@ -103,11 +109,7 @@ impl Lab {
         let token = format!("{:032x}", rand::random::<u128>());
         let token_file: PathBuf = dir.path().join("lb.token");
         std::fs::write(&token_file, &token)?;
-        let proxy_config = ProxyConfig::new(
-            options.listen,
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            &token,
-        );
+        let proxy_config = ProxyConfig::new(options.listen, options.proxy_admin, &token);
         let proxy = proxy::start(proxy_config).await?;
         let config = ControllerConfig {
             controller_name: "podgate.io/ingress-controller".to_owned(),
@@ -120,7 +122,7 @@ impl Lab {
                 ..Target::new("proxy", TargetKind::Podgate)
             }],
             admin: AdminConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                listen: options.controller_admin,
             },
             hold_down: options.hold_down,
             withdraw_guard: options.withdraw_guard,
@@ -137,6 +139,31 @@ impl Lab {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;
+        Ok(Self {
+            sims,
+            proxy,
+            controller,
+            config,
+            dir,
+            http,
+        })
+    }
+
+    /// Stops the proxy and starts a new one on the same addresses: an LB that restarted
+    /// empty. The controller notices (new instance id) and pushes everything again.
+    pub async fn restart_proxy(self) -> Result<Self, LabError> {
+        let Self {
+            sims,
+            proxy,
+            controller,
+            config,
+            dir,
+            http,
+        } = self;
+        let (listen, admin) = (proxy.http_addr, proxy.admin_addr);
+        proxy.shutdown().await;
+        let token = std::fs::read_to_string(dir.path().join("lb.token"))?;
+        let proxy = proxy::start(ProxyConfig::new(listen, admin, &token)).await?;
         Ok(Self {
             sims,
             proxy,
@@ -199,6 +226,37 @@ impl Lab {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Deploys one app the way a user would, in every cluster listed: its Namespace,
+    /// podgate's (default) IngressClass, the Service `web` (port 80 `http`), an Ingress
+    /// routing `host` to it, and an EndpointSlice of that cluster's pods.
+    pub fn deploy(
+        &self,
+        namespace: &str,
+        host: &str,
+        pods: &[(&str, &[super::pods::Pod])],
+    ) -> Result<(), LabError> {
+        use crate::objects::{default_class, ingress, ingress_class, service};
+        for (cluster, pods) in pods {
+            let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            self.sim(cluster).apply_json(ns)?;
+            self.apply(
+                cluster,
+                &default_class(ingress_class("podgate", &self.config.controller_name)),
+            )?;
+            self.apply(cluster, &service(namespace, "web").port("http", 80).build())?;
+            self.apply(
+                cluster,
+                &ingress(namespace, "web")
+                    .route(host, "Prefix", "/", "web", 80)
+                    .build(),
+            )?;
+            let slice =
+                super::pods::slice_of(namespace, &format!("web-{cluster}"), "web", pods, &[]);
+            self.apply(cluster, &slice)?;
+        }
+        Ok(())
     }
 
     /// Sends `n` requests and counts answers by their first word (the pod's cluster)

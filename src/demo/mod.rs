@@ -1,7 +1,8 @@
 //! `podgate demo`: the whole product on one machine, narrated. Two simulated clusters,
-//! simulated pods on 127.1.x.y, the built-in proxy and a controller, then a short
-//! scenario: split by cluster weight, re-weight, scale out, drain, fail over, and an API
-//! server going away. Afterwards it keeps serving until Ctrl-C (unless `--once`).
+//! simulated pods on 127.1.x.y, the built-in proxy and a controller; a short scenario
+//! (split by cluster weight, re-weight, scale out, drain, fail over, an API server going
+//! away), then the app keeps scaling up and down every few seconds until Ctrl-C so the
+//! user can watch pods register and drain.
 
 mod lab;
 pub mod pods;
@@ -11,24 +12,40 @@ use std::time::Duration;
 
 pub use lab::{CLUSTERS, Lab, LabError, LabOptions, Split};
 
-use crate::objects::{default_class, ingress, ingress_class, service, slice};
+use crate::objects::{service, slice};
 use pods::Pod;
 
-const HOST: &str = "shop.example.com";
+/// The app's host: a reserved `.test` name that never resolves anywhere.
+pub const DEFAULT_HOST: &str = "demo.podgate.test";
 const NS: &str = "shop";
 
-/// The app's EndpointSlice in one cluster, from its pods; `draining` pods are
-/// terminating.
+/// Where the demo listens and which host the app answers.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub proxy_admin: SocketAddr,
+    pub controller_admin: SocketAddr,
+    pub host: String,
+    /// Exit after the scenario instead of scaling the app until Ctrl-C.
+    pub once: bool,
+}
+
+/// The app's EndpointSlice in one cluster: every pod ready except those `starting`
+/// (not ready yet) and `draining` (terminating).
 fn endpoints(
     cluster: &str,
     pods: &[Pod],
+    starting: &[&str],
     draining: &[&str],
 ) -> k8s_openapi::api::discovery::v1::EndpointSlice {
     let port = pods.first().map_or(8080, |p| p.addr.port());
     let mut s = slice(NS, &format!("web-{cluster}"), "web").port("http", port);
     for p in pods {
-        s = if draining.contains(&p.name.as_str()) {
+        let name = p.name.as_str();
+        s = if draining.contains(&name) {
             s.terminating(&p.ip())
+        } else if starting.contains(&name) {
+            s.not_ready(&p.ip())
         } else {
             s.ready(&p.ip())
         };
@@ -53,23 +70,27 @@ fn show(split: &Split) {
 /// The demo's moving parts.
 struct Demo {
     lab: Lab,
+    host: String,
     port: u16,
     idc: Vec<Pod>,
     tke: Vec<Pod>,
 }
 
-/// Runs the demo. `listen` is where the proxy serves plain HTTP.
-pub async fn run(listen: SocketAddr, once: bool) -> Result<(), LabError> {
-    let lab = Lab::start(LabOptions {
-        listen,
+/// Runs the demo.
+pub async fn run(options: DemoOptions) -> Result<(), LabError> {
+    let lab_options = LabOptions {
+        listen: options.listen,
+        proxy_admin: options.proxy_admin,
+        controller_admin: options.controller_admin,
         ..LabOptions::default()
-    })
-    .await?;
+    };
+    let lab = Lab::start(lab_options).await?;
     let port = pods::free_port().await?;
     let idc = pods::start_many("idc", "web", 1, 1, 2, port).await?;
     let tke = pods::start_many("tke", "web", 2, 1, 2, port).await?;
     let mut demo = Demo {
         lab,
+        host: options.host,
         port,
         idc,
         tke,
@@ -80,74 +101,56 @@ pub async fn run(listen: SocketAddr, once: bool) -> Result<(), LabError> {
     demo.drain().await?;
     demo.failover().await?;
     demo.stale().await?;
-    if !once {
-        say("Still serving. Try:");
-        println!(
-            "   curl -H 'Host: {HOST}' http://{}/",
-            demo.lab.proxy.http_addr
-        );
-        println!("   curl http://{}/v1/state", demo.lab.controller.admin_addr);
-        println!("   Ctrl-C to stop.");
-        let _ = tokio::signal::ctrl_c().await;
+    if !options.once {
+        demo.keep_scaling().await?;
     }
     Ok(())
 }
 
 impl Demo {
     async fn setup(&self) -> Result<(), LabError> {
-        let lab = &self.lab;
+        let (lab, host) = (&self.lab, self.host.as_str());
         say("Two clusters, one app: shop/web runs 2 pods in idc and 2 in tke");
-        for (cluster, pods) in [("idc", &self.idc), ("tke", &self.tke)] {
-            let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
-            lab.sim(cluster).apply_json(namespace)?;
-            lab.apply(
-                cluster,
-                &default_class(ingress_class("podgate", &lab.config.controller_name)),
-            )?;
-            lab.apply(cluster, &service(NS, "web").port("http", 80).build())?;
-            lab.apply(
-                cluster,
-                &ingress(NS, "web")
-                    .route(HOST, "Prefix", "/", "web", 80)
-                    .build(),
-            )?;
-            lab.apply(cluster, &endpoints(cluster, pods, &[]))?;
-        }
+        lab.deploy(NS, host, &[("idc", &self.idc), ("tke", &self.tke)])?;
         lab.eventually(
             "all four pods registered",
             Duration::from_secs(20),
             || async {
-                let s = lab.split(HOST, 40).await.ok()?;
+                let s = lab.split(host, 40).await.ok()?;
                 (s.by_pod.len() == 4).then_some(())
             },
         )
         .await?;
         println!(
-            "   proxy:      http://{}  (Host: {HOST})",
+            "   try:         curl -H 'Host: {host}' http://{}/",
             lab.proxy.http_addr
         );
         println!(
-            "   admin view: http://{}/v1/state",
+            "   admin view:  curl http://{}/v1/state",
             lab.controller.admin_addr
         );
+        println!(
+            "   LB contract: http://{} (the proxy's admin API, bearer token)",
+            lab.proxy.admin_addr
+        );
         say("Cluster weights idc=100, tke=100: traffic splits evenly, straight to pod IPs");
-        show(&lab.split(HOST, 200).await?);
+        show(&lab.split(host, 200).await?);
         Ok(())
     }
 
     async fn weights(&self) -> Result<(), LabError> {
-        let lab = &self.lab;
+        let (lab, host) = (&self.lab, self.host.as_str());
         say("Annotate the Service podgate.io/cluster-weights=idc=80,tke=20");
         let weighted = service(NS, "web")
             .port("http", 80)
             .annotate("podgate.io/cluster-weights", "idc=80,tke=20");
         lab.apply("idc", &weighted.build())?;
         lab.eventually("80/20 split", Duration::from_secs(10), || async {
-            let s = lab.split(HOST, 100).await.ok()?;
+            let s = lab.split(host, 100).await.ok()?;
             (s.cluster("idc") >= 65).then_some(())
         })
         .await?;
-        show(&lab.split(HOST, 200).await?);
+        show(&lab.split(host, 200).await?);
         Ok(())
     }
 
@@ -155,46 +158,46 @@ impl Demo {
         say("Scale out in tke: a third pod is registered as soon as it is ready");
         self.tke
             .extend(pods::start_many("tke", "web", 2, 3, 1, self.port).await?);
-        let lab = &self.lab;
-        lab.apply("tke", &endpoints("tke", &self.tke, &[]))?;
+        let (lab, host) = (&self.lab, self.host.as_str());
+        lab.apply("tke", &endpoints("tke", &self.tke, &[], &[]))?;
         lab.eventually("web-3 serving", Duration::from_secs(10), || async {
-            let s = lab.split(HOST, 100).await.ok()?;
+            let s = lab.split(host, 100).await.ok()?;
             s.by_pod.contains_key("tke/web-3").then_some(())
         })
         .await?;
-        show(&lab.split(HOST, 200).await?);
+        show(&lab.split(host, 200).await?);
         Ok(())
     }
 
     async fn drain(&self) -> Result<(), LabError> {
-        let lab = &self.lab;
+        let (lab, host) = (&self.lab, self.host.as_str());
         say("idc/web-1 is terminating: it drains (no new requests) while it finishes");
-        lab.apply("idc", &endpoints("idc", &self.idc, &["web-1"]))?;
+        lab.apply("idc", &endpoints("idc", &self.idc, &[], &["web-1"]))?;
         lab.eventually("idc/web-1 drained", Duration::from_secs(10), || async {
-            let s = lab.split(HOST, 50).await.ok()?;
+            let s = lab.split(host, 50).await.ok()?;
             (!s.by_pod.contains_key("idc/web-1")).then_some(())
         })
         .await?;
-        show(&lab.split(HOST, 200).await?);
+        show(&lab.split(host, 200).await?);
         Ok(())
     }
 
     async fn failover(&mut self) -> Result<(), LabError> {
         say("idc scales to zero: tke takes all traffic, no request fails");
-        let lab = &self.lab;
-        lab.apply("idc", &endpoints("idc", &[], &[]))?;
+        let (lab, host) = (&self.lab, self.host.as_str());
+        lab.apply("idc", &endpoints("idc", &[], &[], &[]))?;
         lab.eventually("failover to tke", Duration::from_secs(10), || async {
-            let s = lab.split(HOST, 50).await.ok()?;
+            let s = lab.split(host, 50).await.ok()?;
             (s.cluster("idc") == 0 && s.failed == 0).then_some(())
         })
         .await?;
         self.idc.clear();
-        show(&self.lab.split(HOST, 200).await?);
+        show(&self.lab.split(host, 200).await?);
         Ok(())
     }
 
     async fn stale(&self) -> Result<(), LabError> {
-        let lab = &self.lab;
+        let (lab, host) = (&self.lab, self.host.as_str());
         say("idc's API server goes away: idc is stale, nothing is withdrawn, tke keeps serving");
         lab.sim("idc").stop().await;
         lab.eventually("idc stale", Duration::from_secs(30), || async {
@@ -207,11 +210,60 @@ impl Demo {
             (idc["state"] == "stale").then_some(())
         })
         .await?;
-        show(&lab.split(HOST, 100).await?);
+        show(&lab.split(host, 100).await?);
         let state = lab.admin_state().await?;
         for c in state["clusters"].as_array().into_iter().flatten() {
             println!("   cluster {}: {}", c["name"], c["state"]);
         }
         Ok(())
+    }
+
+    /// Until Ctrl-C: every few seconds a tke pod appears (not ready), becomes ready,
+    /// later terminates and drains, and goes.
+    async fn keep_scaling(&mut self) -> Result<(), LabError> {
+        let host = self.host.clone();
+        say("The app now scales up and down every few seconds; Ctrl-C stops the demo");
+        println!(
+            "   curl -H 'Host: {host}' http://{}/",
+            self.lab.proxy.http_addr
+        );
+        let step = Duration::from_secs(3);
+        let mut next: u8 = 4;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            let (this, name) = (next, format!("web-{next}"));
+            let cycle = async {
+                self.tke
+                    .extend(pods::start_many("tke", "web", 2, this, 1, self.port).await?);
+                self.lab
+                    .apply("tke", &endpoints("tke", &self.tke, &[&name], &[]))?;
+                println!("   tke/{name} started (not ready: not registered)");
+                tokio::time::sleep(step).await;
+                self.lab
+                    .apply("tke", &endpoints("tke", &self.tke, &[], &[]))?;
+                println!("   tke/{name} ready: registered");
+                show(&self.lab.split(&host, 50).await?);
+                tokio::time::sleep(step * 2).await;
+                self.lab
+                    .apply("tke", &endpoints("tke", &self.tke, &[], &[&name]))?;
+                println!("   tke/{name} terminating: draining");
+                tokio::time::sleep(step).await;
+                self.tke.retain(|p| p.name != name);
+                self.lab
+                    .apply("tke", &endpoints("tke", &self.tke, &[], &[]))?;
+                println!("   tke/{name} gone: deregistered");
+                Ok::<(), LabError>(())
+            };
+            let cycle = std::pin::pin!(cycle);
+            tokio::select! {
+                r = cycle => r?,
+                _ = &mut ctrl_c => {
+                    println!("\nstopping");
+                    return Ok(());
+                }
+            }
+            next = if next >= 250 { 4 } else { next + 1 };
+        }
     }
 }

@@ -103,3 +103,24 @@ pub async fn free_port() -> std::io::Result<u16> {
     let l = TcpListener::bind((IpAddr::from([127, 1, 0, 1]), 0)).await?;
     Ok(l.local_addr()?.port())
 }
+
+/// The EndpointSlice `name` of `service` listing `pods` (each on its own IP, all on the
+/// first pod's port): ready, except those named in `draining` (terminating).
+pub fn slice_of(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    pods: &[Pod],
+    draining: &[&str],
+) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+    let port = pods.first().map_or(8080, |p| p.addr.port());
+    let mut s = crate::objects::slice(namespace, name, service).port("http", port);
+    for p in pods {
+        s = if draining.contains(&p.name.as_str()) {
+            s.terminating(&p.ip())
+        } else {
+            s.ready(&p.ip())
+        };
+    }
+    s.build()
+}

@@ -249,6 +249,21 @@ impl Index {
         self.upstreams.get(key).cloned()
     }
 
+    /// How many objects of each kind the Index holds for `cluster` (EndpointSlices
+    /// counted are those podgate keeps: FQDN slices and slices without a Service are not).
+    pub fn object_counts(&self, cluster: &ClusterName) -> std::collections::BTreeMap<Kind, usize> {
+        let Some(store) = self.clusters.iter().find(|c| c.name == *cluster) else {
+            return std::collections::BTreeMap::new();
+        };
+        std::collections::BTreeMap::from([
+            (Kind::Ingress, store.ingresses.len()),
+            (Kind::IngressClass, store.classes.len()),
+            (Kind::Service, store.services.len()),
+            (Kind::EndpointSlice, store.slices.len()),
+            (Kind::Secret, store.secrets.len()),
+        ])
+    }
+
     /// Whether podgate serves this Ingress (its class is podgate's).
     pub fn serves(&self, cluster: &ClusterName, namespace: &str, name: &str) -> bool {
         let Some(c) = self.clusters.iter().position(|c| c.name == *cluster) else {

@@ -89,13 +89,20 @@ impl ServiceRecord {
     }
 }
 
+/// Where an endpoint runs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Locality {
+    pub(crate) zone: Option<Arc<str>>,
+    pub(crate) node: Option<Arc<str>>,
+}
+
 /// One endpoint address of a slice, already classified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SliceEndpoint {
     pub(crate) address: IpAddr,
     pub(crate) state: EndpointState,
-    pub(crate) zone: Option<Arc<str>>,
-    pub(crate) node: Option<Arc<str>>,
+    /// Zone and node, shared by every endpoint on the same node (one pointer here).
+    pub(crate) locality: Option<Arc<Locality>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

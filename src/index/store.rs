@@ -52,6 +52,7 @@ impl ClusterStore {
                 let old = self.slices.insert(key.clone(), r);
                 let names = self.slices_by_service.entry(service.clone()).or_default();
                 if !names.contains(&key.1) {
+                    names.reserve_exact(1);
                     names.push(key.1.clone());
                 }
                 let mut touched = vec![service];

@@ -113,8 +113,7 @@ pub(crate) fn endpoint_slice(
         let Some(state) = endpoint_state(ep.conditions.as_ref()) else {
             continue;
         };
-        let zone = ep.zone.as_deref().map(|z| interner.intern(z));
-        let node = ep.node_name.as_deref().map(|n| interner.intern(n));
+        let locality = interner.locality(ep.zone.as_deref(), ep.node_name.as_deref());
         // A pod has one address per family; Kubernetes uses only the first.
         let Some(address) = ep.addresses.first().and_then(|a| a.parse().ok()) else {
             continue;
@@ -122,8 +121,7 @@ pub(crate) fn endpoint_slice(
         endpoints.push(SliceEndpoint {
             address,
             state,
-            zone,
-            node,
+            locality,
         });
     }
     let mut ports = ports;

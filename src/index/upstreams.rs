@@ -30,8 +30,10 @@ pub(crate) fn compute(
     let weight_of = |c: &ClusterStore| chosen.map_or(c.weight, |w| w.get(&c.name));
 
     // Every (cluster, address, port) of the service's slices, in one vector.
-    let mut found: Vec<(&ClusterStore, IpAddr, u16, &SliceEndpoint)> = Vec::new();
-    for cluster in clusters.iter().filter(|c| !c.expired) {
+    // Clusters are identified by their position (configuration order): comparing indexes
+    // is cheaper than comparing names in the sort below.
+    let mut found: Vec<(usize, IpAddr, u16, &SliceEndpoint)> = Vec::with_capacity(64);
+    for (c, cluster) in clusters.iter().enumerate().filter(|(_, c)| !c.expired) {
         let Some(port_name) = cluster
             .services
             .get(&service_key)
@@ -46,51 +48,48 @@ pub(crate) fn compute(
                         .endpoints
                         .iter()
                         .filter(|ep| !held_out(held, &cluster.name, ep.state))
-                        .map(|ep| (cluster, ep.address, port, ep)),
+                        .map(|ep| (c, ep.address, port, ep)),
                 );
             }
         }
     }
     // An endpoint may sit in two slices for a moment while it moves: keep one.
     // Active sorts before Draining, so the Active copy stays.
-    found.sort_unstable_by(|a, b| {
-        (&a.0.name, a.1, a.2, a.3.state).cmp(&(&b.0.name, b.1, b.2, b.3.state))
-    });
-    found.dedup_by(|a, b| a.0.name == b.0.name && a.1 == b.1 && a.2 == b.2);
+    found.sort_unstable_by_key(|&(c, address, port, ep)| (c, address, port, ep.state));
+    found.dedup_by_key(|&mut (c, address, port, _)| (c, address, port));
 
     // Only clusters with an Active endpoint take a share: the others' share goes to
     // them (failover).
     let mut active: Vec<(ClusterName, u32)> = Vec::new();
-    for (cluster, _, _, ep) in &found {
-        let counted = active.last().is_some_and(|(c, _)| *c == cluster.name);
-        if ep.state == EndpointState::Active && !counted {
-            active.push((cluster.name.clone(), weight_of(cluster)));
+    let mut last_counted = None;
+    for &(c, _, _, ep) in &found {
+        if ep.state == EndpointState::Active && last_counted != Some(c) {
+            last_counted = Some(c);
+            active.push((clusters[c].name.clone(), weight_of(&clusters[c])));
         }
     }
     let shares = weights::shares(&active);
 
     let mut endpoints: Vec<Endpoint> = found
         .iter()
-        .map(|(cluster, address, port, ep)| Endpoint {
-            cluster: cluster.name.clone(),
-            address: *address,
-            port: *port,
-            zone: ep.zone.clone(),
-            node: ep.node.clone(),
+        .map(|&(c, address, port, ep)| Endpoint {
+            cluster: clusters[c].name.clone(),
+            address,
+            port,
+            zone: ep.locality.as_ref().and_then(|l| l.zone.clone()),
+            node: ep.locality.as_ref().and_then(|l| l.node.clone()),
             state: ep.state,
             weight: 0,
         })
         .collect();
     for (cluster, share) in &shares {
         // Equal split of the cluster's share; the first endpoints take the remainder.
-        let mut active: Vec<&mut Endpoint> = endpoints
-            .iter_mut()
-            .filter(|e| e.cluster == *cluster && e.state == EndpointState::Active)
-            .collect();
-        let count = u32::try_from(active.len()).unwrap_or(u32::MAX).max(1);
+        let is_active = |e: &Endpoint| e.cluster == *cluster && e.state == EndpointState::Active;
+        let count = endpoints.iter().filter(|e| is_active(e)).count();
+        let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
         let total = share * ENDPOINT_SCALE;
         let (base, mut extra) = (total / count, total % count);
-        for ep in &mut active {
+        for ep in endpoints.iter_mut().filter(|e| is_active(e)) {
             ep.weight = base + u32::from(extra > 0);
             extra = extra.saturating_sub(1);
         }

@@ -102,11 +102,12 @@ pub struct Endpoint {
     pub weight: u32,
 }
 
-/// An upstream with all its endpoints, sorted by (cluster, address, port).
+/// An upstream with all its endpoints, sorted by cluster (in the controller's
+/// configuration order), then address and port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {
     pub key: UpstreamKey,
-    /// Effective traffic share per cluster in per-mille (sums to 1000 when any cluster
+    /// Effective traffic share per cluster (configuration order) in per-mille (sums to 1000 when any cluster
     /// has an Active endpoint; empty otherwise). A cluster without Active endpoints has
     /// no entry: its share went to the others.
     pub shares: Vec<(ClusterName, u32)>,

@@ -129,11 +129,13 @@ impl Admin {
             Err(e) => {
                 self.metrics
                     .batch("invalid", self.store.summary().generation);
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read the body: {e}"),
-                    None,
-                );
+                let status = if e.is::<http_body_util::LengthLimitError>() {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                tracing::warn!(error = %e, "unreadable batch body refused");
+                return error(status, &format!("cannot read the body: {e}"), None);
             }
         };
         let batch: Batch = match serde_json::from_slice(&bytes) {

@@ -76,7 +76,7 @@ impl EndpointStats {
         let factor = 1u32 << h.ejections.min(16);
         let duration = outlier.base().saturating_mul(factor).min(outlier.max());
         h.ejections = h.ejections.saturating_add(1);
-        h.ejected_until = Some(Instant::now() + duration);
+        h.ejected_until = Instant::now().checked_add(duration);
         self.ejected.store(true, Ordering::Relaxed);
         Some(duration)
     }

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// A day bounds every configured duration: larger values are typos, and deadlines stay
+/// far from overflowing the clock.
+const DAY_MS: u64 = 86_400_000;
+
 /// Why a configuration could not be loaded. Every message names the offending field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -61,6 +65,10 @@ pub struct ProxyConfig {
     /// HTTPS with SNI certificate selection, ALPN h2 and http/1.1.
     #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
+    /// Id of an installed certificate served to clients that send no SNI name or one
+    /// that no certificate covers. Without it such handshakes fail.
+    #[serde(default)]
+    pub tls_default_certificate: Option<String>,
     pub admin: AdminConfig,
     #[serde(default)]
     pub limits: Limits,
@@ -80,6 +88,22 @@ pub struct AdminConfig {
     /// The token itself; filled from `token_file`, or given directly by tests.
     #[serde(skip)]
     pub token: Option<Token>,
+    /// Serve the admin API over TLS, optionally requiring client certificates (mTLS).
+    #[serde(default)]
+    pub tls: Option<AdminTls>,
+}
+
+/// TLS for the admin listener. The bearer token is required in any case.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// PEM certificate chain of the admin listener.
+    pub cert_file: PathBuf,
+    /// PEM private key of the admin listener.
+    pub key_file: PathBuf,
+    /// PEM CA certificates; when set, clients must present a certificate signed by one.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Resource limits. Requests over a limit get a clean 4xx, connections over the cap wait.
@@ -151,7 +175,9 @@ impl Timeouts {
     }
 }
 
-/// Passive outlier ejection: after `consecutive_failures` failures in a row an endpoint
+/// Passive outlier ejection. A failure is a connect error, a connection lost before the
+/// response head, an upstream response timeout, or a 5xx answer.
+/// After `consecutive_failures` failures in a row an endpoint
 /// takes no new requests for `base_ejection_ms`, doubled per repeated ejection up to
 /// `max_ejection_ms`. A success resets both.
 #[derive(Clone, Debug, Deserialize)]
@@ -188,10 +214,12 @@ impl ProxyConfig {
         Self {
             listen,
             tls_listen: None,
+            tls_default_certificate: None,
             admin: AdminConfig {
                 listen: admin_listen,
                 token_file: None,
                 token: Some(Token::new(token)),
+                tls: None,
             },
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -236,6 +264,9 @@ impl ProxyConfig {
         if self.limits.max_connections == 0 {
             return invalid("limits.max_connections", "must be at least 1");
         }
+        if self.limits.max_connections > 1 << 24 {
+            return invalid("limits.max_connections", "must be at most 16777216");
+        }
         if self.limits.max_header_bytes < 8192 {
             return invalid("limits.max_header_bytes", "must be at least 8192");
         }
@@ -251,6 +282,12 @@ impl ProxyConfig {
                 "must not be below outlier.base_ejection_ms",
             );
         }
+        if self.outlier.max_ejection_ms > DAY_MS {
+            return invalid(
+                "outlier.max_ejection_ms",
+                "must be at most a day (86400000)",
+            );
+        }
         for (field, ms) in [
             ("timeouts.connect_ms", self.timeouts.connect_ms),
             ("timeouts.header_read_ms", self.timeouts.header_read_ms),
@@ -260,8 +297,8 @@ impl ProxyConfig {
                 self.timeouts.upstream_response_ms,
             ),
         ] {
-            if ms == 0 {
-                return invalid(field, "must be above 0");
+            if ms == 0 || ms > DAY_MS {
+                return invalid(field, "must be above 0 and at most a day (86400000)");
             }
         }
         Ok(())

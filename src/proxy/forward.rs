@@ -104,10 +104,9 @@ impl Forwarder {
         let mut head = parts.headers;
         headers::strip_hop_by_hop(&mut head, upgrade);
         headers::add_forwarded(&mut head, peer.addr.ip(), peer.tls, host_value.clone());
-        if !head.contains_key(header::HOST) {
-            // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need Host.
-            head.insert(header::HOST, host_value);
-        }
+        // The host the request was routed by: HTTP/2 carries it in :authority and an
+        // absolute-form target overrides Host; HTTP/1.1 upstreams need it as Host.
+        head.insert(header::HOST, host_value);
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -131,11 +130,15 @@ impl Forwarder {
                     let (parts, _) = resp.into_parts();
                     return Response::from_parts(parts, full(""));
                 }
-                let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-                let (mut parts, body) = resp.into_parts();
-                if !upgraded {
-                    headers::strip_hop_by_hop(&mut parts.headers, None);
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    tracing::warn!(upstream = %key, "upstream switched protocols unasked");
+                    return reply(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream switched protocols unasked",
+                    );
                 }
+                let (mut parts, body) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, None);
                 Response::from_parts(parts, Guarded::wrap(body, in_flight))
             }
             Err(resp) => resp,

@@ -30,7 +30,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 pub use admin::ADMIN_ROUTES;
-pub use config::{AdminConfig, ConfigError, Limits, OutlierConfig, ProxyConfig, Timeouts, Token};
+pub use config::{
+    AdminConfig, AdminTls, ConfigError, Limits, OutlierConfig, ProxyConfig, Timeouts, Token,
+};
 pub use router::Router;
 pub use state::ApplyError;
 pub use tls::TlsError;
@@ -59,14 +61,16 @@ pub struct ProxyHandle {
     pub https_addr: Option<SocketAddr>,
     /// Where the admin API is served.
     pub admin_addr: SocketAddr,
+    admin_tls: bool,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ProxyHandle {
-    /// `http://{admin_addr}`, the base URL of the admin API.
+    /// `http://{admin_addr}` (`https://` with `admin.tls`), the admin API's base URL.
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin_addr)
+        let scheme = if self.admin_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.admin_addr)
     }
 
     /// Stops accepting, lets in-flight requests finish on open connections, and waits
@@ -119,6 +123,12 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         field: "admin.token_file",
         reason: "is required".into(),
     })?;
+    let admin_tls = match &config.admin.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::admin_server_config(
+            t,
+        )?)),
+        None => None,
+    };
     let store = Arc::new(state::Store::new());
     let metrics = Arc::new(metrics::Metrics::new());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -131,7 +141,10 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         Some(addr) => {
             let l = bind("tls_listen", addr).await?;
             let local_addr = local("tls_listen", &l, addr)?;
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&store))?);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(
+                Arc::clone(&store),
+                config.tls_default_certificate.clone(),
+            )?);
             Some((l, local_addr, acceptor))
         }
         None => None,
@@ -161,6 +174,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         tokio::spawn(server::serve_plain(http, shared.clone())),
         tokio::spawn(server::serve_admin(
             admin_listener,
+            admin_tls.clone(),
             admin,
             builder,
             shutdown_rx,
@@ -170,11 +184,12 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));
         addr
     });
-    tracing::info!(%http_addr, ?bound_tls, %admin_addr, "proxy listening");
+    tracing::info!(%http_addr, https_addr = ?bound_tls, %admin_addr, "proxy listening");
     Ok(ProxyHandle {
         http_addr,
         https_addr: bound_tls,
         admin_addr,
+        admin_tls: admin_tls.is_some(),
         shutdown,
         tasks,
     })

@@ -174,9 +174,12 @@ async fn serve_connection<I, S, F>(
     }
 }
 
+const ADMIN_HANDSHAKE: Duration = Duration::from_secs(10);
+
 /// Serves the admin API until shutdown.
 pub(crate) async fn serve_admin(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     admin: Arc<Admin>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut shutdown: watch::Receiver<bool>,
@@ -186,7 +189,7 @@ pub(crate) async fn serve_admin(
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let (stream, _) = match accepted {
+        let (stream, addr) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -197,12 +200,26 @@ pub(crate) async fn serve_admin(
         let admin = Arc::clone(&admin);
         let builder = Arc::clone(&builder);
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = move |req: Request<Incoming>| {
                 let admin = Arc::clone(&admin);
                 async move { Ok::<_, Infallible>(admin.handle(req).await) }
             };
-            serve_connection(TokioIo::new(stream), service, &builder, shutdown).await;
+            let Some(acceptor) = tls else {
+                serve_connection(TokioIo::new(stream), service, &builder, shutdown).await;
+                return;
+            };
+            let handshake = tokio::time::timeout(ADMIN_HANDSHAKE, acceptor.accept(stream)).await;
+            match handshake {
+                Ok(Ok(tls)) => {
+                    serve_connection(TokioIo::new(tls), service, &builder, shutdown).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(client = %addr, error = %e, "admin TLS handshake failed");
+                }
+                Err(_) => tracing::warn!(client = %addr, "admin TLS handshake timed out"),
+            }
         });
     }
 }

@@ -219,3 +219,86 @@ fn validate_upstreams(batch: &Batch) -> Result<(), ApplyError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Endpoint, EndpointState, PortRef, RouteTable};
+
+    fn upstream(name: &str, port: u16) -> Upstream {
+        Upstream {
+            key: UpstreamKey::new("ns", name, PortRef::Number(80)),
+            shares: vec![],
+            endpoints: vec![Endpoint {
+                cluster: "idc".into(),
+                address: [10, 0, 0, 1].into(),
+                port,
+                zone: None,
+                node: None,
+                state: EndpointState::Active,
+                weight: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn an_endpoint_change_shares_routes_and_certificates_with_the_previous_snapshot() {
+        let store = Store::new();
+        store
+            .apply(Batch {
+                upsert_upstreams: vec![upstream("a", 80), upstream("b", 80)],
+                routes: Some(RouteTable::default()),
+                ..Batch::default()
+            })
+            .unwrap();
+        let before = store.current.load_full();
+        store
+            .apply(Batch {
+                upsert_upstreams: vec![upstream("a", 81)],
+                ..Batch::default()
+            })
+            .unwrap();
+        let after = store.current.load_full();
+        assert!(Arc::ptr_eq(&before.router, &after.router), "routes rebuilt");
+        assert!(
+            Arc::ptr_eq(&before.certs, &after.certs),
+            "certificates rebuilt"
+        );
+        let b = UpstreamKey::new("ns", "b", PortRef::Number(80));
+        assert!(
+            Arc::ptr_eq(&before.upstreams[&b], &after.upstreams[&b]),
+            "an untouched upstream was rebuilt"
+        );
+        assert_eq!(after.generation, 2);
+    }
+
+    #[test]
+    fn a_refused_batch_publishes_nothing() {
+        let store = Store::new();
+        store
+            .apply(Batch {
+                epoch: 3,
+                upsert_upstreams: vec![upstream("a", 80)],
+                ..Batch::default()
+            })
+            .unwrap();
+        let before = store.current.load_full();
+        let refused = [
+            Batch {
+                epoch: 3,
+                upsert_upstreams: vec![upstream("b", 80), upstream("c", 0)],
+                remove_upstreams: vec![UpstreamKey::new("ns", "a", PortRef::Number(80))],
+                ..Batch::default()
+            },
+            Batch {
+                epoch: 2,
+                ..Batch::default()
+            },
+        ];
+        for batch in refused {
+            assert!(store.apply(batch).is_err());
+            assert!(Arc::ptr_eq(&before, &store.current.load_full()));
+        }
+        assert_eq!(store.state().upstreams.len(), 1);
+    }
+}

@@ -14,6 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::config::{AdminTls, ConfigError};
 use super::state::Store;
 use crate::model::Certificate;
 
@@ -130,36 +131,109 @@ impl CertStore {
 #[derive(Debug)]
 pub(crate) struct SniResolver {
     store: Arc<Store>,
+    /// Certificate id for handshakes without a usable SNI name.
+    default: Option<String>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snap = self.store.load();
+        let default = || {
+            let id = self.default.as_deref()?;
+            snap.certs.get(id).map(|e| Arc::clone(&e.key))
+        };
         let Some(name) = hello.server_name() else {
-            tracing::debug!("TLS handshake without SNI refused");
-            return None;
+            let found = default();
+            if found.is_none() {
+                tracing::debug!("TLS handshake without SNI and no default certificate");
+            }
+            return found;
         };
         let name = name.to_ascii_lowercase();
-        let snap = self.store.load();
         let by_route = snap
             .router
             .host(&name)
             .and_then(|h| h.tls.as_deref())
             .and_then(|id| snap.certs.get(id));
-        let found = by_route.or_else(|| snap.certs.by_name(&name));
+        let found = by_route
+            .or_else(|| snap.certs.by_name(&name))
+            .map(|e| Arc::clone(&e.key))
+            .or_else(default);
         if found.is_none() {
             tracing::debug!(sni = %name, "no certificate for SNI name");
         }
-        found.map(|e| Arc::clone(&e.key))
+        found
     }
 }
 
 /// The rustls server configuration for the HTTPS listener: SNI from the snapshot,
 /// ALPN h2 then http/1.1.
-pub(crate) fn server_config(store: Arc<Store>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub(crate) fn server_config(
+    store: Arc<Store>,
+    default: Option<String>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { store }));
+        .with_cert_resolver(Arc::new(SniResolver { store, default }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The rustls configuration of the admin listener (see [`AdminTls`]). Every error names
+/// the configuration field it comes from.
+pub(crate) fn admin_server_config(
+    tls: &AdminTls,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
+    let read = |field: &'static str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display())))
+    };
+    let chain = rustls_pemfile::certs(&mut read("admin.tls.cert_file", &tls.cert_file)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("admin.tls.cert_file", format!("not valid PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(invalid(
+            "admin.tls.cert_file",
+            "holds no certificate".into(),
+        ));
+    }
+    let key =
+        rustls_pemfile::private_key(&mut read("admin.tls.key_file", &tls.key_file)?.as_slice())
+            .map_err(|e| invalid("admin.tls.key_file", format!("not valid PEM: {e}")))?
+            .ok_or_else(|| invalid("admin.tls.key_file", "holds no private key".into()))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("admin.tls", e.to_string()))?;
+    let builder = match &tls.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in rustls_pemfile::certs(&mut read("admin.tls.client_ca_file", path)?.as_slice())
+            {
+                let ca = ca.map_err(|e| {
+                    invalid("admin.tls.client_ca_file", format!("not valid PEM: {e}"))
+                })?;
+                roots
+                    .add(ca)
+                    .map_err(|e| invalid("admin.tls.client_ca_file", e.to_string()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| invalid("admin.tls.client_ca_file", e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+        invalid(
+            "admin.tls.key_file",
+            format!("does not fit the certificate: {e}"),
+        )
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

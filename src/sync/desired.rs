@@ -5,6 +5,7 @@
 //! busy pushing finds everything that piled up when it comes back.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -31,6 +32,8 @@ pub struct Work {
     pub full: bool,
     /// Why: `cluster: Kind ns/name` of the objects whose events caused the changes.
     pub causes: VecDeque<String>,
+    /// When the oldest change in here was received (for convergence latency).
+    pub since: Option<tokio::time::Instant>,
 }
 
 impl Work {
@@ -39,6 +42,7 @@ impl Work {
     }
 
     fn add(&mut self, changes: &Changes, cause: &str) {
+        self.since.get_or_insert_with(tokio::time::Instant::now);
         self.upstreams.extend(changes.upstreams.iter().cloned());
         self.routes |= !changes.routes.is_empty();
         self.certificates
@@ -55,6 +59,10 @@ impl Work {
         self.routes |= older.routes;
         self.certificates.extend(older.certificates);
         self.full |= older.full;
+        self.since = match (self.since, older.since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for cause in older.causes.into_iter().rev() {
             if self.causes.len() < MAX_CAUSES {
                 self.causes.push_front(cause);
@@ -104,6 +112,9 @@ pub struct Desired {
     subscribers: Mutex<Vec<Arc<Pending>>>,
     /// Where the holds that mutations start go (the hold-down timer), if anywhere.
     holds: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Hold>>>,
+    /// Bumped by every mutation that may have changed the diagnostics, so readers of
+    /// diagnostics (Events) recompute them only when needed.
+    diagnostics_generation: AtomicU64,
 }
 
 impl Desired {
@@ -112,6 +123,7 @@ impl Desired {
             index: Mutex::new(index),
             subscribers: Mutex::new(Vec::new()),
             holds: Mutex::new(None),
+            diagnostics_generation: AtomicU64::new(0),
         })
     }
 
@@ -125,6 +137,9 @@ impl Desired {
             for hold in &changes.held {
                 let _ = tx.send(hold.clone());
             }
+        }
+        if changes.diagnostics || !changes.is_empty() {
+            self.diagnostics_generation.fetch_add(1, Ordering::Relaxed);
         }
         if !changes.is_empty() {
             for pending in lock(&self.subscribers).iter() {
@@ -149,6 +164,11 @@ impl Desired {
         pending.request_full();
         lock(&self.subscribers).push(pending.clone());
         pending
+    }
+
+    /// Changes whenever the diagnostics may have changed.
+    pub fn diagnostics_generation(&self) -> u64 {
+        self.diagnostics_generation.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> Snapshot {

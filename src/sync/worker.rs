@@ -13,6 +13,7 @@ use crate::model::{LbState, StateSummary};
 use super::audit::{Audit, AuditEntry, now_ms};
 use super::batch;
 use super::desired::{Desired, Pending, Work};
+use super::metrics::SyncMetrics;
 
 /// Timing of one worker. All durations run on tokio time, so tests can pause it.
 #[derive(Clone, Debug)]
@@ -58,6 +59,7 @@ pub struct Worker {
     config: SyncConfig,
     epoch: u64,
     acked: Option<StateSummary>,
+    metrics: SyncMetrics,
 }
 
 impl Worker {
@@ -84,7 +86,15 @@ impl Worker {
             config,
             epoch,
             acked: None,
+            metrics: SyncMetrics::default(),
         }
+    }
+
+    /// Records into shared metrics instead of private ones.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn status(&self) -> Arc<Mutex<TargetStatus>> {
@@ -157,6 +167,11 @@ impl Worker {
                 .map_or_else(ToString::to_string, |_| "ok".to_owned()),
         });
         let summary = result?;
+        if let Some(since) = work.since {
+            self.metrics
+                .convergence
+                .observe(since.elapsed().as_secs_f64());
+        }
         // The LB restarted since the last push: what we pushed landed on an empty LB.
         let restarted = self
             .acked

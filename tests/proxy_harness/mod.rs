@@ -37,6 +37,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub failing: Arc<AtomicBool>,
+    /// Requests to `/hold` wait until this is notified.
+    pub release: Arc<tokio::sync::Notify>,
     tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
 }
 
@@ -48,24 +50,26 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(tokio::sync::Notify::new());
         let tasks = Arc::new(std::sync::Mutex::new(JoinSet::new()));
-        let (n, h, f, t) = (
-            name.to_owned(),
-            Arc::clone(&hits),
-            Arc::clone(&failing),
-            Arc::clone(&tasks),
-        );
+        let state = Arc::new(State {
+            name: name.to_owned(),
+            hits: Arc::clone(&hits),
+            failing: Arc::clone(&failing),
+            release: Arc::clone(&release),
+        });
+        let conns = Arc::clone(&tasks);
         tasks.lock().unwrap().spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (n, h, f) = (n.clone(), Arc::clone(&h), Arc::clone(&f));
+                let state = Arc::clone(&state);
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (n, h, f) = (n.clone(), Arc::clone(&h), Arc::clone(&f));
-                    async move { Ok::<_, Infallible>(answer(req, &n, &h, &f).await) }
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(state.answer(req).await) }
                 });
-                t.lock().unwrap().spawn(async move {
+                conns.lock().unwrap().spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
@@ -78,6 +82,7 @@ impl Backend {
             addr,
             hits,
             failing,
+            release,
             tasks,
         }
     }
@@ -107,6 +112,53 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+type BackendBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// What a backend's connections share.
+struct State {
+    name: String,
+    hits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl State {
+    async fn answer(&self, req: Request<Incoming>) -> Response<BackendBody> {
+        if req.uri().path() == "/stream" {
+            // "first" now, "second" only once released: a proxy that buffers whole
+            // bodies cannot deliver "first" before the release.
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            let release = Arc::clone(&self.release);
+            let chunks = futures::stream::unfold(0u8, move |step| {
+                let release = Arc::clone(&release);
+                async move {
+                    match step {
+                        0 => Some((Bytes::from_static(b"first"), 1)),
+                        1 => {
+                            release.notified().await;
+                            Some((Bytes::from_static(b"second"), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            let body = http_body_util::StreamBody::new(futures::StreamExt::map(chunks, |b| {
+                Ok::<_, Infallible>(hyper::body::Frame::data(b))
+            }));
+            return Response::new(BodyExt::boxed(body));
+        }
+        if req.uri().path() == "/hold" {
+            // Counted while held, so a test can see that it arrived.
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            self.release.notified().await;
+            self.hits.fetch_sub(1, Ordering::SeqCst);
+        }
+        answer(req, &self.name, &self.hits, &self.failing)
+            .await
+            .map(BodyExt::boxed)
     }
 }
 
