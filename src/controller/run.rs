@@ -109,13 +109,15 @@ pub async fn start(
             desired.clone(),
             &watch,
         );
-        tasks.spawn(cluster::watch_stale(
-            ClusterName::new(&c.name),
-            client,
-            desired.clone(),
-            watched.status.clone(),
-            c.stale_ttl,
-        ));
+        if let Some(ttl) = c.stale_ttl {
+            tasks.spawn(cluster::watch_stale(
+                ClusterName::new(&c.name),
+                client,
+                desired.clone(),
+                watched.status.clone(),
+                ttl,
+            ));
+        }
         clusters.push(watched);
     }
 
