@@ -253,6 +253,9 @@ impl Confirmation {
                 return Changes::default();
             }
             state.held = None;
+            // Cleared before the change is visible, so no reader sees it applied and
+            // still held.
+            self.status.set_guarded(None);
             now = i.relist_withdrawal(cluster, &objects);
             i.reset(cluster, Kind::EndpointSlice, &objects)
         });
@@ -264,6 +267,5 @@ impl Confirmation {
         } else {
             tracing::info!(%cluster, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list shows the endpoints back; held withdrawal discarded");
         }
-        self.status.set_guarded(None);
     }
 }
