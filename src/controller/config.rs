@@ -254,6 +254,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_parses() {
+        // Not validated: its kubeconfig files exist only on a real installation.
+        let c: ControllerConfig =
+            serde_yaml_ng::from_str(include_str!("../../deploy/podgate.yaml")).unwrap();
+        assert_eq!(c.clusters[1].stale_ttl, Some(Duration::from_mins(30)));
+        assert_eq!(c.hold_down, Duration::from_secs(10));
+        assert_eq!(c.confirm_after, Duration::from_secs(30));
+    }
+
+    #[test]
     fn failover_settings() {
         let c = parse(
             "clusters: [{name: idc, stale_ttl: 5m}]\nhold_down: 1500ms\nwithdraw_guard: 0.8\nconfirm_after: 1m\n",
