@@ -61,6 +61,13 @@ async fn scaled_to_zero_fails_over_at_once_and_returns_after_the_hold_down() -> 
         back.elapsed() < HOLD_DOWN,
         "the hold was seen only after the hold-down: {state}"
     );
+    let metrics = failover_lab::metrics(&lab).await?;
+    if back.elapsed() < HOLD_DOWN {
+        assert!(
+            metrics.contains(r#"podgate_held_upstreams{cluster="idc"} 1"#),
+            "{metrics}"
+        );
+    }
     let early = lab.split(HOST, 50).await?;
     if back.elapsed() < HOLD_DOWN {
         assert_eq!(

@@ -137,6 +137,13 @@ async fn a_relist_missing_most_endpoints_is_held_then_applied_once_confirmed()
     );
     // Held: all five pods stay registered and serve.
     assert_eq!(registered(&lab, "idc").await, Some(5));
+    let metrics = failover_lab::metrics(&lab).await?;
+    if since.elapsed() < confirm {
+        assert!(
+            metrics.contains(r#"podgate_guarded_withdrawal_endpoints{cluster="idc"} 4"#),
+            "{metrics}"
+        );
+    }
     let s = lab.split(HOST, 60).await?;
     assert_eq!(s.failed, 0);
     assert!(

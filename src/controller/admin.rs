@@ -104,6 +104,7 @@ impl AdminState {
             targets: self.targets(),
             upstreams: self.desired.snapshot().upstream_list(),
             sync: self.metrics.clone(),
+            holds: self.desired.read(crate::index::Index::holds),
         }
     }
 

@@ -96,6 +96,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The controller's `/metrics` text.
+pub async fn metrics(lab: &Lab) -> Result<String, LabError> {
+    let url = format!("http://{}/metrics", lab.controller.admin_addr);
+    Ok(reqwest::get(url).await?.text().await?)
+}
+
 /// Pushes to the LB recorded in the audit ring since `since_ms`.
 pub fn pushes_since(lab: &Lab, since_ms: u64) -> usize {
     lab.controller
