@@ -7,7 +7,9 @@
 //! its own tasks, and a failed watch changes nothing in the Index.
 
 mod events;
+mod guard;
 mod ingress_status;
+mod stale;
 mod status;
 mod watch;
 
@@ -22,7 +24,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 
-pub use status::{ClusterStatus, StatusCell};
+pub use stale::watch_stale;
+pub use status::{ClusterStatus, GuardedRelist, StatusCell};
 
 use crate::index::{Kind, SERVICE_NAME_LABEL};
 use crate::model::ClusterName;
@@ -91,6 +94,11 @@ pub struct WatchOptions {
     pub publish_addresses: Vec<String>,
     /// Publish Kubernetes Events for diagnostics.
     pub events: bool,
+    /// Floor guard: the fraction of a cluster's endpoints a relist may withdraw at
+    /// once without confirmation (1.0: no guard).
+    pub withdraw_guard: f64,
+    /// How long a guarded relist waits for its confirming list.
+    pub confirm_after: std::time::Duration,
 }
 
 /// The running watchers of one cluster. Dropping it stops them.
@@ -138,6 +146,7 @@ pub fn spawn(
             d,
             s,
             None,
+            None,
         ));
     }
     {
@@ -160,6 +169,7 @@ pub fn spawn(
             d,
             s,
             Some(recorder),
+            None,
         ));
     }
     {
@@ -172,11 +182,13 @@ pub fn spawn(
             d,
             s,
             None,
+            None,
         ));
     }
     {
         let (c, d, s) = ctx.clone();
         let config = cfg().labels(SERVICE_NAME_LABEL);
+        let guard = guard::RelistGuard::new(&client, options, c.clone(), d.clone(), s.clone());
         tasks.spawn(watch::run(
             Api::<EndpointSlice>::all(client.clone()),
             config,
@@ -185,6 +197,7 @@ pub fn spawn(
             d,
             s,
             None,
+            Some(guard),
         ));
     }
     {
@@ -197,6 +210,7 @@ pub fn spawn(
             c,
             d,
             s,
+            None,
             None,
         ));
     }

@@ -1,5 +1,7 @@
-//! Where one cluster's watchers stand: never synced, synced, or stale since when.
-//! "Stale" never means "empty": the Index keeps the last-known objects.
+//! Where one cluster's watchers stand: never synced, synced, stale since when, or
+//! expired (stale longer than its `stale_ttl`: endpoints withdrawn). "Stale" never
+//! means "empty": the Index keeps the last-known objects. Also shows a relist held by
+//! the floor guard.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -9,15 +11,31 @@ use serde::Serialize;
 use crate::index::Kind;
 use crate::sync::audit::now_ms;
 
+/// A relist held by the floor guard (see `cluster::guard`).
+#[derive(Clone, Debug, Serialize)]
+pub struct GuardedRelist {
+    pub kind: Kind,
+    /// Endpoints the cluster had, and how many the relist would have withdrawn.
+    pub before: usize,
+    pub withdrawn: usize,
+    /// When it was held (ms since the Unix epoch).
+    pub since_ms: u64,
+    /// How long after that a fresh list confirms it.
+    pub confirm_after_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterStatus {
     pub name: String,
-    /// `never_synced`, `synced` or `stale`.
+    /// `never_synced`, `synced`, `stale` or `expired`.
     pub state: &'static str,
     /// When the current state began (ms since the Unix epoch).
     pub since_ms: u64,
     pub synced_kinds: BTreeSet<Kind>,
     pub last_error: Option<String>,
+    /// A relist held by the floor guard, waiting for confirmation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guarded_relist: Option<GuardedRelist>,
     /// When the last watch event arrived (ms since the Unix epoch).
     pub last_event_ms: Option<u64>,
     /// Completed lists (the first one of each kind, then every relist).
@@ -41,6 +59,7 @@ impl StatusCell {
             since_ms: now_ms(),
             synced_kinds: BTreeSet::new(),
             last_error: None,
+            guarded_relist: None,
             last_event_ms: None,
             lists: 0,
             errors: 0,
@@ -81,6 +100,31 @@ impl StatusCell {
         }
     }
 
+    /// A stale or expired cluster's API server answered a full list again (see
+    /// `cluster::stale`): it is synced again.
+    pub fn recovered(&self) {
+        let mut s = self.lock();
+        if matches!(s.state, "stale" | "expired") {
+            s.state = "synced";
+            s.since_ms = now_ms();
+            s.last_error = None;
+        }
+    }
+
+    /// A stale cluster's endpoints were withdrawn after its `stale_ttl`.
+    pub fn expired(&self) {
+        let mut s = self.lock();
+        if s.state == "stale" {
+            s.state = "expired";
+            s.since_ms = now_ms();
+        }
+    }
+
+    /// Shows (or clears) a relist held by the floor guard.
+    pub fn set_guarded(&self, relist: Option<GuardedRelist>) {
+        self.lock().guarded_relist = relist;
+    }
+
     /// A watcher failed: the cluster is stale until the next successful event.
     pub fn failed(&self, error: String) {
         let mut s = self.lock();
@@ -96,5 +140,40 @@ impl StatusCell {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_expired_and_back() {
+        let cell = StatusCell::new("idc", 1);
+        cell.failed("down".to_owned());
+        cell.expired();
+        cell.recovered();
+        assert_eq!(
+            cell.get().state,
+            "never_synced",
+            "nothing to be stale about yet"
+        );
+        cell.healthy(Kind::EndpointSlice, true);
+        assert_eq!(cell.get().state, "synced");
+        cell.expired();
+        assert_eq!(cell.get().state, "synced", "only a stale cluster expires");
+        cell.failed("down".to_owned());
+        assert_eq!(cell.get().state, "stale");
+        cell.expired();
+        assert_eq!(cell.get().state, "expired");
+        cell.failed("still down".to_owned());
+        assert_eq!(
+            cell.get().state,
+            "expired",
+            "a failure does not undo expiry"
+        );
+        cell.recovered();
+        let s = cell.get();
+        assert_eq!((s.state, s.last_error), ("synced", None));
     }
 }

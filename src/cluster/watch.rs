@@ -10,16 +10,19 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::index::{Kind, Object};
+use crate::index::{Changes, Kind, Object};
 use crate::model::ClusterName;
 use crate::sync::Desired;
 
+use super::guard::RelistGuard;
 use super::status::StatusCell;
 
 /// Called with each applied object after the Index took it (e.g. to write status).
 pub(crate) type AfterApply<K> = Box<dyn Fn(&K) + Send + Sync>;
 
-/// Watches one kind until the task is dropped.
+/// Watches one kind until the task is dropped. With a `guard` (floor guard), completed
+/// relists and withdrawing events go through it instead of straight to the Index.
+#[allow(clippy::too_many_arguments)] // one watcher's whole context; split when it grows
 pub(crate) async fn run<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -28,6 +31,7 @@ pub(crate) async fn run<K>(
     desired: Arc<Desired>,
     status: StatusCell,
     after_apply: Option<AfterApply<K>>,
+    guard: Option<RelistGuard>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K: Into<Object>,
@@ -45,9 +49,13 @@ pub(crate) async fn run<K>(
                     obj.name_any()
                 );
                 let copy = after_apply.as_ref().map(|_| obj.clone());
-                let obj: Object = obj.into();
-                note_ignored(&cluster, &obj);
-                desired.mutate(&cause, |i| i.apply(&cluster, obj));
+                let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+                let object: Object = obj.into();
+                note_ignored(&cluster, &object);
+                desired.mutate(&cause, |i| match &guard {
+                    Some(g) if !g.admit(i, &ns, &name, Some(&object)) => Changes::default(),
+                    _ => i.apply(&cluster, object),
+                });
                 if let (Some(f), Some(obj)) = (&after_apply, copy) {
                     f(&obj);
                 }
@@ -56,7 +64,10 @@ pub(crate) async fn run<K>(
             Ok(watcher::Event::Delete(obj)) => {
                 let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
                 let cause = format!("{cluster}: {kind} {ns}/{name} deleted");
-                desired.mutate(&cause, |i| i.delete(&cluster, kind, &ns, &name));
+                desired.mutate(&cause, |i| match &guard {
+                    Some(g) if !g.admit(i, &ns, &name, None) => Changes::default(),
+                    _ => i.delete(&cluster, kind, &ns, &name),
+                });
                 status.healthy(kind, false);
             }
             Ok(watcher::Event::Init) => {
@@ -74,7 +85,10 @@ pub(crate) async fn run<K>(
             Ok(watcher::Event::InitDone) => {
                 let objects = std::mem::take(&mut relist);
                 let cause = format!("{cluster}: {kind} relist ({} objects)", objects.len());
-                let changes = desired.mutate(&cause, |i| i.reset(&cluster, kind, &objects));
+                let changes = match &guard {
+                    Some(g) => g.relist(&objects),
+                    None => desired.mutate(&cause, |i| i.reset(&cluster, kind, &objects)),
+                };
                 tracing::info!(%cluster, %kind, objects = objects.len(), changed_upstreams = changes.upstreams.len(), "listed");
                 status.healthy(kind, true);
                 if let Some(f) = &after_apply {

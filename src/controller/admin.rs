@@ -1,7 +1,8 @@
-//! The controller's admin view: clusters, hosts, paths, upstreams, every pod with its
-//! cluster and state, each LB target's sync state, diagnostics and the audit ring.
-//! Read-only except for the weights routes (`controller::weights`); never shows secret
-//! material (certificates by id only).
+//! The controller's admin view: clusters (synced / stale / expired, relists held by the
+//! floor guard), hosts, paths, upstreams, every pod with its cluster and state, clusters
+//! held down after recovering, each LB target's sync state, diagnostics and the audit
+//! ring. Read-only except for the weights routes (`controller::weights`); never shows
+//! secret material (certificates by id only).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -18,7 +19,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::cluster::{ClusterStatus, StatusCell};
-use crate::index::{Kind, Report};
+use crate::index::{Hold, Kind, Report};
 use crate::model::{RouteTable, Upstream};
 use crate::sync::{Audit, AuditEntry, Desired, SyncMetrics, TargetStatus};
 
@@ -51,6 +52,8 @@ struct StateView {
     targets: Vec<TargetStatus>,
     routes: RouteTable,
     upstreams: Vec<Arc<Upstream>>,
+    /// Clusters kept out of an upstream by the hold-down after recovering.
+    holds: Vec<Hold>,
     diagnostics: Vec<Report>,
     audit: Vec<AuditEntry>,
     weights: super::weights::WeightsView,
@@ -69,6 +72,7 @@ impl AdminState {
             targets: self.targets(),
             routes: snapshot.route_table(),
             upstreams: snapshot.upstream_list(),
+            holds: self.desired.read(crate::index::Index::holds),
             diagnostics: self.desired.read(crate::index::Index::diagnostics),
             audit: self.audit.entries(),
             weights: self.weights.view(),
@@ -105,6 +109,7 @@ impl AdminState {
             targets: self.targets(),
             upstreams: self.desired.snapshot().upstream_list(),
             sync: self.metrics.clone(),
+            holds: self.desired.read(crate::index::Index::holds),
         }
     }
 

@@ -4,9 +4,11 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration;
 use crate::lb::LbAdapter;
 use crate::lb::config::{Target, TargetConfig, build_adapters};
 
@@ -43,6 +45,18 @@ fn default_weight() -> u32 {
     100
 }
 
+fn default_hold_down() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_withdraw_guard() -> f64 {
+    0.5
+}
+
+fn default_confirm_after() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9900))
 }
@@ -68,6 +82,20 @@ pub struct ControllerConfig {
     /// Where run-time weights and migrations are kept (see `controller::weights`).
     #[serde(default)]
     pub weights: WeightsConfig,
+    /// Failover damping: a cluster that recovers Active endpoints for an upstream after
+    /// losing them gets its share back only after this long (`0s`: at once).
+    #[serde(default = "default_hold_down", deserialize_with = "duration::required")]
+    pub hold_down: Duration,
+    /// Floor guard: a relist that would withdraw more than this fraction (0.0–1.0) of
+    /// one cluster's endpoints at once is held until confirmed (`1.0`: never held).
+    #[serde(default = "default_withdraw_guard")]
+    pub withdraw_guard: f64,
+    /// How long a guarded relist is held before a fresh list confirms it.
+    #[serde(
+        default = "default_confirm_after",
+        deserialize_with = "duration::required"
+    )]
+    pub confirm_after: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -81,6 +109,10 @@ pub struct ClusterConfig {
     pub context: Option<String>,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Withdraw this cluster's endpoints after it has been stale this long. Default:
+    /// never (a stale cluster's pods are probably still serving).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub stale_ttl: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -219,6 +251,15 @@ impl ControllerConfig {
                 ));
             }
         }
+        if !(0.0..=1.0).contains(&self.withdraw_guard) {
+            return Err(invalid(
+                "withdraw_guard",
+                format!(
+                    "{} is not a fraction between 0.0 and 1.0",
+                    self.withdraw_guard
+                ),
+            ));
+        }
         self.adapters()?;
         self.admin.token()?;
         self.validate_weights()
@@ -308,6 +349,10 @@ mod tests {
         assert_eq!(c.weights.namespace, "podgate-system");
         assert_eq!(c.weights.name, "podgate-weights");
         assert_eq!(c.admin.token().unwrap(), None);
+        assert_eq!(c.hold_down, Duration::from_secs(10));
+        assert!((c.withdraw_guard - 0.5).abs() < f64::EPSILON);
+        assert_eq!(c.confirm_after, Duration::from_secs(30));
+        assert_eq!(c.clusters[0].stale_ttl, None);
     }
 
     #[test]
@@ -327,5 +372,34 @@ mod tests {
         let c = parse("clusters: [{name: idc}, {name: tke}]\nweights: {cluster: tke, name: w}\n")
             .unwrap();
         assert_eq!(c.weights_cluster().unwrap().name, "tke");
+    }
+
+    #[test]
+    fn the_example_configuration_parses() {
+        // Not validated: its kubeconfig files exist only on a real installation.
+        let c: ControllerConfig =
+            serde_yaml_ng::from_str(include_str!("../../deploy/podgate.yaml")).unwrap();
+        assert_eq!(c.clusters[1].stale_ttl, Some(Duration::from_mins(30)));
+        assert_eq!(c.hold_down, Duration::from_secs(10));
+        assert_eq!(c.confirm_after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn failover_settings() {
+        let c = parse(
+            "clusters: [{name: idc, stale_ttl: 5m}]\nhold_down: 1500ms\nwithdraw_guard: 0.8\nconfirm_after: 1m\n",
+        )
+        .unwrap();
+        assert_eq!(c.clusters[0].stale_ttl, Some(Duration::from_mins(5)));
+        assert_eq!(c.hold_down, Duration::from_millis(1500));
+        assert_eq!(c.confirm_after, Duration::from_mins(1));
+        let err = parse("clusters: [{name: idc}]\nhold_down: 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hold_down") || err.contains("unit"), "{err}");
+        let err = parse("clusters: [{name: idc}]\nwithdraw_guard: 1.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("withdraw_guard"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::cluster::ClusterStatus;
+use crate::index::Hold;
 use crate::model::{EndpointState, Upstream};
 use crate::sync::{SyncMetrics, TargetStatus};
 
@@ -17,6 +18,8 @@ pub(crate) struct Inputs {
     pub(crate) targets: Vec<TargetStatus>,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     pub(crate) sync: SyncMetrics,
+    /// Holds (hold-down) in force.
+    pub(crate) holds: Vec<Hold>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,9 +133,43 @@ pub(crate) fn render(inputs: &Inputs) -> String {
     upstreams.set(i64::try_from(inputs.upstreams.len()).unwrap_or(i64::MAX));
     registry.register("upstreams", "Upstreams in the desired state", upstreams);
 
+    register_failover(&mut registry, inputs);
+
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
         out.clear();
     }
     out
+}
+
+/// Hold-down and floor-guard gauges, per cluster.
+fn register_failover(registry: &mut Registry, inputs: &Inputs) {
+    let held = Family::<OneCluster, Gauge>::default();
+    let guarded = Family::<OneCluster, Gauge>::default();
+    for c in &inputs.clusters {
+        let l = OneCluster {
+            cluster: c.name.clone(),
+        };
+        held.get_or_create(&l).set(0);
+        let withdrawn = c.guarded_relist.as_ref().map_or(0, |g| g.withdrawn);
+        guarded
+            .get_or_create(&l)
+            .set(i64::try_from(withdrawn).unwrap_or(i64::MAX));
+    }
+    for h in &inputs.holds {
+        held.get_or_create(&OneCluster {
+            cluster: h.cluster.to_string(),
+        })
+        .inc();
+    }
+    registry.register(
+        "held_upstreams",
+        "Upstreams a recovered cluster is held out of (hold-down), per cluster",
+        held,
+    );
+    registry.register(
+        "guarded_withdrawal_endpoints",
+        "Endpoints a withdrawal held by the floor guard would remove, per cluster",
+        guarded,
+    );
 }

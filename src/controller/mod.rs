@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod duration;
 mod run;
 pub mod weights;
 

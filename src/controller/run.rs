@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use crate::cluster::{self, ClusterWatch, WatchOptions};
 use crate::index::{Index, IndexConfig};
 use crate::model::ClusterName;
-use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker};
+use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker, hold_down};
 
 use super::admin::{self, AdminState};
 use super::config::{ConfigError, ControllerConfig};
@@ -57,7 +57,7 @@ pub async fn start(
     options: RunOptions,
 ) -> Result<Controller, ControllerError> {
     config.validate()?;
-    let index = Index::new(IndexConfig {
+    let mut index = Index::new(IndexConfig {
         controller_name: config.controller_name.clone(),
         legacy_class: config.ingress_class.clone(),
         clusters: config
@@ -66,9 +66,15 @@ pub async fn start(
             .map(|c| (ClusterName::new(&c.name), c.weight))
             .collect(),
     });
-    let desired = Desired::new(index);
-    let audit = Arc::new(Audit::new(1000));
     let mut tasks = JoinSet::new();
+    let hold_down = !config.hold_down.is_zero();
+    index.set_hold_down(hold_down);
+    let desired = Desired::new(index);
+    if hold_down {
+        let holds = desired.take_holds();
+        tasks.spawn(hold_down::run(desired.clone(), holds, config.hold_down));
+    }
+    let audit = Arc::new(Audit::new(1000));
     // Before any watcher or LB worker: the LB never sees configured weights that the
     // weights ConfigMap overrides.
     let weights = super::weights::start(config, &desired, &mut tasks).await?;
@@ -93,17 +99,29 @@ pub async fn start(
         controller_name: config.controller_name.clone(),
         publish_addresses: config.publish_addresses.clone(),
         events: options.events,
+        withdraw_guard: config.withdraw_guard,
+        confirm_after: config.confirm_after,
     };
     let mut clusters = Vec::new();
     for c in &config.clusters {
         let client =
             cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
-        clusters.push(cluster::spawn(
+        let watched = cluster::spawn(
             ClusterName::new(&c.name),
-            client,
+            client.clone(),
             desired.clone(),
             &watch,
-        ));
+        );
+        if let Some(ttl) = c.stale_ttl {
+            tasks.spawn(cluster::watch_stale(
+                ClusterName::new(&c.name),
+                client,
+                desired.clone(),
+                watched.status.clone(),
+                ttl,
+            ));
+        }
+        clusters.push(watched);
     }
 
     let admin = Arc::new(AdminState {

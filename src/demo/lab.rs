@@ -44,7 +44,8 @@ pub struct Lab {
     http: reqwest::Client,
 }
 
-/// Where the lab's proxy listens; port 0 picks one.
+/// Where the lab's proxy listens (port 0 picks one), and the controller settings tests
+/// shorten. The failover settings default to those of `podgate.yaml`.
 #[derive(Clone, Debug)]
 pub struct LabOptions {
     pub listen: SocketAddr,
@@ -53,6 +54,14 @@ pub struct LabOptions {
     /// The controller's admin view.
     pub controller_admin: SocketAddr,
     pub sync: SyncConfig,
+    /// `hold_down` of the controller configuration.
+    pub hold_down: Duration,
+    /// `withdraw_guard` of the controller configuration.
+    pub withdraw_guard: f64,
+    /// `confirm_after` of the controller configuration.
+    pub confirm_after: Duration,
+    /// `stale_ttl` of every cluster.
+    pub stale_ttl: Option<Duration>,
 }
 
 impl Default for LabOptions {
@@ -62,6 +71,10 @@ impl Default for LabOptions {
             proxy_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             controller_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             sync: SyncConfig::default(),
+            hold_down: Duration::from_secs(10),
+            withdraw_guard: 0.5,
+            confirm_after: Duration::from_secs(30),
+            stale_ttl: None,
         }
     }
 }
@@ -94,6 +107,7 @@ impl Lab {
                 kubeconfig: Some(kubeconfig),
                 context: None,
                 weight: 100,
+                stale_ttl: options.stale_ttl,
             });
             sims.push(sim);
         }
@@ -116,6 +130,9 @@ impl Lab {
                 listen: options.controller_admin,
                 ..AdminConfig::default()
             },
+            hold_down: options.hold_down,
+            withdraw_guard: options.withdraw_guard,
+            confirm_after: options.confirm_after,
             weights: WeightsConfig::default(),
         };
         let controller = controller::start(

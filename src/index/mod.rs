@@ -8,11 +8,13 @@
 mod claims;
 mod diagnose;
 mod diagnostics;
+mod holds;
 mod intern;
 mod object;
 mod records;
 mod routes;
 mod snapshot;
+mod stale;
 mod store;
 mod tls_check;
 mod translate;
@@ -24,13 +26,16 @@ use std::sync::Arc;
 
 pub use claims::RouteScope;
 pub use diagnostics::{Diagnostic, Kind, ObjectRef, Report};
+pub use holds::Hold;
 pub use object::{Changes, Object};
 pub use snapshot::{Snapshot, UpstreamMap};
+pub use stale::Withdrawal;
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
 
 use crate::model::{Certificate, ClusterName, HostPattern, Upstream, UpstreamKey, VirtualHost};
 
 use claims::{IngressClaims, Owner};
+use holds::Holds;
 use intern::Interner;
 use records::{Map, ObjectKey, SecretRecord};
 use routes::{Conflict, ScopeClaims};
@@ -107,6 +112,8 @@ pub struct Index {
     /// How many virtual hosts use each certificate.
     certificate_users: Map<String, usize>,
     generation: u64,
+    /// Hold-down (failover damping) state; inert unless enabled.
+    holds: Holds,
 }
 
 impl Index {
@@ -132,6 +139,7 @@ impl Index {
             certificates: imbl::OrdMap::new(),
             certificate_users: Map::default(),
             generation: 0,
+            holds: Holds::default(),
         }
     }
 
@@ -626,6 +634,7 @@ impl Index {
 
     fn rebuild_upstream(&mut self, key: UpstreamKey, changes: &mut Changes) {
         let Some(refs) = self.upstream_refs.get(&key) else {
+            self.holds.forget(&key);
             if self.upstreams.remove(&key).is_some() {
                 changes.upstreams.insert(key);
             }
@@ -634,12 +643,15 @@ impl Index {
         let app = (key.namespace.clone(), key.service.clone());
         // The oldest referencing Ingress's annotation stands for the Ingresses.
         let ingress_weights = refs.iter().find_map(|(_, w)| w.as_ref());
-        let new = upstreams::compute(
-            &key,
-            &self.clusters,
-            self.app_weights.get(&app),
-            ingress_weights,
-        );
+        let app_weights = self.app_weights.get(&app);
+        let raw = upstreams::compute(&key, &self.clusters, app_weights, ingress_weights, &[]);
+        // Hold-down: a recovered cluster stays out until its hold is released.
+        let held = self.holds.observe(&raw, &mut changes.held);
+        let new = if held.is_empty() {
+            raw
+        } else {
+            upstreams::compute(&key, &self.clusters, app_weights, ingress_weights, &held)
+        };
         if self.upstreams.get(&key).is_none_or(|old| **old != new) {
             self.upstreams.insert(key.clone(), Arc::new(new));
             changes.upstreams.insert(key);

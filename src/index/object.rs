@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::model::UpstreamKey;
 
-use super::{Kind, RouteScope};
+use super::{Hold, Kind, RouteScope};
 
 /// A Kubernetes object of one of the kinds the Index reads.
 #[derive(Clone, Debug)]
@@ -66,6 +66,9 @@ pub struct Changes {
     pub certificates: BTreeSet<String>,
     /// Whether the set of diagnostics may have changed.
     pub diagnostics: bool,
+    /// Holds (hold-down) this mutation started; the caller releases each one later
+    /// with `Index::release_hold`. Not a change of the desired state by itself.
+    pub held: BTreeSet<Hold>,
 }
 
 impl Changes {
@@ -78,5 +81,6 @@ impl Changes {
         self.routes.extend(other.routes);
         self.certificates.extend(other.certificates);
         self.diagnostics |= other.diagnostics;
+        self.held.extend(other.held);
     }
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::model::{ClusterName, Endpoint, EndpointState, Upstream, UpstreamKey};
 
+use super::holds::held_out;
 use super::records::SliceEndpoint;
 use super::store::ClusterStore;
 use super::weights::{self, ClusterWeights, ENDPOINT_SCALE};
@@ -12,12 +13,14 @@ use super::weights::{self, ClusterWeights, ENDPOINT_SCALE};
 /// Computes the desired upstream. Weights, strongest first: run-time weights for this
 /// application, the Service annotation (first cluster in configuration order that has
 /// one), the annotation of the oldest referencing Ingress that has one, the cluster's
-/// configured (or run-time global) weight.
+/// configured (or run-time global) weight. Expired clusters contribute nothing; the
+/// Active endpoints of `held` clusters are left out (hold-down).
 pub(crate) fn compute(
     key: &UpstreamKey,
     clusters: &[ClusterStore],
     app_weights: Option<&ClusterWeights>,
     ingress_weights: Option<&ClusterWeights>,
+    held: &[ClusterName],
 ) -> Upstream {
     let service_key = (key.namespace.clone(), key.service.clone());
     let service_weights = clusters
@@ -30,7 +33,7 @@ pub(crate) fn compute(
     // Clusters are identified by their position (configuration order): comparing indexes
     // is cheaper than comparing names in the sort below.
     let mut found: Vec<(usize, IpAddr, u16, &SliceEndpoint)> = Vec::with_capacity(64);
-    for (c, cluster) in clusters.iter().enumerate() {
+    for (c, cluster) in clusters.iter().enumerate().filter(|(_, c)| !c.expired) {
         let Some(port_name) = cluster
             .services
             .get(&service_key)
@@ -40,7 +43,13 @@ pub(crate) fn compute(
         };
         for slice in cluster.slices_of(&service_key) {
             if let Some(&(_, port)) = slice.ports.iter().find(|(n, _)| n == port_name) {
-                found.extend(slice.endpoints.iter().map(|ep| (c, ep.address, port, ep)));
+                found.extend(
+                    slice
+                        .endpoints
+                        .iter()
+                        .filter(|ep| !held_out(held, &cluster.name, ep.state))
+                        .map(|ep| (c, ep.address, port, ep)),
+                );
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::index::{Changes, Index, Snapshot};
+use crate::index::{Changes, Hold, Index, Snapshot};
 use crate::model::UpstreamKey;
 
 /// How many causes a pending set remembers for the audit log.
@@ -110,6 +110,8 @@ impl Pending {
 pub struct Desired {
     index: Mutex<Index>,
     subscribers: Mutex<Vec<Arc<Pending>>>,
+    /// Where the holds that mutations start go (the hold-down timer), if anywhere.
+    holds: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Hold>>>,
     /// Bumped by every mutation that may have changed the diagnostics, so readers of
     /// diagnostics (Events) recompute them only when needed.
     diagnostics_generation: AtomicU64,
@@ -120,6 +122,7 @@ impl Desired {
         Arc::new(Self {
             index: Mutex::new(index),
             subscribers: Mutex::new(Vec::new()),
+            holds: Mutex::new(None),
             diagnostics_generation: AtomicU64::new(0),
         })
     }
@@ -128,6 +131,13 @@ impl Desired {
     /// object behind it, for the audit log.
     pub fn mutate(&self, cause: &str, f: impl FnOnce(&mut Index) -> Changes) -> Changes {
         let changes = f(&mut lock(&self.index));
+        if !changes.held.is_empty()
+            && let Some(tx) = lock(&self.holds).as_ref()
+        {
+            for hold in &changes.held {
+                let _ = tx.send(hold.clone());
+            }
+        }
         if changes.diagnostics || !changes.is_empty() {
             self.diagnostics_generation.fetch_add(1, Ordering::Relaxed);
         }
@@ -138,6 +148,14 @@ impl Desired {
             }
         }
         changes
+    }
+
+    /// Every hold a later mutation starts goes to the returned receiver (replacing any
+    /// earlier one). Whoever holds it must release them (`Index::release_hold`).
+    pub fn take_holds(&self) -> tokio::sync::mpsc::UnboundedReceiver<Hold> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *lock(&self.holds) = Some(tx);
+        rx
     }
 
     /// Registers a new worker; its first push is a full sync.

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod batch;
 pub mod desired;
+pub mod hold_down;
 pub mod metrics;
 pub mod worker;
 

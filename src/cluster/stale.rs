@@ -1,0 +1,76 @@
+//! Stale clusters with a `stale_ttl`: after a cluster has been stale that long its
+//! endpoints are withdrawn (`Index::set_cluster_expired`) and it shows as `expired`.
+//! While expired it is probed with a full EndpointSlice list; the first list that
+//! succeeds is applied and brings its endpoints back in the same step, and the cluster
+//! is synced again. (Stale → synced without expiry is the liveness probe's, in
+//! `cluster/mod.rs`.)
+//!
+//! Owns: the expiry timer and the probe. Never withdraws anything without a `stale_ttl`
+//! (the default keeps last-known endpoints forever), and never on a failed list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use tokio::time::Instant;
+
+use crate::index::{Kind, Object, SERVICE_NAME_LABEL};
+use crate::model::ClusterName;
+use crate::sync::Desired;
+
+use super::status::StatusCell;
+
+/// Watches one cluster's status until the task is dropped; tokio time throughout.
+pub async fn watch_stale(
+    cluster: ClusterName,
+    client: Client,
+    desired: Arc<Desired>,
+    status: StatusCell,
+    stale_ttl: Duration,
+) {
+    let api: Api<EndpointSlice> = Api::all(client);
+    let params = ListParams::default().labels(SERVICE_NAME_LABEL);
+    let tick = (stale_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut stale_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        let state = status.get().state;
+        let expired = desired.read(|i| i.cluster_expired(&cluster));
+        if state == "stale" {
+            let since = *stale_since.get_or_insert_with(Instant::now);
+            if !expired && since.elapsed() >= stale_ttl {
+                let cause = format!(
+                    "{cluster}: stale for {}ms (stale_ttl)",
+                    stale_ttl.as_millis()
+                );
+                let changes = desired.mutate(&cause, |i| i.set_cluster_expired(&cluster, true));
+                status.expired();
+                tracing::warn!(%cluster, stale_ttl_ms = stale_ttl.as_millis(), changed_upstreams = changes.upstreams.len(), "stale too long; endpoints withdrawn");
+                continue;
+            }
+        } else if state != "expired" {
+            stale_since = None;
+        }
+        if !expired {
+            continue;
+        }
+        let Ok(list) = api.list(&params).await else {
+            continue;
+        };
+        let objects: Vec<Object> = list.items.into_iter().map(Object::from).collect();
+        let cause = format!(
+            "{cluster}: relisted after expiry ({} objects)",
+            objects.len()
+        );
+        let changes = desired.mutate(&cause, |i| {
+            let mut changes = i.reset(&cluster, Kind::EndpointSlice, &objects);
+            changes.merge(i.set_cluster_expired(&cluster, false));
+            changes
+        });
+        tracing::info!(%cluster, objects = objects.len(), changed_upstreams = changes.upstreams.len(), "reachable again; endpoints restored");
+        status.recovered();
+        stale_since = None;
+    }
+}

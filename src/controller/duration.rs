@@ -1,0 +1,75 @@
+//! Durations in the configuration, written as people write them: `10s`, `500ms`,
+//! `1m30s`, `2h`. A bare number is refused (its unit would be a guess).
+//!
+//! Owns: parsing and serde glue only. Never panics on input.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Parses `10s`, `250ms`, `1m30s`, `1h`. Units: `ms`, `s`, `m`, `h`.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("{text:?}: expected a number, e.g. 10s or 500ms"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let millis_per = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "" => return Err(format!("{text:?}: missing unit (ms, s, m or h)")),
+            other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m or h)")),
+        };
+        rest = &rest[unit_len..];
+        let part = number
+            .checked_mul(millis_per)
+            .ok_or_else(|| format!("{text:?}: too long"))?;
+        total = total
+            .checked_add(Duration::from_millis(part))
+            .ok_or_else(|| format!("{text:?}: too long"))?;
+    }
+    Ok(total)
+}
+
+/// serde `deserialize_with` for a required duration.
+pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// serde `deserialize_with` for an optional duration (`null` or absent → `None`).
+pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| parse(&text).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_people_write() {
+        assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse(" 2h "), Ok(Duration::from_hours(2)));
+        assert_eq!(parse("0s"), Ok(Duration::ZERO));
+        for bad in ["", "10", "s", "10x", "1.5s", "-1s", "99999999999999999999s"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Stale clusters seen from the Index: an expired cluster's endpoints are withdrawn
+//! (its records are kept, so they return the moment it is un-expired), and the size of
+//! the withdrawal a relist would cause, for the floor guard.
+//!
+//! Owns: the `expired` flag's effect and the withdrawal count. Pure: deciding *when* a
+//! cluster expires or a relist is confirmed belongs to the caller (`cluster::stale`,
+//! `cluster::guard`). Never changes a record here.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::model::{ClusterName, EndpointState};
+
+use super::records::SliceRecord;
+use super::{Changes, Dirty, Index, Object, translate};
+
+/// How many of one cluster's endpoints a relist of its EndpointSlices would withdraw.
+/// An endpoint is `(namespace, service, address)`, Active or Draining.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Withdrawal {
+    /// Endpoints the cluster has now.
+    pub before: usize,
+    /// Of those, how many the relist does not have.
+    pub withdrawn: usize,
+}
+
+impl Withdrawal {
+    /// Whether more than `fraction` (0.0–1.0) of the endpoints would go at once. A
+    /// fraction of 1.0 or more never trips.
+    pub fn exceeds(&self, fraction: f64) -> bool {
+        if self.withdrawn == 0 || fraction >= 1.0 {
+            return false;
+        }
+        // Counts are far below 2^52: the conversion is exact.
+        #[allow(clippy::cast_precision_loss)]
+        let share = self.withdrawn as f64 / self.before as f64;
+        share > fraction
+    }
+}
+
+type EndpointId = (Arc<str>, Arc<str>, IpAddr);
+
+fn endpoint_ids<'a>(
+    namespace: &'a Arc<str>,
+    slice: &'a SliceRecord,
+) -> impl Iterator<Item = EndpointId> + 'a {
+    slice
+        .endpoints
+        .iter()
+        .filter(|e| matches!(e.state, EndpointState::Active | EndpointState::Draining))
+        .map(move |e| (namespace.clone(), slice.service.clone(), e.address))
+}
+
+impl Index {
+    /// Withdraws (`true`) or restores (`false`) every endpoint of `cluster`, keeping its
+    /// records. Idempotent.
+    pub fn set_cluster_expired(&mut self, cluster: &ClusterName, expired: bool) -> Changes {
+        let c = self.cluster_index(cluster);
+        if self.clusters[c].expired == expired {
+            return Changes::default();
+        }
+        self.clusters[c].expired = expired;
+        let dirty = Dirty {
+            upstreams: self.upstream_refs.keys().cloned().collect(),
+            ..Dirty::default()
+        };
+        self.settle(dirty)
+    }
+
+    /// Whether `cluster`'s endpoints are withdrawn because it was stale too long.
+    pub fn cluster_expired(&self, cluster: &ClusterName) -> bool {
+        self.clusters
+            .iter()
+            .any(|c| c.name == *cluster && c.expired)
+    }
+
+    /// What `reset(cluster, EndpointSlice, objects)` would withdraw. Changes nothing.
+    pub fn relist_withdrawal(&mut self, cluster: &ClusterName, objects: &[Object]) -> Withdrawal {
+        let Some(c) = self.clusters.iter().position(|c| c.name == *cluster) else {
+            return Withdrawal::default();
+        };
+        let mut after: BTreeSet<EndpointId> = BTreeSet::new();
+        for object in objects {
+            let Object::EndpointSlice(slice) = object else {
+                continue;
+            };
+            let Some(key) = translate::key_of(&slice.metadata, &mut self.interner) else {
+                continue;
+            };
+            if let Some(record) = translate::endpoint_slice(slice, &mut self.interner) {
+                after.extend(endpoint_ids(&key.0, &record));
+            }
+        }
+        let before: BTreeSet<EndpointId> = self.clusters[c]
+            .slices
+            .iter()
+            .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
+            .collect();
+        Withdrawal {
+            before: before.len(),
+            withdrawn: before.difference(&after).count(),
+        }
+    }
+
+    /// What one watch event on the EndpointSlice `namespace/name` of `cluster` would
+    /// withdraw: `new` is its new version, `None` for a delete. An address still in
+    /// another slice of the same service is not withdrawn. Nothing withdrawn →
+    /// `Withdrawal::default()` (the cluster is not counted). Changes nothing.
+    pub fn slice_withdrawal(
+        &mut self,
+        cluster: &ClusterName,
+        namespace: &str,
+        name: &str,
+        new: Option<&Object>,
+    ) -> Withdrawal {
+        let Some(c) = self.clusters.iter().position(|c| c.name == *cluster) else {
+            return Withdrawal::default();
+        };
+        let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(name));
+        let store = &self.clusters[c];
+        let Some(old) = store.slices.get(&key) else {
+            return Withdrawal::default();
+        };
+        let mut remaining: BTreeSet<EndpointId> = BTreeSet::new();
+        if let Some(Object::EndpointSlice(slice)) = new
+            && let Some(record) = translate::endpoint_slice(slice, &mut self.interner)
+        {
+            remaining.extend(endpoint_ids(&key.0, &record));
+        }
+        let store = &self.clusters[c];
+        let service = (key.0.clone(), old.service.clone());
+        for other in store.slices_by_service.get(&service).into_iter().flatten() {
+            if *other != key.1
+                && let Some(record) = store.slices.get(&(key.0.clone(), other.clone()))
+            {
+                remaining.extend(endpoint_ids(&key.0, record));
+            }
+        }
+        let withdrawn = endpoint_ids(&key.0, old)
+            .filter(|id| !remaining.contains(id))
+            .collect::<BTreeSet<_>>()
+            .len();
+        if withdrawn == 0 {
+            return Withdrawal::default();
+        }
+        // Counting the whole cluster costs O(endpoints): only when something goes.
+        let before: BTreeSet<EndpointId> = store
+            .slices
+            .iter()
+            .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
+            .collect();
+        Withdrawal {
+            before: before.len(),
+            withdrawn,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Withdrawal;
+
+    #[test]
+    fn exceeds_is_strictly_more_than_the_fraction() {
+        let w = |before, withdrawn| Withdrawal { before, withdrawn };
+        assert!(!w(10, 5).exceeds(0.5));
+        assert!(w(10, 6).exceeds(0.5));
+        assert!(w(10, 8).exceeds(0.5));
+        assert!(!w(10, 0).exceeds(0.5));
+        assert!(!w(0, 0).exceeds(0.0));
+        assert!(!w(10, 10).exceeds(1.0));
+        assert!(w(1, 1).exceeds(0.5));
+    }
+}
