@@ -242,6 +242,25 @@ impl Weights {
             .any(|u| u.active().any(|e| e.cluster == *cluster))
     }
 
+    /// Why `cluster` has no Active endpoint for `app`: held down after recovering
+    /// (failover damping), or none at all.
+    fn inactive_reason(&self, app: &App, cluster: &ClusterName) -> String {
+        let held = self
+            .desired
+            .read(crate::index::Index::holds)
+            .iter()
+            .any(|h| {
+                *h.upstream.namespace == *app.namespace
+                    && *h.upstream.service == *app.service
+                    && h.cluster == *cluster
+            });
+        if held {
+            format!("{cluster} is held down for {app} after recovering (hold_down)")
+        } else {
+            format!("{cluster} has no Active endpoint for {app}")
+        }
+    }
+
     /// Records whether `app`'s migration is paused; returns the previous pause.
     fn set_pause(&self, app: &App, reason: Option<String>) -> Option<Pause> {
         let mut pauses = lock(&self.pauses);
