@@ -1,7 +1,8 @@
 //! Migrations end to end: `podgate migrate shop/web --to tke` ramps live traffic from
 //! idc to tke in steps, measured at every step; the ramp is kept in the weights
 //! ConfigMap, so it stands still without a controller and resumes after a restart; it
-//! pauses while tke has no Active endpoint; `--cancel` stops it where it stands.
+//! pauses while tke has no Active endpoint (or is held down after recovering);
+//! `--cancel` stops it where it stands.
 
 mod weights_harness;
 
@@ -185,10 +186,23 @@ async fn ramp_pauses_while_the_target_has_no_active_endpoint() {
     );
     assert!(percent(&still) < 100);
 
-    // tke is back: the ramp goes on to the end.
+    // tke is back, but held down (the Lab's hold_down is 10 s): still paused, saying so.
     s.lab
         .apply("tke", &endpoints("tke", &s.tke))
         .expect("tke back");
+    let held = s
+        .lab
+        .eventually("paused by the hold-down", WAIT, || async {
+            migration(&s).await.filter(|m| {
+                m["paused"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("held down"))
+            })
+        })
+        .await
+        .expect("held down");
+    assert_eq!(percent(&held), percent(&paused), "{held}");
+    // Then the ramp goes on to the end.
     s.lab
         .eventually("the ramp completes", WAIT, || async {
             migration(&s).await.filter(|m| m["state"] == "done")
