@@ -8,6 +8,7 @@
 
 mod events;
 mod ingress_status;
+mod reach;
 mod status;
 mod watch;
 
@@ -22,6 +23,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 
+pub use reach::{ReachWatch, ready_address, spawn_reach, subnet_cidrs, subnet_resource};
 pub use status::{ClusterStatus, StatusCell};
 
 use crate::index::{Kind, SERVICE_NAME_LABEL};

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::cluster::{self, ClusterWatch, WatchOptions};
-use crate::index::{Index, IndexConfig};
+use crate::cluster::{self, ClusterWatch, ReachWatch, WatchOptions};
+use crate::index::{EndpointTarget, Index, IndexConfig};
 use crate::model::ClusterName;
 use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker};
 
 use super::admin::{self, AdminState};
-use super::config::{ConfigError, ControllerConfig};
+use super::config::{ConfigError, ControllerConfig, RoutableFrom};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -66,6 +66,23 @@ pub async fn start(
             .map(|c| (ClusterName::new(&c.name), c.weight))
             .collect(),
     });
+    let mut index = index;
+    let mut reach = Vec::new();
+    for (i, c) in config.clusters.iter().enumerate() {
+        let name = ClusterName::new(&c.name);
+        // kube-ovn: nothing is routable until its Subnets are listed.
+        let routable = match (c.routable_nets(i)?, c.routable_from) {
+            (Some(nets), _) => Some(nets),
+            (None, Some(RoutableFrom::KubeOvn)) => Some(Vec::new()),
+            (None, None) => None,
+        };
+        index.set_routable(&name, routable);
+        index.set_target(&name, c.target);
+        reach.push(ReachWatch {
+            subnets: c.routable_from == Some(RoutableFrom::KubeOvn),
+            nodes: c.target == EndpointTarget::NodePort,
+        });
+    }
     let desired = Desired::new(index);
     let audit = Arc::new(Audit::new(1000));
     let mut tasks = JoinSet::new();
@@ -92,15 +109,12 @@ pub async fn start(
         events: options.events,
     };
     let mut clusters = Vec::new();
-    for c in &config.clusters {
+    for (c, reach) in config.clusters.iter().zip(reach) {
         let client =
             cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
-        clusters.push(cluster::spawn(
-            ClusterName::new(&c.name),
-            client,
-            desired.clone(),
-            &watch,
-        ));
+        let name = ClusterName::new(&c.name);
+        cluster::spawn_reach(&name, &client, &desired, reach, &mut tasks);
+        clusters.push(cluster::spawn(name, client, desired.clone(), &watch));
     }
 
     let admin = Arc::new(AdminState {

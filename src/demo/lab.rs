@@ -89,6 +89,9 @@ impl Lab {
                 kubeconfig: Some(kubeconfig),
                 context: None,
                 weight: 100,
+                routable_cidrs: None,
+                routable_from: None,
+                target: crate::index::EndpointTarget::Pod,
             });
             sims.push(sim);
         }

@@ -10,6 +10,7 @@ mod diagnose;
 mod diagnostics;
 mod intern;
 mod object;
+mod reach;
 mod records;
 mod routes;
 mod snapshot;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 pub use claims::RouteScope;
 pub use diagnostics::{Diagnostic, Kind, ObjectRef, Report};
 pub use object::{Changes, Object};
+pub use reach::EndpointTarget;
 pub use snapshot::{Snapshot, UpstreamMap};
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
 

@@ -20,6 +20,8 @@ pub(crate) struct ClusterStore {
     /// `(namespace, service)` → names of its slices.
     pub(crate) slices_by_service: Map<ObjectKey, Vec<Arc<str>>>,
     pub(crate) secrets: Map<ObjectKey, SecretRecord>,
+    /// Routability guard, target type and Ready nodes.
+    pub(crate) reach: super::reach::Reach,
 }
 
 impl ClusterStore {
@@ -33,6 +35,7 @@ impl ClusterStore {
             slices: Map::default(),
             slices_by_service: Map::default(),
             secrets: Map::default(),
+            reach: super::reach::Reach::default(),
         }
     }
 
