@@ -53,6 +53,28 @@ pub struct LabOptions {
     /// The controller's admin view.
     pub controller_admin: SocketAddr,
     pub sync: SyncConfig,
+    /// Runs before the controller starts: edits its configuration (e.g. per-cluster
+    /// settings) and may prepare the simulated clusters (e.g. register custom kinds).
+    pub configure: Option<Configure>,
+}
+
+/// See [`LabOptions::configure`].
+pub type ConfigureFn = dyn Fn(&mut ControllerConfig, &[SimCluster]) + Send + Sync;
+
+/// A shareable [`ConfigureFn`].
+#[derive(Clone)]
+pub struct Configure(pub std::sync::Arc<ConfigureFn>);
+
+impl Configure {
+    pub fn new(f: impl Fn(&mut ControllerConfig, &[SimCluster]) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Configure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Configure(..)")
+    }
 }
 
 impl Default for LabOptions {
@@ -62,6 +84,7 @@ impl Default for LabOptions {
             proxy_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             controller_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             sync: SyncConfig::default(),
+            configure: None,
         }
     }
 }
@@ -100,7 +123,7 @@ impl Lab {
         std::fs::write(&token_file, &token)?;
         let proxy_config = ProxyConfig::new(options.listen, options.proxy_admin, &token);
         let proxy = proxy::start(proxy_config).await?;
-        let config = ControllerConfig {
+        let mut config = ControllerConfig {
             controller_name: "podgate.io/ingress-controller".to_owned(),
             ingress_class: "podgate".to_owned(),
             publish_addresses: vec![proxy.http_addr.ip().to_string()],
@@ -114,6 +137,9 @@ impl Lab {
                 listen: options.controller_admin,
             },
         };
+        if let Some(configure) = &options.configure {
+            (configure.0)(&mut config, &sims);
+        }
         let controller = controller::start(
             &config,
             RunOptions {
