@@ -40,7 +40,7 @@ fn subnet(name: &str, cidr: &str) -> Value {
     })
 }
 
-async fn setup(lab: &Lab, idc: &[Pod], tke: &[Pod]) {
+fn setup(lab: &Lab, idc: &[Pod], tke: &[Pod]) {
     for (cluster, pods) in [("idc", idc), ("tke", tke)] {
         let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
         lab.sim(cluster).apply_json(namespace).unwrap();
@@ -114,7 +114,7 @@ async fn unroutable_endpoints_are_not_registered_and_are_reported() {
     lab.sim("tke")
         .apply_json(subnet("ovn-default", "127.1.32.1/32,fd00:10:16::/64"))
         .unwrap();
-    setup(&lab, &idc, &tke).await;
+    setup(&lab, &idc, &tke);
 
     let want = ["idc/web-1", "tke/web-1"];
     lab.eventually("only routable pods serve", WAIT, || async {

@@ -15,8 +15,8 @@ fn web() -> UpstreamKey {
     UpstreamKey::new("shop", "web", PortRef::Number(80))
 }
 
-fn nets(list: &[&str]) -> Option<Vec<ipnet::IpNet>> {
-    Some(list.iter().map(|n| n.parse().unwrap()).collect())
+fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+    list.iter().map(|n| n.parse().unwrap()).collect()
 }
 
 /// shop/web:80 routed, Service port 80 `http` (nodePort 30080) in both clusters; idc
@@ -79,7 +79,7 @@ fn without_a_guard_everything_is_registered() {
 #[test]
 fn endpoints_outside_routable_cidrs_are_left_out_and_reported() {
     let mut index = shop();
-    let changes = index.set_routable(&idc(), nets(&["10.0.0.0/16"]));
+    let changes = index.set_routable(&idc(), Some(nets(&["10.0.0.0/16"])));
     assert!(changes.upstreams.contains(&web()));
     assert!(changes.diagnostics);
     assert_eq!(
@@ -97,7 +97,7 @@ fn endpoints_outside_routable_cidrs_are_left_out_and_reported() {
     // The same guard again changes nothing.
     assert!(
         index
-            .set_routable(&idc(), nets(&["10.0.0.0/16"]))
+            .set_routable(&idc(), Some(nets(&["10.0.0.0/16"])))
             .is_empty()
     );
 }
@@ -105,7 +105,7 @@ fn endpoints_outside_routable_cidrs_are_left_out_and_reported() {
 #[test]
 fn the_guard_follows_changes_and_can_be_lifted() {
     let mut index = shop();
-    index.set_routable(&idc(), nets(&["192.168.0.0/24"]));
+    index.set_routable(&idc(), Some(nets(&["192.168.0.0/24"])));
     assert_eq!(
         registered(&index),
         ["idc 192.168.0.1:8080", "tke 10.1.0.1:8080"]
@@ -113,7 +113,7 @@ fn the_guard_follows_changes_and_can_be_lifted() {
     // Dual stack and several subnets: any one containing the address will do.
     index.set_routable(
         &idc(),
-        nets(&["fd00::/64", "10.0.0.0/24", "192.168.0.0/24"]),
+        Some(nets(&["fd00::/64", "10.0.0.0/24", "192.168.0.0/24"])),
     );
     assert_eq!(registered(&index).len(), 3);
     index.set_routable(&idc(), None);
@@ -135,7 +135,7 @@ fn nothing_known_routable_registers_nothing_and_fails_over() {
 #[test]
 fn a_slice_arriving_later_is_filtered_too() {
     let mut index = shop();
-    index.set_routable(&tke(), nets(&["10.1.0.0/16"]));
+    index.set_routable(&tke(), Some(nets(&["10.1.0.0/16"])));
     index.apply(
         &tke(),
         slice("shop", "web-tke", "web")
@@ -208,7 +208,7 @@ fn nodeport_cluster_without_active_pods_gives_its_share_away() {
 fn nodeport_guard_applies_to_node_addresses_and_missing_node_port_is_reported() {
     let mut index = shop();
     index.set_target(&tke(), EndpointTarget::NodePort);
-    index.set_routable(&tke(), nets(&["10.9.0.0/24"]));
+    index.set_routable(&tke(), Some(nets(&["10.9.0.0/24"])));
     index.set_nodes(
         &tke(),
         &[("a".into(), ip("10.9.0.1")), ("b".into(), ip("172.16.0.1"))],
