@@ -67,6 +67,10 @@ pub struct ControllerConfig {
     pub targets: Vec<Target>,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Who this controller is on a shared LB (`Batch::owner`): it removes only what it
+    /// registered. Default: `controller_name`. Replicas of one controller share it.
+    #[serde(default)]
+    pub lb_owner: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -98,7 +98,13 @@ pub async fn start(
             options.sync.clone(),
             epoch,
         )
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .owned_by(
+            config
+                .lb_owner
+                .clone()
+                .unwrap_or_else(|| config.controller_name.clone()),
+        );
         targets.push(worker.status());
         tasks.spawn(worker.run());
     }

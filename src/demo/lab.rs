@@ -136,6 +136,7 @@ impl Lab {
             admin: AdminConfig {
                 listen: options.controller_admin,
             },
+            lb_owner: None,
         };
         if let Some(configure) = &options.configure {
             (configure.0)(&mut config, &sims);

@@ -10,8 +10,21 @@ use super::desired::Work;
 /// The batch for `work`. For a full sync, `observed` is what the LB holds now: what it
 /// holds and podgate no longer wants is removed.
 pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch: u64) -> Batch {
+    build_owned(work, snapshot, observed, epoch, None)
+}
+
+/// [`build`] for a controller that pushes as `owner`: a full sync removes only what
+/// `owner` registered, never what another controller sharing the LB did.
+pub fn build_owned(
+    work: &Work,
+    snapshot: &Snapshot,
+    observed: Option<&LbState>,
+    epoch: u64,
+    owner: Option<&str>,
+) -> Batch {
     let mut batch = Batch {
         epoch,
+        owner: owner.map(str::to_owned),
         ..Batch::default()
     };
     if work.full {
@@ -28,14 +41,16 @@ pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch
                 .upstreams
                 .iter()
                 .map(|u| &u.key)
-                .filter(|k| !wanted.contains(k))
+                .filter(|k| !wanted.contains(k) && observed.owns_upstream(owner, k))
                 .cloned()
                 .collect();
             batch.remove_certificates = observed
                 .certificates
                 .iter()
                 .map(|c| &c.id)
-                .filter(|id| !snapshot.certificates.contains_key(*id))
+                .filter(|id| {
+                    !snapshot.certificates.contains_key(*id) && observed.owns_certificate(owner, id)
+                })
                 .cloned()
                 .collect();
         }

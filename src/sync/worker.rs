@@ -58,6 +58,8 @@ pub struct Worker {
     audit: Arc<Audit>,
     config: SyncConfig,
     epoch: u64,
+    /// Pushed as `Batch::owner`; a full sync removes only what this owner registered.
+    owner: Option<String>,
     acked: Option<StateSummary>,
     metrics: SyncMetrics,
 }
@@ -85,15 +87,23 @@ impl Worker {
             audit,
             config,
             epoch,
+            owner: None,
             acked: None,
             metrics: SyncMetrics::default(),
         }
     }
 
+<<<<<<< HEAD
     /// Records into shared metrics instead of private ones.
     #[must_use]
     pub fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
         self.metrics = metrics;
+=======
+    /// Pushes as `owner`, so that controllers sharing one LB never remove each other's
+    /// upstreams or certificates (see `Batch::owner`).
+    pub fn owned_by(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+>>>>>>> 982016c (LB contract ownership: Batch.owner, per-owner epochs and route tables in the proxy, LbState.owners; a full resync removes only what this controller registered; lb_owner (default controller_name))
         self
     }
 
@@ -139,7 +149,13 @@ impl Worker {
             None
         };
         let snapshot = self.desired.snapshot();
-        let batch = batch::build(work, &snapshot, observed.as_ref(), self.epoch);
+        let batch = batch::build_owned(
+            work,
+            &snapshot,
+            observed.as_ref(),
+            self.epoch,
+            self.owner.as_deref(),
+        );
         let result = self.adapter.apply(&batch).await;
         self.audit.record(AuditEntry {
             at_ms: 0,
