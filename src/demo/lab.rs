@@ -218,6 +218,14 @@ impl Lab {
         Ok(self.http.get(url).send().await?.json().await?)
     }
 
+    /// What the proxy holds (`GET /v1/state` of its admin API), as the LB sees it.
+    pub async fn proxy_state(&self) -> Result<serde_json::Value, LabError> {
+        let token = std::fs::read_to_string(self.dir.path().join("lb.token"))?;
+        let url = format!("{}/v1/state", self.proxy.admin_url());
+        let request = self.http.get(url).bearer_auth(token.trim());
+        Ok(request.send().await?.json().await?)
+    }
+
     /// Polls `check` until it returns `Some`, or fails after `timeout`.
     pub async fn eventually<T, F, Fut>(
         &self,
