@@ -27,8 +27,8 @@ fn sync() -> SyncConfig {
 /// A second controller on the same clusters and proxy, serving class `other`.
 async fn second_controller(lab: &Lab) -> Controller {
     let mut config = lab.config.clone();
-    config.controller_name = OTHER.to_owned();
-    config.ingress_class = "other".to_owned();
+    OTHER.clone_into(&mut config.controller_name);
+    "other".clone_into(&mut config.ingress_class);
     controller::start(
         &config,
         RunOptions {
@@ -165,14 +165,18 @@ async fn two_controllers_on_one_proxy_keep_each_others_upstreams() {
     .await
     .unwrap();
     // Under continuous cross-resyncs, no request to either host fails.
-    let shop_split = lab.split(SHOP, 100).await.unwrap();
-    let blog_split = lab.split(BLOG, 100).await.unwrap();
-    assert_eq!((shop_split.failed, blog_split.failed), (0, 0));
+    let failed = (
+        lab.split(SHOP, 100).await.unwrap().failed,
+        lab.split(BLOG, 100).await.unwrap().failed,
+    );
+    assert_eq!(failed, (0, 0));
 
     // No full resync of either removed the other's upstream; neither is fenced.
-    let a_state = lab.admin_state().await.unwrap();
-    let b_now = get(&http, b_state).await;
-    for (state, foreign) in [(&a_state, "blog/"), (&b_now, "shop/")] {
+    let states = [
+        (lab.admin_state().await.unwrap(), "blog/"),
+        (get(&http, b_state).await, "shop/"),
+    ];
+    for (state, foreign) in &states {
         for removed in full_pushes(state) {
             assert!(
                 removed.iter().all(|r| !r.starts_with(foreign)),
@@ -186,8 +190,19 @@ async fn two_controllers_on_one_proxy_keep_each_others_upstreams() {
         );
     }
     // The proxy records who registered what.
+    assert_eq!(
+        proxy_owners(&lab).await,
+        [
+            (OTHER.to_owned(), vec!["blog".to_owned()]),
+            (lab.config.controller_name.clone(), vec!["shop".to_owned()]),
+        ]
+    );
+}
+
+/// `(owner, namespaces of its upstreams)` as the proxy reports them.
+async fn proxy_owners(lab: &Lab) -> Vec<(String, Vec<String>)> {
     let proxy_state = lab.proxy_state().await.unwrap();
-    let owners: Vec<(String, Vec<String>)> = proxy_state["owners"]
+    proxy_state["owners"]
         .as_array()
         .unwrap()
         .iter()
@@ -199,12 +214,5 @@ async fn two_controllers_on_one_proxy_keep_each_others_upstreams() {
                 .collect();
             (o["owner"].as_str().unwrap().to_owned(), names)
         })
-        .collect();
-    assert_eq!(
-        owners,
-        [
-            (OTHER.to_owned(), vec!["blog".to_owned()]),
-            (lab.config.controller_name.clone(), vec!["shop".to_owned()]),
-        ]
-    );
+        .collect()
 }

@@ -154,3 +154,168 @@ impl Owners {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::state::{ApplyError, Store};
+    use crate::model::{
+        Batch, Endpoint, EndpointState, HostPattern, PortRef, RouteTable, Upstream, UpstreamKey,
+        VirtualHost,
+    };
+
+    fn key(name: &str) -> UpstreamKey {
+        UpstreamKey::new("ns", name, PortRef::Number(80))
+    }
+
+    fn upstream(name: &str) -> Upstream {
+        Upstream {
+            key: key(name),
+            shares: vec![],
+            endpoints: vec![Endpoint {
+                cluster: "idc".into(),
+                address: [10, 0, 0, 1].into(),
+                port: 8080,
+                zone: None,
+                node: None,
+                state: EndpointState::Active,
+                weight: 1,
+            }],
+        }
+    }
+
+    /// `host` → upstream `name`.
+    fn routes(hosts: &[(&str, &str)]) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (host, name) in hosts {
+            table.hosts.insert(
+                HostPattern::parse(host).unwrap(),
+                VirtualHost {
+                    default_backend: Some(key(name)),
+                    ..VirtualHost::default()
+                },
+            );
+        }
+        table
+    }
+
+    fn batch(owner: &str, epoch: u64) -> Batch {
+        Batch {
+            epoch,
+            owner: (!owner.is_empty()).then(|| owner.to_owned()),
+            ..Batch::default()
+        }
+    }
+
+    fn served(store: &Store, host: &str) -> Option<String> {
+        let state = store.state();
+        state.routes.route(host, "/").map(|k| k.service.to_string())
+    }
+
+    /// Owner `a` (epoch 5) holds upstream `a` and host a.com; owner `b` (epoch 1)
+    /// holds `b` and b.com.
+    fn shared() -> Store {
+        let store = Store::new();
+        store
+            .apply(Batch {
+                upsert_upstreams: vec![upstream("a")],
+                routes: Some(routes(&[("a.com", "a")])),
+                ..batch("a", 5)
+            })
+            .unwrap();
+        store
+            .apply(Batch {
+                upsert_upstreams: vec![upstream("b")],
+                routes: Some(routes(&[("b.com", "b")])),
+                ..batch("b", 1)
+            })
+            .unwrap();
+        store
+    }
+
+    #[test]
+    fn fencing_and_route_tables_are_per_owner() {
+        let store = shared();
+        // b's lower epoch was accepted: a's epoch does not depose b.
+        assert_eq!(served(&store, "a.com").as_deref(), Some("a"));
+        assert_eq!(served(&store, "b.com").as_deref(), Some("b"));
+        // a replaces its route table: b's host stays.
+        store
+            .apply(Batch {
+                routes: Some(routes(&[("a2.com", "a")])),
+                ..batch("a", 5)
+            })
+            .unwrap();
+        assert_eq!(served(&store, "a.com"), None);
+        assert_eq!(served(&store, "b.com").as_deref(), Some("b"));
+        // A deposed replica of a is still fenced by a's own epoch.
+        let err = store.apply(batch("a", 4)).unwrap_err();
+        assert!(matches!(err, ApplyError::StaleEpoch { got: 4, seen: 5 }));
+    }
+
+    #[test]
+    fn another_owners_items_are_neither_removed_nor_replaced() {
+        let store = shared();
+        store
+            .apply(Batch {
+                remove_upstreams: vec![key("a")],
+                ..batch("b", 1)
+            })
+            .unwrap();
+        assert_eq!(store.state().upstreams.len(), 2, "b removed a's upstream");
+        let err = store
+            .apply(Batch {
+                upsert_upstreams: vec![upstream("a")],
+                ..batch("b", 1)
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("another owner"), "{err}");
+        // Its own: removed.
+        store
+            .apply(Batch {
+                remove_upstreams: vec![key("b")],
+                ..batch("b", 1)
+            })
+            .unwrap();
+        let state = store.state();
+        assert_eq!(state.upstreams.len(), 1);
+        let owners: Vec<(&str, usize)> = state
+            .owners
+            .iter()
+            .map(|o| (o.owner.as_str(), o.upstreams.len()))
+            .collect();
+        assert_eq!(owners, [("a", 1), ("b", 0)]);
+        assert!(state.owns_upstream(Some("a"), &key("a")));
+        assert!(!state.owns_upstream(Some("b"), &key("a")));
+        assert!(!state.owns_upstream(None, &key("a")));
+    }
+
+    #[test]
+    fn unowned_items_can_be_taken_over_and_contested_hosts_go_to_the_first_owner() {
+        let store = Store::new();
+        store
+            .apply(Batch {
+                upsert_upstreams: vec![upstream("old")],
+                routes: Some(routes(&[("x.com", "old")])),
+                ..batch("", 0)
+            })
+            .unwrap();
+        assert!(store.state().owners.is_empty());
+        store
+            .apply(Batch {
+                upsert_upstreams: vec![upstream("old")],
+                routes: Some(routes(&[("x.com", "zed")])),
+                ..batch("zed", 1)
+            })
+            .unwrap();
+        // "" sorts first: the anonymous table keeps x.com until it lets go.
+        assert_eq!(served(&store, "x.com").as_deref(), Some("old"));
+        store
+            .apply(Batch {
+                routes: Some(RouteTable::default()),
+                ..batch("", 0)
+            })
+            .unwrap();
+        assert_eq!(served(&store, "x.com").as_deref(), Some("zed"));
+        assert_eq!(store.state().owners[0].upstreams, [key("old")]);
+    }
+}
