@@ -285,6 +285,14 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_example_parses() {
+        let c: ControllerConfig =
+            serde_yaml_ng::from_str(include_str!("../../deploy/podgate.yaml")).unwrap();
+        assert_eq!(c.clusters[0].routable_nets(0).unwrap().unwrap().len(), 1);
+        assert_eq!(c.clusters[1].routable_from, Some(RoutableFrom::KubeOvn));
+    }
+
+    #[test]
     fn defaults() {
         let c = parse("clusters: [{name: idc}]\n").unwrap();
         assert_eq!(c.controller_name, "podgate.io/ingress-controller");
