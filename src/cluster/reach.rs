@@ -172,3 +172,61 @@ async fn watch_set<K, V, X, P>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(cidr: &str) -> DynamicObject {
+        let mut obj = DynamicObject::new("ovn-default", &subnet_resource());
+        obj.data = serde_json::json!({ "spec": { "cidrBlock": cidr } });
+        obj
+    }
+
+    #[test]
+    fn subnet_cidr_blocks_single_dual_stack_and_broken() {
+        let nets = |c: &str| -> Vec<String> {
+            subnet_cidrs(&subnet(c))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(nets("10.16.0.0/16"), ["10.16.0.0/16"]);
+        assert_eq!(
+            nets("10.16.0.0/16, fd00:10:16::/64"),
+            ["10.16.0.0/16", "fd00:10:16::/64"]
+        );
+        assert_eq!(nets("10.16.0.0/16,bogus"), ["10.16.0.0/16"]);
+        assert!(nets("").is_empty());
+        assert!(subnet_cidrs(&DynamicObject::new("x", &subnet_resource())).is_empty());
+    }
+
+    fn node(ready: &str, addresses: &[(&str, &str)]) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "n1" },
+            "status": {
+                "conditions": [{ "type": "Ready", "status": ready }],
+                "addresses": addresses.iter().map(|(t, a)| serde_json::json!({ "type": t, "address": a })).collect::<Vec<_>>()
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_ready_nodes_internal_ip_counts() {
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let addresses = [
+            ("Hostname", "n1"),
+            ("ExternalIP", "1.2.3.4"),
+            ("InternalIP", "10.0.0.7"),
+        ];
+        assert_eq!(
+            ready_address(&node("True", &addresses)),
+            [("n1".to_owned(), ip)]
+        );
+        assert!(ready_address(&node("False", &addresses)).is_empty());
+        assert!(ready_address(&node("Unknown", &addresses)).is_empty());
+        assert!(ready_address(&node("True", &[("Hostname", "n1")])).is_empty());
+        assert!(ready_address(&Node::default()).is_empty());
+    }
+}

@@ -175,6 +175,10 @@ impl Index {
         let mut out = Vec::new();
         for store in &self.clusters {
             let reach = &store.reach;
+            // The common case costs nothing: no guard, pod IPs.
+            if reach.routable.is_none() && reach.target == EndpointTarget::Pod {
+                continue;
+            }
             for (key, upstreams) in &self.service_upstreams {
                 let Some(service) = store.services.get(key) else {
                     continue;
