@@ -136,13 +136,17 @@ fn nothing_known_routable_registers_nothing_and_fails_over() {
 fn a_slice_arriving_later_is_filtered_too() {
     let mut index = shop();
     index.set_routable(&tke(), Some(nets(&["10.1.0.0/16"])));
-    index.apply(
+    let changes = index.apply(
         &tke(),
         slice("shop", "web-tke", "web")
             .port("http", 8080)
             .ready("10.1.0.1")
             .ready("172.16.0.9"),
     );
+    // No upstream changed, but there is something new to report (Events recompute
+    // diagnostics only when told so).
+    assert!(changes.upstreams.is_empty());
+    assert!(changes.diagnostics);
     assert_eq!(
         registered(&index)
             .iter()

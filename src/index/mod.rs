@@ -368,6 +368,8 @@ impl Index {
                 if store.slices.get(key) == record.as_ref() {
                     return;
                 }
+                // An unroutable endpoint changes no upstream, but it is reported.
+                dirty.diagnostics |= store.reach.reports();
                 for service in store.put_slice(key, record) {
                     if let Some(ups) = self.service_upstreams.get(&service) {
                         dirty.upstreams.extend(ups.iter().cloned());

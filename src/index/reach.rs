@@ -45,6 +45,12 @@ pub(crate) struct Reach {
 }
 
 impl Reach {
+    /// Whether this cluster's endpoints can be reported (a guard or node ports): then
+    /// a slice change may change the diagnostics even when no upstream changes.
+    pub(crate) fn reports(&self) -> bool {
+        self.routable.is_some() || self.target == EndpointTarget::NodePort
+    }
+
     /// Whether the LB can reach `address` under this cluster's guard.
     pub(crate) fn routable(&self, address: IpAddr) -> bool {
         self.routable
@@ -176,7 +182,7 @@ impl Index {
         for store in &self.clusters {
             let reach = &store.reach;
             // The common case costs nothing: no guard, pod IPs.
-            if reach.routable.is_none() && reach.target == EndpointTarget::Pod {
+            if !reach.reports() {
                 continue;
             }
             for (key, upstreams) in &self.service_upstreams {

@@ -93,17 +93,18 @@ impl Worker {
         }
     }
 
-<<<<<<< HEAD
     /// Records into shared metrics instead of private ones.
     #[must_use]
     pub fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
         self.metrics = metrics;
-=======
+        self
+    }
+
     /// Pushes as `owner`, so that controllers sharing one LB never remove each other's
     /// upstreams or certificates (see `Batch::owner`).
+    #[must_use]
     pub fn owned_by(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
->>>>>>> 982016c (LB contract ownership: Batch.owner, per-owner epochs and route tables in the proxy, LbState.owners; a full resync removes only what this controller registered; lb_owner (default controller_name))
         self
     }
 
