@@ -73,3 +73,49 @@ pub fn build_owned(
     }
     batch
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{OwnerState, PortRef, Upstream};
+
+    fn key(name: &str) -> UpstreamKey {
+        UpstreamKey::new("ns", name, PortRef::Number(80))
+    }
+
+    /// The LB holds `mine` (owner me), `theirs` (owner them) and `old` (no owner);
+    /// podgate wants none of them.
+    fn observed() -> LbState {
+        let up = |name: &str| Upstream {
+            key: key(name),
+            shares: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        let owner = |owner: &str, name: &str| OwnerState {
+            owner: owner.to_owned(),
+            upstreams: vec![key(name)],
+            ..OwnerState::default()
+        };
+        LbState {
+            upstreams: vec![up("mine"), up("old"), up("theirs")],
+            owners: vec![owner("me", "mine"), owner("them", "theirs")],
+            ..LbState::default()
+        }
+    }
+
+    #[test]
+    fn a_full_sync_removes_only_what_its_owner_registered() {
+        let work = Work {
+            full: true,
+            ..Work::default()
+        };
+        let snapshot = Snapshot::default();
+        let lb = observed();
+        let owned = build_owned(&work, &snapshot, Some(&lb), 1, Some("me"));
+        assert_eq!(owned.owner.as_deref(), Some("me"));
+        assert_eq!(owned.remove_upstreams, [key("mine")]);
+        let anonymous = build(&work, &snapshot, Some(&lb), 1);
+        assert_eq!(anonymous.owner, None);
+        assert_eq!(anonymous.remove_upstreams, [key("old")]);
+    }
+}
