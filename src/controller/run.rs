@@ -51,21 +51,12 @@ fn epoch() -> u64 {
     crate::sync::audit::now_ms()
 }
 
-/// Starts everything the configuration asks for.
-pub async fn start(
+/// Applies each cluster's routability guard and target type to the Index; returns which
+/// extra watchers (kube-ovn Subnets, Nodes) each cluster needs.
+fn reachability(
+    index: &mut Index,
     config: &ControllerConfig,
-    options: RunOptions,
-) -> Result<Controller, ControllerError> {
-    config.validate()?;
-    let mut index = Index::new(IndexConfig {
-        controller_name: config.controller_name.clone(),
-        legacy_class: config.ingress_class.clone(),
-        clusters: config
-            .clusters
-            .iter()
-            .map(|c| (ClusterName::new(&c.name), c.weight))
-            .collect(),
-    });
+) -> Result<Vec<ReachWatch>, ControllerError> {
     let mut reach = Vec::new();
     for (i, c) in config.clusters.iter().enumerate() {
         let name = ClusterName::new(&c.name);
@@ -82,6 +73,25 @@ pub async fn start(
             nodes: c.target == EndpointTarget::NodePort,
         });
     }
+    Ok(reach)
+}
+
+/// Starts everything the configuration asks for.
+pub async fn start(
+    config: &ControllerConfig,
+    options: RunOptions,
+) -> Result<Controller, ControllerError> {
+    config.validate()?;
+    let mut index = Index::new(IndexConfig {
+        controller_name: config.controller_name.clone(),
+        legacy_class: config.ingress_class.clone(),
+        clusters: config
+            .clusters
+            .iter()
+            .map(|c| (ClusterName::new(&c.name), c.weight))
+            .collect(),
+    });
+    let reach = reachability(&mut index, config)?;
     let mut tasks = JoinSet::new();
     let hold_down = !config.hold_down.is_zero();
     index.set_hold_down(hold_down);
