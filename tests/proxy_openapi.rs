@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use http::StatusCode;
 use podgate::model::{
-    Batch, Certificate, CertificateInfo, Endpoint, EndpointState, HostPattern, LbState, PathMatch,
-    Pem, PortRef, Route, RouteTable, StateSummary, Upstream, UpstreamKey, VirtualHost,
+    Batch, Certificate, CertificateInfo, Endpoint, EndpointState, HostPattern, LbState, OwnerState,
+    PathMatch, Pem, PortRef, Route, RouteTable, StateSummary, Upstream, UpstreamKey, VirtualHost,
 };
 use podgate::proxy::ADMIN_ROUTES;
 use serde::Serialize;
@@ -162,6 +162,7 @@ fn schemas_match_the_model() {
     let doc = doc();
     let batch = Batch {
         epoch: 1,
+        owner: Some("podgate.io/ingress-controller".into()),
         upsert_upstreams: vec![upstream()],
         remove_upstreams: vec![key()],
         routes: Some(table()),
@@ -199,8 +200,15 @@ fn schemas_match_the_model() {
         upstreams: vec![upstream()],
         routes: table(),
         certificates: vec![info],
+        owners: vec![OwnerState {
+            owner: "podgate.io/ingress-controller".into(),
+            epoch: 1,
+            upstreams: vec![key()],
+            certificates: vec!["shop/tls".into()],
+        }],
     };
     check_schema(&doc, "LbState", &state);
+    check_schema(&doc, "OwnerState", &state.owners[0]);
 }
 
 fn examples(content: &Value) -> Vec<(String, Value)> {

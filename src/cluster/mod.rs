@@ -9,6 +9,7 @@
 mod events;
 mod guard;
 mod ingress_status;
+mod reach;
 mod stale;
 mod status;
 mod watch;
@@ -24,6 +25,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 
+pub use reach::{ReachWatch, ready_address, spawn_reach, subnet_cidrs, subnet_resource};
 pub use stale::watch_stale;
 pub use status::{ClusterStatus, GuardedRelist, StatusCell};
 

@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::duration;
+use crate::index::EndpointTarget;
 use crate::lb::LbAdapter;
 use crate::lb::config::{Target, TargetConfig, build_adapters};
 
@@ -96,6 +98,10 @@ pub struct ControllerConfig {
         deserialize_with = "duration::required"
     )]
     pub confirm_after: Duration,
+    /// Who this controller is on a shared LB (`Batch::owner`): it removes only what it
+    /// registered. Default: `controller_name`. Replicas of one controller share it.
+    #[serde(default)]
+    pub lb_owner: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -113,6 +119,46 @@ pub struct ClusterConfig {
     /// never (a stale cluster's pods are probably still serving).
     #[serde(default, deserialize_with = "duration::optional")]
     pub stale_ttl: Option<Duration>,
+    /// Routability guard: CIDRs the LB can reach (`10.0.0.0/8`, `fd00::/8`). Endpoints
+    /// outside them are not registered and are reported. Excludes `routable_from`.
+    #[serde(default)]
+    pub routable_cidrs: Option<Vec<String>>,
+    /// Routability guard read from the cluster: `kube-ovn` follows its Subnets'
+    /// `spec.cidrBlock`.
+    #[serde(default)]
+    pub routable_from: Option<RoutableFrom>,
+    /// `pod` (default): pod IPs; `nodeport`: Ready nodes' InternalIP + the nodePort.
+    #[serde(default)]
+    pub target: EndpointTarget,
+}
+
+/// Where a cluster's routable CIDRs come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum RoutableFrom {
+    /// kube-ovn `Subnet` objects (`kubeovn.io/v1`), `spec.cidrBlock`.
+    #[serde(rename = "kube-ovn")]
+    KubeOvn,
+}
+
+impl ClusterConfig {
+    /// `routable_cidrs` parsed; `index` is the cluster's position, for the error.
+    pub fn routable_nets(&self, index: usize) -> Result<Option<Vec<IpNet>>, ConfigError> {
+        let Some(list) = &self.routable_cidrs else {
+            return Ok(None);
+        };
+        list.iter()
+            .enumerate()
+            .map(|(j, raw)| {
+                raw.trim().parse::<IpNet>().map_err(|e| {
+                    invalid(
+                        format!("clusters[{index}].routable_cidrs[{j}]"),
+                        format!("{raw:?}: {e}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -250,6 +296,13 @@ impl ControllerConfig {
                     format!("{}: {e}", path.display()),
                 ));
             }
+            if c.routable_cidrs.is_some() && c.routable_from.is_some() {
+                return Err(invalid(
+                    format!("clusters[{i}].routable_from"),
+                    "give routable_cidrs or routable_from, not both",
+                ));
+            }
+            c.routable_nets(i)?;
         }
         if !(0.0..=1.0).contains(&self.withdraw_guard) {
             return Err(invalid(
@@ -337,6 +390,45 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("kind"), "{err}");
+    }
+
+    #[test]
+    fn routability_and_target_fields() {
+        let c = parse(
+            "clusters: [{name: idc, routable_cidrs: ['10.0.0.0/8', 'fd00::/8'], target: nodeport}, {name: tke, routable_from: kube-ovn}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.clusters[0].target, EndpointTarget::NodePort);
+        assert_eq!(c.clusters[0].routable_nets(0).unwrap().unwrap().len(), 2);
+        assert_eq!(c.clusters[1].routable_from, Some(RoutableFrom::KubeOvn));
+        assert_eq!(c.clusters[1].target, EndpointTarget::Pod);
+        let err = parse("clusters: [{name: idc, routable_cidrs: ['10.0.0.0/8', 'bogus']}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clusters[0].routable_cidrs[1]"), "{err}");
+        let err = parse("clusters: [{name: idc, routable_cidrs: [], routable_from: kube-ovn}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clusters[0].routable_from"), "{err}");
+        let err = parse("clusters: [{name: idc, target: vip}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("target") || err.contains("vip"), "{err}");
+        let err = parse("clusters: [{name: idc, routable_from: calico}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("routable_from") || err.contains("calico"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_deploy_example_parses() {
+        let c: ControllerConfig =
+            serde_yaml_ng::from_str(include_str!("../../deploy/podgate.yaml")).unwrap();
+        assert_eq!(c.clusters[0].routable_nets(0).unwrap().unwrap().len(), 1);
+        assert_eq!(c.clusters[1].routable_from, Some(RoutableFrom::KubeOvn));
     }
 
     #[test]

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::cluster::{self, ClusterWatch, WatchOptions};
-use crate::index::{Index, IndexConfig};
+use crate::cluster::{self, ClusterWatch, ReachWatch, WatchOptions};
+use crate::index::{EndpointTarget, Index, IndexConfig};
 use crate::model::ClusterName;
 use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker, hold_down};
 
 use super::admin::{self, AdminState};
-use super::config::{ConfigError, ControllerConfig};
+use super::config::{ConfigError, ControllerConfig, RoutableFrom};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -51,6 +51,31 @@ fn epoch() -> u64 {
     crate::sync::audit::now_ms()
 }
 
+/// Applies each cluster's routability guard and target type to the Index; returns which
+/// extra watchers (kube-ovn Subnets, Nodes) each cluster needs.
+fn reachability(
+    index: &mut Index,
+    config: &ControllerConfig,
+) -> Result<Vec<ReachWatch>, ControllerError> {
+    let mut reach = Vec::new();
+    for (i, c) in config.clusters.iter().enumerate() {
+        let name = ClusterName::new(&c.name);
+        // kube-ovn: nothing is routable until its Subnets are listed.
+        let routable = match (c.routable_nets(i)?, c.routable_from) {
+            (Some(nets), _) => Some(nets),
+            (None, Some(RoutableFrom::KubeOvn)) => Some(Vec::new()),
+            (None, None) => None,
+        };
+        index.set_routable(&name, routable);
+        index.set_target(&name, c.target);
+        reach.push(ReachWatch {
+            subnets: c.routable_from == Some(RoutableFrom::KubeOvn),
+            nodes: c.target == EndpointTarget::NodePort,
+        });
+    }
+    Ok(reach)
+}
+
 /// Starts everything the configuration asks for.
 pub async fn start(
     config: &ControllerConfig,
@@ -66,6 +91,7 @@ pub async fn start(
             .map(|c| (ClusterName::new(&c.name), c.weight))
             .collect(),
     });
+    let reach = reachability(&mut index, config)?;
     let mut tasks = JoinSet::new();
     let hold_down = !config.hold_down.is_zero();
     index.set_hold_down(hold_down);
@@ -90,7 +116,13 @@ pub async fn start(
             options.sync.clone(),
             epoch,
         )
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .owned_by(
+            config
+                .lb_owner
+                .clone()
+                .unwrap_or_else(|| config.controller_name.clone()),
+        );
         targets.push(worker.status());
         tasks.spawn(worker.run());
     }
@@ -103,15 +135,12 @@ pub async fn start(
         confirm_after: config.confirm_after,
     };
     let mut clusters = Vec::new();
-    for c in &config.clusters {
+    for (c, reach) in config.clusters.iter().zip(reach) {
         let client =
             cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
-        let watched = cluster::spawn(
-            ClusterName::new(&c.name),
-            client.clone(),
-            desired.clone(),
-            &watch,
-        );
+        let name = ClusterName::new(&c.name);
+        cluster::spawn_reach(&name, &client, &desired, reach, &mut tasks);
+        let watched = cluster::spawn(name, client.clone(), desired.clone(), &watch);
         if let Some(ttl) = c.stale_ttl {
             tasks.spawn(cluster::watch_stale(
                 ClusterName::new(&c.name),

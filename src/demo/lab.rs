@@ -62,6 +62,28 @@ pub struct LabOptions {
     pub confirm_after: Duration,
     /// `stale_ttl` of every cluster.
     pub stale_ttl: Option<Duration>,
+    /// Runs before the controller starts: edits its configuration (e.g. per-cluster
+    /// settings) and may prepare the simulated clusters (e.g. register custom kinds).
+    pub configure: Option<Configure>,
+}
+
+/// See [`LabOptions::configure`].
+pub type ConfigureFn = dyn Fn(&mut ControllerConfig, &[SimCluster]) + Send + Sync;
+
+/// A shareable [`ConfigureFn`].
+#[derive(Clone)]
+pub struct Configure(pub std::sync::Arc<ConfigureFn>);
+
+impl Configure {
+    pub fn new(f: impl Fn(&mut ControllerConfig, &[SimCluster]) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Configure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Configure(..)")
+    }
 }
 
 impl Default for LabOptions {
@@ -75,6 +97,7 @@ impl Default for LabOptions {
             withdraw_guard: 0.5,
             confirm_after: Duration::from_secs(30),
             stale_ttl: None,
+            configure: None,
         }
     }
 }
@@ -108,6 +131,9 @@ impl Lab {
                 context: None,
                 weight: 100,
                 stale_ttl: options.stale_ttl,
+                routable_cidrs: None,
+                routable_from: None,
+                target: crate::index::EndpointTarget::Pod,
             });
             sims.push(sim);
         }
@@ -116,7 +142,7 @@ impl Lab {
         std::fs::write(&token_file, &token)?;
         let proxy_config = ProxyConfig::new(options.listen, options.proxy_admin, &token);
         let proxy = proxy::start(proxy_config).await?;
-        let config = ControllerConfig {
+        let mut config = ControllerConfig {
             controller_name: "podgate.io/ingress-controller".to_owned(),
             ingress_class: "podgate".to_owned(),
             publish_addresses: vec![proxy.http_addr.ip().to_string()],
@@ -134,7 +160,11 @@ impl Lab {
             withdraw_guard: options.withdraw_guard,
             confirm_after: options.confirm_after,
             weights: WeightsConfig::default(),
+            lb_owner: None,
         };
+        if let Some(configure) = &options.configure {
+            (configure.0)(&mut config, &sims);
+        }
         let controller = controller::start(
             &config,
             RunOptions {
@@ -210,6 +240,14 @@ impl Lab {
     pub async fn admin_state(&self) -> Result<serde_json::Value, LabError> {
         let url = format!("http://{}/v1/state", self.controller.admin_addr);
         Ok(self.http.get(url).send().await?.json().await?)
+    }
+
+    /// What the proxy holds (`GET /v1/state` of its admin API), as the LB sees it.
+    pub async fn proxy_state(&self) -> Result<serde_json::Value, LabError> {
+        let token = std::fs::read_to_string(self.dir.path().join("lb.token"))?;
+        let url = format!("{}/v1/state", self.proxy.admin_url());
+        let request = self.http.get(url).bearer_auth(token.trim());
+        Ok(request.send().await?.json().await?)
     }
 
     /// Polls `check` until it returns `Some`, or fails after `timeout`.

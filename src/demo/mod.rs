@@ -10,7 +10,7 @@ pub mod pods;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use lab::{CLUSTERS, Lab, LabError, LabOptions, Split};
+pub use lab::{CLUSTERS, Configure, ConfigureFn, Lab, LabError, LabOptions, Split};
 
 use crate::objects::{service, slice};
 use pods::Pod;

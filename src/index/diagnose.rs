@@ -45,6 +45,7 @@ impl Index {
             }
         }
         out.extend(self.conflict_reports());
+        out.extend(self.reach_reports());
         out.sort();
         out.dedup();
         out

@@ -11,6 +11,7 @@ mod diagnostics;
 mod holds;
 mod intern;
 mod object;
+mod reach;
 mod records;
 mod routes;
 mod snapshot;
@@ -28,6 +29,7 @@ pub use claims::RouteScope;
 pub use diagnostics::{Diagnostic, Kind, ObjectRef, Report};
 pub use holds::Hold;
 pub use object::{Changes, Object};
+pub use reach::EndpointTarget;
 pub use snapshot::{Snapshot, UpstreamMap};
 pub use stale::Withdrawal;
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
@@ -374,6 +376,8 @@ impl Index {
                 if store.slices.get(key) == record.as_ref() {
                     return;
                 }
+                // An unroutable endpoint changes no upstream, but it is reported.
+                dirty.diagnostics |= store.reach.reports();
                 for service in store.put_slice(key, record) {
                     if let Some(ups) = self.service_upstreams.get(&service) {
                         dirty.upstreams.extend(ups.iter().cloned());

@@ -22,6 +22,8 @@ pub(crate) struct ClusterStore {
     pub(crate) secrets: Map<ObjectKey, SecretRecord>,
     /// Stale for longer than its `stale_ttl`: its endpoints are withdrawn (records kept).
     pub(crate) expired: bool,
+    /// Routability guard, target type and Ready nodes.
+    pub(crate) reach: super::reach::Reach,
 }
 
 impl ClusterStore {
@@ -36,6 +38,7 @@ impl ClusterStore {
             slices_by_service: Map::default(),
             secrets: Map::default(),
             expired: false,
+            reach: super::reach::Reach::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::model::{ClusterName, Endpoint, EndpointState, Upstream, UpstreamKey};
 
 use super::holds::held_out;
+use super::reach::{self, EndpointTarget};
 use super::records::SliceEndpoint;
 use super::store::ClusterStore;
 use super::weights::{self, ClusterWeights, ENDPOINT_SCALE};
@@ -34,19 +35,30 @@ pub(crate) fn compute(
     // is cheaper than comparing names in the sort below.
     let mut found: Vec<(usize, IpAddr, u16, &SliceEndpoint)> = Vec::with_capacity(64);
     for (c, cluster) in clusters.iter().enumerate().filter(|(_, c)| !c.expired) {
-        let Some(port_name) = cluster
-            .services
-            .get(&service_key)
-            .and_then(|s| s.port_name(&key.port))
-        else {
+        let Some(service) = cluster.services.get(&service_key) else {
             continue;
         };
+        let Some(port_name) = service.port_name(&key.port) else {
+            continue;
+        };
+        if cluster.reach.target == EndpointTarget::NodePort {
+            let nodes = reach::node_endpoints(cluster, &service_key, service, &key.port);
+            found.extend(
+                nodes
+                    .into_iter()
+                    .filter(|(_, _, ep)| !held_out(held, &cluster.name, ep.state))
+                    .map(|(a, p, ep)| (c, a, p, ep)),
+            );
+            continue;
+        }
         for slice in cluster.slices_of(&service_key) {
             if let Some(&(_, port)) = slice.ports.iter().find(|(n, _)| n == port_name) {
                 found.extend(
                     slice
                         .endpoints
                         .iter()
+                        // The routability guard: what the LB cannot reach is left out.
+                        .filter(|ep| cluster.reach.routable(ep.address))
                         .filter(|ep| !held_out(held, &cluster.name, ep.state))
                         .map(|ep| (c, ep.address, port, ep)),
                 );

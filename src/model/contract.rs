@@ -14,6 +14,12 @@ use super::{Certificate, RouteTable, Upstream, UpstreamKey};
 pub struct Batch {
     #[serde(default)]
     pub epoch: u64,
+    /// Who pushes (a controller id, e.g. its `controller_name`). The LB records the
+    /// owner of every upstream and certificate it upserts, keeps one route table and one
+    /// fencing epoch per owner, refuses upserts of another owner's items, and ignores
+    /// removals of them. Absent: the anonymous owner (a single controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Upstreams to create or replace whole (all endpoints).
     #[serde(default)]
     pub upsert_upstreams: Vec<Upstream>,
@@ -59,6 +65,44 @@ pub struct LbState {
     pub upstreams: Vec<Upstream>,
     pub routes: RouteTable,
     pub certificates: Vec<CertificateInfo>,
+    /// What each named owner registered (see [`Batch::owner`]); items not listed were
+    /// pushed without an owner. Empty on LBs that do not record ownership.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerState>,
+}
+
+/// The items one owner registered, and its fencing epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerState {
+    pub owner: String,
+    /// Highest epoch accepted from this owner.
+    pub epoch: u64,
+    pub upstreams: Vec<UpstreamKey>,
+    /// Certificate ids.
+    pub certificates: Vec<String>,
+}
+
+impl LbState {
+    /// Whether `owner` (`None`: the anonymous owner) may remove the upstream `key`:
+    /// only what it registered itself.
+    pub fn owns_upstream(&self, owner: Option<&str>, key: &UpstreamKey) -> bool {
+        let holder = self
+            .owners
+            .iter()
+            .find(|o| o.upstreams.contains(key))
+            .map(|o| o.owner.as_str());
+        holder == owner
+    }
+
+    /// Like [`Self::owns_upstream`], for a certificate id.
+    pub fn owns_certificate(&self, owner: Option<&str>, id: &str) -> bool {
+        let holder = self
+            .owners
+            .iter()
+            .find(|o| o.certificates.iter().any(|c| c == id))
+            .map(|o| o.owner.as_str());
+        holder == owner
+    }
 }
 
 /// The answer to a batch: where the LB is now.

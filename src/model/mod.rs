@@ -13,7 +13,7 @@ mod tls;
 mod upstream;
 
 pub use cluster::ClusterName;
-pub use contract::{Batch, CertificateInfo, LbState, StateSummary};
+pub use contract::{Batch, CertificateInfo, LbState, OwnerState, StateSummary};
 pub use host::{HostPattern, normalize_request_host};
 pub use path::{PathKind, PathMatch};
 pub use route::{Route, RouteTable, VirtualHost};

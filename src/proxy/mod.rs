@@ -16,6 +16,7 @@ mod config;
 mod forward;
 mod headers;
 mod metrics;
+mod owners;
 mod router;
 mod server;
 mod state;

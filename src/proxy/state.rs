@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::{ArcSwap, Guard};
 
 use super::balancer::Pool;
+use super::owners::{self, Owners};
 use super::router::Router;
 use super::tls::{self, CertStore};
 use crate::model::{Batch, CertificateInfo, LbState, StateSummary, Upstream, UpstreamKey};
@@ -36,6 +37,8 @@ pub(crate) struct Snapshot {
     pub(crate) certs: Arc<CertStore>,
     pub(crate) generation: u64,
     pub(crate) epoch: u64,
+    /// Who registered what; see `owners`.
+    pub(crate) owners: Arc<Owners>,
 }
 
 /// The live state and its one writer.
@@ -56,6 +59,7 @@ impl Store {
                 certs: Arc::new(CertStore::default()),
                 generation: 0,
                 epoch: 0,
+                owners: Arc::default(),
             }),
             writer: Mutex::new(()),
             instance,
@@ -77,16 +81,19 @@ impl Store {
     }
 
     /// Validates and applies one batch atomically.
-    pub(crate) fn apply(&self, batch: Batch) -> Result<StateSummary, ApplyError> {
+    pub(crate) fn apply(&self, mut batch: Batch) -> Result<StateSummary, ApplyError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let cur = self.current.load_full();
-        if batch.epoch < cur.epoch {
+        // Fencing is per owner: another controller's epoch does not depose this one.
+        let seen = cur.owners.epoch(owners::owner_of(&batch));
+        if batch.epoch < seen {
             return Err(ApplyError::StaleEpoch {
                 got: batch.epoch,
-                seen: cur.epoch,
+                seen,
             });
         }
         validate_upstreams(&batch)?;
+        cur.owners.check(&batch)?;
         let mut certs = Vec::with_capacity(batch.upsert_certificates.len());
         let mut seen_ids = HashSet::new();
         for c in &batch.upsert_certificates {
@@ -107,6 +114,8 @@ impl Store {
         }
 
         // Everything is valid: build the next snapshot. Nothing below can fail.
+        let mut owners = (*cur.owners).clone();
+        let routes = owners.apply(&mut batch);
         let mut upstreams = cur.upstreams.clone();
         for key in &batch.remove_upstreams {
             upstreams.remove(key);
@@ -116,7 +125,7 @@ impl Store {
             let key = u.key.clone();
             upstreams.insert(key, Arc::new(Pool::new(u, previous.as_deref())));
         }
-        let router = match batch.routes {
+        let router = match routes {
             Some(table) => Arc::new(Router::compile(table)),
             None => Arc::clone(&cur.router),
         };
@@ -131,6 +140,7 @@ impl Store {
             certs,
             generation: cur.generation + 1,
             epoch: batch.epoch.max(cur.epoch),
+            owners: Arc::new(owners),
         };
         let summary = StateSummary {
             instance: self.instance.clone(),
@@ -163,6 +173,7 @@ impl Store {
             upstreams,
             routes: snap.router.table().clone(),
             certificates,
+            owners: snap.owners.states(),
         }
     }
 

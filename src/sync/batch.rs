@@ -10,8 +10,21 @@ use super::desired::Work;
 /// The batch for `work`. For a full sync, `observed` is what the LB holds now: what it
 /// holds and podgate no longer wants is removed.
 pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch: u64) -> Batch {
+    build_owned(work, snapshot, observed, epoch, None)
+}
+
+/// [`build`] for a controller that pushes as `owner`: a full sync removes only what
+/// `owner` registered, never what another controller sharing the LB did.
+pub fn build_owned(
+    work: &Work,
+    snapshot: &Snapshot,
+    observed: Option<&LbState>,
+    epoch: u64,
+    owner: Option<&str>,
+) -> Batch {
     let mut batch = Batch {
         epoch,
+        owner: owner.map(str::to_owned),
         ..Batch::default()
     };
     if work.full {
@@ -28,14 +41,16 @@ pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch
                 .upstreams
                 .iter()
                 .map(|u| &u.key)
-                .filter(|k| !wanted.contains(k))
+                .filter(|k| !wanted.contains(k) && observed.owns_upstream(owner, k))
                 .cloned()
                 .collect();
             batch.remove_certificates = observed
                 .certificates
                 .iter()
                 .map(|c| &c.id)
-                .filter(|id| !snapshot.certificates.contains_key(*id))
+                .filter(|id| {
+                    !snapshot.certificates.contains_key(*id) && observed.owns_certificate(owner, id)
+                })
                 .cloned()
                 .collect();
         }
@@ -57,4 +72,50 @@ pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch
         }
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{OwnerState, PortRef, Upstream};
+
+    fn key(name: &str) -> UpstreamKey {
+        UpstreamKey::new("ns", name, PortRef::Number(80))
+    }
+
+    /// The LB holds `mine` (owner me), `theirs` (owner them) and `old` (no owner);
+    /// podgate wants none of them.
+    fn observed() -> LbState {
+        let up = |name: &str| Upstream {
+            key: key(name),
+            shares: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        let owner = |owner: &str, name: &str| OwnerState {
+            owner: owner.to_owned(),
+            upstreams: vec![key(name)],
+            ..OwnerState::default()
+        };
+        LbState {
+            upstreams: vec![up("mine"), up("old"), up("theirs")],
+            owners: vec![owner("me", "mine"), owner("them", "theirs")],
+            ..LbState::default()
+        }
+    }
+
+    #[test]
+    fn a_full_sync_removes_only_what_its_owner_registered() {
+        let work = Work {
+            full: true,
+            ..Work::default()
+        };
+        let snapshot = Snapshot::default();
+        let lb = observed();
+        let owned = build_owned(&work, &snapshot, Some(&lb), 1, Some("me"));
+        assert_eq!(owned.owner.as_deref(), Some("me"));
+        assert_eq!(owned.remove_upstreams, [key("mine")]);
+        let anonymous = build(&work, &snapshot, Some(&lb), 1);
+        assert_eq!(anonymous.owner, None);
+        assert_eq!(anonymous.remove_upstreams, [key("old")]);
+    }
 }

@@ -58,6 +58,8 @@ pub struct Worker {
     audit: Arc<Audit>,
     config: SyncConfig,
     epoch: u64,
+    /// Pushed as `Batch::owner`; a full sync removes only what this owner registered.
+    owner: Option<String>,
     acked: Option<StateSummary>,
     metrics: SyncMetrics,
 }
@@ -85,6 +87,7 @@ impl Worker {
             audit,
             config,
             epoch,
+            owner: None,
             acked: None,
             metrics: SyncMetrics::default(),
         }
@@ -94,6 +97,14 @@ impl Worker {
     #[must_use]
     pub fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Pushes as `owner`, so that controllers sharing one LB never remove each other's
+    /// upstreams or certificates (see `Batch::owner`).
+    #[must_use]
+    pub fn owned_by(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
         self
     }
 
@@ -139,7 +150,13 @@ impl Worker {
             None
         };
         let snapshot = self.desired.snapshot();
-        let batch = batch::build(work, &snapshot, observed.as_ref(), self.epoch);
+        let batch = batch::build_owned(
+            work,
+            &snapshot,
+            observed.as_ref(),
+            self.epoch,
+            self.owner.as_deref(),
+        );
         let result = self.adapter.apply(&batch).await;
         self.audit.record(AuditEntry {
             at_ms: 0,

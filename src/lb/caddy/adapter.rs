@@ -225,6 +225,8 @@ impl CaddyAdapter {
             upstreams,
             routes,
             certificates: Vec::new(),
+            // The adapter's name prefix marks what podgate owns; nothing else is read.
+            owners: Vec::new(),
         })
     }
 }

@@ -72,6 +72,8 @@ impl HaproxyAdapter {
             upstreams,
             routes: maps.to_routes(),
             certificates: Vec::new(),
+            // The adapter's name prefix marks what podgate owns; nothing else is read.
+            owners: Vec::new(),
         })
     }
 }

@@ -1,0 +1,232 @@
+//! Watchers for what the LB can reach in one cluster: kube-ovn `Subnet`s (the routable
+//! CIDRs, for `routable_from: kube-ovn`) and Ready `Node`s (for `target: nodeport`).
+//!
+//! Owns: reading `spec.cidrBlock` of Subnets and the `InternalIP` of Ready Nodes, and
+//! handing the Index each whole set after every change. Like the other watchers, a
+//! relist is applied as one swap at `InitDone`, and a failed watch changes nothing:
+//! the Index keeps the last-known set. Must never hand the Index a partial list.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinSet;
+
+use crate::model::ClusterName;
+use crate::sync::Desired;
+
+/// Which reachability watchers one cluster needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReachWatch {
+    /// Follow kube-ovn Subnets (`routable_from: kube-ovn`).
+    pub subnets: bool,
+    /// Follow Ready Nodes (`target: nodeport`).
+    pub nodes: bool,
+}
+
+/// The kube-ovn `Subnet` kind: `kubeovn.io/v1`, cluster-scoped.
+pub fn subnet_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kubeovn.io", "v1", "Subnet"),
+        "subnets",
+    )
+}
+
+/// Starts the watchers `what` asks for, as tasks of `tasks`.
+pub fn spawn_reach(
+    cluster: &ClusterName,
+    client: &Client,
+    desired: &Arc<Desired>,
+    what: ReachWatch,
+    tasks: &mut JoinSet<()>,
+) {
+    if what.subnets {
+        let api = Api::<DynamicObject>::all_with(client.clone(), &subnet_resource());
+        let (c, d) = (cluster.clone(), desired.clone());
+        tasks.spawn(watch_set(
+            api,
+            "Subnet",
+            c.clone(),
+            subnet_cidrs,
+            move |sets| {
+                let nets: Vec<IpNet> = sets.into_iter().flatten().collect();
+                let cause = format!("{c}: kube-ovn Subnets ({} CIDRs)", nets.len());
+                d.mutate(&cause, |i| i.set_routable(&c, Some(nets)));
+            },
+        ));
+    }
+    if what.nodes {
+        let api = Api::<Node>::all(client.clone());
+        let (c, d) = (cluster.clone(), desired.clone());
+        tasks.spawn(watch_set(
+            api,
+            "Node",
+            c.clone(),
+            ready_address,
+            move |sets| {
+                let nodes: Vec<(String, IpAddr)> = sets.into_iter().flatten().collect();
+                let cause = format!("{c}: Nodes ({} ready)", nodes.len());
+                d.mutate(&cause, |i| i.set_nodes(&c, &nodes));
+            },
+        ));
+    }
+}
+
+/// `spec.cidrBlock` of a Subnet: one CIDR, or two comma-separated for dual stack.
+/// Unparsable parts are logged and left out (they widen nothing).
+pub fn subnet_cidrs(subnet: &DynamicObject) -> Vec<IpNet> {
+    let raw = subnet.data["spec"]["cidrBlock"].as_str().unwrap_or("");
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| match s.parse::<IpNet>() {
+            Ok(net) => Some(net),
+            Err(e) => {
+                tracing::warn!(subnet = %subnet.name_any(), cidr = s, error = %e, "unparsable Subnet cidrBlock ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The first `InternalIP` of a Node whose `Ready` condition is `True`.
+pub fn ready_address(node: &Node) -> Vec<(String, IpAddr)> {
+    let Some(status) = &node.status else {
+        return Vec::new();
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return Vec::new();
+    }
+    status
+        .addresses
+        .iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .find_map(|a| a.address.parse().ok())
+        .map(|ip| vec![(node.name_any(), ip)])
+        .unwrap_or_default()
+}
+
+/// Watches one kind, keeps `extract` of every object by name, and calls `publish` with
+/// all values after each change (after a relist: once, with the whole new list).
+async fn watch_set<K, V, X, P>(
+    api: Api<K>,
+    kind: &'static str,
+    cluster: ClusterName,
+    extract: X,
+    publish: P,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    V: Clone + PartialEq + Send,
+    X: Fn(&K) -> Vec<V> + Send,
+    P: Fn(Vec<Vec<V>>) + Send,
+{
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut current: BTreeMap<String, Vec<V>> = BTreeMap::new();
+    let mut relist: BTreeMap<String, Vec<V>> = BTreeMap::new();
+    let mut listed = false;
+    while let Some(event) = stream.next().await {
+        let changed = match event {
+            Ok(watcher::Event::Apply(obj)) => {
+                let value = extract(&obj);
+                current.insert(obj.name_any(), value.clone()) != Some(value)
+            }
+            Ok(watcher::Event::Delete(obj)) => current.remove(&obj.name_any()).is_some(),
+            Ok(watcher::Event::Init) => {
+                relist.clear();
+                false
+            }
+            Ok(watcher::Event::InitApply(obj)) => {
+                relist.insert(obj.name_any(), extract(&obj));
+                false
+            }
+            Ok(watcher::Event::InitDone) => {
+                let changed = !listed || current != relist;
+                current = std::mem::take(&mut relist);
+                listed = true;
+                tracing::info!(%cluster, kind, objects = current.len(), "listed");
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(%cluster, kind, error = %e, "watch failed; keeping last-known state");
+                false
+            }
+        };
+        if changed && listed {
+            publish(current.values().cloned().collect());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(cidr: &str) -> DynamicObject {
+        let mut obj = DynamicObject::new("ovn-default", &subnet_resource());
+        obj.data = serde_json::json!({ "spec": { "cidrBlock": cidr } });
+        obj
+    }
+
+    #[test]
+    fn subnet_cidr_blocks_single_dual_stack_and_broken() {
+        let nets = |c: &str| -> Vec<String> {
+            subnet_cidrs(&subnet(c))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(nets("10.16.0.0/16"), ["10.16.0.0/16"]);
+        assert_eq!(
+            nets("10.16.0.0/16, fd00:10:16::/64"),
+            ["10.16.0.0/16", "fd00:10:16::/64"]
+        );
+        assert_eq!(nets("10.16.0.0/16,bogus"), ["10.16.0.0/16"]);
+        assert!(nets("").is_empty());
+        assert!(subnet_cidrs(&DynamicObject::new("x", &subnet_resource())).is_empty());
+    }
+
+    fn node(ready: &str, addresses: &[(&str, &str)]) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "n1" },
+            "status": {
+                "conditions": [{ "type": "Ready", "status": ready }],
+                "addresses": addresses.iter().map(|(t, a)| serde_json::json!({ "type": t, "address": a })).collect::<Vec<_>>()
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_ready_nodes_internal_ip_counts() {
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let addresses = [
+            ("Hostname", "n1"),
+            ("ExternalIP", "1.2.3.4"),
+            ("InternalIP", "10.0.0.7"),
+        ];
+        assert_eq!(
+            ready_address(&node("True", &addresses)),
+            [("n1".to_owned(), ip)]
+        );
+        assert!(ready_address(&node("False", &addresses)).is_empty());
+        assert!(ready_address(&node("Unknown", &addresses)).is_empty());
+        assert!(ready_address(&node("True", &[("Hostname", "n1")])).is_empty());
+        assert!(ready_address(&Node::default()).is_empty());
+    }
+}
