@@ -53,6 +53,9 @@ pub struct LabOptions {
     /// The controller's admin view.
     pub controller_admin: SocketAddr,
     pub sync: SyncConfig,
+    /// More LBs for the controller to keep in sync besides the built-in proxy (e.g.
+    /// real HAProxy or Caddy instances the caller started), appended to its targets.
+    pub extra_targets: Vec<Target>,
 }
 
 impl Default for LabOptions {
@@ -62,6 +65,7 @@ impl Default for LabOptions {
             proxy_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             controller_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             sync: SyncConfig::default(),
+            extra_targets: Vec::new(),
         }
     }
 }
@@ -102,11 +106,13 @@ impl Lab {
             ingress_class: "podgate".to_owned(),
             publish_addresses: vec![proxy.http_addr.ip().to_string()],
             clusters,
-            targets: vec![Target {
+            targets: std::iter::once(Target {
                 url: Some(proxy.admin_url()),
                 token_file: Some(token_file),
                 ..Target::new("proxy", TargetKind::Podgate)
-            }],
+            })
+            .chain(options.extra_targets)
+            .collect(),
             admin: AdminConfig {
                 listen: options.controller_admin,
             },
