@@ -37,6 +37,21 @@ fn cpu_ticks(stat_file: &std::path::Path) -> u64 {
     get(11) + get(12)
 }
 
+/// CPU time in nanoseconds of whatever `stat_file` names: a thread's `schedstat`
+/// (nanosecond resolution) when the file is one, else a `stat` file's utime + stime
+/// (10 ms ticks; for a process this covers all of its threads).
+fn cpu_ns(stat_file: &std::path::Path) -> u64 {
+    if stat_file.ends_with("schedstat") {
+        let raw = std::fs::read_to_string(stat_file).unwrap_or_default();
+        return raw
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
+    cpu_ticks(stat_file) * 10_000_000
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -58,7 +73,7 @@ struct Lb {
     child: Option<Child>,
     /// HAProxy's runtime API, to find the worker doing the proxying; `None`: the child.
     runtime: Option<RuntimeClient>,
-    /// The built-in proxy's thread (`/proc/self/task/<tid>/stat`).
+    /// The built-in proxy's thread (`/proc/<pid>/task/<tid>/schedstat`).
     thread_stat: Option<std::path::PathBuf>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -103,7 +118,7 @@ fn start_proxy() -> Lb {
                 .await
                 .unwrap();
             let me = std::fs::read_link("/proc/thread-self").unwrap();
-            let stat = std::path::Path::new("/proc").join(me).join("stat");
+            let stat = std::path::Path::new("/proc").join(me).join("schedstat");
             tx.send((proxy.http_addr, proxy.admin_url(), stat)).unwrap();
             std::future::pending::<()>().await;
             drop(proxy);
@@ -259,7 +274,7 @@ async fn run(lb: &Lb, upstreams: usize, changes: usize, old: &Pod, new: &[Pod]) 
     assert_eq!(who(lb.addr, &hosts[0], "/").await, old.name);
 
     let stat = lb.stat_file().await;
-    let cpu_before = cpu_ticks(&stat);
+    let cpu_before = cpu_ns(&stat);
     let (mut acks, mut served) = (Vec::new(), Vec::new());
     for k in 0..changes {
         let i = (k * 7919) % upstreams;
@@ -277,20 +292,19 @@ async fn run(lb: &Lb, upstreams: usize, changes: usize, old: &Pod, new: &[Pod]) 
         }
         served.push(t.elapsed());
     }
-    let cpu = cpu_ticks(&stat).saturating_sub(cpu_before);
+    let cpu = cpu_ns(&stat).saturating_sub(cpu_before);
     acks.sort();
     served.sort();
     println!(
-        "| {} | {upstreams} | {changes} | {:.2?} | {:.2?} | {:.2?} | {:.2?} | {:.1} |",
+        "| {} | {upstreams} | {changes} | {:.2?} | {:.2?} | {:.2?} | {:.2?} | {:.3} |",
         lb.name,
         pct(&acks, 0.5),
         pct(&acks, 0.99),
         pct(&served, 0.5),
         pct(&served, 0.99),
-        // clock ticks are 10 ms
         {
             #[allow(clippy::cast_precision_loss)]
-            let v = cpu as f64 * 10.0 / changes as f64;
+            let v = cpu as f64 / 1e6 / changes as f64;
             v
         },
     );
