@@ -1,7 +1,9 @@
-//! Propagation benchmark for the native LB adapters at 1,000 upstreams: time from
+//! Propagation benchmark for every LB kind at 1,000 upstreams, side by side: time from
 //! `adapter.apply(endpoint change)` to the LB's acknowledgement (apply returned) and to
 //! the first request served by the new endpoint, p50/p99, plus the LB's own CPU time
-//! per change. Runs real `haproxy` and `caddy` on loopback; skips a missing program.
+//! per change. The built-in proxy runs in this process on a thread of its own (its CPU
+//! is that thread's) behind the HTTP adapter; real `haproxy` and `caddy` run on
+//! loopback; a missing program is skipped.
 //!
 //! `cargo bench --bench lb_propagation` (env `PG_BENCH_UPSTREAMS`, `PG_BENCH_CHANGES`).
 
@@ -13,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lb_harness::{Pod, free_port, table, upstream, vhost, who};
-use podgate::lb::LbAdapter;
 use podgate::lb::caddy::{AdminAddr, AdminClient, CaddyAdapter, CaddySettings};
 use podgate::lb::haproxy::{HaproxyAdapter, HaproxySettings, RuntimeAddr, RuntimeClient};
+use podgate::lb::{HttpLb, HttpLbConfig, LbAdapter};
 use podgate::model::{Batch, PathMatch};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -25,13 +27,29 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// utime + stime of a process, in clock ticks (100 Hz on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// utime + stime of a process or thread (`/proc/…/stat`), in clock ticks (100 Hz on
+/// Linux).
+fn cpu_ticks(stat_file: &std::path::Path) -> u64 {
+    let stat = std::fs::read_to_string(stat_file).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
     let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     get(11) + get(12)
+}
+
+/// CPU time in nanoseconds of whatever `stat_file` names: a thread's `schedstat`
+/// (nanosecond resolution) when the file is one, else a `stat` file's utime + stime
+/// (10 ms ticks; for a process this covers all of its threads).
+fn cpu_ns(stat_file: &std::path::Path) -> u64 {
+    if stat_file.ends_with("schedstat") {
+        let raw = std::fs::read_to_string(stat_file).unwrap_or_default();
+        return raw
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
+    cpu_ticks(stat_file) * 10_000_000
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -51,15 +69,80 @@ struct Lb {
     name: &'static str,
     addr: SocketAddr,
     adapter: Box<dyn LbAdapter>,
-    child: Child,
+    /// The LB process; `None` for the in-process built-in proxy.
+    child: Option<Child>,
     /// HAProxy's runtime API, to find the worker doing the proxying; `None`: the child.
     runtime: Option<RuntimeClient>,
-    _dir: tempfile::TempDir,
+    /// The built-in proxy's thread (`/proc/<pid>/task/<tid>/schedstat`).
+    thread_stat: Option<std::path::PathBuf>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Lb {
     fn drop(&mut self) {
-        lb_harness::stop_child(&mut self.child);
+        if let Some(c) = self.child.as_mut() {
+            lb_harness::stop_child(c);
+        }
+    }
+}
+
+impl Lb {
+    /// Where the CPU time of whatever does the proxying is read.
+    async fn stat_file(&self) -> std::path::PathBuf {
+        if let Some(t) = &self.thread_stat {
+            return t.clone();
+        }
+        let pid = match (&self.runtime, &self.child) {
+            (Some(rt), _) => rt.worker_pid().await.unwrap_or(0),
+            (None, Some(c)) => c.id(),
+            (None, None) => 0,
+        };
+        format!("/proc/{pid}/stat").into()
+    }
+}
+
+/// The built-in proxy on a current-thread runtime of its own OS thread, so that all of
+/// its work (listeners, admin API, forwarding) is that thread's CPU time.
+fn start_proxy() -> Lb {
+    let token = format!("{:032x}", rand::random::<u128>());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = token.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            let proxy = podgate::proxy::start(podgate::proxy::ProxyConfig::new(any, any, &t))
+                .await
+                .unwrap();
+            let me = std::fs::read_link("/proc/thread-self").unwrap();
+            let stat = std::path::Path::new("/proc").join(me).join("schedstat");
+            tx.send((proxy.http_addr, proxy.admin_url(), stat)).unwrap();
+            std::future::pending::<()>().await;
+            drop(proxy);
+        });
+    });
+    let (addr, admin_url, stat) = rx.recv().unwrap();
+    let adapter = HttpLb::new(
+        "bench-proxy",
+        HttpLbConfig {
+            base_url: admin_url,
+            token,
+            timeout: Duration::from_secs(30),
+            tls: None,
+        },
+    )
+    .unwrap();
+    Lb {
+        name: "podgate proxy",
+        addr,
+        adapter: Box::new(adapter),
+        child: None,
+        runtime: None,
+        thread_stat: Some(stat),
+        _dir: None,
     }
 }
 
@@ -110,9 +193,10 @@ async fn start_haproxy() -> Lb {
         name: "haproxy",
         addr: lb,
         adapter: Box::new(adapter),
-        child,
+        child: Some(child),
         runtime: Some(rt),
-        _dir: dir,
+        thread_stat: None,
+        _dir: Some(dir),
     }
 }
 
@@ -148,9 +232,10 @@ async fn start_caddy() -> Lb {
         name: "caddy",
         addr: lb,
         adapter: Box::new(adapter),
-        child,
+        child: Some(child),
         runtime: None,
-        _dir: dir,
+        thread_stat: None,
+        _dir: Some(dir),
     }
 }
 
@@ -188,11 +273,8 @@ async fn run(lb: &Lb, upstreams: usize, changes: usize, old: &Pod, new: &[Pod]) 
     );
     assert_eq!(who(lb.addr, &hosts[0], "/").await, old.name);
 
-    let pid = match &lb.runtime {
-        Some(rt) => rt.worker_pid().await.unwrap_or(0),
-        None => lb.child.id(),
-    };
-    let cpu_before = cpu_ticks(pid);
+    let stat = lb.stat_file().await;
+    let cpu_before = cpu_ns(&stat);
     let (mut acks, mut served) = (Vec::new(), Vec::new());
     for k in 0..changes {
         let i = (k * 7919) % upstreams;
@@ -210,20 +292,19 @@ async fn run(lb: &Lb, upstreams: usize, changes: usize, old: &Pod, new: &[Pod]) 
         }
         served.push(t.elapsed());
     }
-    let cpu = cpu_ticks(pid).saturating_sub(cpu_before);
+    let cpu = cpu_ns(&stat).saturating_sub(cpu_before);
     acks.sort();
     served.sort();
     println!(
-        "| {} | {upstreams} | {changes} | {:.2?} | {:.2?} | {:.2?} | {:.2?} | {:.1} |",
+        "| {} | {upstreams} | {changes} | {:.2?} | {:.2?} | {:.2?} | {:.2?} | {:.3} |",
         lb.name,
         pct(&acks, 0.5),
         pct(&acks, 0.99),
         pct(&served, 0.5),
         pct(&served, 0.99),
-        // clock ticks are 10 ms
         {
             #[allow(clippy::cast_precision_loss)]
-            let v = cpu as f64 * 10.0 / changes as f64;
+            let v = cpu as f64 / 1e6 / changes as f64;
             v
         },
     );
@@ -242,6 +323,10 @@ async fn main() {
         "| LB | upstreams | changes | ack p50 | ack p99 | first served p50 | first served p99 | LB CPU ms/change |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    {
+        let lb = start_proxy();
+        run(&lb, upstreams, changes, &old, &new).await;
+    }
     if lb_harness::require_program("haproxy") {
         let lb = start_haproxy().await;
         run(&lb, upstreams, changes, &old, &new).await;

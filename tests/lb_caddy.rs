@@ -498,3 +498,63 @@ async fn caddy_removed_endpoint_finishes_in_flight_requests() {
         "the in-flight request finished on a"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_full_resync_of_an_lb_in_sync_posts_nothing() {
+    require_caddy!();
+    let c = Caddy::start().await;
+    let a = Pod::start("a", "127.1.19.1").await;
+    let b = Pod::start("b", "127.1.19.2").await;
+    let full = Batch {
+        epoch: 7,
+        upsert_upstreams: vec![upstream("web", vec![a.active(3), b.active(1)])],
+        routes: Some(table(
+            vec![("web.test", vhost(&[(PathMatch::prefix("/"), "web")], None))],
+            None,
+        )),
+        ..Batch::default()
+    };
+    c.apply(&full).await;
+    let client = AdminClient::new(c.adapter.settings().admin.clone(), SECS);
+    // Every POST carries a new generation in podgate-meta, so an unchanged server
+    // means nothing was posted (and Caddy re-provisioned nothing).
+    let live = async || -> serde_json::Value {
+        let body = client
+            .request("GET", "/id/podgate-server", None)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    };
+    let before = live().await;
+
+    c.apply(&full).await;
+    assert_eq!(live().await, before, "same adapter, same state");
+    let fresh = CaddyAdapter::new("caddy/fresh".into(), c.adapter.settings().clone()).unwrap();
+    let summary = fresh.apply(&full).await.unwrap();
+    assert_eq!(live().await, before, "new adapter, same epoch, same state");
+    assert_eq!(
+        summary,
+        c.adapter
+            .observe()
+            .await
+            .map(|s| podgate::model::StateSummary {
+                instance: s.instance,
+                generation: s.generation,
+                epoch: s.epoch,
+            })
+            .unwrap()
+    );
+
+    // A real change is posted.
+    let mut changed = full.clone();
+    changed.upsert_upstreams = vec![upstream("web", vec![a.active(1)])];
+    fresh.apply(&changed).await.unwrap();
+    assert_ne!(live().await, before);
+    eventually("the change is served", SECS, || async {
+        let s = spread(c.lb, "web.test", "/", 10).await;
+        (s.len() == 1 && s.contains_key("a"))
+            .then_some(())
+            .ok_or_else(|| format!("{s:?}"))
+    })
+    .await;
+}

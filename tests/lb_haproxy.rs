@@ -685,3 +685,99 @@ async fn haproxy_started_with_an_empty_podgate_cfg_gets_it_on_first_apply() {
     .await;
     assert_eq!(who(h.lb, "x.test", "/").await, "a");
 }
+
+/// What a full re-sync must leave alone: every map entry (`show map` prints each
+/// entry's address, which a map replacement changes) and every server with its id and
+/// state (`show servers state` without the seconds-since-change column).
+async fn live_fingerprint(h: &Haproxy) -> Vec<String> {
+    let rt = RuntimeClient::new(h.adapter.settings().runtime.clone(), SECS);
+    let dir = &h.adapter.settings().config_dir;
+    let mut out = Vec::new();
+    for map in [
+        "hosts.map",
+        "paths_exact.map",
+        "paths_prefix.map",
+        "vhost_default.map",
+        "default.map",
+        "upstreams.map",
+    ] {
+        let answer = rt
+            .raw(&format!("show map {}", dir.join(map).display()))
+            .await
+            .unwrap();
+        out.extend(answer.lines().map(|l| format!("{map}: {l}")));
+    }
+    let servers = rt.raw("show servers state").await.unwrap();
+    for line in servers.lines().filter(|l| l.contains(" pg-")) {
+        let mut f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 9 {
+            f.remove(9); // srv_time_since_last_change
+        }
+        out.push(f.join(" "));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_full_resync_of_an_lb_in_sync_changes_nothing() {
+    require_haproxy!();
+    let h = Haproxy::start().await;
+    let a = Pod::start("a", "127.1.18.1").await;
+    let b = Pod::start("b", "127.1.18.2").await;
+    let full = Batch {
+        epoch: 1,
+        upsert_upstreams: vec![
+            upstream("web", vec![a.active(3), b.draining()]),
+            upstream("api", vec![b.active(1)]),
+        ],
+        routes: Some(table(
+            vec![
+                (
+                    "web.test",
+                    vhost(
+                        &[
+                            (PathMatch::prefix("/"), "web"),
+                            (PathMatch::exact("/api"), "api"),
+                        ],
+                        Some("web"),
+                    ),
+                ),
+                (
+                    "*.wild.test",
+                    vhost(&[(PathMatch::prefix("/"), "api")], None),
+                ),
+            ],
+            Some("web"),
+        )),
+        ..Batch::default()
+    };
+    h.apply(&full).await;
+    let pid = h.pid().await;
+    let before = live_fingerprint(&h).await;
+    assert!(
+        before.iter().any(|l| l.contains("pg-idc-127.1.18.1")),
+        "{before:?}"
+    );
+    assert!(
+        before.iter().any(|l| l.starts_with("hosts.map")),
+        "{before:?}"
+    );
+
+    // The same adapter pushes everything again (the sync layer's full re-sync).
+    h.apply(&full).await;
+    assert_eq!(live_fingerprint(&h).await, before);
+    // A new adapter knows nothing (a restarted controller): it must read, not rewrite.
+    let fresh = HaproxyAdapter::new("haproxy/fresh".into(), h.adapter.settings().clone()).unwrap();
+    fresh.apply(&full).await.unwrap();
+    assert_eq!(live_fingerprint(&h).await, before);
+    assert_eq!(h.pid().await, pid, "no reload");
+
+    // A real change still goes through, and only where it is.
+    let mut changed = full.clone();
+    changed.upsert_upstreams[0] = upstream("web", vec![a.active(3), b.active(1)]);
+    fresh.apply(&changed).await.unwrap();
+    let after = live_fingerprint(&h).await;
+    let differs: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+    assert_eq!(differs.len(), 1, "only b's server changed: {differs:?}");
+    assert!(differs[0].contains("pg-idc-127.1.18.2"), "{differs:?}");
+}

@@ -65,6 +65,9 @@ pub struct LabOptions {
     /// Runs before the controller starts: edits its configuration (e.g. per-cluster
     /// settings) and may prepare the simulated clusters (e.g. register custom kinds).
     pub configure: Option<Configure>,
+    /// More LBs for the controller to keep in sync besides the built-in proxy (e.g.
+    /// real HAProxy or Caddy instances the caller started), appended to its targets.
+    pub extra_targets: Vec<Target>,
 }
 
 /// See [`LabOptions::configure`].
@@ -98,6 +101,7 @@ impl Default for LabOptions {
             confirm_after: Duration::from_secs(30),
             stale_ttl: None,
             configure: None,
+            extra_targets: Vec::new(),
         }
     }
 }
@@ -147,11 +151,13 @@ impl Lab {
             ingress_class: "podgate".to_owned(),
             publish_addresses: vec![proxy.http_addr.ip().to_string()],
             clusters,
-            targets: vec![Target {
+            targets: std::iter::once(Target {
                 url: Some(proxy.admin_url()),
                 token_file: Some(token_file),
                 ..Target::new("proxy", TargetKind::Podgate)
-            }],
+            })
+            .chain(options.extra_targets)
+            .collect(),
             admin: AdminConfig {
                 listen: options.controller_admin,
                 ..AdminConfig::default()

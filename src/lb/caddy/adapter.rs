@@ -29,6 +29,9 @@ struct Mirror {
     routes: RouteTable,
     generation: u64,
     epoch: u64,
+    /// Whether this adapter has applied anything yet (a fresh adapter must compare
+    /// with Caddy before deciding that nothing changed).
+    applied: bool,
 }
 
 /// One Caddy instance.
@@ -175,6 +178,28 @@ impl CaddyAdapter {
             ups.insert(u.key.clone(), u.clone());
         }
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
+        // Every POST re-provisions all of Caddy: when the batch changes nothing
+        // (a full re-sync of an instance already in sync), compare with what Caddy
+        // holds and post nothing. A new epoch is a change: Caddy stores it for fencing.
+        let maybe_same = !m.applied || (ups == m.upstreams && routes == m.routes);
+        if let Some(live) = live_meta
+            .as_ref()
+            .filter(|l| maybe_same && l.epoch == batch.epoch)
+        {
+            let unchanged = render_server(&self.settings.listen, live, &routes, &ups);
+            if self.live_server().await?.as_ref() == Some(&unchanged) {
+                m.upstreams = ups;
+                m.routes = routes;
+                m.generation = live.generation;
+                m.epoch = live.epoch;
+                m.applied = true;
+                return Ok(StateSummary {
+                    instance: live.instance.clone(),
+                    generation: live.generation,
+                    epoch: live.epoch,
+                });
+            }
+        }
         let meta = Meta {
             instance: live_meta
                 .as_ref()
@@ -191,6 +216,7 @@ impl CaddyAdapter {
         m.routes = routes;
         m.generation = meta.generation;
         m.epoch = meta.epoch;
+        m.applied = true;
         Ok(StateSummary {
             instance: meta.instance,
             generation: meta.generation,

@@ -15,7 +15,8 @@
 //!
 //! Weights: Caddy 2.6 has no weighted policy. Each Active endpoint is listed as many
 //! times as its weight, reduced by the greatest common divisor and capped at
-//! [`MAX_SLOTS`] entries per upstream, under `round_robin`. Draining endpoints are left
+//! [`MAX_SLOTS`] entries per upstream, spread evenly over the list, under
+//! `round_robin`. Draining endpoints are left
 //! out (Caddy has no drain state); in-flight requests still finish, because Caddy
 //! swaps configurations gracefully.
 
@@ -137,13 +138,30 @@ fn select_route(key: &UpstreamKey, group: &str, source: Option<&str>) -> Value {
     json!({ "group": group, "handle": [vars] })
 }
 
+/// The slots in list order: each address's entries spread evenly over the list (the
+/// `k`-th of `n` entries sits at `(k + ½) / n`), because `round_robin` walks the list
+/// in order: `a a a b` would send runs of requests to one pod, `a b a a` does not.
+pub(crate) fn spread_slots(slots: &[(String, u32)]) -> Vec<&str> {
+    let mut order: Vec<(u64, u64, usize)> = slots
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, n))| (0..*n).map(move |k| (2 * u64::from(k) + 1, 2 * u64::from(*n), i)))
+        .collect();
+    // Compare the fractions a/b by cross-multiplication (no floats); ties keep the
+    // configuration order.
+    order.sort_by(|(a1, b1, i1), (a2, b2, i2)| (a1 * b2).cmp(&(a2 * b1)).then(i1.cmp(i2)));
+    order
+        .into_iter()
+        .map(|(_, _, i)| slots[i].0.as_str())
+        .collect()
+}
+
 fn upstream_route(up: &Upstream) -> Value {
-    let mut list = Vec::new();
-    for (d, n) in slots(up) {
-        for _ in 0..n {
-            list.push(json!({ "dial": d }));
-        }
-    }
+    let slots = slots(up);
+    let list: Vec<Value> = spread_slots(&slots)
+        .into_iter()
+        .map(|d| json!({ "dial": d }))
+        .collect();
     let handler = if list.is_empty() {
         json!({ "handler": "static_response", "status_code": 503, "body": "no endpoint\n" })
     } else {
@@ -262,5 +280,20 @@ mod tests {
             slots(&up),
             vec![("10.0.0.1:80".into(), 3), ("10.0.0.2:80".into(), 1)]
         );
+        // Spread over the list, not in runs.
+        assert_eq!(
+            spread_slots(&slots(&up)),
+            vec!["10.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"]
+        );
+        let skewed = [("a".to_owned(), 2), ("b".to_owned(), 8)];
+        let list = spread_slots(&skewed);
+        assert_eq!(list.len(), 10);
+        let gaps: Vec<usize> = list
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d == "a")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(gaps, vec![2, 7], "{list:?}");
     }
 }

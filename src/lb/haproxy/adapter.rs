@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::HaproxySettings;
-use super::maps::{MapKind, MapSet, replace_map, write_atomic};
+use super::maps::{MapKind, MapSet, read_map, replace_map, write_atomic};
 use super::names::{BACKEND_PREFIX, backend_name, server_name};
 use super::render::{NOT_FOUND_BACKEND, check_config_dir, render_config};
 use super::runtime::{RuntimeClient, RuntimeError};
@@ -149,9 +149,19 @@ impl HaproxyAdapter {
         let live_backends = m.backends.clone();
 
         for kind in MapKind::ALL {
+            let file = dir.join(kind.file_name());
             let pushed = m.maps.as_ref().map(|p| p.get(kind));
-            if fresh || pushed != Some(maps.get(kind)) {
-                replace_map(&self.rt, &dir.join(kind.file_name()), maps.get(kind))
+            let stale = if fresh {
+                // A worker we know nothing about (restart, reload, new adapter): it
+                // loaded the files, which are usually right; read before replacing, so
+                // that a full re-sync of an LB already in sync changes nothing.
+                let live = read_map(&self.rt, &file).await.map_err(transient)?;
+                live.is_none_or(|l| !same_entries(&l, maps.get(kind)))
+            } else {
+                pushed != Some(maps.get(kind))
+            };
+            if stale {
+                replace_map(&self.rt, &file, maps.get(kind))
                     .await
                     .map_err(transient)?;
             }
@@ -301,6 +311,18 @@ impl HaproxyAdapter {
         }
         Ok(out)
     }
+}
+
+/// Whether a live map holds exactly these entries, in any order.
+fn same_entries(live: &[(String, String)], want: &[(String, String)]) -> bool {
+    if live.len() != want.len() {
+        return false;
+    }
+    let mut a: Vec<&(String, String)> = live.iter().collect();
+    let mut b: Vec<&(String, String)> = want.iter().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }
 
 pub(super) fn instance_id(pid: u32) -> String {

@@ -239,27 +239,27 @@ pub(crate) fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Reads one map through `show map`.
+/// Reads one map through `show map`; `None` when the running worker does not know the
+/// map (it was started without podgate's file).
 pub(crate) async fn read_map(
     rt: &RuntimeClient,
     file: &Path,
-) -> Result<Vec<(String, String)>, RuntimeError> {
+) -> Result<Option<Vec<(String, String)>>, RuntimeError> {
     let cmd = format!("show map {}", escape_arg(&file.to_string_lossy()));
     let answer = rt.raw(&cmd).await?;
     if answer.starts_with("Unknown map") {
-        return Err(RuntimeError::Command {
-            command: cmd,
-            answer: answer.trim().to_owned(),
-        });
+        return Ok(None);
     }
-    Ok(answer
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let _ref = it.next()?;
-            Some((it.next()?.to_owned(), it.next()?.to_owned()))
-        })
-        .collect())
+    Ok(Some(
+        answer
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let _ref = it.next()?;
+                Some((it.next()?.to_owned(), it.next()?.to_owned()))
+            })
+            .collect(),
+    ))
 }
 
 const PAYLOAD_BUDGET: usize = 8 * 1024;

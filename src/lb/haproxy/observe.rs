@@ -20,8 +20,11 @@ impl HaproxyAdapter {
         let mut maps = MapSet::default();
         for kind in MapKind::ALL {
             let file = self.settings.config_dir.join(kind.file_name());
+            // `None`: the worker runs without podgate's file (HAProxy started with an
+            // empty `podgate.cfg`), so podgate registered nothing in it yet. That is
+            // an empty state, not a failure: the next apply renders the file.
             let entries = read_map(&self.rt, &file).await.map_err(transient)?;
-            maps.0.insert(kind, entries);
+            maps.0.insert(kind, entries.unwrap_or_default());
         }
         let live = self.live_servers().await?;
         let known: HashMap<String, &Endpoint> = m
