@@ -36,6 +36,8 @@ pub(crate) struct Snapshot {
     pub(crate) certs: Arc<CertStore>,
     pub(crate) generation: u64,
     pub(crate) epoch: u64,
+    /// Endpoints over all upstreams, kept up to date by `apply` (for the metrics).
+    pub(crate) endpoints: usize,
 }
 
 /// The live state and its one writer.
@@ -56,6 +58,7 @@ impl Store {
                 certs: Arc::new(CertStore::default()),
                 generation: 0,
                 epoch: 0,
+                endpoints: 0,
             }),
             writer: Mutex::new(()),
             instance,
@@ -108,12 +111,19 @@ impl Store {
 
         // Everything is valid: build the next snapshot. Nothing below can fail.
         let mut upstreams = cur.upstreams.clone();
+        let mut endpoints = cur.endpoints;
         for key in &batch.remove_upstreams {
-            upstreams.remove(key);
+            if let Some(gone) = upstreams.remove(key) {
+                endpoints = endpoints.saturating_sub(gone.spec().endpoints.len());
+            }
         }
         for u in batch.upsert_upstreams {
             let previous = upstreams.get(&u.key).cloned();
             let key = u.key.clone();
+            endpoints += u.endpoints.len();
+            if let Some(previous) = &previous {
+                endpoints = endpoints.saturating_sub(previous.spec().endpoints.len());
+            }
             upstreams.insert(key, Arc::new(Pool::new(u, previous.as_deref())));
         }
         let router = match batch.routes {
@@ -131,6 +141,7 @@ impl Store {
             certs,
             generation: cur.generation + 1,
             epoch: batch.epoch.max(cur.epoch),
+            endpoints,
         };
         let summary = StateSummary {
             instance: self.instance.clone(),
@@ -164,6 +175,11 @@ impl Store {
             routes: snap.router.table().clone(),
             certificates,
         }
+    }
+
+    /// One upstream as the LB holds it, for `GET /v1/upstreams/{namespace}/{service}/{port}`.
+    pub(crate) fn upstream(&self, key: &UpstreamKey) -> Option<Upstream> {
+        self.load().upstreams.get(key).map(|p| p.spec().clone())
     }
 
     fn load_full(&self) -> Arc<Snapshot> {
