@@ -20,6 +20,7 @@
 //! proxy's admin API: every byte the controller sends, HTTP headers included.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -154,14 +155,11 @@ impl Admin {
     }
 
     fn get(&mut self, path: &str) -> Result<(u16, Vec<u8>), Error> {
-        match self.try_get(path) {
-            Ok(r) => Ok(r),
-            Err(_) => {
-                // The connection may have been closed between polls: once more, fresh.
-                self.conn = None;
-                self.try_get(path)
-            }
-        }
+        self.try_get(path).or_else(|_| {
+            // The connection may have been closed between polls: once more, fresh.
+            self.conn = None;
+            self.try_get(path)
+        })
     }
 
     fn try_get(&mut self, path: &str) -> Result<(u16, Vec<u8>), Error> {
@@ -243,7 +241,10 @@ fn spawn(
     let mut child = Command::new(bin)
         .args(args)
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", std::env::var("PG_BENCH_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("PG_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log.with_extension("err"))?)
@@ -329,8 +330,10 @@ fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("PODGATE_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
+        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
     target.join("release").join("podgate")
 }
 
@@ -341,9 +344,8 @@ fn has_endpoint(body: &[u8], cluster: &str, address: &str, state: &str) -> bool 
         return false;
     };
     upstream["endpoints"].as_array().is_some_and(|eps| {
-        eps.iter().any(|e| {
-            e["address"] == address && e["cluster"] == cluster && e["state"] == state
-        })
+        eps.iter()
+            .any(|e| e["address"] == address && e["cluster"] == cluster && e["state"] == state)
     })
 }
 
@@ -380,7 +382,7 @@ struct Results {
     load_after: String,
 }
 
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
 fn run() -> Result<Results, Error> {
     let services = env_usize("PG_BENCH_SERVICES", 5_000);
     let changes = env_usize("PG_BENCH_CHANGES", 1_000);
@@ -452,15 +454,17 @@ fn run() -> Result<Results, Error> {
     let mut admin = Admin::new(admin_addr);
 
     // The controller.
-    let mut yaml = format!(
-        "controller_name: {CONTROLLER}\npublish_addresses: [127.0.0.1]\nclusters:\n"
-    );
+    let mut clusters = String::new();
     for name in CLUSTERS {
         let kc = dir.path().join(format!("{name}.kubeconfig"));
-        yaml += &format!("  - name: {name}\n    kubeconfig: {}\n", kc.display());
+        writeln!(
+            clusters,
+            "  - name: {name}\n    kubeconfig: {}",
+            kc.display()
+        )?;
     }
-    yaml += &format!(
-        "targets:\n  - name: lb1\n    kind: podgate\n    url: http://{relay_addr}\n    token_file: {}\nadmin:\n  listen: 127.0.0.1:0\n",
+    let yaml = format!(
+        "controller_name: {CONTROLLER}\npublish_addresses: [127.0.0.1]\nclusters:\n{clusters}targets:\n  - name: lb1\n    kind: podgate\n    url: http://{relay_addr}\n    token_file: {}\nadmin:\n  listen: 127.0.0.1:0\n",
         token_file.display()
     );
     let controller_yaml = dir.path().join("podgate.yaml");
@@ -476,13 +480,31 @@ fn run() -> Result<Results, Error> {
     )?;
     let pid = controller.pid();
     let want = [endpoints_total as u64, services as u64, services as u64];
-    let complete = wait_for(Duration::from_secs(120), Duration::from_millis(5), || {
+    // `PG_BENCH_RSS_TRACE=1`: print the controller's RSS and the proxy's state every
+    // 50 ms until the first complete push (where the start-up memory goes).
+    let trace = std::env::var_os("PG_BENCH_RSS_TRACE").is_some();
+    let mut polls = 0u64;
+    let complete = wait_for(Duration::from_mins(2), Duration::from_millis(5), || {
         let live = admin.metrics([
             "podgate_proxy_endpoints",
             "podgate_proxy_upstreams",
             "podgate_proxy_hosts",
+            "podgate_proxy_generation",
         ])?;
-        Ok(live == want)
+        polls += 1;
+        if trace && polls.is_multiple_of(10) {
+            let (rss, hwm) = memory(pid);
+            println!(
+                "  {:>6.0} ms  RSS {:>6.1} MB  HWM {:>6.1} MB  pushes {}  endpoints {}  sent {:.1} MB",
+                t0.elapsed().as_secs_f64() * 1000.0,
+                rss as f64 / 1024.0,
+                hwm as f64 / 1024.0,
+                live[3],
+                live[0],
+                sent.load(Ordering::Relaxed) as f64 / 1e6
+            );
+        }
+        Ok(live[..3] == want)
     })?;
     let first_push = complete.map(|t| t - t0);
     let initial_bytes = sent.load(Ordering::Relaxed);
@@ -634,7 +656,10 @@ fn main() -> ExitCode {
         r.failed,
         ms(pct(&lat, 0.5))
     );
-    println!("| change → proxy state, p99 | ≤ 50 ms | {} |", ms(pct(&lat, 0.99)));
+    println!(
+        "| change → proxy state, p99 | ≤ 50 ms | {} |",
+        ms(pct(&lat, 0.99))
+    );
     println!("| change → proxy state, max | | {} |", ms(pct(&lat, 1.0)));
     println!(
         "| bytes pushed per change, p50 / max (HTTP headers included) | ≤ 2 KB | {} B / {} B |",
