@@ -386,6 +386,7 @@ struct Results {
 fn run() -> Result<Results, Error> {
     let services = env_usize("PG_BENCH_SERVICES", 5_000);
     let changes = env_usize("PG_BENCH_CHANGES", 1_000);
+    let pause = Duration::from_millis(env_usize("PG_BENCH_PAUSE_MS", 5) as u64);
     let endpoints_total = services * ENDPOINTS * CLUSTERS.len();
     let bin = binary();
     if !bin.exists() {
@@ -402,6 +403,9 @@ fn run() -> Result<Results, Error> {
         .build()?;
     let _guard = rt.enter();
     let dir = tempfile::tempdir()?;
+    // `PG_BENCH_KEEP=1`: keep the processes' logs and print when each slow change was
+    // written, to line them up with the logs' timestamps.
+    let keep = std::env::var_os("PG_BENCH_KEEP").is_some();
 
     // The world, in three simulated API servers in this process.
     let started = Instant::now();
@@ -472,7 +476,7 @@ fn run() -> Result<Results, Error> {
     let controller_path = controller_yaml.to_string_lossy().into_owned();
     let load = load_average();
     let t0 = Instant::now();
-    let (controller, _started) = spawn(
+    let (controller, started) = spawn(
         &bin,
         &["controller", "-c", &controller_path],
         dir.path().join("controller.log"),
@@ -569,18 +573,28 @@ fn run() -> Result<Results, Error> {
         let want = if draining { "draining" } else { "active" };
         let addr = address(c, s, e);
         let written = Instant::now();
+        let written_wall = jiff::Timestamp::now();
         sims[c].apply(&obj)?;
         let seen = wait_for(Duration::from_secs(10), Duration::from_micros(200), || {
             let (status, body) = admin.get(&path)?;
             Ok(status == 200 && has_endpoint(&body, CLUSTERS[c], &addr, want))
         })?;
         match seen {
-            Some(t) => latencies.push(t - written),
+            Some(t) => {
+                if keep && t - written > Duration::from_millis(10) {
+                    println!(
+                        "  slow change #{i}: {} svc-{s} {addr}, written {written_wall}, seen after {}",
+                        CLUSTERS[c],
+                        ms(t - written)
+                    );
+                }
+                latencies.push(t - written);
+            }
             None => failed += 1,
         }
         // A short pause so that each change is pushed alone, then the bytes the
         // controller sent since the previous change's write.
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(pause);
         let now = sent.load(Ordering::Relaxed);
         bytes.push(now - window_start);
         window_start = now;
@@ -588,11 +602,28 @@ fn run() -> Result<Results, Error> {
     #[allow(clippy::cast_precision_loss)]
     let cpu_ms_per_change = (cpu_ticks(pid) - cpu_before) as f64 * 10.0 / changes.max(1) as f64;
     let pushes = admin.metrics(["podgate_proxy_generation"])?[0] - pushes_before;
+    if keep {
+        // The controller's own view: from receiving the watch event to the LB's ack.
+        let line = started
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_default();
+        if let Some(addr) = field(&line, "admin_addr").and_then(|a| a.parse().ok()) {
+            let (_, body) = Admin::new(addr).get("/metrics")?;
+            for l in String::from_utf8_lossy(&body).lines() {
+                if l.contains("convergence") && !l.starts_with('#') {
+                    println!("  controller: {l}");
+                }
+            }
+        }
+    }
     let rss_after = memory(pid);
     let load_after = load_average();
     drop(controller);
     drop(proxy);
     drop(sims);
+    if keep {
+        println!("logs kept in {}", dir.keep().display());
+    }
     Ok(Results {
         load,
         first_push,
@@ -678,6 +709,18 @@ fn main() -> ExitCode {
         "| controller RSS after the changes (VmRSS / VmHWM) | | {:.1} MB / {:.1} MB |",
         r.rss_after.0 as f64 / 1024.0,
         r.rss_after.1 as f64 / 1024.0
+    );
+    let slow: Vec<String> = r
+        .latencies
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d > Duration::from_millis(10))
+        .map(|(i, d)| format!("#{i} {:.1}", d.as_secs_f64() * 1000.0))
+        .collect();
+    println!(
+        "\nchanges slower than 10 ms: {} ({})",
+        slow.len(),
+        slow.join(", ")
     );
     if r.failed > 0 {
         return ExitCode::FAILURE;
