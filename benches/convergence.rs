@@ -456,6 +456,14 @@ fn run() -> Result<Results, Error> {
     let sent = Arc::new(AtomicU64::new(0));
     let relay_addr = rt.block_on(relay(admin_addr, sent.clone()))?;
     let mut admin = Admin::new(admin_addr);
+    let (_, metrics) = admin.get("/metrics")?;
+    if !String::from_utf8_lossy(&metrics).contains("podgate_proxy_endpoints") {
+        return Err(format!(
+            "{} has no podgate_proxy_endpoints metric: an older build (a shared target directory?); rebuild it or set PODGATE_BIN",
+            bin.display()
+        )
+        .into());
+    }
 
     // The controller.
     let mut clusters = String::new();
@@ -488,6 +496,7 @@ fn run() -> Result<Results, Error> {
     // 50 ms until the first complete push (where the start-up memory goes).
     let trace = std::env::var_os("PG_BENCH_RSS_TRACE").is_some();
     let mut polls = 0u64;
+    let mut last_live = [0; 4];
     let complete = wait_for(Duration::from_mins(2), Duration::from_millis(5), || {
         let live = admin.metrics([
             "podgate_proxy_endpoints",
@@ -508,17 +517,23 @@ fn run() -> Result<Results, Error> {
                 sent.load(Ordering::Relaxed) as f64 / 1e6
             );
         }
+        last_live = live;
         Ok(live[..3] == want)
     })?;
     let first_push = complete.map(|t| t - t0);
+    let startup_cpu_ms = cpu_ticks(pid) * 10;
     let initial_bytes = sent.load(Ordering::Relaxed);
     let initial_pushes = admin.metrics(["podgate_proxy_generation"])?[0];
     println!(
-        "first complete push: {} after controller start ({initial_pushes} pushes, {initial_bytes} bytes)",
+        "first complete push: {} after controller start ({initial_pushes} pushes, {initial_bytes} bytes; controller CPU so far {startup_cpu_ms} ms)",
         first_push.map_or_else(|| "never (timeout 120 s)".into(), ms)
     );
     if first_push.is_none() {
-        return Err(format!("no complete push; logs in {}", dir.keep().display()).into());
+        return Err(format!(
+            "no complete push (last seen: endpoints, upstreams, hosts, generation = {last_live:?}); logs in {}",
+            dir.keep().display()
+        )
+        .into());
     }
 
     // Check the content once: every endpoint of every upstream, ready.

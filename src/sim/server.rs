@@ -71,10 +71,6 @@ async fn accept_loop(
             _ = stopped.changed() => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                // Like the real API server (Go sets TCP_NODELAY on every connection):
-                // without it, Nagle holds a small watch event until the client's delayed
-                // ACK of the previous one, up to tens of milliseconds on a quiet stream.
-                let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(shared.clone(), addr, req));
