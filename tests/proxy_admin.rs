@@ -44,6 +44,7 @@ async fn requests_without_the_token_are_refused() {
         for (method, path, body) in [
             ("POST", "/v1/batch", batch),
             ("GET", "/v1/state", ""),
+            ("GET", "/v1/upstreams/default/web/80", ""),
             ("GET", "/metrics", ""),
         ] {
             let (status, text) = admin(&proxy, method, path, token, body).await;
@@ -83,6 +84,64 @@ async fn requests_without_the_token_are_refused() {
             .await
             .0,
         StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[tokio::test]
+async fn one_upstream_can_be_read_alone_and_metrics_count_the_live_state() {
+    let pod = Backend::start("web", 11, 2).await;
+    let proxy = configured(&pod).await;
+    let (status, body) = admin(
+        &proxy,
+        "GET",
+        "/v1/upstreams/default/web/80",
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let read: podgate::model::Upstream = serde_json::from_str(&body).unwrap();
+    assert_eq!(read, state(&proxy).await.upstreams[0]);
+    for missing in [
+        "/v1/upstreams/default/web/81",
+        "/v1/upstreams/default/other/80",
+        "/v1/upstreams/default/web/http",
+    ] {
+        let (status, body) = admin(&proxy, "GET", missing, Some(TOKEN), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+        assert!(body.contains("no upstream"), "{missing}: {body}");
+    }
+    for not_a_route in [
+        "/v1/upstreams/default/web",
+        "/v1/upstreams/default/web/80/x",
+        "/v1/upstreams//web/80",
+    ] {
+        let (status, body) = admin(&proxy, "GET", not_a_route, Some(TOKEN), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{not_a_route}: {body}");
+        assert!(body.contains("no such admin path"), "{not_a_route}: {body}");
+    }
+    let (_, metrics) = admin(&proxy, "GET", "/metrics", Some(TOKEN), "").await;
+    for line in [
+        "podgate_proxy_upstreams 1",
+        "podgate_proxy_endpoints 1",
+        "podgate_proxy_hosts 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    // Removing the upstream takes its endpoints out of the count.
+    let (status, _) = admin(
+        &proxy,
+        "POST",
+        "/v1/batch",
+        Some(TOKEN),
+        r#"{"epoch": 5, "remove_upstreams": [{"namespace": "default", "service": "web", "port": 80}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, metrics) = admin(&proxy, "GET", "/metrics", Some(TOKEN), "").await;
+    assert!(
+        metrics.lines().any(|l| l == "podgate_proxy_endpoints 0"),
+        "{metrics}"
     );
 }
 

@@ -266,6 +266,9 @@ async fn examples_deserialize_and_a_proxy_accepts_the_requests() {
                         ("/v1/batch", "200") => {
                             serde_json::from_value::<StateSummary>(value).map(drop)
                         }
+                        ("/v1/upstreams/{namespace}/{service}/{port}", "200") => {
+                            serde_json::from_value::<Upstream>(value).map(drop)
+                        }
                         _ => serde_json::from_value::<ErrorBody>(value).map(drop),
                     };
                     parsed.unwrap_or_else(|e| panic!("{what}: {e}"));

@@ -18,12 +18,18 @@ use super::body::{ProxyBody, full};
 use super::config::Token;
 use super::metrics::Metrics;
 use super::state::{ApplyError, Store};
-use crate::model::Batch;
+use crate::model::{Batch, PortRef, UpstreamKey};
 
-/// Every (method, path) the admin API serves, and whether it needs the token.
+/// One upstream: what a caller polls to see one change land without reading the whole
+/// state. `{name}` matches one non-empty path segment.
+const UPSTREAM_ROUTE: &str = "/v1/upstreams/{namespace}/{service}/{port}";
+
+/// Every (method, path) the admin API serves, and whether it needs the token. A path
+/// segment `{name}` matches any one non-empty segment.
 pub const ADMIN_ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/v1/batch", true),
     ("GET", "/v1/state", true),
+    ("GET", UPSTREAM_ROUTE, true),
     ("GET", "/healthz", false),
     ("GET", "/readyz", false),
     ("GET", "/metrics", true),
@@ -63,8 +69,12 @@ impl Admin {
 
     pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let path = req.uri().path().to_owned();
-        let known: Vec<_> = ADMIN_ROUTES.iter().filter(|r| r.1 == path).collect();
-        let Some(&&(_, _, needs_token)) = known.iter().find(|r| r.0 == req.method().as_str())
+        let known: Vec<_> = ADMIN_ROUTES
+            .iter()
+            .filter(|r| matches_template(r.1, &path))
+            .collect();
+        let Some(&&(_, template, needs_token)) =
+            known.iter().find(|r| r.0 == req.method().as_str())
         else {
             if known.is_empty() {
                 return error(StatusCode::NOT_FOUND, "no such admin path", None);
@@ -86,9 +96,10 @@ impl Admin {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return resp;
         }
-        match (req.method().clone(), path.as_str()) {
+        match (req.method().clone(), template) {
             (Method::POST, "/v1/batch") => self.batch(req).await,
             (Method::GET, "/v1/state") => json(StatusCode::OK, &self.store.state()),
+            (Method::GET, UPSTREAM_ROUTE) => self.upstream(&path),
             (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
             (Method::GET, "/readyz") => {
                 if self.store.summary().generation > 0 {
@@ -109,6 +120,28 @@ impl Admin {
                 resp
             }
             _ => error(StatusCode::NOT_FOUND, "no such admin path", None),
+        }
+    }
+
+    /// `GET /v1/upstreams/{namespace}/{service}/{port}`: the upstream, or 404. A port
+    /// of digits is a port number, anything else a port name (as the Ingress wrote it).
+    fn upstream(&self, path: &str) -> Response<ProxyBody> {
+        let mut segments = path.trim_start_matches("/v1/upstreams/").split('/');
+        let (Some(namespace), Some(service), Some(port), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return error(StatusCode::NOT_FOUND, "no such admin path", None);
+        };
+        let port = port
+            .parse::<u16>()
+            .map_or_else(|_| PortRef::from(port), PortRef::Number);
+        let key = UpstreamKey::new(namespace, service, port);
+        match self.store.upstream(&key) {
+            Some(upstream) => json(StatusCode::OK, &upstream),
+            None => error(StatusCode::NOT_FOUND, &format!("no upstream {key}"), None),
         }
     }
 
@@ -154,6 +187,12 @@ impl Admin {
         match self.store.apply(batch) {
             Ok(summary) => {
                 self.metrics.batch("accepted", summary.generation);
+                let live = self.store.load();
+                self.metrics.live_state(
+                    live.upstreams.len(),
+                    live.endpoints,
+                    live.router.table().hosts.len(),
+                );
                 tracing::info!(
                     generation = summary.generation,
                     epoch = summary.epoch,
@@ -173,6 +212,21 @@ impl Admin {
                 tracing::warn!(error = %e, "invalid batch refused");
                 error(StatusCode::BAD_REQUEST, &e.to_string(), None)
             }
+        }
+    }
+}
+
+/// Whether `path` matches `template`: equal segments, and `{name}` in the template
+/// matches any one non-empty segment.
+fn matches_template(template: &str, path: &str) -> bool {
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps))
+                if ts == ps || (ts.starts_with('{') && ts.ends_with('}') && !ps.is_empty()) => {}
+            _ => return false,
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Metrics {
     batches: Family<ResultLabel, Counter>,
     generation: Gauge,
     connections: Gauge,
+    upstreams: Gauge,
+    endpoints: Gauge,
+    hosts: Gauge,
 }
 
 impl Metrics {
@@ -43,6 +46,9 @@ impl Metrics {
         let batches = Family::<ResultLabel, Counter>::default();
         let generation = Gauge::default();
         let connections = Gauge::default();
+        let upstreams = Gauge::default();
+        let endpoints = Gauge::default();
+        let hosts = Gauge::default();
         registry.register(
             "requests",
             "Requests answered, by status code",
@@ -78,6 +84,21 @@ impl Metrics {
             "Client connections open",
             connections.clone(),
         );
+        registry.register(
+            "upstreams",
+            "Upstreams in the live state",
+            upstreams.clone(),
+        );
+        registry.register(
+            "endpoints",
+            "Endpoints over all upstreams in the live state",
+            endpoints.clone(),
+        );
+        registry.register(
+            "hosts",
+            "Host entries in the live route table",
+            hosts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -87,6 +108,9 @@ impl Metrics {
             batches,
             generation,
             connections,
+            upstreams,
+            endpoints,
+            hosts,
         }
     }
 
@@ -107,6 +131,13 @@ impl Metrics {
         self.batches.get_or_create(&ResultLabel { result }).inc();
         self.generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+    /// Sizes of the live state after an accepted batch.
+    pub(crate) fn live_state(&self, upstreams: usize, endpoints: usize, hosts: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.upstreams.set(gauge(upstreams));
+        self.endpoints.set(gauge(endpoints));
+        self.hosts.set(gauge(hosts));
     }
     pub(crate) fn connection_opened(&self) {
         self.connections.inc();

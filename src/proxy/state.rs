@@ -39,6 +39,8 @@ pub(crate) struct Snapshot {
     pub(crate) epoch: u64,
     /// Who registered what; see `owners`.
     pub(crate) owners: Arc<Owners>,
+    /// Endpoints over all upstreams, kept up to date by `apply` (for the metrics).
+    pub(crate) endpoints: usize,
 }
 
 /// The live state and its one writer.
@@ -60,6 +62,7 @@ impl Store {
                 generation: 0,
                 epoch: 0,
                 owners: Arc::default(),
+                endpoints: 0,
             }),
             writer: Mutex::new(()),
             instance,
@@ -117,12 +120,19 @@ impl Store {
         let mut owners = (*cur.owners).clone();
         let routes = owners.apply(&mut batch);
         let mut upstreams = cur.upstreams.clone();
+        let mut endpoints = cur.endpoints;
         for key in &batch.remove_upstreams {
-            upstreams.remove(key);
+            if let Some(gone) = upstreams.remove(key) {
+                endpoints = endpoints.saturating_sub(gone.spec().endpoints.len());
+            }
         }
         for u in batch.upsert_upstreams {
             let previous = upstreams.get(&u.key).cloned();
             let key = u.key.clone();
+            endpoints += u.endpoints.len();
+            if let Some(previous) = &previous {
+                endpoints = endpoints.saturating_sub(previous.spec().endpoints.len());
+            }
             upstreams.insert(key, Arc::new(Pool::new(u, previous.as_deref())));
         }
         let router = match routes {
@@ -141,6 +151,7 @@ impl Store {
             generation: cur.generation + 1,
             epoch: batch.epoch.max(cur.epoch),
             owners: Arc::new(owners),
+            endpoints,
         };
         let summary = StateSummary {
             instance: self.instance.clone(),
@@ -175,6 +186,11 @@ impl Store {
             certificates,
             owners: snap.owners.states(),
         }
+    }
+
+    /// One upstream as the LB holds it, for `GET /v1/upstreams/{namespace}/{service}/{port}`.
+    pub(crate) fn upstream(&self, key: &UpstreamKey) -> Option<Upstream> {
+        self.load().upstreams.get(key).map(|p| p.spec().clone())
     }
 
     fn load_full(&self) -> Arc<Snapshot> {
