@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod demo;
+pub mod duration;
 pub mod index;
 pub mod lb;
 pub mod model;

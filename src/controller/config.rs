@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::duration;
+use crate::duration;
 use crate::index::EndpointTarget;
 use crate::lb::LbAdapter;
 use crate::lb::config::{Target, TargetConfig, build_adapters};

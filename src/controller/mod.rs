@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod config;
-pub mod duration;
 mod run;
 pub mod weights;
 

@@ -181,34 +181,10 @@ impl Migration {
     }
 }
 
-/// Parses `200ms`, `30s`, `5m`, `1h`, or a combination such as `1m30s`.
+/// Parses `200ms`, `30s`, `5m`, `1h`, or a combination such as `1m30s` (the same
+/// grammar as every duration in the configuration).
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let bad = || format!("{raw:?} is not a duration such as 200ms, 30s, 5m or 1m30s");
-    let mut rest = raw.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_mins(1),
-            "h" => Duration::from_hours(1),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        let part = u32::try_from(number)
-            .ok()
-            .and_then(|n| unit.checked_mul(n))
-            .ok_or_else(bad)?;
-        total = total.checked_add(part).ok_or_else(bad)?;
-    }
-    Ok(total)
+    crate::duration::parse(raw)
 }
 
 /// `1m30s`, `200ms`: the inverse of [`parse_duration`] for whole milliseconds.

@@ -1,4 +1,4 @@
-//! Durations in the configuration, written as people write them: `10s`, `500ms`,
+//! Durations in the configuration and on the command line, written as people write them: `10s`, `500ms`,
 //! `1m30s`, `2h`. A bare number is refused (its unit would be a guess).
 //!
 //! Owns: parsing and serde glue only. Never panics on input.
@@ -20,9 +20,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("{text:?}: expected a number, e.g. 10s or 500ms"));
         }
+        // Numbers beyond u32 are typos, not durations anyone means.
         let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?}: number too large"))?;
+            .parse::<u32>()
+            .map_err(|_| format!("{text:?}: number too large"))?
+            .into();
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let millis_per = match &rest[..unit_len] {
