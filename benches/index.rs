@@ -3,7 +3,6 @@
 //!
 //! `cargo bench --bench index` — results and targets in benches/README.md.
 
-use std::alloc::System;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -13,9 +12,10 @@ use podgate::index::{Index, IndexConfig, Kind, Object};
 use podgate::model::ClusterName;
 use podgate::objects::{default_class, ingress, ingress_class, service, slice};
 
-/// Counts live heap bytes, for the bytes-per-endpoint figure.
+/// Counts live heap bytes, for the bytes-per-endpoint figure, over the allocator the
+/// `podgate` binary uses (mimalloc, see `src/main.rs`), so timings match the product.
 #[global_allocator]
-static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+static ALLOCATOR: Cap<mimalloc::MiMalloc> = Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 const CLUSTERS: [&str; 3] = ["idc", "tke", "aws"];
 const SERVICES: usize = 5_000;
