@@ -19,22 +19,7 @@ fn endpoints(cluster: &str, pods: &[Pod]) -> k8s_openapi::api::discovery::v1::En
 /// A lab with shop/web routed in both clusters and `n` pods in each.
 async fn shop(n: u8, subnet_base: u8) -> (Lab, Vec<Pod>, Vec<Pod>) {
     let lab = Lab::start(LabOptions::default()).await.unwrap();
-    let port = pods::free_port().await.unwrap();
-    let idc = pods::start_many("idc", "web", subnet_base, 1, n, port)
-        .await
-        .unwrap();
-    let tke = pods::start_many("tke", "web", subnet_base + 1, 1, n, port)
-        .await
-        .unwrap();
-    lab.deploy("shop", HOST, &[("idc", &idc), ("tke", &tke)])
-        .unwrap();
-    let want = usize::from(n) * 2;
-    lab.eventually("every pod serving", WAIT, || async {
-        let s = lab.split(HOST, 10 * want).await.ok()?;
-        (s.by_pod.len() == want).then_some(())
-    })
-    .await
-    .unwrap();
+    let (idc, tke) = lab.deploy_pods("shop", HOST, subnet_base, n).await.unwrap();
     (lab, idc, tke)
 }
 

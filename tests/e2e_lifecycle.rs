@@ -23,22 +23,10 @@ fn endpoints(
 
 async fn app(options: LabOptions, subnet: u8, per_cluster: u8) -> (Lab, Vec<Pod>, Vec<Pod>) {
     let lab = Lab::start(options).await.unwrap();
-    let port = pods::free_port().await.unwrap();
-    let idc = pods::start_many("idc", "web", subnet, 1, per_cluster, port)
+    let (idc, tke) = lab
+        .deploy_pods("app", HOST, subnet, per_cluster)
         .await
         .unwrap();
-    let tke = pods::start_many("tke", "web", subnet + 1, 1, per_cluster, port)
-        .await
-        .unwrap();
-    lab.deploy("app", HOST, &[("idc", &idc), ("tke", &tke)])
-        .unwrap();
-    let want = usize::from(per_cluster) * 2;
-    lab.eventually("every pod serving", WAIT, || async {
-        let s = lab.split(HOST, 10 * want).await.ok()?;
-        (s.by_pod.len() == want).then_some(())
-    })
-    .await
-    .unwrap();
     (lab, idc, tke)
 }
 

@@ -310,6 +310,30 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts `per_cluster` pods in each cluster (idc on 127.1.`subnet`.x, tke on
+    /// 127.1.`subnet`+1.x), deploys the app with them ([`Lab::deploy`]) and waits until
+    /// every pod has answered through the proxy.
+    pub async fn deploy_pods(
+        &self,
+        namespace: &str,
+        host: &str,
+        subnet: u8,
+        per_cluster: u8,
+    ) -> Result<(Vec<super::pods::Pod>, Vec<super::pods::Pod>), LabError> {
+        use super::pods;
+        let port = pods::free_port().await?;
+        let idc = pods::start_many("idc", "web", subnet, 1, per_cluster, port).await?;
+        let tke = pods::start_many("tke", "web", subnet + 1, 1, per_cluster, port).await?;
+        self.deploy(namespace, host, &[("idc", &idc), ("tke", &tke)])?;
+        let want = usize::from(per_cluster) * 2;
+        self.eventually("every pod serving", Duration::from_secs(20), || async {
+            let s = self.split(host, 10 * want).await.ok()?;
+            (s.by_pod.len() == want).then_some(())
+        })
+        .await?;
+        Ok((idc, tke))
+    }
+
     /// Sends `n` requests and counts answers by their first word (the pod's cluster)
     /// and failures (anything but 200).
     pub async fn split(&self, host: &str, n: usize) -> Result<Split, LabError> {
