@@ -11,6 +11,7 @@ mod lb_harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -26,6 +27,8 @@ use podgate::sync::SyncConfig;
 
 const WAIT: Duration = Duration::from_secs(40);
 const HOST: &str = "app.e2e.test";
+/// HAProxy loads `<dir>/podgate.cfg` for each: the first controller's and a second's.
+const OWNER_DIRS: [&str; 2] = ["podgate", "podgate-b"];
 
 // ---------------------------------------------------------------------------------
 // The LB processes (started without an adapter: the controller builds the adapters)
@@ -50,8 +53,11 @@ impl Haproxy {
             ),
         )
         .unwrap();
-        std::fs::create_dir_all(d.join("podgate")).unwrap();
-        std::fs::write(d.join("podgate").join("podgate.cfg"), "").unwrap();
+        // One config directory per controller that may push to this HAProxy.
+        for owner_dir in OWNER_DIRS {
+            std::fs::create_dir_all(d.join(owner_dir)).unwrap();
+            std::fs::write(d.join(owner_dir).join("podgate.cfg"), "").unwrap();
+        }
         Self { dir, child: None }
     }
 
@@ -70,13 +76,18 @@ impl Haproxy {
             .open(self.path("haproxy.log"))
             .unwrap();
         let child = Command::new(lb_harness::find_program("haproxy").expect("haproxy"))
+            .process_group(0)
             .arg("-W")
             .arg("-S")
             .arg(self.path("master.sock"))
             .arg("-f")
             .arg(self.path("main.cfg"))
-            .arg("-f")
-            .arg(self.path("podgate").join("podgate.cfg"))
+            .args(OWNER_DIRS.iter().flat_map(|o| {
+                [
+                    "-f".into(),
+                    self.path(o).join("podgate.cfg").into_os_string(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -202,18 +213,25 @@ impl Caddy {
     }
 
     /// The dial addresses of podgate's upstreams (Caddy has no drain state: `false`).
+    /// The controller pushes with an owner, so its ids are `podgate-o<tag>-…`.
     async fn servers(&self) -> Result<BTreeMap<String, bool>, String> {
         let body = self
             .client()
-            .request("GET", "/id/podgate-server", None)
+            .request("GET", "/config/apps/http/servers", None)
             .await
             .map_err(|e| e.to_string())?;
-        let server: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let servers: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let mut out = BTreeMap::new();
-        for route in server["routes"].as_array().into_iter().flatten() {
+        let routes = servers
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|s| s["routes"].as_array().into_iter().flatten());
+        for route in routes {
             if !route["@id"]
                 .as_str()
-                .is_some_and(|id| id.starts_with("podgate-up-"))
+                .is_some_and(|id| id.starts_with("podgate-") && id.contains("-up-"))
             {
                 continue;
             }
@@ -847,5 +865,119 @@ async fn a_dead_instance_is_reported_and_caught_up_while_its_twin_stays_in_sync(
     c[1].kill();
     for lb in [h_lb, c_lb] {
         serves_exactly(&lab, "the returned instance serves every pod", lb, &all).await;
+    }
+}
+
+/// Each controller's listeners on both LBs serve exactly its own pods.
+async fn each_serves_its_own(
+    (lab_a, a_lbs): (&Lab, [SocketAddr; 2]),
+    a_pods: &[&Pod],
+    (lab_b, b_lbs): (&Lab, [SocketAddr; 2]),
+    b_pods: &[&Pod],
+) {
+    for lb in a_lbs {
+        serves_exactly(lab_a, "A's listener serves A's pods", lb, a_pods).await;
+    }
+    for lb in b_lbs {
+        serves_exactly(lab_b, "B's listener serves B's pods", lb, b_pods).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one story: two owners, a removal, a restart
+async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_members() {
+    require_lbs!();
+    // Each controller has its own routing listener on each LB.
+    let (ha, ca) = lb_addrs();
+    let (hb, cb) = lb_addrs();
+    let mut h = Haproxy::new();
+    h.launch().await;
+    let mut c = Caddy::new();
+    c.launch().await;
+    // Controller A pushes as its controller_name, B as `team-b`, into its own HAProxy
+    // config directory. Both register the same upstream app/web (worst case).
+    let lab_a = Lab::start(LabOptions {
+        sync: fast_sync(),
+        extra_targets: vec![
+            haproxy_target("hap", ha, &[&h]),
+            caddy_target("cdy", ca, &[&c]),
+        ],
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let lab_b = Lab::start(LabOptions {
+        sync: fast_sync(),
+        extra_targets: vec![
+            Target {
+                config_dirs: vec![h.path("podgate-b")],
+                ..haproxy_target("hap", hb, &[&h])
+            },
+            caddy_target("cdy", cb, &[&c]),
+        ],
+        configure: Some(podgate::demo::Configure::new(|config, _| {
+            config.lb_owner = Some("team-b".into());
+        })),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let port = pods::free_port().await.unwrap();
+    let a = pods::start_many("idc", "web", 48, 1, 2, port)
+        .await
+        .unwrap();
+    let b = pods::start_many("idc", "web", 49, 1, 2, port)
+        .await
+        .unwrap();
+    for (lab, pods) in [(&lab_a, &a), (&lab_b, &b)] {
+        apply_app(lab);
+        lab.apply("idc", &endpoints("idc", "web", &[&pods[0], &pods[1]], &[]))
+            .unwrap();
+    }
+    let (lab_a_lbs, lab_b_lbs) = ((&lab_a, [ha, ca]), (&lab_b, [hb, cb]));
+    each_serves_its_own(lab_a_lbs, &[&a[0], &a[1]], lab_b_lbs, &[&b[0], &b[1]]).await;
+    let all: BTreeSet<String> = [&a[0], &a[1], &b[0], &b[1]].map(addr_of).into();
+    eventually("HAProxy holds both controllers' pods", WAIT, || async {
+        let got: BTreeSet<String> = h.servers().await?.into_keys().collect();
+        (got == all).then_some(()).ok_or(format!("{got:?}"))
+    })
+    .await;
+
+    // B removes a pod: only B's member goes; A's stay (before ownership, B's adapter
+    // emptied every `pg_be_` backend it did not know).
+    lab_b
+        .apply("idc", &endpoints("idc", "web", &[&b[0]], &[]))
+        .unwrap();
+    each_serves_its_own(lab_a_lbs, &[&a[0], &a[1]], lab_b_lbs, &[&b[0]]).await;
+    let left: BTreeSet<String> = [&a[0], &a[1], &b[0]].map(addr_of).into();
+    eventually("HAProxy holds A's two and B's one", WAIT, || async {
+        let got: BTreeSet<String> = h.servers().await?.into_keys().collect();
+        (got == left).then_some(()).ok_or(format!("{got:?}"))
+    })
+    .await;
+
+    // Restarted LBs: both controllers re-sync everything (the path that re-reads every
+    // backend and route) and neither removes the other's members.
+    h.kill();
+    h.launch().await;
+    c.kill();
+    c.launch().await;
+    each_serves_its_own(lab_a_lbs, &[&a[0], &a[1]], lab_b_lbs, &[&b[0]]).await;
+    eventually(
+        "HAProxy again holds exactly A's two and B's one",
+        WAIT,
+        || async {
+            let got: BTreeSet<String> = h.servers().await?.into_keys().collect();
+            (got == left).then_some(()).ok_or(format!("{got:?}"))
+        },
+    )
+    .await;
+    for lab in [&lab_a, &lab_b] {
+        for suffix in [h.path("rt.sock").display().to_string(), c.admin.to_string()] {
+            eventually("each controller is in sync with each LB", WAIT, || async {
+                target_state_is(lab, &suffix, "in_sync").await.map(|_| ())
+            })
+            .await;
+        }
     }
 }

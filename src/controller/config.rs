@@ -243,11 +243,16 @@ impl ControllerConfig {
 
 impl ControllerConfig {
     /// One adapter per LB instance of every target. Connects to nothing.
+    /// Who this controller is on a shared LB: `lb_owner`, else `controller_name`.
+    pub fn owner(&self) -> &str {
+        self.lb_owner.as_deref().unwrap_or(&self.controller_name)
+    }
+
     pub fn adapters(&self) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
         let targets = TargetConfig {
             targets: self.targets.clone(),
         };
-        build_adapters(&targets).map_err(|e| invalid("targets", e.to_string()))
+        build_adapters(&targets, Some(self.owner())).map_err(|e| invalid("targets", e.to_string()))
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -117,12 +117,7 @@ pub async fn start(
             epoch,
         )
         .with_metrics(metrics.clone())
-        .owned_by(
-            config
-                .lb_owner
-                .clone()
-                .unwrap_or_else(|| config.controller_name.clone()),
-        );
+        .owned_by(config.owner());
         targets.push(worker.status());
         tasks.spawn(worker.run());
     }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::LbAdapter;
-use super::caddy::{AdminAddr, CaddyAdapter, CaddySettings};
+use super::caddy::{AdminAddr, CaddyAdapter, CaddySettings, default_server_name};
 use super::haproxy::{HaproxyAdapter, HaproxySettings, RuntimeAddr};
 use super::http::{HttpLb, HttpLbConfig};
 
@@ -84,7 +84,8 @@ pub struct Target {
     pub min_reload_interval_ms: Option<u64>,
     /// Timeout of one request to the LB (default: 5 s haproxy, 30 s caddy).
     pub timeout_ms: Option<u64>,
-    /// caddy: key of podgate's server in `apps.http.servers` (default `podgate`).
+    /// caddy: key of podgate's server in `apps.http.servers` (default `podgate`, or
+    /// `podgate-o<tag>` for a controller with an owner, see `lb::owner`).
     pub server_name: Option<String>,
 }
 
@@ -205,7 +206,11 @@ impl Target {
         Duration::from_millis(self.timeout_ms.unwrap_or(default_ms))
     }
 
-    fn haproxy(&self, instances: &[String]) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
+    fn haproxy(
+        &self,
+        instances: &[String],
+        owner: Option<&str>,
+    ) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
         let n = instances.len();
         let masters = self.one_or_many(
             self.master_socket.as_ref(),
@@ -236,6 +241,7 @@ impl Target {
             let mut s = HaproxySettings::new(runtime.clone(), master, dirs[i].clone());
             s.binds.clone_from(&self.listen);
             s.command_timeout = self.timeout(5_000);
+            s.owner = owner.map(str::to_owned);
             if let Some(ms) = self.min_reload_interval_ms {
                 s.min_reload_interval = Duration::from_millis(ms);
             }
@@ -246,15 +252,21 @@ impl Target {
         Ok(out)
     }
 
-    fn caddy(&self, instances: &[String]) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
+    fn caddy(
+        &self,
+        instances: &[String],
+        owner: Option<&str>,
+    ) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
         let mut out: Vec<Box<dyn LbAdapter>> = Vec::new();
         for raw in instances {
             let admin = AdminAddr::parse(raw).map_err(|m| self.invalid("urls", m))?;
             let mut s = CaddySettings::new(admin.clone(), self.listen.clone());
             s.timeout = self.timeout(30_000);
-            if let Some(n) = &self.server_name {
-                s.server_name.clone_from(n);
-            }
+            s.owner = owner.map(str::to_owned);
+            s.server_name = self
+                .server_name
+                .clone()
+                .unwrap_or_else(|| default_server_name(owner));
             let a = CaddyAdapter::new(format!("{}/{admin}", self.name), s)
                 .map_err(|m| self.invalid("server_name", m))?;
             out.push(Box::new(a));
@@ -298,7 +310,12 @@ impl Target {
 }
 
 /// One adapter per configured instance, in configuration order.
-pub fn build_adapters(config: &TargetConfig) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
+/// `owner` is the controller pushing (`Batch::owner`); HAProxy and Caddy adapters put
+/// its tag into every object they create, so that controllers sharing one LB stay apart.
+pub fn build_adapters(
+    config: &TargetConfig,
+    owner: Option<&str>,
+) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::new();
     for t in &config.targets {
@@ -308,8 +325,8 @@ pub fn build_adapters(config: &TargetConfig) -> Result<Vec<Box<dyn LbAdapter>>, 
         t.check_fields()?;
         let instances = t.instances()?;
         out.extend(match t.kind {
-            TargetKind::Haproxy => t.haproxy(&instances)?,
-            TargetKind::Caddy => t.caddy(&instances)?,
+            TargetKind::Haproxy => t.haproxy(&instances, owner)?,
+            TargetKind::Caddy => t.caddy(&instances, owner)?,
             TargetKind::Podgate => t.podgate(&instances)?,
         });
     }
@@ -322,7 +339,7 @@ mod tests {
 
     fn build(yaml: &str) -> Result<Vec<String>, String> {
         let cfg = TargetConfig::from_yaml(yaml).map_err(|e| e.to_string())?;
-        build_adapters(&cfg)
+        build_adapters(&cfg, None)
             .map(|v| v.iter().map(|a| a.name().to_owned()).collect())
             .map_err(|e| e.to_string())
     }
@@ -393,7 +410,7 @@ mod tests {
             "targets: [{name: p, kind: podgate, urls: ['http://127.0.0.1:9901', 'http://127.0.0.1:9902']}]",
         )
         .unwrap();
-        let adapters = build_adapters(&config).unwrap();
+        let adapters = build_adapters(&config, None).unwrap();
         assert_eq!(adapters.len(), 2);
         assert_eq!(adapters[1].name(), "p/http://127.0.0.1:9902");
         let err = build("targets: [{name: p, kind: podgate, url: 'ftp://x'}]").unwrap_err();

@@ -9,6 +9,7 @@ pub mod caddy;
 pub mod config;
 pub mod haproxy;
 pub mod http;
+pub(crate) mod owner;
 
 use std::future::Future;
 use std::pin::Pin;

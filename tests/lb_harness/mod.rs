@@ -254,17 +254,27 @@ pub(crate) fn table(hosts: Vec<(&str, VirtualHost)>, default: Option<&str>) -> R
 }
 
 /// Sends SIGTERM to a child, waits for it, SIGKILLs it if it lingers.
+/// Stops a program and everything it started. HAProxy is launched in a process group
+/// of its own (`process_group(0)`), killed as a whole, so that no worker of a "dead"
+/// HAProxy lingers and keeps answering on its runtime socket.
 pub(crate) fn stop_child(child: &mut std::process::Child) {
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    let signal = |sig: &str, target: String| {
+        let _ = std::process::Command::new("kill")
+            .args([sig, "--", &target])
+            .stderr(std::process::Stdio::null())
+            .status();
+    };
+    let (pid, group) = (child.id().to_string(), format!("-{}", child.id()));
+    signal("-TERM", group.clone());
+    signal("-TERM", pid);
     for _ in 0..100 {
         if let Ok(Some(_)) = child.try_wait() {
+            signal("-KILL", group);
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    signal("-KILL", group);
     let _ = child.kill();
     let _ = child.wait();
 }

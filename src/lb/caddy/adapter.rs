@@ -13,8 +13,7 @@ use tokio::sync::Mutex;
 use super::CaddySettings;
 use super::client::{AdminClient, AdminError};
 use super::render::{
-    META_ID, Meta, SELECT_ID, SOURCE_VAR, SOURCE_VHOST_DEFAULT, UP_ID_PREFIX, UP_VAR, dial,
-    parse_pattern, render_server, slots,
+    Ids, Meta, SOURCE_VAR, SOURCE_VHOST_DEFAULT, UP_VAR, dial, parse_pattern, render_server, slots,
 };
 use crate::lb::haproxy::names::decode_key;
 use crate::lb::{BoxFuture, LbAdapter, LbError};
@@ -38,6 +37,7 @@ struct Mirror {
 pub struct CaddyAdapter {
     name: String,
     settings: CaddySettings,
+    ids: Ids,
     client: AdminClient,
     mirror: Mutex<Mirror>,
 }
@@ -77,6 +77,7 @@ impl CaddyAdapter {
         let client = AdminClient::new(settings.admin.clone(), settings.timeout);
         Ok(Self {
             name,
+            ids: Ids::new(settings.owner.as_deref()),
             settings,
             client,
             mirror: Mutex::new(Mirror::default()),
@@ -89,7 +90,11 @@ impl CaddyAdapter {
 
     /// podgate's server as Caddy holds it; `None` when Caddy has none.
     async fn live_server(&self) -> Result<Option<Value>, LbError> {
-        match self.client.request("GET", "/id/podgate-server", None).await {
+        match self
+            .client
+            .request("GET", &format!("/id/{}", self.ids.server), None)
+            .await
+        {
             Ok(body) => Ok(serde_json::from_slice(&body).ok()),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(lb_error(e)),
@@ -100,7 +105,7 @@ impl CaddyAdapter {
     async fn live_meta(&self) -> Result<Option<Meta>, LbError> {
         match self
             .client
-            .request("GET", &format!("/id/{META_ID}"), None)
+            .request("GET", &format!("/id/{}", self.ids.meta), None)
             .await
         {
             Ok(body) => Ok(serde_json::from_slice::<Value>(&body)
@@ -136,6 +141,7 @@ impl CaddyAdapter {
                 Err(e) => return Err(e),
             };
             if existing.is_object() || depth == 0 {
+                let server_again = server.clone();
                 let mut value = server;
                 for key in levels[depth + 1..].iter().rev() {
                     value = json!({ *key: value });
@@ -145,10 +151,17 @@ impl CaddyAdapter {
                 } else {
                     ("/config/".to_owned(), json!({ levels[0]: value }))
                 };
+                // PUT creates and never replaces: another controller sharing this Caddy
+                // may have created the same parent since the GET, and a POST would wipe
+                // its server. Losing that race leaves the parent there: post again.
                 let body = serde_json::to_vec(&value).unwrap_or_default();
+                if self.client.request("PUT", &path, Some(body)).await.is_ok() {
+                    return Ok(());
+                }
+                let body = serde_json::to_vec(&server_again).unwrap_or_default();
                 return self
                     .client
-                    .request("POST", &path, Some(body))
+                    .request("POST", &full, Some(body))
                     .await
                     .map(|_| ());
             }
@@ -186,7 +199,7 @@ impl CaddyAdapter {
             .as_ref()
             .filter(|l| maybe_same && l.epoch == batch.epoch)
         {
-            let unchanged = render_server(&self.settings.listen, live, &routes, &ups);
+            let unchanged = render_server(&self.ids, &self.settings.listen, live, &routes, &ups);
             if self.live_server().await?.as_ref() == Some(&unchanged) {
                 m.upstreams = ups;
                 m.routes = routes;
@@ -210,7 +223,7 @@ impl CaddyAdapter {
                 + 1,
             epoch: batch.epoch,
         };
-        let server = render_server(&self.settings.listen, &meta, &routes, &ups);
+        let server = render_server(&self.ids, &self.settings.listen, &meta, &routes, &ups);
         self.post_server(server).await.map_err(lb_error)?;
         m.upstreams = ups;
         m.routes = routes;
@@ -229,15 +242,15 @@ impl CaddyAdapter {
         let Some(server) = self.live_server().await? else {
             return Ok(LbState::default());
         };
-        let meta = read_meta(&server).unwrap_or_default();
+        let meta = read_meta(&self.ids, &server).unwrap_or_default();
         let routes_json = server["routes"].as_array().cloned().unwrap_or_default();
         let mut routes = RouteTable::default();
         let mut upstreams = Vec::new();
         for r in &routes_json {
             let id = r["@id"].as_str().unwrap_or_default();
-            if id == SELECT_ID {
+            if id == self.ids.select {
                 routes = read_select(&r["handle"][0]["routes"]);
-            } else if id.starts_with(UP_ID_PREFIX)
+            } else if self.ids.is_upstream(id)
                 && let Some(up) = read_upstream(r, &m.upstreams)
             {
                 upstreams.push(up);
@@ -257,9 +270,9 @@ impl CaddyAdapter {
     }
 }
 
-fn read_meta(server: &Value) -> Option<Meta> {
+fn read_meta(ids: &Ids, server: &Value) -> Option<Meta> {
     let routes = server["routes"].as_array()?;
-    meta_of_route(routes.iter().find(|r| r["@id"] == META_ID)?)
+    meta_of_route(routes.iter().find(|r| r["@id"] == ids.meta.as_str())?)
 }
 
 fn meta_of_route(meta: &Value) -> Option<Meta> {

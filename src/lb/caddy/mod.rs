@@ -1,8 +1,10 @@
 //! The Caddy adapter: drives Debian's Caddy (2.6+) through its admin API.
 //!
 //! Owns: one server object in Caddy's `apps.http.servers` (key `podgate` by default,
-//! `@id` `podgate-server`) and every `podgate-*` id inside it. Must never touch another
-//! server, another app, the admin settings or an id without the `podgate-` prefix.
+//! `@id` `podgate-server`) and every `podgate-*` id inside it. With an owner
+//! (`Batch::owner`, several controllers on one Caddy) the key and every id carry the
+//! owner's tag (`podgate-o<tag>-server`, see `render::Ids`). Must never touch another
+//! server, another app, the admin settings or another owner's ids.
 //!
 //! Cost: Caddy re-provisions its *whole* configuration on every change through the
 //! admin API, whatever the size of the change. The adapter therefore sends exactly one
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 pub use adapter::CaddyAdapter;
 pub use client::{AdminAddr, AdminClient, AdminError};
+pub(crate) use render::default_server_name;
 
 /// How to reach one Caddy instance and what podgate's server listens on.
 #[derive(Clone, Debug)]
@@ -29,6 +32,9 @@ pub struct CaddySettings {
     pub listen: Vec<SocketAddr>,
     /// The key of podgate's server under `apps.http.servers`.
     pub server_name: String,
+    /// The controller this adapter pushes for (`Batch::owner`): its tag is part of every
+    /// `@id`, so controllers sharing one Caddy never collide.
+    pub owner: Option<String>,
     /// Timeout of one admin request (a config load on a big config can take a while).
     pub timeout: Duration,
 }
@@ -38,7 +44,8 @@ impl CaddySettings {
         Self {
             admin,
             listen,
-            server_name: "podgate".into(),
+            server_name: render::default_server_name(None),
+            owner: None,
             timeout: Duration::from_secs(30),
         }
     }

@@ -26,19 +26,54 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::lb::haproxy::names::{backend_name, encode_key};
+use crate::lb::haproxy::names::{encode_key, key_hash};
+use crate::lb::owner::owner_tag;
 use crate::model::{PathKind, PathMatch, RouteTable, Upstream, UpstreamKey};
 
-pub(crate) const SERVER_ID: &str = "podgate-server";
-pub(crate) const META_ID: &str = "podgate-meta";
-pub(crate) const SELECT_ID: &str = "podgate-select";
-pub(crate) const UP_ID_PREFIX: &str = "podgate-up-";
 pub(crate) const UP_VAR: &str = "podgate_up";
 pub(crate) const SOURCE_VAR: &str = "podgate_src";
 pub(crate) const SOURCE_VHOST_DEFAULT: &str = "vhost-default";
 const SOURCE_DEFAULT: &str = "default";
 const GROUP_HOSTS: &str = "podgate-hosts";
 const GROUP_PATHS: &str = "podgate-paths";
+
+/// The `@id`s of one owner's objects. Caddy's ids are global across its whole
+/// configuration, so controllers sharing one Caddy need distinct ones: the anonymous
+/// owner uses `podgate-server`, `podgate-meta`, `podgate-select`, `podgate-up-<hash>`;
+/// owner `o1a2…` uses `podgate-o1a2…-server` and so on.
+#[derive(Clone, Debug)]
+pub(crate) struct Ids {
+    pub(crate) server: String,
+    pub(crate) meta: String,
+    pub(crate) select: String,
+    up_prefix: String,
+}
+
+impl Ids {
+    pub(crate) fn new(owner: Option<&str>) -> Self {
+        let base =
+            owner_tag(owner).map_or_else(|| "podgate-".to_owned(), |t| format!("podgate-{t}-"));
+        Self {
+            server: format!("{base}server"),
+            meta: format!("{base}meta"),
+            select: format!("{base}select"),
+            up_prefix: format!("{base}up-"),
+        }
+    }
+
+    fn upstream(&self, key: &UpstreamKey) -> String {
+        format!("{}{}", self.up_prefix, key_hash(key))
+    }
+
+    pub(crate) fn is_upstream(&self, id: &str) -> bool {
+        id.starts_with(&self.up_prefix)
+    }
+}
+
+/// The key of an owner's server under `apps.http.servers` when none is configured.
+pub(crate) fn default_server_name(owner: Option<&str>) -> String {
+    owner_tag(owner).map_or_else(|| "podgate".to_owned(), |t| format!("podgate-{t}"))
+}
 
 /// Most list entries one upstream gets for weighting.
 pub(crate) const MAX_SLOTS: u32 = 100;
@@ -156,7 +191,7 @@ pub(crate) fn spread_slots(slots: &[(String, u32)]) -> Vec<&str> {
         .collect()
 }
 
-fn upstream_route(up: &Upstream) -> Value {
+fn upstream_route(ids: &Ids, up: &Upstream) -> Value {
     let slots = slots(up);
     let list: Vec<Value> = spread_slots(&slots)
         .into_iter()
@@ -172,7 +207,7 @@ fn upstream_route(up: &Upstream) -> Value {
         })
     };
     json!({
-        "@id": format!("{UP_ID_PREFIX}{}", backend_name(&up.key)),
+        "@id": ids.upstream(&up.key),
         "match": [{ "vars": { UP_VAR: [encode_key(&up.key)] } }],
         "handle": [handler],
         "terminal": true,
@@ -181,6 +216,7 @@ fn upstream_route(up: &Upstream) -> Value {
 
 /// The whole `podgate` server object.
 pub(crate) fn render_server(
+    ids: &Ids,
     listen: &[SocketAddr],
     meta: &Meta,
     routes: &RouteTable,
@@ -217,18 +253,18 @@ pub(crate) fn render_server(
     let meta_body = serde_json::to_string(meta).unwrap_or_default();
     let mut server_routes = vec![
         json!({
-            "@id": META_ID,
+            "@id": ids.meta,
             "match": [{ "vars": { "podgate_meta": ["never"] } }],
             "handle": [{ "handler": "static_response", "body": meta_body }],
         }),
-        json!({ "@id": SELECT_ID, "handle": [{ "handler": "subroute", "routes": select }] }),
+        json!({ "@id": ids.select, "handle": [{ "handler": "subroute", "routes": select }] }),
     ];
-    server_routes.extend(upstreams.values().map(upstream_route));
+    server_routes.extend(upstreams.values().map(|u| upstream_route(ids, u)));
     server_routes.push(json!({
         "handle": [{ "handler": "static_response", "status_code": 404, "body": "no route\n" }],
     }));
     json!({
-        "@id": SERVER_ID,
+        "@id": ids.server,
         "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "automatic_https": { "disable": true },
         "routes": server_routes,
@@ -254,6 +290,25 @@ mod tests {
             assert_eq!(parse_pattern(&path_pattern(&p)), Some(p));
         }
         assert_eq!(path_pattern(&PathMatch::prefix("/a.b")), "^/a\\.b(/.*)?$");
+    }
+
+    #[test]
+    fn owners_get_their_own_ids() {
+        let (anon, a, b) = (Ids::new(None), Ids::new(Some("a")), Ids::new(Some("b")));
+        assert_eq!(anon.server, "podgate-server");
+        let key = UpstreamKey::new("n", "s", PortRef::Number(80));
+        for (x, y) in [(&anon, &a), (&a, &anon), (&a, &b)] {
+            assert!(!x.is_upstream(&y.upstream(&key)));
+            assert_ne!(
+                (&x.server, &x.meta, &x.select),
+                (&y.server, &y.meta, &y.select)
+            );
+        }
+        assert_eq!(default_server_name(None), "podgate");
+        assert_ne!(
+            default_server_name(Some("a")),
+            default_server_name(Some("b"))
+        );
     }
 
     #[test]

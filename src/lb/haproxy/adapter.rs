@@ -11,12 +11,16 @@ use tokio::time::Instant;
 
 use super::HaproxySettings;
 use super::maps::{MapKind, MapSet, read_map, replace_map, write_atomic};
-use super::names::{BACKEND_PREFIX, backend_name, server_name};
-use super::render::{NOT_FOUND_BACKEND, check_config_dir, render_config};
+use super::names::{Names, server_name};
+use super::render::{check_config_dir, claim_config_dir, render_config};
 use super::runtime::{RuntimeClient, RuntimeError};
 use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
 use crate::lb::{BoxFuture, LbAdapter, LbError};
 use crate::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
+
+/// How long the master CLI may refuse connections during a reload before HAProxy counts
+/// as gone (a re-exec takes milliseconds).
+const MASTER_GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What podgate last applied to this instance.
 #[derive(Default)]
@@ -42,6 +46,7 @@ pub struct HaproxyAdapter {
     pub(super) settings: HaproxySettings,
     pub(super) rt: RuntimeClient,
     master: Option<RuntimeClient>,
+    pub(super) names: Names,
     pub(super) mirror: Mutex<Mirror>,
 }
 
@@ -58,6 +63,7 @@ impl HaproxyAdapter {
     /// Checks the settings; connects to nothing yet.
     pub fn new(name: String, settings: HaproxySettings) -> Result<Self, String> {
         check_config_dir(&settings.config_dir)?;
+        claim_config_dir(&settings.config_dir, settings.owner.as_deref(), false)?;
         let rt = RuntimeClient::new(settings.runtime.clone(), settings.command_timeout);
         let master = settings
             .master
@@ -65,6 +71,7 @@ impl HaproxyAdapter {
             .map(|m| RuntimeClient::new(m, settings.command_timeout));
         Ok(Self {
             name,
+            names: Names::new(settings.owner.as_deref()),
             settings,
             rt,
             master,
@@ -80,14 +87,26 @@ impl HaproxyAdapter {
     /// so that HAProxy can be started before the first batch.
     pub async fn bootstrap(&self) -> std::io::Result<()> {
         let m = self.mirror.lock().await;
-        let maps = MapSet::build(&m.routes, m.upstreams.keys()).map_err(std::io::Error::other)?;
+        self.claim().map_err(std::io::Error::other)?;
+        let maps = MapSet::build(&self.names, &m.routes, m.upstreams.keys())
+            .map_err(std::io::Error::other)?;
         maps.write_files(&self.settings.config_dir)?;
         let cfg = render_config(
+            &self.names,
             &self.settings.config_dir,
             &self.settings.binds,
             m.upstreams.values(),
         );
         write_atomic(&self.settings.config_file(), cfg.as_bytes())
+    }
+
+    /// Records this adapter's owner in its config directory, refusing another's.
+    fn claim(&self) -> Result<(), String> {
+        claim_config_dir(
+            &self.settings.config_dir,
+            self.settings.owner.as_deref(),
+            true,
+        )
     }
 
     async fn apply_locked(&self, m: &mut Mirror, batch: &Batch) -> Result<StateSummary, LbError> {
@@ -109,9 +128,10 @@ impl HaproxyAdapter {
             ups.insert(u.key.clone(), u.clone());
         }
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
-        let maps = MapSet::build(&routes, ups.keys()).map_err(LbError::Rejected)?;
+        let maps = MapSet::build(&self.names, &routes, ups.keys()).map_err(LbError::Rejected)?;
         let dir = &self.settings.config_dir;
         if m.maps.as_ref() != Some(&maps) {
+            self.claim().map_err(LbError::Rejected)?;
             maps.write_files(dir).map_err(|e| io_err("map files", &e))?;
         }
 
@@ -120,8 +140,8 @@ impl HaproxyAdapter {
         // The 404 backend is always rendered: without it, HAProxy runs without
         // podgate's file (or an empty one) and knows none of the maps either.
         let missing = |have: &HashSet<String>| {
-            !have.contains(NOT_FOUND_BACKEND)
-                || ups.keys().any(|k| !have.contains(&backend_name(k)))
+            !have.contains(&self.names.not_found)
+                || ups.keys().any(|k| !have.contains(&self.names.backend(k)))
         };
         if fresh || missing(&m.backends) {
             m.backends = self
@@ -132,8 +152,9 @@ impl HaproxyAdapter {
                 .into_iter()
                 .collect();
         }
-        if missing(&m.backends) {
-            let cfg = render_config(dir, &self.settings.binds, ups.values());
+        let reloaded = missing(&m.backends);
+        if reloaded {
+            let cfg = render_config(&self.names, dir, &self.settings.binds, ups.values());
             write_atomic(&self.settings.config_file(), cfg.as_bytes())
                 .map_err(|e| io_err("podgate.cfg", &e))?;
             pid = self.reload(m, pid, &ups).await?;
@@ -170,6 +191,14 @@ impl HaproxyAdapter {
 
         self.sync_servers(m, batch, &ups, fresh, &live_backends)
             .await?;
+        if !reloaded && (!batch.upsert_upstreams.is_empty() || !batch.remove_upstreams.is_empty()) {
+            // Keep the file as current as the runtime state: any reload — another
+            // controller's on a shared HAProxy, or the operator's own — starts a worker
+            // from the files, and must not drop servers added at run time since.
+            let cfg = render_config(&self.names, dir, &self.settings.binds, ups.values());
+            write_atomic(&self.settings.config_file(), cfg.as_bytes())
+                .map_err(|e| io_err("podgate.cfg", &e))?;
+        }
 
         m.upstreams = ups;
         m.routes = routes;
@@ -198,17 +227,14 @@ impl HaproxyAdapter {
             .iter()
             .map(|u| &u.key)
             .chain(&batch.remove_upstreams)
-            .map(backend_name)
+            .map(|k| self.names.backend(k))
             .collect();
         let live = if fresh {
             // Everything may differ: read every backend, re-sync every podgate one.
             let live = self.live_servers().await?;
-            touched.extend(ups.keys().map(backend_name));
-            touched.extend(
-                live.keys()
-                    .filter(|b| b.starts_with(BACKEND_PREFIX))
-                    .cloned(),
-            );
+            touched.extend(ups.keys().map(|k| self.names.backend(k)));
+            // Only this owner's backends: another controller's are not ours to empty.
+            touched.extend(live.keys().filter(|b| self.names.is_backend(b)).cloned());
             live
         } else {
             // Only the backends this batch touches: cheap at thousands of upstreams.
@@ -223,8 +249,10 @@ impl HaproxyAdapter {
             }
             live
         };
-        let by_backend: HashMap<String, &Upstream> =
-            ups.values().map(|u| (backend_name(&u.key), u)).collect();
+        let by_backend: HashMap<String, &Upstream> = ups
+            .values()
+            .map(|u| (self.names.backend(&u.key), u))
+            .collect();
         for be in &touched {
             let current = live.get(be).map_or(&[][..], Vec::as_slice);
             let ops = diff_servers(by_backend.get(be).copied(), current);
@@ -276,9 +304,10 @@ impl HaproxyAdapter {
         }
         let needed: Vec<String> = ups
             .keys()
-            .map(backend_name)
-            .chain([NOT_FOUND_BACKEND.to_owned()])
+            .map(|k| self.names.backend(k))
+            .chain([self.names.not_found.clone()])
             .collect();
+        let mut master_down_since = None;
         loop {
             if let Ok(pid) = self.rt.worker_pid().await
                 && pid != old_pid
@@ -286,6 +315,20 @@ impl HaproxyAdapter {
                 && needed.iter().all(|b| bes.contains(b))
             {
                 return Ok(pid);
+            }
+            // The master re-executes itself on reload (its CLI refuses connections for
+            // a moment) but then stays: unreachable for longer, HAProxy is gone, and
+            // waiting out the whole timeout would only delay reporting a dead instance.
+            match master.raw("show proc").await {
+                Ok(_) => master_down_since = None,
+                Err(e) => {
+                    let since = *master_down_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= MASTER_GONE_AFTER {
+                        return Err(LbError::Transient(format!(
+                            "HAProxy's master went away during a reload: {e}"
+                        )));
+                    }
+                }
             }
             if Instant::now() >= deadline {
                 return Err(LbError::Transient(format!(

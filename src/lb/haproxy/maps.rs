@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::names::{backend_name, decode_key, encode_key, vhost_id};
+use super::names::{Names, decode_key, encode_key, vhost_id};
 use super::runtime::{RuntimeClient, RuntimeError, escape_arg};
 use crate::model::{HostPattern, PathKind, PathMatch, Route, RouteTable, UpstreamKey, VirtualHost};
 
@@ -110,6 +110,7 @@ fn unmap_path(raw: &str) -> String {
 impl MapSet {
     /// Builds every map from the route table and the set of known upstreams.
     pub(crate) fn build<'a>(
+        names: &Names,
         routes: &RouteTable,
         upstreams: impl Iterator<Item = &'a UpstreamKey>,
     ) -> Result<Self, String> {
@@ -135,21 +136,21 @@ impl MapSet {
                 if !seen.insert(&r.path) {
                     continue;
                 }
-                let be = backend_name(&r.upstream);
+                let be = names.backend(&r.upstream);
                 match r.path.kind {
                     PathKind::Exact => push(MapKind::Exact, format!("{vh}{path}"), be),
                     PathKind::Prefix => push(MapKind::Prefix, format!("{vh}{path}/"), be),
                 }
             }
             if let Some(d) = &vhost.default_backend {
-                push(MapKind::VhostDefault, vh, backend_name(d));
+                push(MapKind::VhostDefault, vh, names.backend(d));
             }
         }
         if let Some(d) = &routes.default_backend {
-            push(MapKind::Default, "default".into(), backend_name(d));
+            push(MapKind::Default, "default".into(), names.backend(d));
         }
         for key in upstreams {
-            push(MapKind::Upstreams, backend_name(key), encode_key(key));
+            push(MapKind::Upstreams, names.backend(key), encode_key(key));
         }
         Ok(Self(m))
     }
@@ -355,7 +356,7 @@ mod tests {
     fn route_tables_round_trip_through_the_maps() {
         let t = table();
         let keys = ["root", "semi", "exact", "vdef"].map(key);
-        let maps = MapSet::build(&t, keys.iter()).unwrap();
+        let maps = MapSet::build(&Names::new(None), &t, keys.iter()).unwrap();
         let vh = vhost_id(&HostPattern::parse("*.example.com").unwrap());
         assert!(
             maps.get(MapKind::Prefix)
@@ -381,6 +382,6 @@ mod tests {
         if let Some(v) = t.hosts.values_mut().next() {
             v.routes[0].path.path = "/a b\nbackend x".into();
         }
-        assert!(MapSet::build(&t, std::iter::empty()).is_err());
+        assert!(MapSet::build(&Names::new(None), &t, std::iter::empty()).is_err());
     }
 }

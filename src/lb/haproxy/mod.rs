@@ -3,15 +3,19 @@
 //! Owns: everything podgate puts into one HAProxy instance — the rendered file
 //! `podgate.cfg` (one `pg_be_<hash>` backend per upstream plus a routing frontend), the
 //! map files beside it (hosts and paths, see [`maps`](self) for the encoding), and the
-//! `pg-` servers inside those backends. Must never touch another backend or a server
-//! without the `pg-` prefix, never reload HAProxy for an endpoint change (endpoints are
+//! `pg-` servers inside those backends. With an owner (`Batch::owner`, several
+//! controllers on one HAProxy) every name carries the owner's tag (`pg_o<tag>_be_…`, see
+//! `names::Names`) and each owner needs its own `config_dir`. Must never touch another
+//! owner's backend, a backend it did not create, or a server without the `pg-` prefix, never reload HAProxy for an endpoint change (endpoints are
 //! dynamic servers, routes are runtime map updates), and never write a user string into
 //! the configuration (names are hashes, addresses are typed).
 //!
 //! Reloads happen only when an upstream appears whose backend the running worker lacks;
 //! they go through the master CLI (`haproxy -W -S <socket>`), are spaced by
 //! `min_reload_interval`, and are followed by a re-sync of every server, because a new
-//! worker only knows the servers written into the file.
+//! worker only knows the servers written into the file. For the same reason the file is
+//! rewritten (not reloaded) after every batch that changes servers: a reload by anyone
+//! else — another controller, the operator — then keeps podgate's current servers.
 
 mod adapter;
 mod maps;
@@ -47,6 +51,9 @@ pub struct HaproxySettings {
     pub reload_timeout: Duration,
     /// Timeout of one runtime API command.
     pub command_timeout: Duration,
+    /// The controller this adapter pushes for (`Batch::owner`): its tag is part of every
+    /// backend name, so controllers sharing one HAProxy never touch each other's.
+    pub owner: Option<String>,
 }
 
 impl HaproxySettings {
@@ -60,6 +67,7 @@ impl HaproxySettings {
             min_reload_interval: Duration::from_secs(2),
             reload_timeout: Duration::from_secs(15),
             command_timeout: Duration::from_secs(5),
+            owner: None,
         }
     }
 

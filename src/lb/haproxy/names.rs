@@ -1,6 +1,7 @@
 //! Names podgate gives to HAProxy objects, and the reverse direction for `observe`.
 //!
-//! Owns: backend names (hashed upstream keys), virtual-host ids (hashed host patterns),
+//! Owns: backend names (owner tag + hashed upstream keys), virtual-host ids (hashed host
+//! patterns),
 //! server names (cluster + address + port), the reversible encoding of an upstream key
 //! stored in `upstreams.map`, and the weight scale. Must never let a user-controlled
 //! string reach HAProxy unescaped: every name built here is drawn from `[a-z0-9_.:-]`.
@@ -9,10 +10,9 @@ use std::net::IpAddr;
 
 use ring::digest::{SHA256, digest};
 
+use crate::lb::owner::owner_tag;
 use crate::model::{ClusterName, Endpoint, HostPattern, PortRef, UpstreamKey};
 
-/// Every backend podgate renders starts with this; nothing else is ever touched.
-pub(crate) const BACKEND_PREFIX: &str = "pg_be_";
 /// Every server podgate adds starts with this; other servers are invisible to podgate.
 pub(crate) const SERVER_PREFIX: &str = "pg-";
 
@@ -30,9 +30,48 @@ fn short_hash(input: &[u8]) -> String {
     })
 }
 
-/// `pg_be_<20 hex>`: derived from the upstream key only, so stable across restarts.
-pub(crate) fn backend_name(key: &UpstreamKey) -> String {
-    format!("{BACKEND_PREFIX}{}", short_hash(encode_key(key).as_bytes()))
+/// 20 hex digits naming an upstream key: stable across restarts, safe in any name.
+pub(crate) fn key_hash(key: &UpstreamKey) -> String {
+    short_hash(encode_key(key).as_bytes())
+}
+
+/// The names of one owner's HAProxy objects (see [`owner_tag`]). The anonymous owner
+/// keeps `pg_be_<hash>`, `podgate_404` and `podgate_http`; owner `o1a2…` gets
+/// `pg_o1a2…_be_<hash>`, `pg_o1a2…_404` and `pg_o1a2…_http`. Every backend an adapter
+/// creates, re-syncs or empties starts with its own [`Names::is_backend`] prefix, so two
+/// controllers sharing one HAProxy never touch each other's backends or servers.
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    backend_prefix: String,
+    pub(crate) not_found: String,
+    pub(crate) frontend: String,
+}
+
+impl Names {
+    pub(crate) fn new(owner: Option<&str>) -> Self {
+        match owner_tag(owner) {
+            None => Self {
+                backend_prefix: "pg_be_".into(),
+                not_found: "podgate_404".into(),
+                frontend: "podgate_http".into(),
+            },
+            Some(tag) => Self {
+                backend_prefix: format!("pg_{tag}_be_"),
+                not_found: format!("pg_{tag}_404"),
+                frontend: format!("pg_{tag}_http"),
+            },
+        }
+    }
+
+    /// The backend of an upstream.
+    pub(crate) fn backend(&self, key: &UpstreamKey) -> String {
+        format!("{}{}", self.backend_prefix, key_hash(key))
+    }
+
+    /// Whether this owner created the backend `name`.
+    pub(crate) fn is_backend(&self, name: &str) -> bool {
+        name.starts_with(&self.backend_prefix)
+    }
 }
 
 /// `v<20 hex>`: the id of a virtual host in the path maps. Fixed length, so one host's
@@ -206,6 +245,23 @@ mod tests {
             assert_eq!(c, cluster_token(&e.cluster));
             assert_eq!((a, p), (e.address, 8080));
         }
+    }
+
+    #[test]
+    fn owners_never_share_a_backend_prefix() {
+        let key = UpstreamKey::new("default", "web", PortRef::Number(80));
+        let (anon, a, b) = (
+            Names::new(None),
+            Names::new(Some("a")),
+            Names::new(Some("b")),
+        );
+        assert_eq!(anon.backend(&key), format!("pg_be_{}", key_hash(&key)));
+        for (x, y) in [(&anon, &a), (&a, &anon), (&a, &b), (&b, &a)] {
+            assert!(!x.is_backend(&y.backend(&key)));
+            assert!(!x.is_backend(&y.not_found) && x.not_found != y.not_found);
+            assert_ne!(x.frontend, y.frontend);
+        }
+        assert!(a.is_backend(&a.backend(&key)) && !a.is_backend(&a.not_found));
     }
 
     #[test]
