@@ -1,9 +1,16 @@
-//! Propagation benchmark for every LB kind at 1,000 upstreams, side by side: time from
-//! `adapter.apply(endpoint change)` to the LB's acknowledgement (apply returned) and to
-//! the first request served by the new endpoint, p50/p99, plus the LB's own CPU time
-//! per change. The built-in proxy runs in this process on a thread of its own (its CPU
-//! is that thread's) behind the HTTP adapter; real `haproxy` and `caddy` run on
-//! loopback; a missing program is skipped.
+//! Propagation benchmark for every LB kind at 1,000 upstreams, side by side, in two
+//! parts, each printing one table:
+//!
+//! 1. End to end: an EndpointSlice written to the simulated API server → the watcher →
+//!    Index → one sync worker per LB → the LB. For each change: time from the API write
+//!    to the LB's acknowledgement (the adapter's push returned) and to the first request
+//!    served by the new endpoint, p50/p99, and the LB's own CPU per change. All three
+//!    LBs are driven by one controller, so every change reaches them at the same time.
+//! 2. The adapter alone: from `adapter.apply(endpoint change)` on, the LB's own cost.
+//!
+//! The built-in proxy runs in this process on a thread of its own (its CPU is that
+//! thread's) behind the HTTP adapter; real `haproxy` and `caddy` run on loopback; a
+//! missing program is skipped.
 //!
 //! `cargo bench --bench lb_propagation` (env `PG_BENCH_UPSTREAMS`, `PG_BENCH_CHANGES`).
 
@@ -15,10 +22,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lb_harness::{Pod, free_port, table, upstream, vhost, who};
+use podgate::demo::{Lab, LabOptions};
 use podgate::lb::caddy::{AdminAddr, AdminClient, CaddyAdapter, CaddySettings};
+use podgate::lb::config::{Target, TargetKind};
 use podgate::lb::haproxy::{HaproxyAdapter, HaproxySettings, RuntimeAddr, RuntimeClient};
 use podgate::lb::{HttpLb, HttpLbConfig, LbAdapter};
 use podgate::model::{Batch, PathMatch};
+use podgate::objects::{default_class, ingress, ingress_class, service, slice};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -75,6 +85,10 @@ struct Lb {
     runtime: Option<RuntimeClient>,
     /// The built-in proxy's thread (`/proc/<pid>/task/<tid>/schedstat`).
     thread_stat: Option<std::path::PathBuf>,
+    /// How a controller reaches this LB (for the end-to-end part); its routing
+    /// listener is `ctl_addr`, beside the adapter part's `addr`.
+    target: Target,
+    ctl_addr: SocketAddr,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -125,6 +139,14 @@ fn start_proxy() -> Lb {
         });
     });
     let (addr, admin_url, stat) = rx.recv().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let target = Target {
+        url: Some(admin_url.clone()),
+        token_file: Some(token_file),
+        ..Target::new("podgate-proxy", TargetKind::Podgate)
+    };
     let adapter = HttpLb::new(
         "bench-proxy",
         HttpLbConfig {
@@ -142,7 +164,9 @@ fn start_proxy() -> Lb {
         child: None,
         runtime: None,
         thread_stat: Some(stat),
-        _dir: None,
+        target,
+        ctl_addr: addr,
+        _dir: Some(dir),
     }
 }
 
@@ -175,6 +199,17 @@ async fn start_haproxy() -> Lb {
     s.reload_timeout = Duration::from_mins(1);
     let adapter = HaproxyAdapter::new("bench-haproxy".into(), s).unwrap();
     adapter.bootstrap().await.unwrap();
+    // The controller's files (end-to-end part) live beside the adapter's.
+    std::fs::create_dir_all(d.join("controller")).unwrap();
+    std::fs::write(d.join("controller/podgate.cfg"), "").unwrap();
+    let ctl_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let target = Target {
+        socket: Some(d.join("rt.sock").display().to_string()),
+        master_socket: Some(d.join("master.sock").display().to_string()),
+        config_dir: Some(d.join("controller")),
+        listen: vec![ctl_addr],
+        ..Target::new("haproxy", TargetKind::Haproxy)
+    };
     let child = Command::new(lb_harness::find_program("haproxy").expect("haproxy is installed"))
         .args(["-W", "-S"])
         .arg(d.join("master.sock"))
@@ -182,6 +217,8 @@ async fn start_haproxy() -> Lb {
         .arg(d.join("main.cfg"))
         .arg("-f")
         .arg(adapter.settings().config_file())
+        .arg("-f")
+        .arg(d.join("controller/podgate.cfg"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -196,6 +233,8 @@ async fn start_haproxy() -> Lb {
         child: Some(child),
         runtime: Some(rt),
         thread_stat: None,
+        target,
+        ctl_addr,
         _dir: Some(dir),
     }
 }
@@ -223,6 +262,12 @@ async fn start_caddy() -> Lb {
         .unwrap();
     let client = AdminClient::new(AdminAddr::Tcp(admin), Duration::from_secs(5));
     wait_until(async || client.request("GET", "/config/", None).await.is_ok()).await;
+    let ctl_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let target = Target {
+        url: Some(format!("http://{admin}")),
+        listen: vec![ctl_addr],
+        ..Target::new("caddy", TargetKind::Caddy)
+    };
     let adapter = CaddyAdapter::new(
         "bench-caddy".into(),
         CaddySettings::new(AdminAddr::Tcp(admin), vec![lb]),
@@ -235,6 +280,8 @@ async fn start_caddy() -> Lb {
         child: Some(child),
         runtime: None,
         thread_stat: None,
+        target,
+        ctl_addr,
         _dir: Some(dir),
     }
 }
@@ -310,6 +357,132 @@ async fn run(lb: &Lb, upstreams: usize, changes: usize, old: &Pod, new: &[Pod]) 
     );
 }
 
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The end-to-end part: one controller (a `Lab`: simulated cluster `idc`, watcher,
+/// Index, sync) drives every LB in `lbs`; each change is an EndpointSlice write.
+#[allow(clippy::too_many_lines)] // one measurement, start to end
+async fn run_from_sim(lbs: &[Lb], upstreams: usize, changes: usize, old: &Pod, new: &[Pod]) {
+    let t_start = Instant::now();
+    let lab = Lab::start(LabOptions {
+        extra_targets: lbs.iter().map(|lb| lb.target.clone()).collect(),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let ns = "bench";
+    lab.sim("idc")
+        .apply_json(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .unwrap();
+    lab.apply(
+        "idc",
+        &default_class(ingress_class("podgate", &lab.config.controller_name)),
+    )
+    .unwrap();
+    let svc = |i: usize| format!("svc-{i}");
+    let host = |i: usize| format!("{}.bench", svc(i));
+    let slice_of = |i: usize, pod: &Pod| {
+        slice(ns, &svc(i), &svc(i))
+            .port("http", pod.addr.port())
+            .ready(&pod.addr.ip().to_string())
+            .build()
+    };
+    let mut rules = ingress(ns, "all");
+    for i in 0..upstreams {
+        lab.apply("idc", &service(ns, &svc(i)).port("http", 80).build())
+            .unwrap();
+        lab.apply("idc", &slice_of(i, old)).unwrap();
+        rules = rules.route(&host(i), "Prefix", "/", &svc(i), 80);
+    }
+    lab.apply("idc", &rules.build()).unwrap();
+    for lb in lbs {
+        let deadline = Instant::now() + Duration::from_mins(2);
+        for i in [0, upstreams - 1] {
+            while who(lb.ctl_addr, &host(i), "/").await != old.name {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: initial state never served",
+                    lb.name
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    println!(
+        "end to end: controller start to {upstreams} upstreams served by every LB: {:?}",
+        t_start.elapsed()
+    );
+
+    let status_of = |lb: &Lb| {
+        let prefix = format!("{}/", lb.target.name);
+        lab.controller
+            .admin
+            .targets
+            .iter()
+            .find(|t| t.lock().unwrap().name.starts_with(&prefix))
+            .cloned()
+            .expect("the controller has a worker for every LB")
+    };
+    let statuses: Vec<_> = lbs.iter().map(status_of).collect();
+    let mut stats = Vec::new();
+    for lb in lbs {
+        stats.push(lb.stat_file().await);
+    }
+    let cpu_before: Vec<u64> = stats.iter().map(|s| cpu_ns(s)).collect();
+    let mut acks = vec![Vec::new(); lbs.len()];
+    let mut served = vec![Vec::new(); lbs.len()];
+    for k in 0..changes {
+        let i = (k * 7919) % upstreams;
+        let pod = &new[k % new.len()];
+        let t0 = Instant::now();
+        lab.apply("idc", &slice_of(i, pod)).unwrap();
+        // Every LB is polled at once: the change reaches them together.
+        let waits = lbs.iter().map(|lb| async move {
+            while who(lb.ctl_addr, &host(i), "/").await != pod.name {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(30),
+                    "{}: change never served",
+                    lb.name
+                );
+            }
+            t0.elapsed()
+        });
+        let times = futures::future::join_all(waits).await;
+        for (j, t) in times.into_iter().enumerate() {
+            served[j].push(t);
+            let ack = statuses[j].lock().unwrap().last_ack.expect("acknowledged");
+            assert!(
+                ack >= t0,
+                "{}: served before any push after the write",
+                lbs[j].name
+            );
+            acks[j].push(ack - t0);
+        }
+    }
+    println!(
+        "| LB | upstreams | changes | API write → ack p50 | p99 | API write → first served p50 | p99 | LB CPU ms/change |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (j, lb) in lbs.iter().enumerate() {
+        acks[j].sort();
+        served[j].sort();
+        #[allow(clippy::cast_precision_loss)]
+        let cpu = cpu_ns(&stats[j]).saturating_sub(cpu_before[j]) as f64 / 1e6 / changes as f64;
+        println!(
+            "| {} | {upstreams} | {changes} | {} | {} | {} | {} | {cpu:.3} |",
+            lb.name,
+            ms(pct(&acks[j], 0.5)),
+            ms(pct(&acks[j], 0.99)),
+            ms(pct(&served[j], 0.5)),
+            ms(pct(&served[j], 0.99)),
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let upstreams = env_usize("PG_BENCH_UPSTREAMS", 1000);
@@ -319,6 +492,17 @@ async fn main() {
     for i in 0..4 {
         new.push(Pod::start(&format!("new{i}"), &format!("127.1.201.{}", i + 1)).await);
     }
+    {
+        let mut lbs = vec![start_proxy()];
+        if lb_harness::require_program("haproxy") {
+            lbs.push(start_haproxy().await);
+        }
+        if lb_harness::require_program("caddy") {
+            lbs.push(start_caddy().await);
+        }
+        run_from_sim(&lbs, upstreams, changes, &old, &new).await;
+    }
+    println!("\nThe adapter alone (from `adapter.apply`):");
     println!(
         "| LB | upstreams | changes | ack p50 | ack p99 | first served p50 | first served p99 | LB CPU ms/change |"
     );

@@ -48,6 +48,9 @@ pub struct TargetStatus {
     /// The LB's generation after podgate's last accepted push.
     pub generation: u64,
     pub instance: String,
+    /// When the LB last acknowledged a push (for benchmarks measuring propagation).
+    #[serde(skip)]
+    pub last_ack: Option<std::time::Instant>,
 }
 
 pub struct Worker {
@@ -201,6 +204,7 @@ impl Worker {
         {
             let mut status = lock(&self.status);
             status.pushes += 1;
+            status.last_ack = Some(std::time::Instant::now());
             status.generation = summary.generation;
             status.instance.clone_from(&summary.instance);
         }
