@@ -228,6 +228,13 @@ async fn caddy_routes_by_host_and_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_serves_host_less_rules_for_unknown_hosts() {
+    require_caddy!();
+    let lb = Caddy::start().await;
+    lb_harness::check_host_less_rules(lb.lb, &lb.adapter, 91).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_scale_out_drain_and_removal() {
     require_caddy!();
     let c = Caddy::start().await;

@@ -245,6 +245,13 @@ async fn haproxy_routes_by_host_and_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_serves_host_less_rules_for_unknown_hosts() {
+    require_haproxy!();
+    let lb = Haproxy::start().await;
+    lb_harness::check_host_less_rules(lb.lb, &lb.adapter, 90).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_scale_out_drain_and_removal_without_reload() {
     require_haproxy!();
     let h = Haproxy::start().await;

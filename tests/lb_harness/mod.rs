@@ -15,9 +15,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use podgate::lb::LbAdapter;
 use podgate::model::{
-    ClusterName, Endpoint, EndpointState, HostPattern, PathMatch, PortRef, Route, RouteTable,
-    Upstream, UpstreamKey, VirtualHost,
+    Batch, ClusterName, Endpoint, EndpointState, HostPattern, PathMatch, PortRef, Route,
+    RouteTable, Upstream, UpstreamKey, VirtualHost,
 };
 use tokio::net::{TcpListener, TcpStream};
 
@@ -253,7 +254,6 @@ pub(crate) fn table(hosts: Vec<(&str, VirtualHost)>, default: Option<&str>) -> R
     }
 }
 
-/// Sends SIGTERM to a child, waits for it, SIGKILLs it if it lingers.
 /// Stops a program and everything it started. HAProxy is launched in a process group
 /// of its own (`process_group(0)`), killed as a whole, so that no worker of a "dead"
 /// HAProxy lingers and keeps answering on its runtime socket.
@@ -277,4 +277,57 @@ pub(crate) fn stop_child(child: &mut std::process::Child) {
     signal("-KILL", group);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Host-less Ingress rules (`RouteTable::any_host`) through a real LB: they serve a host
+/// that matches no rule, never a host that does, and fall back to the catch-all. Each
+/// answer is also checked against the model's reference lookup (`RouteTable::route`).
+/// The pods live on `127.1.<subnet>.x`.
+pub(crate) async fn check_host_less_rules(lb: SocketAddr, adapter: &dyn LbAdapter, subnet: u8) {
+    let ip = |i: u8| format!("127.1.{subnet}.{i}");
+    let pods = [
+        Pod::start("host", &ip(1)).await,
+        Pod::start("any-api", &ip(2)).await,
+        Pod::start("any-only", &ip(3)).await,
+        Pod::start("catchall", &ip(4)).await,
+    ];
+    let mut routes = table(
+        vec![("app.test", vhost(&[(PathMatch::prefix("/"), "host")], None))],
+        Some("catchall"),
+    );
+    routes.any_host = Some(vhost(
+        &[
+            (PathMatch::exact("/only"), "any-only"),
+            (PathMatch::prefix("/api"), "any-api"),
+        ],
+        None,
+    ));
+    let batch = Batch {
+        epoch: 1,
+        upsert_upstreams: pods
+            .iter()
+            .map(|p| upstream(&p.name, vec![p.active(1)]))
+            .collect(),
+        routes: Some(routes.clone()),
+        ..Batch::default()
+    };
+    adapter.apply(&batch).await.expect("apply");
+    let cases = [
+        ("app.test", "/api", "host"),
+        ("other.test", "/api", "any-api"),
+        ("other.test", "/api/v1", "any-api"),
+        ("other.test", "/only", "any-only"),
+        ("other.test", "/only/x", "catchall"),
+        ("other.test", "/", "catchall"),
+    ];
+    for (host, path, want) in cases {
+        let reference = routes.route(host, path).map(|k| k.service.to_string());
+        assert_eq!(reference.as_deref(), Some(want), "the reference lookup");
+        assert_eq!(who(lb, host, path).await, want, "{host}{path}");
+    }
+    let observed = adapter.observe().await.expect("observe");
+    assert_eq!(
+        observed.routes, routes,
+        "observe reads host-less rules back"
+    );
 }

@@ -287,33 +287,43 @@ fn read_select(list: &Value) -> RouteTable {
     let mut table = RouteTable::default();
     for r in list.as_array().into_iter().flatten() {
         let Some(host) = r["match"][0]["host"][0].as_str() else {
-            table.default_backend = var_key(r);
+            // Without a host matcher: the host-less rules (a subroute) or the catch-all.
+            if r["handle"][0]["handler"] == "subroute" {
+                table.any_host = Some(read_vhost(r));
+            } else {
+                table.default_backend = var_key(r);
+            }
             continue;
         };
         let Ok(host) = HostPattern::parse(host) else {
             continue;
         };
-        let mut v = VirtualHost::default();
-        for p in r["handle"][0]["routes"].as_array().into_iter().flatten() {
-            let Some(key) = var_key(p) else { continue };
-            match p["match"][0]["path_regexp"]["pattern"].as_str() {
-                Some(pattern) => {
-                    if let Some(path) = parse_pattern(pattern) {
-                        v.routes.push(Route {
-                            path,
-                            upstream: key,
-                        });
-                    }
-                }
-                None if p["handle"][0][SOURCE_VAR] == SOURCE_VHOST_DEFAULT => {
-                    v.default_backend = Some(key);
-                }
-                None => {}
-            }
-        }
-        table.hosts.insert(host, v);
+        table.hosts.insert(host, read_vhost(r));
     }
     table
+}
+
+/// The path routes of one host route.
+fn read_vhost(r: &Value) -> VirtualHost {
+    let mut v = VirtualHost::default();
+    for p in r["handle"][0]["routes"].as_array().into_iter().flatten() {
+        let Some(key) = var_key(p) else { continue };
+        match p["match"][0]["path_regexp"]["pattern"].as_str() {
+            Some(pattern) => {
+                if let Some(path) = parse_pattern(pattern) {
+                    v.routes.push(Route {
+                        path,
+                        upstream: key,
+                    });
+                }
+            }
+            None if p["handle"][0][SOURCE_VAR] == SOURCE_VHOST_DEFAULT => {
+                v.default_backend = Some(key);
+            }
+            None => {}
+        }
+    }
+    v
 }
 
 /// The upstream of one `podgate-up-*` route. Caddy keeps only dial addresses: an

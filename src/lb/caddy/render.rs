@@ -2,7 +2,8 @@
 //!
 //! Owns: the shape of the `podgate` server in `apps.http.servers`: a never-matching
 //! meta route (instance token, generation, epoch), a `subroute` that picks an upstream
-//! by host and path and records it in the request variable `podgate_up`, one route per
+//! by host and path (host-less Ingress rules: a host route without a host matcher,
+//! after every host) and records it in the request variable `podgate_up`, one route per
 //! upstream (`@id` `podgate-up-<hash>`) holding its `reverse_proxy`, and a 404. Must
 //! never put a user string where Caddy interprets it: hosts go to the `host` matcher,
 //! paths are regex-quoted into `path_regexp`, upstream keys are percent-encoded.
@@ -28,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::lb::haproxy::names::{encode_key, key_hash};
 use crate::lb::owner::owner_tag;
-use crate::model::{PathKind, PathMatch, RouteTable, Upstream, UpstreamKey};
+use crate::model::{PathKind, PathMatch, RouteTable, Upstream, UpstreamKey, VirtualHost};
 
 pub(crate) const UP_VAR: &str = "podgate_up";
 pub(crate) const SOURCE_VAR: &str = "podgate_src";
@@ -225,8 +226,7 @@ pub(crate) fn render_server(
     let mut hosts: Vec<_> = routes.hosts.iter().collect();
     // Exact hosts first: an exact host beats a wildcard.
     hosts.sort_by_key(|(h, _)| h.wildcard_suffix().is_some());
-    let mut select = Vec::new();
-    for (host, vhost) in hosts {
+    let vhost_route = |vhost: &VirtualHost| {
         let mut paths: Vec<Value> = vhost
             .routes
             .iter()
@@ -241,11 +241,21 @@ pub(crate) fn render_server(
         } else if let Some(d) = &routes.default_backend {
             paths.push(select_route(d, GROUP_PATHS, Some(SOURCE_DEFAULT)));
         }
-        select.push(json!({
+        json!({
             "group": GROUP_HOSTS,
-            "match": [{ "host": [host.as_str()] }],
             "handle": [{ "handler": "subroute", "routes": paths }],
-        }));
+        })
+    };
+    let mut select = Vec::new();
+    for (host, vhost) in hosts {
+        let mut route = vhost_route(vhost);
+        route["match"] = json!([{ "host": [host.as_str()] }]);
+        select.push(route);
+    }
+    // Host-less rules: the same subroute without a host matcher, after every host (the
+    // group runs only the first match) and before the catch-all.
+    if let Some(any) = &routes.any_host {
+        select.push(vhost_route(any));
     }
     if let Some(d) = &routes.default_backend {
         select.push(select_route(d, GROUP_HOSTS, Some(SOURCE_DEFAULT)));

@@ -19,6 +19,9 @@
 //! - Precedence: the exact map is consulted first. That is the Ingress rule, because an
 //!   `Exact` match is as long as the whole request path, so no `Prefix` rule that also
 //!   matches can be longer, and at equal length `Exact` wins.
+//! - Host-less Ingress rules (`RouteTable::any_host`) are the vhost stored under the key
+//!   `*` (no host pattern can be `*`), looked up when neither the exact nor the
+//!   wildcard lookup found a host.
 //! - `vhost_default.map`: vhost id → the Ingress `defaultBackend`; `default.map`:
 //!   `default` → the catch-all; `upstreams.map`: backend → encoded upstream key, so that
 //!   `observe` can name what it finds.
@@ -26,9 +29,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::names::{Names, decode_key, encode_key, vhost_id};
+use super::names::{Names, any_host_vhost_id, decode_key, encode_key, vhost_id};
 use super::runtime::{RuntimeClient, RuntimeError, escape_arg};
 use crate::model::{HostPattern, PathKind, PathMatch, Route, RouteTable, UpstreamKey, VirtualHost};
+
+/// The `hosts.map` key of the host-less rules.
+const ANY_HOST: &str = "*";
 
 /// One of podgate's map files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -121,9 +127,18 @@ impl MapSet {
                 v.push((key, value));
             }
         };
-        for (host, vhost) in &routes.hosts {
-            let vh = vhost_id(host);
-            push(MapKind::Hosts, host.as_str().to_owned(), vh.clone());
+        let vhosts = routes
+            .hosts
+            .iter()
+            .map(|(host, vhost)| (host.as_str(), vhost_id(host), vhost))
+            .chain(
+                routes
+                    .any_host
+                    .iter()
+                    .map(|vhost| (ANY_HOST, any_host_vhost_id(), vhost)),
+            );
+        for (host, vh, vhost) in vhosts {
+            push(MapKind::Hosts, host.to_owned(), vh.clone());
             let mut seen = std::collections::HashSet::new();
             for r in &vhost.routes {
                 let Some(path) = map_path(&r.path.path) else {
@@ -182,10 +197,13 @@ impl MapSet {
             .iter()
             .filter_map(|(be, enc)| Some((be.as_str(), decode_key(enc)?)))
             .collect();
-        let mut vhosts: BTreeMap<String, (HostPattern, VirtualHost)> = BTreeMap::new();
+        // `None`: the host-less rules.
+        let mut vhosts: BTreeMap<String, (Option<HostPattern>, VirtualHost)> = BTreeMap::new();
         for (host, vh) in self.get(MapKind::Hosts) {
-            if let Ok(h) = HostPattern::parse(host) {
-                vhosts.insert(vh.clone(), (h, VirtualHost::default()));
+            if host == ANY_HOST {
+                vhosts.insert(vh.clone(), (None, VirtualHost::default()));
+            } else if let Ok(h) = HostPattern::parse(host) {
+                vhosts.insert(vh.clone(), (Some(h), VirtualHost::default()));
             }
         }
         let mut add = |key: &str, be: &str, kind: PathKind| {
@@ -228,7 +246,12 @@ impl MapSet {
         };
         for (_, (host, mut v)) in vhosts {
             v.routes.sort_by(|a, b| a.path.cmp(&b.path));
-            table.hosts.insert(host, v);
+            match host {
+                Some(host) => {
+                    table.hosts.insert(host, v);
+                }
+                None => table.any_host = Some(v),
+            }
         }
         table
     }
@@ -372,6 +395,36 @@ mod tests {
             maps.get(MapKind::Exact)
                 .iter()
                 .any(|(k, _)| *k == format!("{vh}/foo"))
+        );
+        assert_eq!(maps.to_routes(), t);
+    }
+
+    #[test]
+    fn host_less_rules_round_trip_under_the_star_key() {
+        let mut t = table();
+        t.any_host = Some(VirtualHost {
+            routes: vec![Route {
+                path: PathMatch::prefix("/any"),
+                upstream: key("semi"),
+            }],
+            default_backend: None,
+            tls: None,
+        });
+        assert!(
+            HostPattern::parse(ANY_HOST).is_err(),
+            "no host can take the key"
+        );
+        let keys = ["root", "semi", "exact", "vdef"].map(key);
+        let maps = MapSet::build(&Names::new(None), &t, keys.iter()).unwrap();
+        let any = any_host_vhost_id();
+        assert!(
+            maps.get(MapKind::Hosts)
+                .contains(&(ANY_HOST.into(), any.clone()))
+        );
+        assert!(
+            maps.get(MapKind::Prefix)
+                .iter()
+                .any(|(k, _)| *k == format!("{any}/any/"))
         );
         assert_eq!(maps.to_routes(), t);
     }

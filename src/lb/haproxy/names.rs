@@ -80,6 +80,12 @@ pub(crate) fn vhost_id(host: &HostPattern) -> String {
     format!("v{}", short_hash(host.as_str().as_bytes()))
 }
 
+/// The vhost id of the host-less rules (`RouteTable::any_host`), stored under the key
+/// `*` in `hosts.map`. `*` is no host pattern, so no host's id can be the same.
+pub(crate) fn any_host_vhost_id() -> String {
+    format!("v{}", short_hash(b"*"))
+}
+
 /// A cluster name as it appears inside a server name: itself when it is a short DNS
 /// label, otherwise `_` and a hash (`_` cannot occur in the plain form).
 pub(crate) fn cluster_token(cluster: &ClusterName) -> String {

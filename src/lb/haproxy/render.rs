@@ -91,6 +91,7 @@ pub(crate) fn render_config<'a>(
              \x20   http-request set-var(txn.pg_vh) var(txn.pg_host),map_str({hosts})\n\
              \x20   http-request set-var(txn.pg_wild) var(txn.pg_host),regsub(^[^.]+[.],*.) if !{{ var(txn.pg_vh) -m found }}\n\
              \x20   http-request set-var(txn.pg_vh) var(txn.pg_wild),map_str({hosts}) if !{{ var(txn.pg_vh) -m found }} {{ var(txn.pg_wild) -m beg *. }}\n\
+             \x20   http-request set-var(txn.pg_vh) str(*),map_str({hosts}) if !{{ var(txn.pg_vh) -m found }}\n\
              \x20   http-request set-var(txn.pg_path) path\n\
              \x20   http-request set-var(txn.pg_be) var(txn.pg_vh),concat(,txn.pg_path,),map_str({exact}) if {{ var(txn.pg_vh) -m found }}\n\
              \x20   http-request set-var(txn.pg_be) var(txn.pg_vh),concat(,txn.pg_path,/),map_beg({prefix}) if {{ var(txn.pg_vh) -m found }} !{{ var(txn.pg_be) -m found }}\n\
