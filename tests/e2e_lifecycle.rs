@@ -167,3 +167,74 @@ async fn an_ingress_of_another_class_is_ignored_and_gets_no_status() {
     let (status, _) = lab.get("other.example.com", "/").await.unwrap();
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_withdraws_nothing_while_it_lists() {
+    let (mut lab, _idc, _tke) = app(LabOptions::default(), 29, 1).await;
+    // The new controller's lists from tke are slow: until they arrive it knows only
+    // idc (and at first nothing at all).
+    lab.sim("tke").set_latency(Duration::from_millis(600));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, url, token) = (
+            stop.clone(),
+            format!("{}/v1/state", lab.proxy.admin_url()),
+            std::fs::read_to_string(lab.dir.path().join("lb.token")).unwrap(),
+        );
+        tokio::spawn(async move {
+            // The fewest endpoints the proxy held at any moment.
+            let mut fewest = usize::MAX;
+            let client = reqwest::Client::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let state: serde_json::Value = client
+                    .get(&url)
+                    .bearer_auth(token.trim())
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let n = state["upstreams"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|u| u["endpoints"].as_array().map_or(0, Vec::len))
+                    .sum();
+                fewest = fewest.min(n);
+            }
+            fewest
+        })
+    };
+
+    lab.controller =
+        podgate::controller::start(&lab.config, podgate::controller::RunOptions::default())
+            .await
+            .unwrap();
+    lab.eventually(
+        "the new controller synced both clusters and pushed",
+        WAIT,
+        || async {
+            let synced = lab
+                .controller
+                .admin
+                .clusters
+                .iter()
+                .all(|c| c.get().state == "synced");
+            let pushed = lab
+                .controller
+                .admin
+                .targets
+                .iter()
+                .all(|t| t.lock().unwrap().pushes > 0);
+            (synced && pushed).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let split = lab.split(HOST, 20).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fewest = sampler.await.unwrap();
+    assert_eq!(fewest, 2, "the proxy lost endpoints during the restart");
+    assert_eq!((split.failed, split.by_pod.len()), (0, 2), "{split:?}");
+}

@@ -49,6 +49,8 @@ pub struct ClusterStatus {
 pub struct StatusCell {
     inner: Arc<Mutex<ClusterStatus>>,
     kinds: usize,
+    /// Becomes `true` once every kind has listed (and stays so).
+    synced_once: tokio::sync::watch::Sender<bool>,
 }
 
 impl StatusCell {
@@ -67,7 +69,15 @@ impl StatusCell {
         Self {
             inner: Arc::new(Mutex::new(status)),
             kinds,
+            synced_once: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Returns once every kind of this cluster has listed into the Index at least once.
+    pub async fn wait_synced_once(&self) {
+        let mut rx = self.synced_once.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|synced| *synced).await;
     }
 
     pub fn get(&self) -> ClusterStatus {
@@ -87,6 +97,10 @@ impl StatusCell {
             s.state = "synced";
             s.since_ms = now_ms();
             s.last_error = None;
+        }
+        if all_listed {
+            self.synced_once
+                .send_if_modified(|v| !std::mem::replace(v, true));
         }
     }
 

@@ -59,6 +59,10 @@ fn default_confirm_after() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_initial_sync_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9900))
 }
@@ -98,6 +102,15 @@ pub struct ControllerConfig {
         deserialize_with = "duration::required"
     )]
     pub confirm_after: Duration,
+    /// How long the LB workers wait at start for every cluster's first complete list
+    /// before pushing anyway. Until then nothing is pushed, so a restarted controller
+    /// never withdraws what the LB serves while it lists; after it, a cluster still
+    /// unlisted counts as having no endpoints.
+    #[serde(
+        default = "default_initial_sync_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub initial_sync_timeout: Duration,
     /// Who this controller is on a shared LB (`Batch::owner`): it removes only what it
     /// registered. Default: `controller_name`. Replicas of one controller share it.
     #[serde(default)]

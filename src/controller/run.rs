@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::cluster::{self, ClusterWatch, ReachWatch, WatchOptions};
+use crate::cluster::{self, ClusterWatch, ReachWatch, StatusCell, WatchOptions};
 use crate::index::{EndpointTarget, Index, IndexConfig};
 use crate::model::ClusterName;
 use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker, hold_down};
@@ -76,6 +76,35 @@ fn reachability(
     Ok(reach)
 }
 
+/// Opens the LB workers' gate once every cluster has listed completely, or after
+/// `timeout` with those still unlisted named in the log.
+async fn open_when_listed(
+    clusters: Vec<StatusCell>,
+    timeout: std::time::Duration,
+    open: tokio::sync::watch::Sender<bool>,
+) {
+    let all = futures::future::join_all(clusters.iter().map(StatusCell::wait_synced_once));
+    if tokio::time::timeout(timeout, all).await.is_err() {
+        let unlisted: Vec<String> = clusters
+            .iter()
+            .map(StatusCell::get)
+            .filter(|s| s.state == "never_synced")
+            .map(|s| s.name)
+            .collect();
+        tracing::warn!(
+            ?unlisted,
+            ?timeout,
+            "not every cluster listed in time: pushing without them (the LB loses what \
+             it holds from them until they list)"
+        );
+    } else {
+        tracing::info!("every cluster listed: pushing to the LBs");
+    }
+    open.send_replace(true);
+    // Kept open for the workers: dropping the sender would close the channel.
+    open.closed().await;
+}
+
 /// Starts everything the configuration asks for.
 pub async fn start(
     config: &ControllerConfig,
@@ -107,6 +136,7 @@ pub async fn start(
 
     let epoch = epoch();
     let metrics = SyncMetrics::default();
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
     let mut targets = Vec::new();
     for adapter in config.adapters()? {
         let worker = Worker::new(
@@ -117,7 +147,8 @@ pub async fn start(
             epoch,
         )
         .with_metrics(metrics.clone())
-        .owned_by(config.owner());
+        .owned_by(config.owner())
+        .gated_by(gate.clone());
         targets.push(worker.status());
         tasks.spawn(worker.run());
     }
@@ -147,6 +178,12 @@ pub async fn start(
         }
         clusters.push(watched);
     }
+
+    tasks.spawn(open_when_listed(
+        clusters.iter().map(|c| c.status.clone()).collect(),
+        config.initial_sync_timeout,
+        open_gate,
+    ));
 
     let admin = Arc::new(AdminState {
         desired: desired.clone(),

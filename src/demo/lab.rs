@@ -166,6 +166,7 @@ impl Lab {
             withdraw_guard: options.withdraw_guard,
             confirm_after: options.confirm_after,
             weights: WeightsConfig::default(),
+            initial_sync_timeout: Duration::from_secs(30),
             lb_owner: None,
         };
         if let Some(configure) = &options.configure {

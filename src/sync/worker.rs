@@ -65,6 +65,8 @@ pub struct Worker {
     owner: Option<String>,
     acked: Option<StateSummary>,
     metrics: SyncMetrics,
+    /// Pushes nothing until this turns `true` (see [`Worker::gated_by`]).
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Worker {
@@ -93,7 +95,18 @@ impl Worker {
             owner: None,
             acked: None,
             metrics: SyncMetrics::default(),
+            gate: None,
         }
+    }
+
+    /// Holds every push until `gate` turns `true`. The controller opens it once every
+    /// cluster has listed: a first full sync from a half-listed Index would withdraw
+    /// from the LB everything the unlisted part holds (e.g. on every controller
+    /// restart).
+    #[must_use]
+    pub fn gated_by(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Records into shared metrics instead of private ones.
@@ -117,6 +130,12 @@ impl Worker {
 
     /// Runs until the task is dropped.
     pub async fn run(mut self) {
+        if let Some(mut gate) = self.gate.take() {
+            // A closed gate (its sender dropped) stays shut: the controller is gone.
+            if gate.wait_for(|open| *open).await.is_err() {
+                return;
+            }
+        }
         let mut backoff = self.config.backoff_min;
         loop {
             tokio::select! {
