@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use http::StatusCode;
 use podgate::model::{
     Batch, Certificate, CertificateInfo, Endpoint, EndpointState, HostPattern, LbState, OwnerState,
-    PathMatch, Pem, PortRef, Route, RouteTable, StateSummary, Upstream, UpstreamKey, VirtualHost,
+    PathMatch, Pem, PortRef, Route, RouteTable, StateSummary, Upstream, UpstreamKey, UpstreamPatch,
+    VirtualHost,
 };
 use podgate::proxy::ADMIN_ROUTES;
 use serde::Serialize;
@@ -103,6 +104,16 @@ fn upstream() -> Upstream {
     }
 }
 
+fn patch() -> UpstreamPatch {
+    UpstreamPatch {
+        shares: Some(vec![("idc".into(), 1000)]),
+        upsert_endpoints: vec![endpoint()],
+        weights: vec![("10.1.2.3:8080".parse().unwrap(), 2)],
+        remove_endpoints: vec!["[fd00::1]:8080".parse().unwrap()],
+        ..UpstreamPatch::new(key())
+    }
+}
+
 fn vhost() -> VirtualHost {
     VirtualHost {
         routes: vec![Route {
@@ -165,6 +176,7 @@ fn schemas_match_the_model() {
         owner: Some("podgate.io/ingress-controller".into()),
         upsert_upstreams: vec![upstream()],
         remove_upstreams: vec![key()],
+        patch_upstreams: vec![patch()],
         routes: Some(table()),
         upsert_certificates: vec![Certificate {
             id: "shop/tls".into(),
@@ -175,6 +187,7 @@ fn schemas_match_the_model() {
     };
     check_schema(&doc, "Batch", &batch);
     check_schema(&doc, "UpstreamKey", &key());
+    check_schema(&doc, "UpstreamPatch", &patch());
     check_schema(&doc, "Upstream", &upstream());
     check_schema(&doc, "Endpoint", &endpoint());
     check_schema(&doc, "RouteTable", &table());

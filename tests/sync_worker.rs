@@ -28,6 +28,8 @@ struct ScriptedLb {
     script: Arc<Mutex<Script>>,
     /// Each apply takes a permit: tests hold pushes "in flight".
     gate: Arc<Semaphore>,
+    /// Answers `accepts_patches`.
+    patches: bool,
 }
 
 impl LbAdapter for ScriptedLb {
@@ -50,6 +52,10 @@ impl LbAdapter for ScriptedLb {
                 epoch: batch.epoch,
             })
         })
+    }
+
+    fn accepts_patches(&self) -> bool {
+        self.patches
     }
 
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
@@ -78,6 +84,7 @@ fn setup() -> (Arc<Desired>, ScriptedLb, Arc<Audit>) {
             ..Script::default()
         })),
         gate: Arc::new(Semaphore::new(0)),
+        patches: false,
     };
     (desired, lb, Arc::new(Audit::new(100)))
 }
@@ -208,4 +215,59 @@ async fn drift_is_detected_without_any_change() {
     lb.script.lock().unwrap().generation += 5;
     let b = wait_for(&lb, 2).await;
     assert!(b[1].routes.is_some(), "full resync after drift");
+}
+
+/// The slice of `web` with these ready and terminating addresses.
+fn pods(desired: &Desired, ready: &[&str], terminating: &[&str]) {
+    let s = slice("shop", "web-1", "web").port("http", 8080);
+    let s = ready.iter().fold(s, |s, a| s.ready(a));
+    let s = terminating.iter().fold(s, |s, a| s.terminating(a));
+    desired.mutate("test", |i| i.apply(&idc(), s));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_pod_of_many_goes_as_a_patch_and_whole_again_after_a_failure() {
+    let (desired, mut lb, audit) = setup();
+    lb.patches = true;
+    pods(&desired, &["10.0.0.1", "10.0.0.2", "10.0.0.3"], &[]);
+    let worker = Worker::new(
+        Box::new(lb.clone()),
+        desired.clone(),
+        audit,
+        SyncConfig::default(),
+        1,
+    );
+    tokio::spawn(worker.run());
+    lb.gate.add_permits(100);
+    let b = wait_for(&lb, 1).await;
+    assert_eq!(
+        b[0].upsert_upstreams[0].endpoints.len(),
+        3,
+        "full sync, whole"
+    );
+
+    // One pod terminates: the pod itself, and the new weights of the other two.
+    pods(&desired, &["10.0.0.1", "10.0.0.3"], &["10.0.0.2"]);
+    let b = wait_for(&lb, 2).await;
+    assert!(b[1].upsert_upstreams.is_empty(), "{:?}", b[1]);
+    let patch = &b[1].patch_upstreams[0];
+    assert_eq!(patch.upsert_endpoints.len(), 1);
+    assert_eq!(patch.upsert_endpoints[0].address.to_string(), "10.0.0.2");
+    assert_eq!(patch.weights.len(), 2);
+
+    // A push that fails may or may not have landed: that upstream goes whole next.
+    lb.script.lock().unwrap().failures = vec![LbError::Transient("timeout".into())];
+    pods(&desired, &["10.0.0.1", "10.0.0.3"], &[]);
+    let b = wait_for(&lb, 3).await;
+    assert!(b[2].patch_upstreams.is_empty(), "{:?}", b[2]);
+    assert_eq!(b[2].upsert_upstreams[0].endpoints.len(), 2);
+    // And patches again after that.
+    pods(&desired, &["10.0.0.1"], &[]);
+    let b = wait_for(&lb, 4).await;
+    assert_eq!(
+        b[3].patch_upstreams[0].remove_endpoints.len(),
+        1,
+        "{:?}",
+        b[3]
+    );
 }

@@ -120,6 +120,11 @@ impl LbAdapter for HttpLb {
         })
     }
 
+    /// The LB contract includes `patch_upstreams`.
+    fn accepts_patches(&self) -> bool {
+        true
+    }
+
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
         Box::pin(async move {
             let url = format!("{}/v1/state", self.base_url);

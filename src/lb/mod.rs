@@ -62,4 +62,10 @@ pub trait LbAdapter: Send + Sync {
     /// Reads back what the LB holds, for restart and drift detection. Only what podgate
     /// registered is reported; other members of a shared LB are invisible here.
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>>;
+
+    /// Whether batches may carry `patch_upstreams` (endpoint-level changes). Adapters
+    /// that turn batches into their LB's own operations take whole upstreams.
+    fn accepts_patches(&self) -> bool {
+        false
+    }
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Certificate, RouteTable, Upstream, UpstreamKey};
+use super::{Certificate, RouteTable, Upstream, UpstreamKey, UpstreamPatch};
 
 /// One atomic change. Applied all-or-nothing: a batch that fails validation changes
 /// nothing. `epoch` fences deposed controllers: a batch with an epoch older than one the
@@ -25,6 +25,11 @@ pub struct Batch {
     pub upsert_upstreams: Vec<Upstream>,
     #[serde(default)]
     pub remove_upstreams: Vec<UpstreamKey>,
+    /// Endpoint-level changes to upstreams the LB holds (see [`UpstreamPatch`]); an LB
+    /// that does not hold one, or holds a version the patch does not fit, refuses the
+    /// batch (400) and the pusher sends whole upstreams.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patch_upstreams: Vec<UpstreamPatch>,
     /// When present, replaces the whole route table.
     #[serde(default)]
     pub routes: Option<RouteTable>,
@@ -39,6 +44,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.upsert_upstreams.is_empty()
             && self.remove_upstreams.is_empty()
+            && self.patch_upstreams.is_empty()
             && self.routes.is_none()
             && self.upsert_certificates.is_empty()
             && self.remove_certificates.is_empty()

@@ -7,6 +7,7 @@
 mod cluster;
 mod contract;
 mod host;
+mod patch;
 mod path;
 mod route;
 mod tls;
@@ -15,6 +16,7 @@ mod upstream;
 pub use cluster::ClusterName;
 pub use contract::{Batch, CertificateInfo, LbState, OwnerState, StateSummary};
 pub use host::{HostPattern, normalize_request_host};
+pub use patch::UpstreamPatch;
 pub use path::{PathKind, PathMatch};
 pub use route::{Route, RouteTable, VirtualHost};
 pub use tls::{Certificate, Pem};

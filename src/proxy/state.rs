@@ -1,7 +1,8 @@
 //! The proxy's live state: one [`ArcSwap`] holding a whole [`Snapshot`] (routes,
 //! upstreams, certificates, generation), and the single writer that applies batches.
 //!
-//! Owns: validating a [`Batch`] all-or-nothing, the fencing epoch, building the next
+//! Owns: validating a [`Batch`] all-or-nothing (patches are applied to the held
+//! upstreams first, then checked like whole upstreams), the fencing epoch, building the next
 //! snapshot off the request path and publishing it with one `store`. An endpoint change
 //! swaps one upstream's pool in a persistent map: it never recompiles the route table or
 //! the certificates. Must never publish a half-applied batch, and never hold a lock that
@@ -94,6 +95,17 @@ impl Store {
                 got: batch.epoch,
                 seen,
             });
+        }
+        // Patches become whole upstreams first; everything after sees only upserts.
+        for patch in std::mem::take(&mut batch.patch_upstreams) {
+            let held = cur.upstreams.get(&patch.key).ok_or_else(|| {
+                ApplyError::Invalid(format!(
+                    "patch for upstream {}, which this LB does not hold (send it whole)",
+                    patch.key
+                ))
+            })?;
+            let whole = held.spec().patched(&patch).map_err(ApplyError::Invalid)?;
+            batch.upsert_upstreams.push(whole);
         }
         validate_upstreams(&batch)?;
         cur.owners.check(&batch)?;
@@ -327,5 +339,50 @@ mod tests {
             assert!(Arc::ptr_eq(&before, &store.current.load_full()));
         }
         assert_eq!(store.state().upstreams.len(), 1);
+    }
+
+    #[test]
+    fn a_patch_changes_one_endpoint_and_a_patch_that_does_not_fit_changes_nothing() {
+        let store = Store::new();
+        let mut two = upstream("a", 80);
+        let mut second = two.endpoints[0].clone();
+        second.address = [10, 0, 0, 2].into();
+        two.endpoints.push(second);
+        store
+            .apply(Batch {
+                upsert_upstreams: vec![two.clone()],
+                ..Batch::default()
+            })
+            .unwrap();
+        let mut drained = two.clone();
+        drained.endpoints[1].state = EndpointState::Draining;
+        drained.endpoints[1].weight = 0;
+        drained.endpoints[0].weight = 2;
+        let patch = crate::model::UpstreamPatch::between(&two, &drained).unwrap();
+        store
+            .apply(Batch {
+                patch_upstreams: vec![patch.clone()],
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(store.upstream(&two.key), Some(drained));
+
+        let before = store.current.load_full();
+        let unknown = crate::model::UpstreamPatch {
+            key: UpstreamKey::new("ns", "zzz", PortRef::Number(80)),
+            ..patch.clone()
+        };
+        let mut stale = patch;
+        stale.remove_endpoints = vec!["10.9.9.9:80".parse().unwrap()];
+        for p in [unknown, stale] {
+            let err = store
+                .apply(Batch {
+                    patch_upstreams: vec![p],
+                    ..Batch::default()
+                })
+                .unwrap_err();
+            assert!(matches!(err, ApplyError::Invalid(_)), "{err}");
+            assert!(Arc::ptr_eq(&before, &store.current.load_full()));
+        }
     }
 }

@@ -2,25 +2,28 @@
 
 use std::collections::BTreeSet;
 
-use crate::index::Snapshot;
-use crate::model::{Batch, LbState, UpstreamKey};
+use crate::index::{Snapshot, UpstreamMap};
+use crate::model::{Batch, LbState, UpstreamKey, UpstreamPatch};
 
 use super::desired::Work;
 
 /// The batch for `work`. For a full sync, `observed` is what the LB holds now: what it
 /// holds and podgate no longer wants is removed.
 pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch: u64) -> Batch {
-    build_owned(work, snapshot, observed, epoch, None)
+    build_owned(work, snapshot, observed, epoch, None, None)
 }
 
 /// [`build`] for a controller that pushes as `owner`: a full sync removes only what
-/// `owner` registered, never what another controller sharing the LB did.
+/// `owner` registered, never what another controller sharing the LB did. `held`: the
+/// upstreams the LB is known to hold (as last acknowledged); a changed upstream found
+/// there goes as an [`UpstreamPatch`] — one pod's change instead of the whole upstream.
 pub fn build_owned(
     work: &Work,
     snapshot: &Snapshot,
     observed: Option<&LbState>,
     epoch: u64,
     owner: Option<&str>,
+    held: Option<&UpstreamMap>,
 ) -> Batch {
     let mut batch = Batch {
         epoch,
@@ -57,9 +60,19 @@ pub fn build_owned(
         return batch;
     }
     for key in &work.upstreams {
-        match snapshot.upstreams.get(key) {
-            Some(u) => batch.upsert_upstreams.push((**u).clone()),
-            None => batch.remove_upstreams.push(key.clone()),
+        let Some(u) = snapshot.upstreams.get(key) else {
+            batch.remove_upstreams.push(key.clone());
+            continue;
+        };
+        match held.and_then(|h| h.get(key)) {
+            // The LB holds exactly this version already.
+            Some(old) if old == u => {}
+            Some(old) => match UpstreamPatch::between(old, u) {
+                Some(patch) if patch.is_empty() => {}
+                Some(patch) => batch.patch_upstreams.push(patch),
+                None => batch.upsert_upstreams.push((**u).clone()),
+            },
+            None => batch.upsert_upstreams.push((**u).clone()),
         }
     }
     if work.routes {
@@ -111,7 +124,7 @@ mod tests {
         };
         let snapshot = Snapshot::default();
         let lb = observed();
-        let owned = build_owned(&work, &snapshot, Some(&lb), 1, Some("me"));
+        let owned = build_owned(&work, &snapshot, Some(&lb), 1, Some("me"), None);
         assert_eq!(owned.owner.as_deref(), Some("me"));
         assert_eq!(owned.remove_upstreams, [key("mine")]);
         let anonymous = build(&work, &snapshot, Some(&lb), 1);

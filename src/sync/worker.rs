@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::index::{Snapshot, UpstreamMap};
 use crate::lb::{LbAdapter, LbError};
 use crate::model::{LbState, StateSummary};
 
@@ -67,6 +68,9 @@ pub struct Worker {
     metrics: SyncMetrics,
     /// Pushes nothing until this turns `true` (see [`Worker::gated_by`]).
     gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The upstreams the LB holds as far as acknowledged pushes tell, for patches
+    /// (`None`: unknown, or the adapter takes whole upstreams only).
+    held: Option<UpstreamMap>,
 }
 
 impl Worker {
@@ -96,6 +100,7 @@ impl Worker {
             acked: None,
             metrics: SyncMetrics::default(),
             gate: None,
+            held: None,
         }
     }
 
@@ -178,8 +183,10 @@ impl Worker {
             observed.as_ref(),
             self.epoch,
             self.owner.as_deref(),
+            self.held.as_ref(),
         );
         let result = self.adapter.apply(&batch).await;
+        self.update_held(work, &snapshot, result.is_ok());
         self.audit.record(AuditEntry {
             at_ms: 0,
             target: self.adapter.name().to_owned(),
@@ -187,7 +194,9 @@ impl Worker {
             upserted: batch
                 .upsert_upstreams
                 .iter()
-                .map(|u| u.key.to_string())
+                .map(|u| &u.key)
+                .chain(batch.patch_upstreams.iter().map(|p| &p.key))
+                .map(ToString::to_string)
                 .collect(),
             removed: batch
                 .remove_upstreams
@@ -218,6 +227,7 @@ impl Worker {
             .is_some_and(|a| a.instance != summary.instance);
         if restarted && !work.full {
             tracing::warn!(lb = self.adapter.name(), "LB restarted: full resync");
+            self.held = None;
             self.pending.request_full();
         }
         {
@@ -230,6 +240,31 @@ impl Worker {
         self.acked = Some(summary);
         self.set_state("in_sync", None);
         Ok(())
+    }
+
+    /// Follows what the LB holds after a push of `work` built from `snapshot`. A failed
+    /// push may or may not have landed: its upstreams go whole next time.
+    fn update_held(&mut self, work: &Work, snapshot: &Snapshot, ok: bool) {
+        if !self.adapter.accepts_patches() {
+            return;
+        }
+        if work.full {
+            self.held = ok.then(|| snapshot.upstreams.clone());
+            return;
+        }
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        for key in &work.upstreams {
+            match snapshot.upstreams.get(key) {
+                Some(u) if ok => {
+                    held.insert(key.clone(), u.clone());
+                }
+                _ => {
+                    held.remove(key);
+                }
+            }
+        }
     }
 
     /// Compares the LB's generation with the last acknowledged one: a different
@@ -246,6 +281,7 @@ impl Worker {
                     generation = state.generation,
                     "LB drifted from what podgate pushed: full resync"
                 );
+                self.held = None;
                 self.pending.request_full();
             }
             Err(e) => self.set_state("failing", Some(e.to_string())),
