@@ -20,7 +20,7 @@ use kube::api::ListParams;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::index::{Changes, Index, Kind, Object, Withdrawal};
+use crate::index::{Changes, Index, Kind, Object, Prepared, Withdrawal};
 use crate::model::ClusterName;
 use crate::sync::Desired;
 use crate::sync::audit::now_ms;
@@ -93,7 +93,7 @@ impl RelistGuard {
 
     /// A completed relist: applied at once (the Index swaps atomically), or held when
     /// it would withdraw too much. Replaces any withdrawal held before.
-    pub(crate) fn relist(&self, objects: &[Object]) -> Changes {
+    pub(crate) fn relist(&self, objects: Vec<Prepared>) -> Changes {
         self.cancel();
         let cause = format!(
             "{}: EndpointSlice relist ({} objects)",
@@ -102,12 +102,12 @@ impl RelistGuard {
         );
         let mut held = None;
         let changes = self.desired.mutate(&cause, |i| {
-            let w = i.relist_withdrawal(&self.cluster, objects);
+            let w = i.relist_withdrawal_prepared(&self.cluster, &objects);
             if w.exceeds(self.fraction) {
                 held = Some(w);
                 return Changes::default();
             }
-            i.reset(&self.cluster, Kind::EndpointSlice, objects)
+            i.reset_prepared(&self.cluster, Kind::EndpointSlice, objects)
         });
         match held {
             Some(w) => self.hold(w, "relist"),

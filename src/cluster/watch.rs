@@ -10,7 +10,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::index::{Changes, Kind, Object};
+use crate::index::{Changes, Kind, Object, Prepared};
 use crate::model::ClusterName;
 use crate::sync::Desired;
 
@@ -37,7 +37,8 @@ pub(crate) async fn run<K>(
     K: Into<Object>,
 {
     let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut relist: Vec<Object> = Vec::new();
+    // A relist is buffered as the Index's compact records, not as whole objects.
+    let mut relist: Vec<Prepared> = Vec::new();
     // Typed copies for `after_apply`, kept only when it is set.
     let mut relisted: Vec<K> = Vec::new();
     while let Some(event) = stream.next().await {
@@ -80,16 +81,17 @@ pub(crate) async fn run<K>(
                 }
                 let obj: Object = obj.into();
                 note_ignored(&cluster, &obj);
-                relist.push(obj);
+                relist.extend(desired.prepare(&obj));
             }
             Ok(watcher::Event::InitDone) => {
                 let objects = std::mem::take(&mut relist);
-                let cause = format!("{cluster}: {kind} relist ({} objects)", objects.len());
+                let count = objects.len();
+                let cause = format!("{cluster}: {kind} relist ({count} objects)");
                 let changes = match &guard {
-                    Some(g) => g.relist(&objects),
-                    None => desired.mutate(&cause, |i| i.reset(&cluster, kind, &objects)),
+                    Some(g) => g.relist(objects),
+                    None => desired.mutate(&cause, |i| i.reset_prepared(&cluster, kind, objects)),
                 };
-                tracing::info!(%cluster, %kind, objects = objects.len(), changed_upstreams = changes.upstreams.len(), "listed");
+                tracing::info!(%cluster, %kind, objects = count, changed_upstreams = changes.upstreams.len(), "listed");
                 status.healthy(kind, true);
                 if let Some(f) = &after_apply {
                     relisted.drain(..).for_each(|obj| f(&obj));

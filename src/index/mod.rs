@@ -11,6 +11,7 @@ mod diagnostics;
 mod holds;
 mod intern;
 mod object;
+mod prepared;
 mod reach;
 mod records;
 mod routes;
@@ -29,6 +30,7 @@ pub use claims::RouteScope;
 pub use diagnostics::{Diagnostic, Kind, ObjectRef, Report};
 pub use holds::Hold;
 pub use object::{Changes, Object};
+pub use prepared::Prepared;
 pub use reach::EndpointTarget;
 pub use snapshot::{Snapshot, UpstreamMap};
 pub use stale::Withdrawal;
@@ -39,6 +41,7 @@ use crate::model::{Certificate, ClusterName, HostPattern, Upstream, UpstreamKey,
 use claims::{IngressClaims, Owner};
 use holds::Holds;
 use intern::Interner;
+use prepared::Record;
 use records::{Map, ObjectKey, SecretRecord};
 use routes::{Conflict, ScopeClaims};
 use store::ClusterStore;
@@ -147,13 +150,37 @@ impl Index {
 
     /// Adds or replaces one object seen in `cluster`.
     pub fn apply(&mut self, cluster: &ClusterName, object: impl Into<Object>) -> Changes {
-        let object = object.into();
-        let Some(key) = translate::key_of(object.metadata(), &mut self.interner) else {
-            return Changes::default();
+        match self.prepare(&object.into()) {
+            Some(prepared) => self.apply_prepared(cluster, prepared),
+            None => Changes::default(),
+        }
+    }
+
+    /// Translates an object into the compact record the Index keeps, without applying
+    /// it (`&mut` only for the string interner); `None` for an object without a name.
+    pub fn prepare(&mut self, object: &Object) -> Option<Prepared> {
+        let key = translate::key_of(object.metadata(), &mut self.interner)?;
+        let record = match object {
+            Object::Ingress(i) => Some(Record::Ingress(translate::ingress(i))),
+            Object::IngressClass(c) => Some(Record::Class(translate::ingress_class(c))),
+            Object::Service(s) => Some(Record::Service(translate::service(s, &mut self.interner))),
+            Object::EndpointSlice(s) => {
+                translate::endpoint_slice(s, &mut self.interner).map(Record::Slice)
+            }
+            Object::Secret(s) => Some(Record::Secret(translate::secret(s))),
         };
+        Some(Prepared {
+            kind: object.kind(),
+            key,
+            record,
+        })
+    }
+
+    /// [`Self::apply`] for an object already prepared.
+    pub fn apply_prepared(&mut self, cluster: &ClusterName, prepared: Prepared) -> Changes {
         let c = self.cluster_index(cluster);
         let mut dirty = Dirty::default();
-        self.put(c, &key, Some(&object), object.kind(), &mut dirty);
+        self.put(c, &prepared.key, prepared.record, prepared.kind, &mut dirty);
         self.settle(dirty)
     }
 
@@ -176,14 +203,27 @@ impl Index {
     /// atomically: the result is the same as deleting what is gone and applying the
     /// rest, and the same objects report no change at all.
     pub fn reset(&mut self, cluster: &ClusterName, kind: Kind, objects: &[Object]) -> Changes {
+        let prepared = objects
+            .iter()
+            .filter(|o| o.kind() == kind)
+            .filter_map(|o| self.prepare(o))
+            .collect();
+        self.reset_prepared(cluster, kind, prepared)
+    }
+
+    /// [`Self::reset`] for objects already prepared (those of another kind are skipped).
+    pub fn reset_prepared(
+        &mut self,
+        cluster: &ClusterName,
+        kind: Kind,
+        objects: Vec<Prepared>,
+    ) -> Changes {
         let c = self.cluster_index(cluster);
         let mut dirty = Dirty::default();
         let mut seen: BTreeSet<ObjectKey> = BTreeSet::new();
-        for object in objects.iter().filter(|o| o.kind() == kind) {
-            if let Some(key) = translate::key_of(object.metadata(), &mut self.interner) {
-                self.put(c, &key, Some(object), kind, &mut dirty);
-                seen.insert(key);
-            }
+        for object in objects.into_iter().filter(|o| o.kind == kind) {
+            self.put(c, &object.key, object.record, kind, &mut dirty);
+            seen.insert(object.key);
         }
         for key in self.keys_of(c, kind) {
             if !seen.contains(&key) {
@@ -312,15 +352,15 @@ impl Index {
         &mut self,
         c: usize,
         key: &ObjectKey,
-        object: Option<&Object>,
+        record: Option<Record>,
         kind: Kind,
         dirty: &mut Dirty,
     ) {
         let store = &mut self.clusters[c];
-        match (kind, object) {
+        match (kind, record) {
             (Kind::Ingress, o) => {
                 let record = match o {
-                    Some(Object::Ingress(i)) => Some(translate::ingress(i)),
+                    Some(Record::Ingress(r)) => Some(r),
                     _ => None,
                 };
                 if store.ingresses.get(key) == record.as_ref() {
@@ -334,7 +374,7 @@ impl Index {
             }
             (Kind::IngressClass, o) => {
                 let record = match o {
-                    Some(Object::IngressClass(i)) => Some(translate::ingress_class(i)),
+                    Some(Record::Class(r)) => Some(r),
                     _ => None,
                 };
                 if store.classes.get(&key.1) == record.as_ref() {
@@ -351,7 +391,7 @@ impl Index {
             }
             (Kind::Service, o) => {
                 let record = match o {
-                    Some(Object::Service(s)) => Some(translate::service(s, &mut self.interner)),
+                    Some(Record::Service(r)) => Some(r),
                     _ => None,
                 };
                 if store.services.get(key) == record.as_ref() {
@@ -368,9 +408,7 @@ impl Index {
             }
             (Kind::EndpointSlice, o) => {
                 let record = match o {
-                    Some(Object::EndpointSlice(s)) => {
-                        translate::endpoint_slice(s, &mut self.interner)
-                    }
+                    Some(Record::Slice(r)) => Some(r),
                     _ => None,
                 };
                 if store.slices.get(key) == record.as_ref() {
@@ -386,7 +424,7 @@ impl Index {
             }
             (Kind::Secret, o) => {
                 let record = match o {
-                    Some(Object::Secret(s)) => Some(translate::secret(s)),
+                    Some(Record::Secret(r)) => Some(r),
                     _ => None,
                 };
                 if store.secrets.get(key) == record.as_ref() {

@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use crate::model::{ClusterName, EndpointState};
 
+use super::prepared::{Prepared, Record};
 use super::records::SliceRecord;
-use super::{Changes, Dirty, Index, Object, translate};
+use super::{Changes, Dirty, Index, Kind, Object, translate};
 
 /// How many of one cluster's endpoints a relist of its EndpointSlices would withdraw.
 /// An endpoint is `(namespace, service, address)`, Active or Draining.
@@ -79,19 +80,27 @@ impl Index {
 
     /// What `reset(cluster, EndpointSlice, objects)` would withdraw. Changes nothing.
     pub fn relist_withdrawal(&mut self, cluster: &ClusterName, objects: &[Object]) -> Withdrawal {
+        let prepared: Vec<Prepared> = objects
+            .iter()
+            .filter(|o| o.kind() == Kind::EndpointSlice)
+            .filter_map(|o| self.prepare(o))
+            .collect();
+        self.relist_withdrawal_prepared(cluster, &prepared)
+    }
+
+    /// [`Self::relist_withdrawal`] for objects already prepared.
+    pub fn relist_withdrawal_prepared(
+        &self,
+        cluster: &ClusterName,
+        objects: &[Prepared],
+    ) -> Withdrawal {
         let Some(c) = self.clusters.iter().position(|c| c.name == *cluster) else {
             return Withdrawal::default();
         };
         let mut after: BTreeSet<EndpointId> = BTreeSet::new();
         for object in objects {
-            let Object::EndpointSlice(slice) = object else {
-                continue;
-            };
-            let Some(key) = translate::key_of(&slice.metadata, &mut self.interner) else {
-                continue;
-            };
-            if let Some(record) = translate::endpoint_slice(slice, &mut self.interner) {
-                after.extend(endpoint_ids(&key.0, &record));
+            if let Some(Record::Slice(record)) = &object.record {
+                after.extend(endpoint_ids(&object.key.0, record));
             }
         }
         let before: BTreeSet<EndpointId> = self.clusters[c]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::index::{Changes, Hold, Index, Snapshot};
+use crate::index::{Changes, Hold, Index, Object, Prepared, Snapshot};
 use crate::model::UpstreamKey;
 
 /// How many causes a pending set remembers for the audit log.
@@ -169,6 +169,12 @@ impl Desired {
     /// Changes whenever the diagnostics may have changed.
     pub fn diagnostics_generation(&self) -> u64 {
         self.diagnostics_generation.load(Ordering::Relaxed)
+    }
+
+    /// Translates an object for the Index without applying it (see `Index::prepare`):
+    /// a watcher buffers these during a relist.
+    pub fn prepare(&self, object: &Object) -> Option<Prepared> {
+        lock(&self.index).prepare(object)
     }
 
     pub fn snapshot(&self) -> Snapshot {
