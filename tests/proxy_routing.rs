@@ -323,3 +323,34 @@ async fn response_bodies_are_streamed_not_buffered() {
     let remainder = body.collect().await.unwrap().to_bytes();
     assert_eq!(remainder, Bytes::from_static(b"second"));
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let pod = Backend::start("web", 58, 1).await;
+    let proxy = proxy().await;
+    push(
+        &proxy,
+        &Batch {
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            routes: Some(routes(&[("a.example.com", PathMatch::prefix("/"), "web")])),
+            ..Batch::default()
+        },
+    )
+    .await;
+    // One request after the other, each on a new client connection: the proxy's
+    // upstream connection outlives them all.
+    for _ in 0..20 {
+        let a = get(&client(), &proxy, "a.example.com", "/").await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "web /"));
+    }
+    assert_eq!(pod.hits(), 20);
+    assert_eq!(
+        pod.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one upstream connection for 20 sequential requests"
+    );
+}

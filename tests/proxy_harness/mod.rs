@@ -36,6 +36,8 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
     pub failing: Arc<AtomicBool>,
     /// Requests to `/hold` wait until this is notified.
     pub release: Arc<tokio::sync::Notify>,
@@ -49,6 +51,8 @@ impl Backend {
         let listener = TcpListener::bind((ip, 0)).await.expect("bind backend");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let failing = Arc::new(AtomicBool::new(false));
         let release = Arc::new(tokio::sync::Notify::new());
         let tasks = Arc::new(std::sync::Mutex::new(JoinSet::new()));
@@ -64,6 +68,7 @@ impl Backend {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let state = Arc::clone(&state);
                 let service = service_fn(move |req: Request<Incoming>| {
                     let state = Arc::clone(&state);
@@ -81,6 +86,7 @@ impl Backend {
             name: name.to_owned(),
             addr,
             hits,
+            connections,
             failing,
             release,
             tasks,
