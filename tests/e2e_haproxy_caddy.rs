@@ -285,12 +285,19 @@ fn caddy_target(name: &str, lb: SocketAddr, instances: &[&Caddy]) -> Target {
     }
 }
 
-/// Two distinct free loopback addresses for the LBs' routing listeners: both held
-/// while picking, so they cannot be the same port (the LBs would then share it).
+/// Distinct free loopback addresses for the LBs' routing listeners: all held while
+/// picking, so no two are the same port (the LBs would then share it).
+fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
+}
+
+/// Two of [`free_addrs`], for one HAProxy and one Caddy.
 fn lb_addrs() -> (SocketAddr, SocketAddr) {
-    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let (a, b) = (bind(), bind());
-    (a.local_addr().unwrap(), b.local_addr().unwrap())
+    let [a, b] = free_addrs();
+    (a, b)
 }
 
 fn fast_sync() -> SyncConfig {
@@ -888,8 +895,7 @@ async fn each_serves_its_own(
 async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_members() {
     require_lbs!();
     // Each controller has its own routing listener on each LB.
-    let (ha, ca) = lb_addrs();
-    let (hb, cb) = lb_addrs();
+    let [ha, ca, hb, cb] = free_addrs();
     let mut h = Haproxy::new();
     h.launch().await;
     let mut c = Caddy::new();

@@ -108,6 +108,9 @@ impl HttpLb {
     }
 }
 
+/// Endpoints per batch of a full sync (see `LbAdapter::full_sync_part`).
+const FULL_SYNC_PART_ENDPOINTS: usize = 10_000;
+
 impl LbAdapter for HttpLb {
     fn name(&self) -> &str {
         &self.name
@@ -123,6 +126,11 @@ impl LbAdapter for HttpLb {
     /// The LB contract includes `patch_upstreams`.
     fn accepts_patches(&self) -> bool {
         true
+    }
+
+    /// About 1.3 MB of JSON per part.
+    fn full_sync_part(&self) -> Option<usize> {
+        Some(FULL_SYNC_PART_ENDPOINTS)
     }
 
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {

@@ -68,4 +68,11 @@ pub trait LbAdapter: Send + Sync {
     fn accepts_patches(&self) -> bool {
         false
     }
+
+    /// When a full sync may go in parts of about this many endpoints (upstreams first,
+    /// routes last), so that neither memory nor a request grows with the world. `None`:
+    /// one batch, for adapters whose LB pays per batch (a reload, a re-provisioning).
+    fn full_sync_part(&self) -> Option<usize> {
+        None
+    }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::index::{Snapshot, UpstreamMap};
 use crate::lb::{LbAdapter, LbError};
-use crate::model::{LbState, StateSummary};
+use crate::model::{Batch, StateSummary};
 
 use super::audit::{Audit, AuditEntry, now_ms};
 use super::batch;
@@ -171,22 +171,78 @@ impl Worker {
     }
 
     async fn push(&mut self, work: &Work) -> Result<(), LbError> {
-        let observed: Option<LbState> = if work.full {
-            Some(self.adapter.observe().await?)
-        } else {
-            None
-        };
         let snapshot = self.desired.snapshot();
-        let batch = batch::build_owned(
-            work,
-            &snapshot,
-            observed.as_ref(),
-            self.epoch,
-            self.owner.as_deref(),
-            self.held.as_ref(),
-        );
-        let result = self.adapter.apply(&batch).await;
+        let result = if work.full {
+            self.push_full(work, &snapshot).await
+        } else {
+            let batch = batch::build_owned(
+                work,
+                &snapshot,
+                None,
+                self.epoch,
+                self.owner.as_deref(),
+                self.held.as_ref(),
+            );
+            self.send(work, &batch).await
+        };
         self.update_held(work, &snapshot, result.is_ok());
+        let summary = result?;
+        if let Some(since) = work.since {
+            self.metrics
+                .convergence
+                .observe(since.elapsed().as_secs_f64());
+        }
+        // The LB restarted since the last push: what we pushed landed on an empty LB.
+        let restarted = self
+            .acked
+            .as_ref()
+            .is_some_and(|a| a.instance != summary.instance);
+        if restarted && !work.full {
+            tracing::warn!(lb = self.adapter.name(), "LB restarted: full resync");
+            self.held = None;
+            self.pending.request_full();
+        }
+        {
+            let mut status = lock(&self.status);
+            status.pushes += 1;
+            status.last_ack = Some(std::time::Instant::now());
+            status.generation = summary.generation;
+            status.instance.clone_from(&summary.instance);
+        }
+        self.acked = Some(summary);
+        self.set_state("in_sync", None);
+        Ok(())
+    }
+
+    /// A full sync: what the LB holds is read first (to remove what it should not),
+    /// then everything goes, in parts if the adapter takes parts (routes last).
+    async fn push_full(&self, work: &Work, snapshot: &Snapshot) -> Result<StateSummary, LbError> {
+        let observed = self.adapter.observe().await?;
+        let list = snapshot.upstream_list();
+        let parts = match self.adapter.full_sync_part() {
+            Some(n) => batch::parts(&list, n),
+            None => std::iter::once(0..list.len()).collect(),
+        };
+        let last = parts.len() - 1;
+        let mut summary = None;
+        for (i, range) in parts.into_iter().enumerate() {
+            let batch = batch::full_part(
+                &list,
+                range,
+                i == last,
+                snapshot,
+                Some(&observed),
+                self.epoch,
+                self.owner.as_deref(),
+            );
+            summary = Some(self.send(work, &batch).await?);
+        }
+        summary.ok_or_else(|| LbError::Transient("a full sync without parts".into()))
+    }
+
+    /// Applies one batch and records it in the audit ring.
+    async fn send(&self, work: &Work, batch: &Batch) -> Result<StateSummary, LbError> {
+        let result = self.adapter.apply(batch).await;
         self.audit.record(AuditEntry {
             at_ms: 0,
             target: self.adapter.name().to_owned(),
@@ -214,32 +270,7 @@ impl Worker {
                 .as_ref()
                 .map_or_else(ToString::to_string, |_| "ok".to_owned()),
         });
-        let summary = result?;
-        if let Some(since) = work.since {
-            self.metrics
-                .convergence
-                .observe(since.elapsed().as_secs_f64());
-        }
-        // The LB restarted since the last push: what we pushed landed on an empty LB.
-        let restarted = self
-            .acked
-            .as_ref()
-            .is_some_and(|a| a.instance != summary.instance);
-        if restarted && !work.full {
-            tracing::warn!(lb = self.adapter.name(), "LB restarted: full resync");
-            self.held = None;
-            self.pending.request_full();
-        }
-        {
-            let mut status = lock(&self.status);
-            status.pushes += 1;
-            status.last_ack = Some(std::time::Instant::now());
-            status.generation = summary.generation;
-            status.instance.clone_from(&summary.instance);
-        }
-        self.acked = Some(summary);
-        self.set_state("in_sync", None);
-        Ok(())
+        result
     }
 
     /// Follows what the LB holds after a push of `work` built from `snapshot`. A failed
