@@ -565,3 +565,10 @@ async fn caddy_full_resync_of_an_lb_in_sync_posts_nothing() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_applies_patches_to_what_it_holds() {
+    require_caddy!();
+    let lb = Caddy::start().await;
+    lb_harness::check_patches(lb.lb, &lb.adapter, 93).await;
+}

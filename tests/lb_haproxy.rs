@@ -790,3 +790,10 @@ async fn haproxy_full_resync_of_an_lb_in_sync_changes_nothing() {
     assert_eq!(differs.len(), 1, "only b's server changed: {differs:?}");
     assert!(differs[0].contains("pg-idc-127.1.18.2"), "{differs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_applies_patches_to_what_it_holds() {
+    require_haproxy!();
+    let lb = Haproxy::start().await;
+    lb_harness::check_patches(lb.lb, &lb.adapter, 92).await;
+}

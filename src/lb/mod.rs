@@ -14,7 +14,7 @@ pub(crate) mod owner;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::model::{Batch, LbState, StateSummary};
+use crate::model::{Batch, LbState, StateSummary, Upstream, UpstreamKey};
 
 pub use http::{HttpLb, HttpLbConfig};
 
@@ -75,4 +75,34 @@ pub trait LbAdapter: Send + Sync {
     fn full_sync_part(&self) -> Option<usize> {
         None
     }
+}
+
+/// Applies a batch's upstream changes to what an adapter applied before (`held`):
+/// removals, whole upserts, then patches (which must fit the held version, as the
+/// contract says). For adapters that mirror their LB's state.
+pub(crate) fn next_upstreams(
+    held: &std::collections::BTreeMap<UpstreamKey, Upstream>,
+    batch: &Batch,
+) -> Result<std::collections::BTreeMap<UpstreamKey, Upstream>, LbError> {
+    let mut ups = held.clone();
+    for k in &batch.remove_upstreams {
+        ups.remove(k);
+    }
+    for u in &batch.upsert_upstreams {
+        ups.insert(u.key.clone(), u.clone());
+    }
+    for patch in &batch.patch_upstreams {
+        let whole = ups
+            .get(&patch.key)
+            .ok_or_else(|| {
+                LbError::Rejected(format!(
+                    "patch for upstream {}, which is not held",
+                    patch.key
+                ))
+            })?
+            .patched(patch)
+            .map_err(LbError::Rejected)?;
+        ups.insert(patch.key.clone(), whole);
+    }
+    Ok(ups)
 }

@@ -331,3 +331,54 @@ pub(crate) async fn check_host_less_rules(lb: SocketAddr, adapter: &dyn LbAdapte
         "observe reads host-less rules back"
     );
 }
+
+/// A patch (`Batch::patch_upstreams`) through a real LB adapter: applied to what the
+/// adapter holds; one for an upstream it does not hold is refused and changes nothing.
+pub(crate) async fn check_patches(lb: SocketAddr, adapter: &dyn LbAdapter, subnet: u8) {
+    let a = Pod::start("a", &format!("127.1.{subnet}.1")).await;
+    let b = Pod::start("b", &format!("127.1.{subnet}.2")).await;
+    let both = upstream("web", vec![a.active(1), b.active(1)]);
+    adapter
+        .apply(&Batch {
+            epoch: 1,
+            upsert_upstreams: vec![both.clone()],
+            routes: Some(table(
+                vec![(
+                    "patch.test",
+                    vhost(&[(PathMatch::prefix("/"), "web")], None),
+                )],
+                None,
+            )),
+            ..Batch::default()
+        })
+        .await
+        .expect("apply");
+    let only_a = upstream("web", vec![a.active(1)]);
+    let patch = podgate::model::UpstreamPatch::between(&both, &only_a).expect("a patch");
+    adapter
+        .apply(&Batch {
+            epoch: 1,
+            patch_upstreams: vec![patch.clone()],
+            ..Batch::default()
+        })
+        .await
+        .expect("apply the patch");
+    let got = spread(lb, "patch.test", "/", 10).await;
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["a"], "{got:?}");
+    let stranger = podgate::model::UpstreamPatch {
+        key: key("nobody"),
+        ..patch
+    };
+    let refused = adapter
+        .apply(&Batch {
+            epoch: 1,
+            patch_upstreams: vec![stranger],
+            ..Batch::default()
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(podgate::lb::LbError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(who(lb, "patch.test", "/").await, "a");
+}

@@ -16,7 +16,7 @@ use super::render::{
     Ids, Meta, SOURCE_VAR, SOURCE_VHOST_DEFAULT, UP_VAR, dial, parse_pattern, render_server, slots,
 };
 use crate::lb::haproxy::names::decode_key;
-use crate::lb::{BoxFuture, LbAdapter, LbError};
+use crate::lb::{BoxFuture, LbAdapter, LbError, next_upstreams};
 use crate::model::{
     Batch, ClusterName, Endpoint, EndpointState, HostPattern, LbState, Route, RouteTable,
     StateSummary, Upstream, UpstreamKey, VirtualHost,
@@ -176,19 +176,13 @@ impl CaddyAdapter {
         if batch.epoch < m.epoch.max(live_epoch) {
             return Err(LbError::Fenced(m.epoch.max(live_epoch)));
         }
-        let mut ups = m.upstreams.clone();
+        let ups = next_upstreams(&m.upstreams, batch)?;
         if !batch.upsert_certificates.is_empty() {
             tracing::warn!(
                 lb = %self.name,
                 count = batch.upsert_certificates.len(),
                 "this adapter does not support TLS certificates yet; they are ignored"
             );
-        }
-        for k in &batch.remove_upstreams {
-            ups.remove(k);
-        }
-        for u in &batch.upsert_upstreams {
-            ups.insert(u.key.clone(), u.clone());
         }
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
         // Every POST re-provisions all of Caddy: when the batch changes nothing

@@ -15,7 +15,7 @@ use super::names::{Names, server_name};
 use super::render::{check_config_dir, claim_config_dir, render_config};
 use super::runtime::{RuntimeClient, RuntimeError};
 use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
-use crate::lb::{BoxFuture, LbAdapter, LbError};
+use crate::lb::{BoxFuture, LbAdapter, LbError, next_upstreams};
 use crate::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
 
 /// How long the master CLI may refuse connections during a reload before HAProxy counts
@@ -120,13 +120,7 @@ impl HaproxyAdapter {
                 "this adapter does not support TLS certificates yet; they are ignored"
             );
         }
-        let mut ups = m.upstreams.clone();
-        for k in &batch.remove_upstreams {
-            ups.remove(k);
-        }
-        for u in &batch.upsert_upstreams {
-            ups.insert(u.key.clone(), u.clone());
-        }
+        let ups = next_upstreams(&m.upstreams, batch)?;
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
         let maps = MapSet::build(&self.names, &routes, ups.keys()).map_err(LbError::Rejected)?;
         let dir = &self.settings.config_dir;
@@ -191,7 +185,10 @@ impl HaproxyAdapter {
 
         self.sync_servers(m, batch, &ups, fresh, &live_backends)
             .await?;
-        if !reloaded && (!batch.upsert_upstreams.is_empty() || !batch.remove_upstreams.is_empty()) {
+        let servers_changed = !batch.upsert_upstreams.is_empty()
+            || !batch.patch_upstreams.is_empty()
+            || !batch.remove_upstreams.is_empty();
+        if !reloaded && servers_changed {
             // Keep the file as current as the runtime state: any reload — another
             // controller's on a shared HAProxy, or the operator's own — starts a worker
             // from the files, and must not drop servers added at run time since.
@@ -226,6 +223,7 @@ impl HaproxyAdapter {
             .upsert_upstreams
             .iter()
             .map(|u| &u.key)
+            .chain(batch.patch_upstreams.iter().map(|p| &p.key))
             .chain(&batch.remove_upstreams)
             .map(|k| self.names.backend(k))
             .collect();
