@@ -44,6 +44,7 @@ async fn requests_without_the_token_are_refused() {
         for (method, path, body) in [
             ("POST", "/v1/batch", batch),
             ("GET", "/v1/state", ""),
+            ("GET", "/v1/summary", ""),
             ("GET", "/v1/upstreams/default/web/80", ""),
             ("GET", "/metrics", ""),
         ] {
@@ -69,11 +70,24 @@ async fn requests_without_the_token_are_refused() {
         admin(&proxy, "GET", "/readyz", None, "").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let (status, _) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), batch).await;
+    let (status, answer) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), batch).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         admin(&proxy, "GET", "/readyz", None, "").await.0,
         StatusCode::OK
+    );
+    // The summary is what the batch answered, and what the whole state says.
+    let (status, summary) = admin(&proxy, "GET", "/v1/summary", Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+    );
+    let whole = state(&proxy).await;
+    assert_eq!(
+        (summary["instance"].as_str(), summary["generation"].as_u64()),
+        (Some(whole.instance.as_str()), Some(whole.generation))
     );
     assert_eq!(
         admin(&proxy, "GET", "/nowhere", None, "").await.0,

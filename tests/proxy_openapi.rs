@@ -276,7 +276,7 @@ async fn examples_deserialize_and_a_proxy_accepts_the_requests() {
                     let what = format!("{method} {path} {code} example {name}");
                     let parsed = match (path.as_str(), code.as_str()) {
                         ("/v1/state", "200") => serde_json::from_value::<LbState>(value).map(drop),
-                        ("/v1/batch", "200") => {
+                        ("/v1/batch" | "/v1/summary", "200") => {
                             serde_json::from_value::<StateSummary>(value).map(drop)
                         }
                         ("/v1/upstreams/{namespace}/{service}/{port}", "200") => {

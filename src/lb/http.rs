@@ -139,4 +139,11 @@ impl LbAdapter for HttpLb {
             self.send(self.client.get(url)).await
         })
     }
+
+    fn summary(&self) -> BoxFuture<'_, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/summary", self.base_url);
+            self.send(self.client.get(url)).await
+        })
+    }
 }

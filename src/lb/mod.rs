@@ -63,6 +63,19 @@ pub trait LbAdapter: Send + Sync {
     /// registered is reported; other members of a shared LB are invisible here.
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>>;
 
+    /// Where the LB is (instance, generation, epoch) without its contents: polled for
+    /// drift, so it must be cheap. The default reads everything through `observe`.
+    fn summary(&self) -> BoxFuture<'_, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            let state = self.observe().await?;
+            Ok(StateSummary {
+                instance: state.instance,
+                generation: state.generation,
+                epoch: state.epoch,
+            })
+        })
+    }
+
     /// Whether batches may carry `patch_upstreams` (endpoint-level changes). Adapters
     /// that turn batches into their LB's own operations take whole upstreams.
     fn accepts_patches(&self) -> bool {

@@ -29,6 +29,7 @@ const UPSTREAM_ROUTE: &str = "/v1/upstreams/{namespace}/{service}/{port}";
 pub const ADMIN_ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/v1/batch", true),
     ("GET", "/v1/state", true),
+    ("GET", "/v1/summary", true),
     ("GET", UPSTREAM_ROUTE, true),
     ("GET", "/healthz", false),
     ("GET", "/readyz", false),
@@ -99,6 +100,7 @@ impl Admin {
         match (req.method().clone(), template) {
             (Method::POST, "/v1/batch") => self.batch(req).await,
             (Method::GET, "/v1/state") => json(StatusCode::OK, &self.store.state()),
+            (Method::GET, "/v1/summary") => json(StatusCode::OK, &self.store.summary()),
             (Method::GET, UPSTREAM_ROUTE) => self.upstream(&path),
             (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
             (Method::GET, "/readyz") => {

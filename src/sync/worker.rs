@@ -302,7 +302,7 @@ impl Worker {
     /// instance or generation means a restart or another writer, so resync fully.
     async fn check_drift(&mut self) {
         let Some(acked) = &self.acked else { return };
-        match self.adapter.observe().await {
+        match self.adapter.summary().await {
             Ok(state)
                 if state.instance == acked.instance && state.generation == acked.generation => {}
             Ok(state) => {

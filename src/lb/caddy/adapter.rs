@@ -393,4 +393,16 @@ impl LbAdapter for CaddyAdapter {
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
         Box::pin(self.observe_inner())
     }
+
+    /// Only the meta route, not the whole server (as `observe` reports it).
+    fn summary(&self) -> BoxFuture<'_, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            let meta = self.live_meta().await?.unwrap_or_default();
+            Ok(StateSummary {
+                instance: meta.instance,
+                generation: meta.generation,
+                epoch: meta.epoch,
+            })
+        })
+    }
 }

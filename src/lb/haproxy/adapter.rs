@@ -390,4 +390,21 @@ impl LbAdapter for HaproxyAdapter {
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
         Box::pin(self.observe_inner())
     }
+
+    /// The worker's pid only: a reload or restart changes it (as in `observe`).
+    fn summary(&self) -> BoxFuture<'_, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            let m = self.mirror.lock().await;
+            let pid = self.rt.worker_pid().await.map_err(transient)?;
+            Ok(StateSummary {
+                instance: instance_id(pid),
+                generation: if m.instance == Some(pid) {
+                    m.generation
+                } else {
+                    0
+                },
+                epoch: m.epoch,
+            })
+        })
+    }
 }
