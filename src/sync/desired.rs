@@ -138,7 +138,10 @@ impl Desired {
                 let _ = tx.send(hold.clone());
             }
         }
-        if changes.diagnostics || !changes.is_empty() {
+        // Only what the Index flags: an endpoint change alone cannot change a
+        // diagnostic (unroutable endpoints are flagged), and recomputing them is a pass
+        // over every Ingress under this lock.
+        if changes.diagnostics {
             self.diagnostics_generation.fetch_add(1, Ordering::Relaxed);
         }
         if !changes.is_empty() {
