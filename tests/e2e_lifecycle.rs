@@ -238,3 +238,41 @@ async fn a_restarted_controller_withdraws_nothing_while_it_lists() {
     assert_eq!(fewest, 2, "the proxy lost endpoints during the restart");
     assert_eq!((split.failed, split.by_pod.len()), (0, 2), "{split:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_does_not_list_holds_the_first_push_back_only_until_the_timeout() {
+    // tke's API server answers every request after a minute: it never lists in this
+    // test. idc alone must be pushed once `initial_sync_timeout` has passed.
+    let lab = Lab::start(LabOptions {
+        configure: Some(podgate::demo::Configure::new(|config, sims| {
+            config.initial_sync_timeout = Duration::from_millis(500);
+            sims[1].set_latency(Duration::from_mins(1));
+        })),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let port = pods::free_port().await.unwrap();
+    let idc = pods::start_many("idc", "web", 33, 1, 2, port)
+        .await
+        .unwrap();
+    lab.deploy("app", HOST, &[("idc", &idc)]).unwrap();
+    lab.eventually("idc's pods are served without tke", WAIT, || async {
+        let s = lab.split(HOST, 20).await.ok()?;
+        (s.failed == 0 && s.by_pod.len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let tke = lab
+        .controller
+        .admin
+        .clusters
+        .iter()
+        .map(podgate::cluster::StatusCell::get)
+        .find(|c| c.name == "tke")
+        .unwrap();
+    assert_eq!(
+        tke.state, "never_synced",
+        "tke listed after all: the test proves nothing"
+    );
+}
