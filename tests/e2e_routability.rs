@@ -197,3 +197,57 @@ async fn unroutable_endpoints_are_not_registered_and_are_reported() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subnet_relist_that_would_unregister_the_cluster_is_held_until_confirmed() {
+    let mut opts = options();
+    opts.confirm_after = Duration::from_secs(2);
+    let lab = Lab::start(opts).await.unwrap();
+    let port = pods::free_port().await.unwrap();
+    // idc routes 127.1.31.0/24 only (see `options`).
+    let idc = pods::start_many("idc", "web", 31, 9, 1, port)
+        .await
+        .unwrap();
+    let tke = pods::start_many("tke", "web", 35, 1, 2, port)
+        .await
+        .unwrap();
+    setup(&lab, &idc, &tke);
+    let subnets = Gvr::new("kubeovn.io", "v1", "subnets");
+    lab.sim("tke")
+        .apply_json(subnet("ovn-default", "127.1.35.0/24"))
+        .unwrap();
+    lab.eventually("all three pods serve", WAIT, || async {
+        (serving(&lab, 60).await?.len() == 3).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // tke's API server falters; meanwhile its only Subnet goes and the watch history is
+    // lost, so the watcher learns it from a relist: one that would unregister every
+    // tke endpoint. Held: tke keeps serving.
+    lab.sim("tke").fail_with(500);
+    lab.sim("tke")
+        .delete(&subnets, None, "ovn-default")
+        .unwrap();
+    lab.sim("tke").expire_history();
+    lab.sim("tke").clear_failure();
+    let held_since = std::time::Instant::now();
+    let mut samples = 0;
+    while held_since.elapsed() < Duration::from_secs(1) {
+        let pods = serving(&lab, 30).await.expect("no request fails");
+        assert_eq!(
+            pods.len(),
+            3,
+            "tke unregistered without confirmation: {pods:?}"
+        );
+        samples += 1;
+    }
+    assert!(samples > 0);
+
+    // The fresh list after `confirm_after` agrees: applied, idc takes everything.
+    lab.eventually("tke withdrawn after confirmation", WAIT, || async {
+        (serving(&lab, 40).await? == ["idc/web-9"]).then_some(())
+    })
+    .await
+    .unwrap();
+}

@@ -40,27 +40,32 @@ pub fn subnet_resource() -> ApiResource {
     )
 }
 
-/// Starts the watchers `what` asks for, as tasks of `tasks`.
+/// Starts the watchers `what` asks for, as tasks of `tasks`. Subnets are behind the
+/// floor guard of `options` (see [`SubnetGuard`]).
 pub fn spawn_reach(
     cluster: &ClusterName,
     client: &Client,
     desired: &Arc<Desired>,
     what: ReachWatch,
+    options: &super::WatchOptions,
     tasks: &mut JoinSet<()>,
 ) {
     if what.subnets {
         let api = Api::<DynamicObject>::all_with(client.clone(), &subnet_resource());
-        let (c, d) = (cluster.clone(), desired.clone());
+        let guard = SubnetGuard {
+            cluster: cluster.clone(),
+            desired: desired.clone(),
+            api: api.clone(),
+            fraction: options.withdraw_guard,
+            confirm_after: options.confirm_after,
+            held: Arc::default(),
+        };
         tasks.spawn(watch_set(
             api,
             "Subnet",
-            c.clone(),
+            cluster.clone(),
             subnet_cidrs,
-            move |sets| {
-                let nets: Vec<IpNet> = sets.into_iter().flatten().collect();
-                let cause = format!("{c}: kube-ovn Subnets ({} CIDRs)", nets.len());
-                d.mutate(&cause, |i| i.set_routable(&c, Some(nets)));
-            },
+            move |sets, relisted| guard.offer(sets.into_iter().flatten().collect(), relisted),
         ));
     }
     if what.nodes {
@@ -71,12 +76,88 @@ pub fn spawn_reach(
             "Node",
             c.clone(),
             ready_address,
-            move |sets| {
+            move |sets, _| {
                 let nodes: Vec<(String, IpAddr)> = sets.into_iter().flatten().collect();
                 let cause = format!("{c}: Nodes ({} ready)", nodes.len());
                 d.mutate(&cause, |i| i.set_nodes(&c, &nodes));
             },
         ));
+    }
+}
+
+/// The floor guard for routability (the counterpart of `guard::RelistGuard` for
+/// EndpointSlices): a Subnet relist, or one change withdrawing at least
+/// `guard::MIN_BURST` endpoints, that would make more than `fraction` of the cluster's
+/// registered endpoints unroutable is not applied; it is logged, and after
+/// `confirm_after` a fresh list of the Subnets decides. A newer change replaces a held
+/// one. A partial list from a struggling API server must not unregister a cluster.
+struct SubnetGuard {
+    cluster: ClusterName,
+    desired: Arc<Desired>,
+    api: Api<DynamicObject>,
+    fraction: f64,
+    confirm_after: std::time::Duration,
+    /// The confirmation waiting, if a withdrawal is held.
+    held: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
+}
+
+impl SubnetGuard {
+    fn offer(&self, nets: Vec<IpNet>, relisted: bool) {
+        if let Some(previous) = self.lock_held().take() {
+            previous.abort();
+        }
+        let c = &self.cluster;
+        let cause = format!("{c}: kube-ovn Subnets ({} CIDRs)", nets.len());
+        let mut held = None;
+        self.desired.mutate(&cause, |i| {
+            let w = i.routable_withdrawal(c, &nets);
+            let guarded = relisted || w.withdrawn >= super::guard::MIN_BURST;
+            if guarded && w.exceeds(self.fraction) {
+                held = Some(w);
+                return crate::index::Changes::default();
+            }
+            i.set_routable(c, Some(nets))
+        });
+        let Some(w) = held else { return };
+        tracing::warn!(cluster = %c, before = w.before, withdrawn = w.withdrawn, confirm_after = ?self.confirm_after, "Subnets would make too many endpoints unroutable at once; held until a fresh list confirms");
+        let (cluster, desired, api) = (c.clone(), self.desired.clone(), self.api.clone());
+        let confirm_after = self.confirm_after;
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(confirm_after).await;
+            let list = loop {
+                match api.list(&kube::api::ListParams::default()).await {
+                    Ok(list) => break list,
+                    Err(e) => {
+                        tracing::warn!(%cluster, error = %e, "cannot list Subnets to confirm a held withdrawal; retrying");
+                        tokio::time::sleep(confirm_after.min(std::time::Duration::from_secs(5)))
+                            .await;
+                    }
+                }
+            };
+            let nets: Vec<IpNet> = list.items.iter().flat_map(subnet_cidrs).collect();
+            let cause = format!(
+                "{cluster}: kube-ovn Subnets confirmed by a fresh list ({} CIDRs)",
+                nets.len()
+            );
+            let changes = desired.mutate(&cause, |i| i.set_routable(&cluster, Some(nets)));
+            tracing::warn!(%cluster, changed_upstreams = changes.upstreams.len(), "fresh Subnet list applied");
+        });
+        *self.lock_held() = Some(task.abort_handle());
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<tokio::task::AbortHandle>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for SubnetGuard {
+    /// The watcher stopped (its controller is gone): so does a pending confirmation.
+    fn drop(&mut self) {
+        if let Some(held) = self.lock_held().take() {
+            held.abort();
+        }
     }
 }
 
@@ -121,7 +202,8 @@ pub fn ready_address(node: &Node) -> Vec<(String, IpAddr)> {
 }
 
 /// Watches one kind, keeps `extract` of every object by name, and calls `publish` with
-/// all values after each change (after a relist: once, with the whole new list).
+/// all values after each change (after a relist: once, with the whole new list, and
+/// `true`).
 async fn watch_set<K, V, X, P>(
     api: Api<K>,
     kind: &'static str,
@@ -132,7 +214,7 @@ async fn watch_set<K, V, X, P>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     V: Clone + PartialEq + Send,
     X: Fn(&K) -> Vec<V> + Send,
-    P: Fn(Vec<Vec<V>>) + Send,
+    P: Fn(Vec<Vec<V>>, bool) + Send,
 {
     let mut stream = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -141,6 +223,7 @@ async fn watch_set<K, V, X, P>(
     let mut relist: BTreeMap<String, Vec<V>> = BTreeMap::new();
     let mut listed = false;
     while let Some(event) = stream.next().await {
+        let relisted = matches!(event, Ok(watcher::Event::InitDone));
         let changed = match event {
             Ok(watcher::Event::Apply(obj)) => {
                 let value = extract(&obj);
@@ -168,7 +251,7 @@ async fn watch_set<K, V, X, P>(
             }
         };
         if changed && listed {
-            publish(current.values().cloned().collect());
+            publish(current.values().cloned().collect(), relisted);
         }
     }
 }

@@ -165,7 +165,7 @@ pub async fn start(
         let client =
             cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
         let name = ClusterName::new(&c.name);
-        cluster::spawn_reach(&name, &client, &desired, reach, &mut tasks);
+        cluster::spawn_reach(&name, &client, &desired, reach, &watch, &mut tasks);
         let watched = cluster::spawn(name, client.clone(), desired.clone(), &watch);
         if let Some(ttl) = c.stale_ttl {
             tasks.spawn(cluster::watch_stale(

@@ -114,6 +114,28 @@ impl Index {
         }
     }
 
+    /// What `set_routable(cluster, Some(nets))` would withdraw: the endpoints of
+    /// `cluster` registered now that would fall outside `nets`. Changes nothing.
+    pub fn routable_withdrawal(&self, cluster: &ClusterName, nets: &[ipnet::IpNet]) -> Withdrawal {
+        let Some(store) = self.clusters.iter().find(|c| c.name == *cluster) else {
+            return Withdrawal::default();
+        };
+        let now: BTreeSet<EndpointId> = store
+            .slices
+            .iter()
+            .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
+            .filter(|(_, _, address)| store.reach.routable(*address))
+            .collect();
+        let withdrawn = now
+            .iter()
+            .filter(|(_, _, address)| !nets.iter().any(|n| n.contains(address)))
+            .count();
+        Withdrawal {
+            before: now.len(),
+            withdrawn,
+        }
+    }
+
     /// What one watch event on the EndpointSlice `namespace/name` of `cluster` would
     /// withdraw: `new` is its new version, `None` for a delete. An address still in
     /// another slice of the same service is not withdrawn. Nothing withdrawn →
