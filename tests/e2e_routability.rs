@@ -231,6 +231,18 @@ async fn a_subnet_relist_that_would_unregister_the_cluster_is_held_until_confirm
         .unwrap();
     lab.sim("tke").expire_history();
     lab.sim("tke").clear_failure();
+    lab.eventually("the held withdrawal is shown", WAIT, || async {
+        let state = lab.admin_state().await.ok()?;
+        let tke = state["clusters"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "tke")?
+            .clone();
+        (tke["guarded_relist"]["kind"] == "Subnet" && tke["guarded_relist"]["withdrawn"] == 2)
+            .then_some(())
+    })
+    .await
+    .unwrap();
     let held_since = std::time::Instant::now();
     let mut samples = 0;
     while held_since.elapsed() < Duration::from_secs(1) {
@@ -250,4 +262,13 @@ async fn a_subnet_relist_that_would_unregister_the_cluster_is_held_until_confirm
     })
     .await
     .unwrap();
+    let state = lab.admin_state().await.unwrap();
+    let tke = state["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "tke")
+        .unwrap()
+        .clone();
+    assert!(tke["guarded_relist"].is_null(), "{tke}");
 }

@@ -111,7 +111,7 @@ impl RelistGuard {
         });
         match held {
             Some(w) => self.hold(w, "relist"),
-            None => self.status.set_guarded(None),
+            None => self.status.clear_guarded("EndpointSlice"),
         }
         changes
     }
@@ -170,7 +170,7 @@ impl RelistGuard {
             "would withdraw too many endpoints at once; held until a fresh list confirms it"
         );
         self.status.set_guarded(Some(GuardedRelist {
-            kind: Kind::EndpointSlice,
+            kind: "EndpointSlice",
             before: w.before,
             withdrawn: w.withdrawn,
             since_ms: now_ms(),
@@ -255,7 +255,7 @@ impl Confirmation {
             state.held = None;
             // Cleared before the change is visible, so no reader sees it applied and
             // still held.
-            self.status.set_guarded(None);
+            self.status.clear_guarded("EndpointSlice");
             now = i.relist_withdrawal(cluster, &objects);
             i.reset(cluster, Kind::EndpointSlice, &objects)
         });

@@ -48,6 +48,7 @@ pub fn spawn_reach(
     desired: &Arc<Desired>,
     what: ReachWatch,
     options: &super::WatchOptions,
+    status: &super::StatusCell,
     tasks: &mut JoinSet<()>,
 ) {
     if what.subnets {
@@ -58,6 +59,7 @@ pub fn spawn_reach(
             api: api.clone(),
             fraction: options.withdraw_guard,
             confirm_after: options.confirm_after,
+            status: status.clone(),
             held: Arc::default(),
         };
         tasks.spawn(watch_set(
@@ -91,12 +93,17 @@ pub fn spawn_reach(
 /// registered endpoints unroutable is not applied; it is logged, and after
 /// `confirm_after` a fresh list of the Subnets decides. A newer change replaces a held
 /// one. A partial list from a struggling API server must not unregister a cluster.
+/// `GuardedRelist::kind` of a held Subnet change.
+const SUBNET: &str = "Subnet";
+
 struct SubnetGuard {
     cluster: ClusterName,
     desired: Arc<Desired>,
     api: Api<DynamicObject>,
     fraction: f64,
     confirm_after: std::time::Duration,
+    /// Where a held withdrawal is shown (`guarded_relist` of the cluster).
+    status: super::StatusCell,
     /// The confirmation waiting, if a withdrawal is held.
     held: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
 }
@@ -118,9 +125,20 @@ impl SubnetGuard {
             }
             i.set_routable(c, Some(nets))
         });
-        let Some(w) = held else { return };
+        let Some(w) = held else {
+            self.status.clear_guarded(SUBNET);
+            return;
+        };
+        self.status.set_guarded(Some(super::GuardedRelist {
+            kind: SUBNET,
+            before: w.before,
+            withdrawn: w.withdrawn,
+            since_ms: crate::sync::audit::now_ms(),
+            confirm_after_ms: u64::try_from(self.confirm_after.as_millis()).unwrap_or(u64::MAX),
+        }));
         tracing::warn!(cluster = %c, before = w.before, withdrawn = w.withdrawn, confirm_after = ?self.confirm_after, "Subnets would make too many endpoints unroutable at once; held until a fresh list confirms");
         let (cluster, desired, api) = (c.clone(), self.desired.clone(), self.api.clone());
+        let status = self.status.clone();
         let confirm_after = self.confirm_after;
         let task = tokio::spawn(async move {
             tokio::time::sleep(confirm_after).await;
@@ -139,7 +157,11 @@ impl SubnetGuard {
                 "{cluster}: kube-ovn Subnets confirmed by a fresh list ({} CIDRs)",
                 nets.len()
             );
-            let changes = desired.mutate(&cause, |i| i.set_routable(&cluster, Some(nets)));
+            let changes = desired.mutate(&cause, |i| {
+                // Cleared in the same critical section as the change, as for slices.
+                status.clear_guarded(SUBNET);
+                i.set_routable(&cluster, Some(nets))
+            });
             tracing::warn!(%cluster, changed_upstreams = changes.upstreams.len(), "fresh Subnet list applied");
         });
         *self.lock_held() = Some(task.abort_handle());

@@ -11,10 +11,12 @@ use serde::Serialize;
 use crate::index::Kind;
 use crate::sync::audit::now_ms;
 
-/// A relist held by the floor guard (see `cluster::guard`).
+/// A relist held by the floor guard (see `cluster::guard`, and `cluster::reach` for
+/// Subnets).
 #[derive(Clone, Debug, Serialize)]
 pub struct GuardedRelist {
-    pub kind: Kind,
+    /// `EndpointSlice` or `Subnet`.
+    pub kind: &'static str,
     /// Endpoints the cluster had, and how many the relist would have withdrawn.
     pub before: usize,
     pub withdrawn: usize,
@@ -135,6 +137,14 @@ impl StatusCell {
     }
 
     /// Shows (or clears) a relist held by the floor guard.
+    /// Clears a held withdrawal of `kind` only (the other guard may hold one too).
+    pub fn clear_guarded(&self, kind: &str) {
+        let mut s = self.lock();
+        if s.guarded_relist.as_ref().is_some_and(|g| g.kind == kind) {
+            s.guarded_relist = None;
+        }
+    }
+
     pub fn set_guarded(&self, relist: Option<GuardedRelist>) {
         self.lock().guarded_relist = relist;
     }

@@ -105,6 +105,43 @@ async fn open_when_listed(
     open.closed().await;
 }
 
+/// One set of watchers per cluster (objects, routability, nodes, staleness).
+async fn spawn_clusters(
+    config: &ControllerConfig,
+    reach: Vec<ReachWatch>,
+    desired: &Arc<Desired>,
+    watch: &WatchOptions,
+    tasks: &mut JoinSet<()>,
+) -> Result<Vec<ClusterWatch>, ControllerError> {
+    let mut clusters = Vec::new();
+    for (c, reach) in config.clusters.iter().zip(reach) {
+        let client =
+            cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
+        let name = ClusterName::new(&c.name);
+        let watched = cluster::spawn(name.clone(), client.clone(), desired.clone(), watch);
+        cluster::spawn_reach(
+            &name,
+            &client,
+            desired,
+            reach,
+            watch,
+            &watched.status,
+            tasks,
+        );
+        if let Some(ttl) = c.stale_ttl {
+            tasks.spawn(cluster::watch_stale(
+                ClusterName::new(&c.name),
+                client,
+                desired.clone(),
+                watched.status.clone(),
+                ttl,
+            ));
+        }
+        clusters.push(watched);
+    }
+    Ok(clusters)
+}
+
 /// Starts everything the configuration asks for.
 pub async fn start(
     config: &ControllerConfig,
@@ -160,24 +197,7 @@ pub async fn start(
         withdraw_guard: config.withdraw_guard,
         confirm_after: config.confirm_after,
     };
-    let mut clusters = Vec::new();
-    for (c, reach) in config.clusters.iter().zip(reach) {
-        let client =
-            cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
-        let name = ClusterName::new(&c.name);
-        cluster::spawn_reach(&name, &client, &desired, reach, &watch, &mut tasks);
-        let watched = cluster::spawn(name, client.clone(), desired.clone(), &watch);
-        if let Some(ttl) = c.stale_ttl {
-            tasks.spawn(cluster::watch_stale(
-                ClusterName::new(&c.name),
-                client,
-                desired.clone(),
-                watched.status.clone(),
-                ttl,
-            ));
-        }
-        clusters.push(watched);
-    }
+    let clusters = spawn_clusters(config, reach, &desired, &watch, &mut tasks).await?;
 
     tasks.spawn(open_when_listed(
         clusters.iter().map(|c| c.status.clone()).collect(),
