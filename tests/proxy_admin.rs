@@ -115,7 +115,20 @@ async fn one_upstream_can_be_read_alone_and_metrics_count_the_live_state() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let read: podgate::model::Upstream = serde_json::from_str(&body).unwrap();
-    assert_eq!(read, state(&proxy).await.upstreams[0]);
+    let whole = state(&proxy).await;
+    assert_eq!(read, whole.upstreams[0]);
+    assert!(!read.endpoints.is_empty());
+    // Keys only: the same state, every upstream without its endpoints.
+    let (status, body) = admin(&proxy, "GET", "/v1/state?endpoints=false", Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let keys: podgate::model::LbState = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys.upstreams.len(), whole.upstreams.len());
+    assert_eq!(keys.upstreams[0].key, whole.upstreams[0].key);
+    assert!(keys.upstreams.iter().all(|u| u.endpoints.is_empty()));
+    assert_eq!(
+        (keys.instance, keys.generation),
+        (whole.instance, whole.generation)
+    );
     for missing in [
         "/v1/upstreams/default/web/81",
         "/v1/upstreams/default/other/80",

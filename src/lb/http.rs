@@ -140,6 +140,13 @@ impl LbAdapter for HttpLb {
         })
     }
 
+    fn observe_keys(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/state?endpoints=false", self.base_url);
+            self.send(self.client.get(url)).await
+        })
+    }
+
     fn summary(&self) -> BoxFuture<'_, Result<StateSummary, LbError>> {
         Box::pin(async move {
             let url = format!("{}/v1/summary", self.base_url);

@@ -63,6 +63,12 @@ pub trait LbAdapter: Send + Sync {
     /// registered is reported; other members of a shared LB are invisible here.
     fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>>;
 
+    /// What a full sync needs to know of the LB: like `observe`, but upstreams may come
+    /// without their endpoints (the built-in proxy's state is tens of MB with them).
+    fn observe_keys(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
+        self.observe()
+    }
+
     /// Where the LB is (instance, generation, epoch) without its contents: polled for
     /// drift, so it must be cheap. The default reads everything through `observe`.
     fn summary(&self) -> BoxFuture<'_, Result<StateSummary, LbError>> {

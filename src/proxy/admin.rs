@@ -99,7 +99,10 @@ impl Admin {
         }
         match (req.method().clone(), template) {
             (Method::POST, "/v1/batch") => self.batch(req).await,
-            (Method::GET, "/v1/state") => json(StatusCode::OK, &self.store.state()),
+            (Method::GET, "/v1/state") => {
+                let endpoints = req.uri().query() != Some("endpoints=false");
+                json(StatusCode::OK, &self.store.state(endpoints))
+            }
             (Method::GET, "/v1/summary") => json(StatusCode::OK, &self.store.summary()),
             (Method::GET, UPSTREAM_ROUTE) => self.upstream(&path),
             (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),

@@ -207,7 +207,7 @@ mod tests {
     }
 
     fn served(store: &Store, host: &str) -> Option<String> {
-        let state = store.state();
+        let state = store.state(true);
         state.routes.route(host, "/").map(|k| k.service.to_string())
     }
 
@@ -261,7 +261,11 @@ mod tests {
                 ..batch("b", 1)
             })
             .unwrap();
-        assert_eq!(store.state().upstreams.len(), 2, "b removed a's upstream");
+        assert_eq!(
+            store.state(true).upstreams.len(),
+            2,
+            "b removed a's upstream"
+        );
         let err = store
             .apply(Batch {
                 upsert_upstreams: vec![upstream("a")],
@@ -276,7 +280,7 @@ mod tests {
                 ..batch("b", 1)
             })
             .unwrap();
-        let state = store.state();
+        let state = store.state(true);
         assert_eq!(state.upstreams.len(), 1);
         let owners: Vec<(&str, usize)> = state
             .owners
@@ -299,7 +303,7 @@ mod tests {
                 ..batch("", 0)
             })
             .unwrap();
-        assert!(store.state().owners.is_empty());
+        assert!(store.state(true).owners.is_empty());
         store
             .apply(Batch {
                 upsert_upstreams: vec![upstream("old")],
@@ -316,6 +320,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!(served(&store, "x.com").as_deref(), Some("zed"));
-        assert_eq!(store.state().owners[0].upstreams, [key("old")]);
+        assert_eq!(store.state(true).owners[0].upstreams, [key("old")]);
     }
 }

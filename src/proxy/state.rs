@@ -175,10 +175,26 @@ impl Store {
     }
 
     /// Everything held, for `GET /v1/state`. Never includes keys.
-    pub(crate) fn state(&self) -> LbState {
+    /// With `endpoints: false`, every upstream comes without its endpoints: what a
+    /// full sync needs to know what to remove, at a fraction of the size.
+    pub(crate) fn state(&self, endpoints: bool) -> LbState {
         let snap = self.load_full();
-        let mut upstreams: Vec<Upstream> =
-            snap.upstreams.values().map(|p| p.spec().clone()).collect();
+        let mut upstreams: Vec<Upstream> = snap
+            .upstreams
+            .values()
+            .map(|p| {
+                let spec = p.spec();
+                if endpoints {
+                    spec.clone()
+                } else {
+                    Upstream {
+                        key: spec.key.clone(),
+                        shares: spec.shares.clone(),
+                        endpoints: Vec::new(),
+                    }
+                }
+            })
+            .collect();
         upstreams.sort_by(|a, b| a.key.cmp(&b.key));
         let mut certificates: Vec<CertificateInfo> = snap
             .certs
@@ -338,7 +354,7 @@ mod tests {
             assert!(store.apply(batch).is_err());
             assert!(Arc::ptr_eq(&before, &store.current.load_full()));
         }
-        assert_eq!(store.state().upstreams.len(), 1);
+        assert_eq!(store.state(true).upstreams.len(), 1);
     }
 
     #[test]

@@ -217,7 +217,7 @@ impl Worker {
     /// A full sync: what the LB holds is read first (to remove what it should not),
     /// then everything goes, in parts if the adapter takes parts (routes last).
     async fn push_full(&self, work: &Work, snapshot: &Snapshot) -> Result<StateSummary, LbError> {
-        let observed = self.adapter.observe().await?;
+        let observed = self.adapter.observe_keys().await?;
         let list = snapshot.upstream_list();
         let parts = match self.adapter.full_sync_part() {
             Some(n) => batch::parts(&list, n),
