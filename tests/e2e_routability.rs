@@ -225,7 +225,9 @@ async fn a_subnet_relist_that_would_unregister_the_cluster_is_held_until_confirm
     // tke's API server falters; meanwhile its only Subnet goes and the watch history is
     // lost, so the watcher learns it from a relist: one that would unregister every
     // tke endpoint. Held: tke keeps serving.
+    // Open watches are cut too: no watch event may tell of the deletion.
     lab.sim("tke").fail_with(500);
+    lab.sim("tke").drop_watches();
     lab.sim("tke")
         .delete(&subnets, None, "ovn-default")
         .unwrap();
