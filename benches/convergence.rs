@@ -633,6 +633,29 @@ fn run() -> Result<Results, Error> {
     }
     let rss_after = memory(pid);
     let load_after = load_average();
+    // A controller restart against a proxy that holds everything: the new controller
+    // lists, reads the proxy's upstreams (without endpoints) and sends the full sync
+    // again, in as many parts as the first start.
+    drop(controller);
+    let generation = admin.metrics(["podgate_proxy_generation"])?[0];
+    let t_restart = Instant::now();
+    let (controller, _started) = spawn(
+        &bin,
+        &["controller", "-c", &controller_path],
+        dir.path().join("controller-restarted.log"),
+        "controller started",
+    )?;
+    let resynced = wait_for(Duration::from_mins(2), Duration::from_millis(5), || {
+        Ok(admin.metrics(["podgate_proxy_generation"])?[0] >= generation + initial_pushes)
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss, hwm) = memory(controller.pid());
+    println!(
+        "restarted controller: full sync again after {}; RSS {:.1} MB, peak {:.1} MB",
+        resynced.map_or_else(|| "never (timeout 120 s)".into(), |t| ms(t - t_restart)),
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     drop(controller);
     drop(proxy);
     drop(sims);
