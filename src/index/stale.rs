@@ -16,6 +16,7 @@ use crate::model::{ClusterName, EndpointState};
 
 use super::prepared::{Prepared, Record};
 use super::records::SliceRecord;
+use super::store::ClusterStore;
 use super::{Changes, Dirty, Index, Kind, Object, translate};
 
 /// How many of one cluster's endpoints a relist of its EndpointSlices would withdraw.
@@ -53,6 +54,15 @@ fn endpoint_ids<'a>(
         .iter()
         .filter(|e| matches!(e.state, EndpointState::Active | EndpointState::Draining))
         .map(move |e| (namespace.clone(), slice.service.clone(), e.address))
+}
+
+/// Every endpoint of one cluster's slices (Active or Draining), as counted by the guard.
+fn cluster_endpoint_ids(store: &ClusterStore) -> BTreeSet<EndpointId> {
+    store
+        .slices
+        .iter()
+        .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
+        .collect()
 }
 
 impl Index {
@@ -103,11 +113,7 @@ impl Index {
                 after.extend(endpoint_ids(&object.key.0, record));
             }
         }
-        let before: BTreeSet<EndpointId> = self.clusters[c]
-            .slices
-            .iter()
-            .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
-            .collect();
+        let before = cluster_endpoint_ids(&self.clusters[c]);
         Withdrawal {
             before: before.len(),
             withdrawn: before.difference(&after).count(),
@@ -120,12 +126,8 @@ impl Index {
         let Some(store) = self.clusters.iter().find(|c| c.name == *cluster) else {
             return Withdrawal::default();
         };
-        let now: BTreeSet<EndpointId> = store
-            .slices
-            .iter()
-            .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
-            .filter(|(_, _, address)| store.reach.routable(*address))
-            .collect();
+        let mut now = cluster_endpoint_ids(store);
+        now.retain(|(_, _, address)| store.reach.routable(*address));
         let withdrawn = now
             .iter()
             .filter(|(_, _, address)| !nets.iter().any(|n| n.contains(address)))
@@ -178,13 +180,8 @@ impl Index {
             return Withdrawal::default();
         }
         // Counting the whole cluster costs O(endpoints): only when something goes.
-        let before: BTreeSet<EndpointId> = store
-            .slices
-            .iter()
-            .flat_map(|((ns, _), record)| endpoint_ids(ns, record))
-            .collect();
         Withdrawal {
-            before: before.len(),
+            before: cluster_endpoint_ids(store).len(),
             withdrawn,
         }
     }

@@ -40,6 +40,22 @@ pub(super) struct Mirror {
     pending_deletes: BTreeSet<(String, String)>,
 }
 
+impl Mirror {
+    /// Where the worker `pid` stands as podgate sees it: a worker the mirror does not
+    /// match (restart, foreign reload) reports generation 0, so the sync layer resyncs.
+    pub(super) fn summary(&self, pid: u32) -> StateSummary {
+        StateSummary {
+            instance: instance_id(pid),
+            generation: if self.instance == Some(pid) {
+                self.generation
+            } else {
+                0
+            },
+            epoch: self.epoch,
+        }
+    }
+}
+
 /// One HAProxy instance.
 pub struct HaproxyAdapter {
     name: String,
@@ -202,11 +218,7 @@ impl HaproxyAdapter {
         m.instance = Some(pid);
         m.generation += 1;
         m.epoch = batch.epoch;
-        Ok(StateSummary {
-            instance: instance_id(pid),
-            generation: m.generation,
-            epoch: m.epoch,
-        })
+        Ok(m.summary(pid))
     }
 
     /// Brings the servers of every backend the batch touches (all of them when `fresh`)
@@ -366,7 +378,7 @@ fn same_entries(live: &[(String, String)], want: &[(String, String)]) -> bool {
     a == b
 }
 
-pub(super) fn instance_id(pid: u32) -> String {
+fn instance_id(pid: u32) -> String {
     format!("haproxy-pid-{pid}")
 }
 
@@ -396,15 +408,7 @@ impl LbAdapter for HaproxyAdapter {
         Box::pin(async move {
             let m = self.mirror.lock().await;
             let pid = self.rt.worker_pid().await.map_err(transient)?;
-            Ok(StateSummary {
-                instance: instance_id(pid),
-                generation: if m.instance == Some(pid) {
-                    m.generation
-                } else {
-                    0
-                },
-                epoch: m.epoch,
-            })
+            Ok(m.summary(pid))
         })
     }
 }

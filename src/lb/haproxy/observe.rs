@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::adapter::{HaproxyAdapter, instance_id, transient};
+use super::adapter::{HaproxyAdapter, transient};
 use super::maps::{MapKind, MapSet, read_map};
 use super::names::{WeightScale, cluster_token, decode_key, parse_server_name, server_name};
 use super::servers::LiveServer;
@@ -64,14 +64,11 @@ impl HaproxyAdapter {
             });
         }
         upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        let summary = m.summary(pid);
         Ok(LbState {
-            instance: instance_id(pid),
-            generation: if m.instance == Some(pid) {
-                m.generation
-            } else {
-                0
-            },
-            epoch: m.epoch,
+            instance: summary.instance,
+            generation: summary.generation,
+            epoch: summary.epoch,
             upstreams,
             routes: maps.to_routes(),
             certificates: Vec::new(),
