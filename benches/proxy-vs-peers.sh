@@ -192,9 +192,10 @@ for url in "http://127.0.0.1:$P_HTTP/" "http://127.0.0.1:$N_HTTP/" "http://127.0
     [ "$code" = 200 ] || { echo "$url answered $code" >&2; exit 1; }
 done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime,stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 "," $15}' "/proc/$1/stat"; }
 
-# run NAME PID URL -> "rps p50 p99 non2xx cpu_us_per_req"
+# run NAME PID URL -> "rps p50 p99 non2xx cpu_us_per_req user_us_per_req sys_us_per_req"
 run() {
     local pid=$2 url=$3 before after out
     before=$(cpu_ticks "$pid")
@@ -204,7 +205,8 @@ run() {
     echo "$out" > "$WORK/wrk-$1.txt"
     python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
-out, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+out, hz = sys.argv[1], int(sys.argv[4])
+(ub, sb), (ua, sa) = (map(int, sys.argv[i].split(",")) for i in (2, 3))
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
     if not m:
@@ -221,8 +223,9 @@ bad = int(m.group(1)) if m else 0
 m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
 if m:
     bad += sum(int(x) for x in m.groups())
-cpu_us = (after - before) / hz * 1e6 / max(total, 1)
-print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad} {cpu_us:.1f}")
+per_req = lambda ticks: ticks / hz * 1e6 / max(total, 1)
+user_us, sys_us = per_req(ua - ub), per_req(sa - sb)
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad} {user_us + sys_us:.1f} {user_us:.1f} {sys_us:.1f}")
 PY
 }
 
@@ -270,13 +273,13 @@ for line in open(sys.argv[1]):
     scheme, name, *vals = line.split()
     rows.setdefault((scheme, name), []).append(list(map(float, vals)))
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
-print("| scheme | proxy | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+print("| scheme | proxy | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req | of which user / kernel |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 schemes = sorted({s for s, _ in med}, reverse=True)
 for s in schemes:
     for n in ("podgate", "nginx", "haproxy"):
-        rps, p50, p99, bad, cpu = med[(s, n)]
-        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {bad:.0f} | {cpu:.1f} |")
+        rps, p50, p99, bad, cpu, user, kernel = med[(s, n)]
+        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {bad:.0f} | {cpu:.1f} | {user:.1f} / {kernel:.1f} |")
 print()
 print("| scheme | req/s podgate/nginx | req/s podgate/HAProxy | p99 podgate/nginx | p99 podgate/HAProxy | CPU/req podgate/nginx | CPU/req podgate/HAProxy |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -14,13 +14,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
 
 use super::config::OutlierConfig;
+use super::h1::upstream::IdleConns;
 use crate::model::{ClusterName, EndpointState, Upstream};
 
-/// Runtime stats of one endpoint address. They survive upstream updates: a push that
-/// re-sends an endpoint keeps its in-flight count and its ejection.
+/// Runtime state of one endpoint address. It survives upstream updates: a push that
+/// re-sends an endpoint keeps its in-flight count, its ejection and its idle connections.
 #[derive(Debug, Default)]
 pub(crate) struct EndpointStats {
     in_flight: AtomicUsize,
+    /// Idle keep-alive connections of the fast HTTP/1.1 path to this endpoint.
+    pub(crate) idle: IdleConns,
     /// Fast path for the common case: nobody ejected, no lock taken.
     ejected: AtomicBool,
     health: Mutex<Health>,

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::balancer::{InFlight, PickError, Pool};
+use super::balancer::{Backend, EndpointStats, InFlight, PickError, Pool};
 use super::body::{BodySlot, Guarded, ProxyBody, RetryBody, full};
 use super::config::ProxyConfig;
 use super::headers;
@@ -73,29 +73,9 @@ impl Forwarder {
         let Ok(host) = host_value.to_str() else {
             return reply(StatusCode::BAD_REQUEST, "request has no valid Host");
         };
-        // Owned so that the request can be taken apart below; a cheap copy of bytes.
-        let host = host.to_owned();
-        let path = req.uri().path();
-        let routed = {
-            let snap = self.store.load();
-            snap.router.route(&host, path).cloned().map(|key| {
-                let pool = snap.upstreams.get(&key).cloned();
-                (key, pool)
-            })
-        };
-        let (key, pool) = match routed {
-            None => {
-                tracing::debug!(%host, path, "no route");
-                return reply(StatusCode::NOT_FOUND, "no route for this host and path");
-            }
-            Some((key, None)) => {
-                tracing::warn!(%host, path, upstream = %key, "route names an unknown upstream");
-                return reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("upstream {key} is not configured"),
-                );
-            }
-            Some((key, Some(pool))) => (key, pool),
+        let (key, pool) = match self.route(host, req.uri().path()) {
+            Ok(routed) => routed,
+            Err(refusal) => return refusal.into_response(),
         };
 
         let upgrade = headers::upgrade_protocol(req.headers());
@@ -145,6 +125,59 @@ impl Forwarder {
         }
     }
 
+    /// The upstream serving `host` and `path` in the live snapshot.
+    pub(crate) fn route(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> Result<(UpstreamKey, Arc<Pool>), Refusal> {
+        let snap = self.store.load();
+        let Some(key) = snap.router.route(host, path) else {
+            tracing::debug!(%host, path, "no route");
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "no route for this host and path".into(),
+            ));
+        };
+        let Some(pool) = snap.upstreams.get(key) else {
+            tracing::warn!(%host, path, upstream = %key, "route names an unknown upstream");
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("upstream {key} is not configured"),
+            ));
+        };
+        Ok((key.clone(), Arc::clone(pool)))
+    }
+
+    /// An endpoint of `pool` not in `tried`, with its in-flight slot taken.
+    pub(crate) fn pick(
+        key: &UpstreamKey,
+        pool: &Pool,
+        tried: &[SocketAddr],
+    ) -> Result<(Arc<Backend>, InFlight), Refusal> {
+        pool.pick(tried).map_err(|e| match e {
+            PickError::NoActiveEndpoint => {
+                tracing::warn!(upstream = %key, "no active endpoint");
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("upstream {key} has no active endpoint"),
+                )
+            }
+            PickError::AllTried => Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                format!("every endpoint of upstream {key} failed"),
+            ),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Tries endpoints until one answers, a retry is not allowed, or retries run out.
     async fn attempts(
         &self,
@@ -163,22 +196,8 @@ impl Forwarder {
         );
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
-            let (backend, in_flight) = match pool.pick(&tried) {
-                Ok(chosen) => chosen,
-                Err(PickError::NoActiveEndpoint) => {
-                    tracing::warn!(upstream = %key, "no active endpoint");
-                    return Err(reply(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &format!("upstream {key} has no active endpoint"),
-                    ));
-                }
-                Err(PickError::AllTried) => {
-                    return Err(reply(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("every endpoint of upstream {key} failed"),
-                    ));
-                }
-            };
+            let (backend, in_flight) =
+                Self::pick(key, pool, &tried).map_err(Refusal::into_response)?;
             tried.push(backend.addr);
             let request = match attempt.build(&backend.authority) {
                 Ok(r) => r,
@@ -225,12 +244,30 @@ impl Forwarder {
         }
     }
 
-    fn failed(&self, key: &UpstreamKey, stats: &super::balancer::EndpointStats, addr: SocketAddr) {
+    /// Counts a failed attempt on an endpoint, ejecting it after too many in a row.
+    pub(crate) fn failed(&self, key: &UpstreamKey, stats: &EndpointStats, addr: SocketAddr) {
         self.metrics.upstream_failure();
         if let Some(duration) = stats.failure(&self.config.outlier) {
             self.metrics.ejection();
             tracing::warn!(upstream = %key, endpoint = %addr, ?duration, "endpoint ejected");
         }
+    }
+}
+
+/// An answer the proxy gives itself instead of an upstream's.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, reason: String) -> Self {
+        Self { status, reason }
+    }
+
+    fn into_response(self) -> Response<ProxyBody> {
+        reply(self.status, &self.reason)
     }
 }
 

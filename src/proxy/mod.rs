@@ -14,6 +14,7 @@ mod balancer;
 mod body;
 mod config;
 mod forward;
+mod h1;
 mod headers;
 mod metrics;
 mod owners;

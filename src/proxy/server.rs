@@ -1,5 +1,7 @@
 //! Listeners and connections: accept loops for plain HTTP (HTTP/1.1 and h2c), HTTPS
-//! (ALPN h2 and http/1.1) and the admin API.
+//! (ALPN h2 and http/1.1) and the admin API. Client connections start on the fast
+//! HTTP/1.1 path (`h1`) and move to hyper when a request needs it; HTTPS connections
+//! that negotiated h2 go to hyper directly.
 //!
 //! Owns: the connection cap, per-connection protocol settings (header limits, header
 //! read timeout, TLS handshake timeout), TCP options, and graceful shutdown of accept
@@ -26,6 +28,7 @@ use super::admin::Admin;
 use super::body::ProxyBody;
 use super::config::ProxyConfig;
 use super::forward::{Forwarder, Peer};
+use super::h1;
 use super::metrics::Metrics;
 
 /// What every client-facing accept loop shares.
@@ -68,7 +71,7 @@ pub(crate) async fn serve_plain(listener: TcpListener, shared: Shared) {
         tokio::spawn(async move {
             let _permit = permit;
             let peer = Peer { addr, tls: false };
-            serve_proxied(TokioIo::new(stream), peer, &shared).await;
+            serve_proxied(stream, peer, &shared).await;
         });
     }
 }
@@ -98,7 +101,11 @@ pub(crate) async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shar
                 }
             };
             let peer = Peer { addr, tls: true };
-            serve_proxied(TokioIo::new(tls), peer, &shared).await;
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_general(TokioIo::new(tls), peer, &shared).await;
+            } else {
+                serve_proxied(tls, peer, &shared).await;
+            }
         });
     }
 }
@@ -135,7 +142,22 @@ async fn accept(
     }
 }
 
-async fn serve_proxied<I>(io: TokioIo<I>, peer: Peer, shared: &Shared)
+/// Serves a client connection on the fast HTTP/1.1 path, handing it to the general
+/// path when a request needs it.
+async fn serve_proxied<I>(io: I, peer: Peer, shared: &Shared)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    shared.metrics.connection_opened();
+    let ended = h1::serve(io, peer, &shared.forwarder, shared.shutdown.clone()).await;
+    shared.metrics.connection_closed();
+    if let h1::Ended::Handoff(io) = ended {
+        serve_general(TokioIo::new(io), peer, shared).await;
+    }
+}
+
+/// Serves a client connection with hyper (HTTP/1.1, HTTP/2, h2c, Upgrade).
+async fn serve_general<I>(io: TokioIo<I>, peer: Peer, shared: &Shared)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

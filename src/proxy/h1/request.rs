@@ -1,0 +1,261 @@
+//! A client's HTTP/1.1 request head on the fast path: parsing it, deciding whether the
+//! fast path may carry it, and writing the head that goes upstream.
+//!
+//! Owns: the fast path's admission rule and the upstream request head (hop-by-hop
+//! headers and those named in `Connection` removed, `Host` and `X-Forwarded-*` set —
+//! the same rewriting as `headers.rs` does for the general path). Must never accept a
+//! request whose framing it does not fully understand: HTTP/1.0, `Transfer-Encoding`,
+//! several `Content-Length`s, `Expect`, `Upgrade`, `CONNECT`, non-origin-form targets
+//! and anything malformed go to the general (hyper) path, which answers them.
+
+use std::mem::MaybeUninit;
+
+use super::names::{self, Connection};
+
+/// The most headers the fast path parses; a request with more goes to hyper, which
+/// applies the configured limit.
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// What the buffered bytes hold.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one parse; boxing would allocate per request"
+)]
+pub(crate) enum Parsed<'b> {
+    /// Not a whole head yet.
+    Partial,
+    /// For the general path (see the module comment).
+    Handoff,
+    Complete(Request<'b>),
+}
+
+/// A request head the fast path carries.
+pub(crate) struct Request<'b> {
+    pub(crate) head_len: usize,
+    pub(crate) method: &'b str,
+    pub(crate) target: &'b str,
+    pub(crate) host: &'b str,
+    pub(crate) content_length: u64,
+    /// The client asked to close the connection after this exchange.
+    pub(crate) close: bool,
+    connection: Connection<'b>,
+    headers: &'b [httparse::Header<'b>],
+}
+
+/// What the proxy adds about the client connection, computed once per connection.
+pub(crate) struct Forwarded {
+    pub(crate) client_ip: String,
+    pub(crate) proto: &'static str,
+}
+
+pub(crate) fn parse<'b>(
+    buf: &'b [u8],
+    storage: &'b mut [MaybeUninit<httparse::Header<'b>>],
+) -> Parsed<'b> {
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, storage) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Handoff,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Handoff;
+    };
+    if method == "CONNECT" || !target.starts_with('/') {
+        return Parsed::Handoff;
+    }
+    let headers: &'b [httparse::Header<'b>] = req.headers;
+    let mut host = None;
+    let mut content_length = None;
+    let mut connection = Connection::default();
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Parsed::Handoff;
+            }
+            host = Some(visible_ascii(h.value));
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some() {
+                return Parsed::Handoff;
+            }
+            content_length = Some(names::content_length(h.value));
+        } else if name.eq_ignore_ascii_case("connection") {
+            if !connection.add(h.value) {
+                return Parsed::Handoff;
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            return Parsed::Handoff;
+        }
+    }
+    let content_length = match content_length {
+        None => 0,
+        Some(Some(n)) => n,
+        Some(None) => return Parsed::Handoff,
+    };
+    let Some(Some(host)) = host else {
+        return Parsed::Handoff;
+    };
+    if connection.upgrade || host.is_empty() {
+        return Parsed::Handoff;
+    }
+    Parsed::Complete(Request {
+        head_len,
+        method,
+        target,
+        host,
+        content_length,
+        close: connection.close,
+        connection,
+        headers,
+    })
+}
+
+impl Request<'_> {
+    /// The path the request is routed by (the target without its query).
+    pub(crate) fn path(&self) -> &str {
+        self.target
+            .split_once('?')
+            .map_or(self.target, |(path, _)| path)
+    }
+
+    /// Methods a retry may send twice (RFC 9110 §9.2.2).
+    pub(crate) fn idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        )
+    }
+
+    pub(crate) fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// Appends the head to send upstream to `out`.
+    pub(crate) fn write_upstream_head(&self, out: &mut Vec<u8>, forwarded: &Forwarded) {
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut previous_for: Vec<&[u8]> = Vec::new();
+        for h in self.headers {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("x-forwarded-for") {
+                if let Some(v) = visible_ascii(h.value) {
+                    previous_for.push(v.as_bytes());
+                }
+                continue;
+            }
+            if names::is_hop_by_hop(name)
+                || self.connection.names(name)
+                || name.eq_ignore_ascii_case("host")
+                || name.eq_ignore_ascii_case("x-forwarded-proto")
+                || name.eq_ignore_ascii_case("x-forwarded-host")
+            {
+                continue;
+            }
+            names::write_header(out, name.as_bytes(), h.value);
+        }
+        names::write_header(out, b"host", self.host.as_bytes());
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for v in previous_for {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(forwarded.client_ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        names::write_header(out, b"x-forwarded-proto", forwarded.proto.as_bytes());
+        names::write_header(out, b"x-forwarded-host", self.host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The value as text if it is visible ASCII (what `HeaderValue::to_str` accepts).
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| (b' '..0x7f).contains(&b) || b == b'\t')
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream_head(raw: &str) -> Option<String> {
+        let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let Parsed::Complete(req) = parse(raw.as_bytes(), &mut storage) else {
+            return None;
+        };
+        let mut out = Vec::new();
+        let fwd = Forwarded {
+            client_ip: "127.0.0.9".into(),
+            proto: "http",
+        };
+        req.write_upstream_head(&mut out, &fwd);
+        Some(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_upstream_head_drops_hop_by_hop_and_sets_forwarded_headers() {
+        let head = upstream_head(
+            "GET /a?b=1 HTTP/1.1\r\nHost: A.example.com\r\nConnection: keep-alive, x-secret\r\n\
+             X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 1.2.3.4\r\n\
+             X-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            head,
+            "GET /a?b=1 HTTP/1.1\r\nAccept: */*\r\nhost: A.example.com\r\n\
+             x-forwarded-for: 1.2.3.4, 127.0.0.9\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: A.example.com\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn requests_the_fast_path_does_not_frame_go_to_the_general_path() {
+        for raw in [
+            "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n",
+        ] {
+            let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            assert!(
+                matches!(parse(raw.as_bytes(), &mut storage), Parsed::Handoff),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_is_complete_only_with_its_whole_head() {
+        let raw =
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+        let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        assert!(matches!(parse(&raw[..20], &mut storage), Parsed::Partial));
+        let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let Parsed::Complete(req) = parse(raw, &mut storage) else {
+            panic!("not complete");
+        };
+        assert_eq!(req.head_len, raw.len() - 3);
+        assert_eq!((req.content_length, req.close), (3, true));
+        assert_eq!(req.path(), "/x");
+        assert!(!req.idempotent());
+    }
+}
