@@ -291,7 +291,9 @@ PY
 if [ "$CHURN" = "--churn" ]; then
     echo
     echo "## route churn: 1,000 endpoint changes/s through the admin API during wrk (podgate, http)"
-    idle=$(awk '$1 == "http" && $2 == "podgate" {print $3, $4, $5, $6, $7}' "$WORK/results" | tail -1)
+    # The idle reference is measured right before the churn run, not taken from the
+    # rounds above, so that both see the same machine.
+    idle=$(run podgate-idle "$PODGATE_PID" "http://127.0.0.1:$P_HTTP/")
     python3 - "$P_ADMIN" "$DUR" <<'PY' &
 import http.client, json, sys, time
 port, dur = int(sys.argv[1]), float(sys.argv[2])

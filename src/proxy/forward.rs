@@ -1,7 +1,9 @@
 //! Forwarding one client request to one upstream endpoint, with bounded retries.
 //!
-//! Owns: the request path: route lookup on one snapshot load, endpoint choice, header
-//! rewriting, the pooled keep-alive client to upstreams, retries on another endpoint
+//! Owns: route lookup on one snapshot load and endpoint choice ([`Forwarder::route`],
+//! [`Forwarder::pick`], [`Forwarder::failed`] — shared with the fast path in `h1`), and
+//! the general request path through hyper: header rewriting, the pooled keep-alive
+//! client to upstreams, retries on another endpoint
 //! when nothing was sent (connect error) or the request is idempotent and its body
 //! unsent, outcome reporting for outlier ejection, and Upgrade (WebSocket) tunnels.
 //! Must never buffer a body, panic, or answer a failure without a clean status and a

@@ -7,7 +7,7 @@
 //!
 //! Data flow: `admin` → `state` (one writer, one `ArcSwap` of whole snapshots: compiled
 //! `router`, per-upstream `balancer` pools, `tls` certificates) ← `forward` (one load
-//! per request) ← `server` (listeners).
+//! per request) ← `h1` (the fast HTTP/1.1 path) or hyper ← `server` (listeners).
 
 mod admin;
 mod balancer;

@@ -189,6 +189,55 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes, cut anywhere: no panic, never more than given, and the same end
+        /// as when read in one piece.
+        #[test]
+        fn chunk_tracking_does_not_depend_on_how_bytes_arrive(
+            chunks in proptest::collection::vec((0usize..300, proptest::bool::ANY), 0..6),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            cut in 0usize..400,
+        ) {
+            let mut body = Vec::new();
+            for (size, ext) in &chunks {
+                body.extend_from_slice(format!("{size:x}{}\r\n", if *ext { ";a=b" } else { "" }).as_bytes());
+                body.extend(std::iter::repeat_n(b'x', *size));
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n\r\n");
+            let complete = chunks.iter().all(|(size, _)| *size > 0);
+            body.extend_from_slice(&junk);
+            let whole = {
+                let mut f = Framing::Chunked(Chunked::new());
+                f.take(&body).map(|n| (n, f.is_done()))
+            };
+            let cut = cut.min(body.len());
+            let split = {
+                let mut f = Framing::Chunked(Chunked::new());
+                f.take(&body[..cut]).and_then(|a| {
+                    let b = if f.is_done() { 0 } else { f.take(&body[cut..])? };
+                    Ok((a + b, f.is_done()))
+                })
+            };
+            match (&whole, &split) {
+                (Ok(w), Ok(s)) => proptest::prop_assert_eq!(w, s),
+                (Err(_), Err(_)) => {}
+                _ => proptest::prop_assert!(false, "whole {whole:?} vs split {split:?}"),
+            }
+            if complete {
+                proptest::prop_assert_eq!(whole.ok(), Some((body.len() - junk.len(), true)));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut f = Framing::Chunked(Chunked::new());
+            if let Ok(n) = f.take(&bytes) {
+                proptest::prop_assert!(n <= bytes.len());
+            }
+        }
+    }
+
     #[test]
     fn a_length_body_stops_at_its_length() {
         let mut f = Framing::Length(4);

@@ -258,4 +258,27 @@ mod tests {
         assert_eq!(req.path(), "/x");
         assert!(!req.idempotent());
     }
+
+    proptest::proptest! {
+        /// A head with arbitrary bytes in it parses, is declined, or is partial: never
+        /// a panic, and a complete head never claims more bytes than it was given.
+        #[test]
+        fn arbitrary_heads_never_panic(
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+        ) {
+            let mut raw = b"GET /p HTTP/1.1\r\nHost: a\r\nConnection: ".to_vec();
+            raw.extend_from_slice(&value);
+            raw.extend_from_slice(b"\r\n\r\n");
+            raw.extend_from_slice(&tail);
+            for input in [&raw[..], &tail[..]] {
+                let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+                if let Parsed::Complete(req) = parse(input, &mut storage) {
+                    proptest::prop_assert!(req.head_len <= input.len());
+                    let mut out = Vec::new();
+                    req.write_upstream_head(&mut out, &Forwarded { client_ip: "::1".into(), proto: "http" });
+                }
+            }
+        }
+    }
 }

@@ -218,4 +218,23 @@ mod tests {
             Ok(Head::Interim { head_len: 40 })
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_heads_never_panic(
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+        ) {
+            let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ".to_vec();
+            raw.extend_from_slice(&value);
+            raw.extend_from_slice(b"\r\nContent-Length: 3\r\n\r\n");
+            raw.extend_from_slice(&tail);
+            for input in [&raw[..], &tail[..]] {
+                let mut out = Vec::new();
+                if let Ok(Head::Final(r)) = parse(input, false, false, &mut out) {
+                    proptest::prop_assert!(r.head_len <= input.len());
+                }
+            }
+        }
+    }
 }
