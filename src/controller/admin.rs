@@ -32,6 +32,8 @@ pub struct AdminState {
     pub metrics: SyncMetrics,
     /// Run-time weights and migrations (`/v1/weights`, `/v1/migrations`).
     pub weights: Arc<super::weights::Weights>,
+    /// `Some(epoch)` while this replica pushes to the LBs (it leads and has listed).
+    pub term: crate::sync::Term,
 }
 
 /// `GET /v1/clusters`: one cluster.
@@ -48,6 +50,10 @@ struct ClusterView {
 #[derive(Serialize)]
 struct StateView {
     generation: u64,
+    /// Whether this replica pushes to the LBs now (it holds the Lease, if leader
+    /// election is on, and every cluster has listed), and with which fencing epoch.
+    pushing: bool,
+    epoch: Option<u64>,
     clusters: Vec<ClusterView>,
     targets: Vec<TargetStatus>,
     routes: RouteTable,
@@ -66,8 +72,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl AdminState {
     fn view(&self) -> StateView {
         let snapshot = self.desired.snapshot();
+        let epoch = *self.term.borrow();
         StateView {
             generation: snapshot.generation,
+            pushing: epoch.is_some(),
+            epoch,
             clusters: self.clusters(),
             targets: self.targets(),
             routes: snapshot.route_table(),

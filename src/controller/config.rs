@@ -28,6 +28,15 @@ pub enum ConfigError {
     Invalid { field: String, message: String },
 }
 
+/// A Kubernetes name of the strictest kind (namespace, ConfigMap, Lease).
+fn is_dns_label(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
@@ -115,6 +124,81 @@ pub struct ControllerConfig {
     /// registered. Default: `controller_name`. Replicas of one controller share it.
     #[serde(default)]
     pub lb_owner: Option<String>,
+    /// Several replicas: only the holder of this Lease pushes to the LBs (see
+    /// `controller::leader`). Without it every replica pushes, fenced by start time.
+    #[serde(default)]
+    pub leader_election: Option<LeaderElectionConfig>,
+}
+
+fn default_lease_name() -> String {
+    "podgate-leader".to_owned()
+}
+
+fn default_lease_duration() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_retry_period() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// The Lease replicas compete for (client-go's timings by default).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderElectionConfig {
+    /// The cluster that holds the Lease. Default: the weights cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default = "default_weights_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_lease_name")]
+    pub name: String,
+    /// A standby takes over once the Lease has not changed for this long.
+    #[serde(
+        default = "default_lease_duration",
+        deserialize_with = "duration::required"
+    )]
+    pub lease_duration: Duration,
+    /// How often every replica reads (and the leader renews) the Lease.
+    #[serde(
+        default = "default_retry_period",
+        deserialize_with = "duration::required"
+    )]
+    pub retry_period: Duration,
+    /// This replica's name in the Lease. Default: `$POD_NAME`, else `$HOSTNAME`, plus a
+    /// random suffix so that a restarted pod is a new holder.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+impl LeaderElectionConfig {
+    /// With the defaults of every field.
+    pub fn new() -> Self {
+        Self {
+            cluster: None,
+            namespace: default_weights_namespace(),
+            name: default_lease_name(),
+            lease_duration: default_lease_duration(),
+            retry_period: default_retry_period(),
+            identity: None,
+        }
+    }
+
+    pub(crate) fn identity(&self) -> String {
+        if let Some(identity) = &self.identity {
+            return identity.clone();
+        }
+        let host = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "podgate".to_owned());
+        format!("{host}-{:08x}", rand::random::<u32>())
+    }
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -245,6 +329,15 @@ impl Default for WeightsConfig {
 }
 
 impl ControllerConfig {
+    /// The cluster that holds the leader Lease, if leader election is on.
+    pub fn lease_cluster(&self) -> Option<&ClusterConfig> {
+        let election = self.leader_election.as_ref()?;
+        match &election.cluster {
+            Some(name) => self.clusters.iter().find(|c| c.name == *name),
+            None => self.weights_cluster(),
+        }
+    }
+
     /// The cluster that holds the weights ConfigMap.
     pub fn weights_cluster(&self) -> Option<&ClusterConfig> {
         match &self.weights.cluster {
@@ -333,7 +426,44 @@ impl ControllerConfig {
         }
         self.adapters()?;
         self.admin.token()?;
-        self.validate_weights()
+        self.validate_weights()?;
+        self.validate_leader_election()
+    }
+
+    fn validate_leader_election(&self) -> Result<(), ConfigError> {
+        let Some(election) = &self.leader_election else {
+            return Ok(());
+        };
+        if self.lease_cluster().is_none() {
+            return Err(invalid(
+                "leader_election.cluster",
+                format!(
+                    "{:?} is not one of the configured clusters",
+                    election.cluster.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("leader_election.namespace", &election.namespace),
+            ("leader_election.name", &election.name),
+        ] {
+            if !is_dns_label(value) {
+                return Err(invalid(
+                    field,
+                    format!("{value:?} must be lower-case letters, digits and '-'"),
+                ));
+            }
+        }
+        let d = &election;
+        // A leader renews several times per lease_duration, so one slow answer does
+        // not hand the Lease over.
+        if d.retry_period.is_zero() || d.lease_duration < d.retry_period * 3 {
+            return Err(invalid(
+                "leader_election",
+                "needs 0 < 3 × retry_period ≤ lease_duration".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_weights(&self) -> Result<(), ConfigError> {
@@ -350,12 +480,7 @@ impl ControllerConfig {
             ("weights.namespace", &self.weights.namespace),
             ("weights.name", &self.weights.name),
         ] {
-            let ok = !value.is_empty()
-                && value.len() <= 63
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
+            if !is_dns_label(value) {
                 return Err(invalid(
                     field,
                     format!("{value:?} must be lower-case letters, digits and '-'"),
@@ -492,6 +617,35 @@ mod tests {
         assert_eq!(c.clusters[1].stale_ttl, Some(Duration::from_mins(30)));
         assert_eq!(c.hold_down, Duration::from_secs(10));
         assert_eq!(c.confirm_after, Duration::from_secs(30));
+        let election = c.leader_election.unwrap();
+        assert_eq!(election.lease_duration, Duration::from_secs(15));
+        assert_eq!(election.name, "podgate-leader");
+    }
+
+    #[test]
+    fn leader_election_fields() {
+        for (yaml, field) in [
+            ("leader_election: {cluster: tke}", "leader_election.cluster"),
+            ("leader_election: {name: Leader}", "leader_election.name"),
+            (
+                "leader_election: {lease_duration: 2s, retry_period: 1s}",
+                "leader_election",
+            ),
+            ("leader_election: {renew: 1s}", "renew"),
+        ] {
+            let err = parse(&format!("clusters: [{{name: idc}}]\n{yaml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{yaml}: {err}");
+        }
+        let c = parse("clusters: [{name: idc}, {name: tke}]\nleader_election: {}\n").unwrap();
+        assert_eq!(c.lease_cluster().unwrap().name, "idc");
+        assert!(
+            parse("clusters: [{name: idc}]\n")
+                .unwrap()
+                .lease_cluster()
+                .is_none()
+        );
     }
 
     #[test]

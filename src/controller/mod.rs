@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+mod leader;
 mod run;
 pub mod weights;
 

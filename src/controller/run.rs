@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cluster::{self, ClusterWatch, ReachWatch, StatusCell, WatchOptions};
@@ -45,8 +46,8 @@ pub struct Controller {
     _tasks: JoinSet<()>,
 }
 
-/// The fencing epoch of this controller: its start time in milliseconds, so a
-/// controller started later wins over one that started earlier.
+/// The fencing epoch of a controller without leader election: its start time in
+/// milliseconds, so a controller started later wins over one that started earlier.
 fn epoch() -> u64 {
     crate::sync::audit::now_ms()
 }
@@ -76,12 +77,60 @@ fn reachability(
     Ok(reach)
 }
 
+/// Gives the LB workers a term while this replica leads and every cluster has listed.
+async fn publish_term(
+    mut listed: watch::Receiver<bool>,
+    mut leader: watch::Receiver<Option<u64>>,
+    term: watch::Sender<Option<u64>>,
+) {
+    loop {
+        let now = if *listed.borrow_and_update() {
+            *leader.borrow_and_update()
+        } else {
+            None
+        };
+        term.send_if_modified(|t| {
+            let changed = *t != now;
+            *t = now;
+            changed
+        });
+        tokio::select! {
+            r = listed.changed() => if r.is_err() { return },
+            r = leader.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Who leads: the Lease holder with leader election, else this replica (fenced by its
+/// start time).
+async fn campaign(
+    config: &ControllerConfig,
+    tasks: &mut JoinSet<()>,
+) -> Result<watch::Receiver<Option<u64>>, ControllerError> {
+    let (tx, rx) = watch::channel(None);
+    if let (Some(election), Some(home)) = (&config.leader_election, config.lease_cluster()) {
+        let client = cluster::client(
+            &home.name,
+            home.kubeconfig.as_deref(),
+            home.context.as_deref(),
+        )
+        .await?;
+        let api = kube::Api::namespaced(client, &election.namespace);
+        tasks.spawn(super::leader::run(api, election.clone(), tx));
+    } else {
+        tx.send_replace(Some(epoch()));
+        // Kept for the workers: dropping the sender would end their term.
+        tasks.spawn(async move { tx.closed().await });
+    }
+    Ok(rx)
+}
+
 /// Opens the LB workers' gate once every cluster has listed completely, or after
 /// `timeout` with those still unlisted named in the log.
 async fn open_when_listed(
     clusters: Vec<StatusCell>,
     timeout: std::time::Duration,
-    open: tokio::sync::watch::Sender<bool>,
+    open: watch::Sender<bool>,
 ) {
     let all = futures::future::join_all(clusters.iter().map(StatusCell::wait_synced_once));
     if tokio::time::timeout(timeout, all).await.is_err() {
@@ -171,21 +220,24 @@ pub async fn start(
     // weights ConfigMap overrides.
     let weights = super::weights::start(config, &desired, &mut tasks).await?;
 
-    let epoch = epoch();
     let metrics = SyncMetrics::default();
-    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let (open_gate, listed) = watch::channel(false);
+    let leader = campaign(config, &mut tasks).await?;
+    let (term_tx, term) = watch::channel(None);
+    tasks.spawn(publish_term(listed, leader, term_tx));
     let mut targets = Vec::new();
     for adapter in config.adapters()? {
+        // The epoch comes with the term.
         let worker = Worker::new(
             adapter,
             desired.clone(),
             audit.clone(),
             options.sync.clone(),
-            epoch,
+            0,
         )
         .with_metrics(metrics.clone())
         .owned_by(config.owner())
-        .gated_by(gate.clone());
+        .gated_by(term.clone());
         targets.push(worker.status());
         tasks.spawn(worker.run());
     }
@@ -212,6 +264,7 @@ pub async fn start(
         audit,
         metrics,
         weights,
+        term,
     });
     let (admin_addr, admin_task) = admin::serve(config.admin.listen, admin.clone())
         .await
@@ -222,7 +275,7 @@ pub async fn start(
     tasks.spawn(async move {
         let _ = admin_task.await;
     });
-    tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), epoch, "controller started");
+    tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), leader_election = config.leader_election.is_some(), "controller started");
     Ok(Controller {
         admin_addr,
         desired,

@@ -168,6 +168,7 @@ impl Lab {
             weights: WeightsConfig::default(),
             initial_sync_timeout: Duration::from_secs(30),
             lb_owner: None,
+            leader_election: None,
         };
         if let Some(configure) = &options.configure {
             (configure.0)(&mut config, &sims);

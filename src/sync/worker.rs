@@ -39,7 +39,7 @@ impl Default for SyncConfig {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TargetStatus {
     pub name: String,
-    /// `pending`, `in_sync`, `failing` or `fenced`.
+    /// `pending`, `in_sync`, `failing`, `fenced` or `standby` (another replica leads).
     pub state: &'static str,
     /// When the current state began (ms since the Unix epoch).
     pub since_ms: u64,
@@ -54,6 +54,10 @@ pub struct TargetStatus {
     pub last_ack: Option<std::time::Instant>,
 }
 
+/// A controller's term: `Some(epoch)` while its workers may push (see
+/// [`Worker::gated_by`]).
+pub type Term = tokio::sync::watch::Receiver<Option<u64>>;
+
 pub struct Worker {
     adapter: Box<dyn LbAdapter>,
     desired: Arc<Desired>,
@@ -66,8 +70,8 @@ pub struct Worker {
     owner: Option<String>,
     acked: Option<StateSummary>,
     metrics: SyncMetrics,
-    /// Pushes nothing until this turns `true` (see [`Worker::gated_by`]).
-    gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Pushes only during a term (see [`Worker::gated_by`]).
+    term: Option<Term>,
     /// The upstreams the LB holds as far as acknowledged pushes tell, for patches
     /// (`None`: unknown, or the adapter takes whole upstreams only).
     held: Option<UpstreamMap>,
@@ -99,18 +103,19 @@ impl Worker {
             owner: None,
             acked: None,
             metrics: SyncMetrics::default(),
-            gate: None,
+            term: None,
             held: None,
         }
     }
 
-    /// Holds every push until `gate` turns `true`. The controller opens it once every
-    /// cluster has listed: a first full sync from a half-listed Index would withdraw
-    /// from the LB everything the unlisted part holds (e.g. on every controller
-    /// restart).
+    /// Pushes only while `term` holds an epoch, with that epoch, starting each term
+    /// with a full sync. The controller gives a term once every cluster has listed (a
+    /// first full sync from a half-listed Index would withdraw from the LB everything
+    /// the unlisted part holds, e.g. on every restart) and while it leads (only the
+    /// Lease holder of several replicas pushes).
     #[must_use]
-    pub fn gated_by(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
-        self.gate = Some(gate);
+    pub fn gated_by(mut self, term: Term) -> Self {
+        self.term = Some(term);
         self
     }
 
@@ -135,15 +140,41 @@ impl Worker {
 
     /// Runs until the task is dropped.
     pub async fn run(mut self) {
-        if let Some(mut gate) = self.gate.take() {
-            // A closed gate (its sender dropped) stays shut: the controller is gone.
-            if gate.wait_for(|open| *open).await.is_err() {
+        let Some(mut term) = self.term.take() else {
+            self.serve(None).await;
+            return;
+        };
+        loop {
+            // A closed channel (its sender dropped): the controller is gone.
+            let Ok(epoch) = term.wait_for(Option::is_some).await.map(|e| *e) else {
                 return;
+            };
+            if let Some(epoch) = epoch {
+                self.epoch = epoch;
             }
+            // What a previous leader pushed in between is unknown: start over.
+            self.held = None;
+            self.pending.request_full();
+            self.serve(Some(&mut term)).await;
+            self.set_state("standby", None);
         }
+    }
+
+    /// Pushes what changes until `term` (if any) ends or moves to another epoch.
+    async fn serve(&mut self, mut term: Option<&mut Term>) {
+        let epoch = self.epoch;
         let mut backoff = self.config.backoff_min;
         loop {
+            let ended = async {
+                match term.as_deref_mut() {
+                    Some(t) => {
+                        let _ = t.wait_for(|e| *e != Some(epoch)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = ended => return,
                 () = self.pending.wait() => {}
                 () = tokio::time::sleep(self.config.drift_interval) => {
                     self.check_drift().await;
