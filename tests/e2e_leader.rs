@@ -67,6 +67,15 @@ async fn only_the_lease_holder_pushes_and_a_standby_takes_over_when_it_dies() {
     .unwrap();
     let s = state(&http, b_admin).await;
     assert_eq!(s["pushing"], false, "the standby must not push");
+    let metrics = http
+        .get(format!("http://{b_admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\npodgate_pushing 0\n"), "{metrics}");
     assert!(
         s["targets"][0]["pushes"].as_u64() == Some(0),
         "{}",

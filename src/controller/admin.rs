@@ -119,6 +119,7 @@ impl AdminState {
             upstreams: self.desired.snapshot().upstream_list(),
             sync: self.metrics.clone(),
             holds: self.desired.read(crate::index::Index::holds),
+            pushing: self.term.borrow().is_some(),
         }
     }
 

@@ -20,6 +20,8 @@ pub(crate) struct Inputs {
     pub(crate) sync: SyncMetrics,
     /// Holds (hold-down) in force.
     pub(crate) holds: Vec<Hold>,
+    /// Whether this replica pushes to the LBs (leads and has listed).
+    pub(crate) pushing: bool,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +134,14 @@ pub(crate) fn render(inputs: &Inputs) -> String {
     let upstreams = Gauge::<i64>::default();
     upstreams.set(i64::try_from(inputs.upstreams.len()).unwrap_or(i64::MAX));
     registry.register("upstreams", "Upstreams in the desired state", upstreams);
+    let pushing = Gauge::<i64>::default();
+    pushing.set(i64::from(inputs.pushing));
+    registry.register(
+        "pushing",
+        "1 while this replica pushes to the LBs (it holds the leader Lease, if leader \
+         election is on, and every cluster has listed)",
+        pushing,
+    );
 
     register_failover(&mut registry, inputs);
 
