@@ -270,8 +270,25 @@ impl HaproxyAdapter {
             m.pending_deletes
                 .extend(deferred.into_iter().map(|s| (be.clone(), s)));
         }
-        let pending = std::mem::take(&mut m.pending_deletes);
-        for (be, srv) in pending {
+        self.retry_deletes(&mut m.pending_deletes, ups).await
+    }
+
+    /// Retries the server deletions HAProxy deferred (connections remained) for servers
+    /// that are still not wanted; those still busy stay pending. Runs after every apply
+    /// and on every drift check, so a removed server goes once its connections end.
+    async fn retry_deletes(
+        &self,
+        pending: &mut BTreeSet<(String, String)>,
+        ups: &BTreeMap<UpstreamKey, Upstream>,
+    ) -> Result<(), LbError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let by_backend: HashMap<String, &Upstream> = ups
+            .values()
+            .map(|u| (self.names.backend(&u.key), u))
+            .collect();
+        for (be, srv) in std::mem::take(pending) {
             let wanted = by_backend
                 .get(&be)
                 .is_some_and(|u| u.endpoints.iter().any(|e| server_name(e) == srv));
@@ -280,10 +297,9 @@ impl HaproxyAdapter {
                     .await
                     .map_err(transient)?
             {
-                m.pending_deletes.insert((be, srv));
+                pending.insert((be, srv));
             }
         }
-
         Ok(())
     }
 
@@ -403,11 +419,17 @@ impl LbAdapter for HaproxyAdapter {
         Box::pin(self.observe_inner())
     }
 
-    /// The worker's pid only: a reload or restart changes it (as in `observe`).
+    /// The worker's pid only: a reload or restart changes it (as in `observe`). Also
+    /// retries deferred server deletions, so they do not wait for the next change.
     fn summary(&self) -> BoxFuture<'_, Result<StateSummary, LbError>> {
         Box::pin(async move {
-            let m = self.mirror.lock().await;
+            let mut guard = self.mirror.lock().await;
+            let m = &mut *guard;
             let pid = self.rt.worker_pid().await.map_err(transient)?;
+            if m.instance == Some(pid) {
+                self.retry_deletes(&mut m.pending_deletes, &m.upstreams)
+                    .await?;
+            }
             Ok(m.summary(pid))
         })
     }
