@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lb_harness::{Pod, free_port, table, upstream, vhost, who};
+use lb_harness::{Pod, free_addr, table, upstream, vhost, who};
 use podgate::demo::{Lab, LabOptions};
 use podgate::lb::caddy::{AdminAddr, AdminClient, CaddyAdapter, CaddySettings};
 use podgate::lb::config::{Target, TargetKind};
@@ -181,7 +181,7 @@ async fn wait_until<F: AsyncFnMut() -> bool>(mut ok: F) {
 async fn start_haproxy() -> Lb {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    let lb: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let lb: SocketAddr = free_addr();
     std::fs::write(
         d.join("main.cfg"),
         format!(
@@ -202,7 +202,7 @@ async fn start_haproxy() -> Lb {
     // The controller's files (end-to-end part) live beside the adapter's.
     std::fs::create_dir_all(d.join("controller")).unwrap();
     std::fs::write(d.join("controller/podgate.cfg"), "").unwrap();
-    let ctl_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ctl_addr: SocketAddr = free_addr();
     let target = Target {
         socket: Some(d.join("rt.sock").display().to_string()),
         master_socket: Some(d.join("master.sock").display().to_string()),
@@ -242,8 +242,8 @@ async fn start_haproxy() -> Lb {
 async fn start_caddy() -> Lb {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let lb: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = free_addr();
+    let lb: SocketAddr = free_addr();
     std::fs::write(
         d.join("caddy.json"),
         format!(r#"{{"admin":{{"listen":"{admin}","config":{{"persist":false}}}},"logging":{{"logs":{{"default":{{"level":"ERROR"}}}}}}}}"#),
@@ -262,7 +262,7 @@ async fn start_caddy() -> Lb {
         .unwrap();
     let client = AdminClient::new(AdminAddr::Tcp(admin), Duration::from_secs(5));
     wait_until(async || client.request("GET", "/config/", None).await.is_ok()).await;
-    let ctl_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ctl_addr: SocketAddr = free_addr();
     let target = Target {
         url: Some(format!("http://{admin}")),
         listen: vec![ctl_addr],

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lb_harness::{eventually, free_port, get, stop_child};
+use lb_harness::{eventually, free_addr, get, stop_child};
 use podgate::demo::pods::{self, Pod};
 use podgate::demo::{Lab, LabOptions};
 use podgate::lb::caddy::{AdminAddr, AdminClient};
@@ -155,7 +155,7 @@ struct Caddy {
 impl Caddy {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin = free_addr();
         std::fs::write(
             dir.path().join("caddy.json"),
             format!(r#"{{"admin":{{"listen":"{admin}","config":{{"persist":false}}}}}}"#),
@@ -285,19 +285,9 @@ fn caddy_target(name: &str, lb: SocketAddr, instances: &[&Caddy]) -> Target {
     }
 }
 
-/// Distinct free loopback addresses for the LBs' routing listeners: all held while
-/// picking, so no two are the same port (the LBs would then share it).
-fn free_addrs<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
-/// Two of [`free_addrs`], for one HAProxy and one Caddy.
+/// Routing listeners for one HAProxy and one Caddy (see [`free_addr`]).
 fn lb_addrs() -> (SocketAddr, SocketAddr) {
-    let [a, b] = free_addrs();
-    (a, b)
+    (free_addr(), free_addr())
 }
 
 fn fast_sync() -> SyncConfig {
@@ -895,7 +885,7 @@ async fn each_serves_its_own(
 async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_members() {
     require_lbs!();
     // Each controller has its own routing listener on each LB.
-    let [ha, ca, hb, cb] = free_addrs();
+    let [ha, ca, hb, cb] = [free_addr(), free_addr(), free_addr(), free_addr()];
     let mut h = Haproxy::new();
     h.launch().await;
     let mut c = Caddy::new();

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lb_harness::{
-    Pod, eventually, free_port, get, spread, stop_child, table, upstream, vhost, who,
+    Pod, eventually, free_addr, get, spread, stop_child, table, upstream, vhost, who,
 };
 use podgate::lb::LbAdapter;
 use podgate::lb::caddy::{AdminAddr, AdminClient, CaddyAdapter, CaddySettings};
@@ -47,8 +47,8 @@ impl Caddy {
 
     async fn start_with(unix: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let lb: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin = free_addr();
+        let lb = free_addr();
         let sock = dir.path().join("admin.sock");
         let (listen, addr) = if unix {
             (format!("unix/{}", sock.display()), AdminAddr::Unix(sock))
@@ -423,9 +423,9 @@ async fn caddy_keeps_foreign_config_and_fences_old_epochs() {
     require_caddy!();
     let c = Caddy::start().await;
     let admin = AdminClient::new(AdminAddr::Tcp(c.admin), SECS);
-    let other = free_port();
+    let other = free_addr();
     let foreign = format!(
-        r#"{{"other":{{"listen":["127.0.0.1:{other}"],"routes":[{{"handle":[{{"handler":"static_response","body":"theirs"}}]}}]}}}}"#
+        r#"{{"other":{{"listen":["{other}"],"routes":[{{"handle":[{{"handler":"static_response","body":"theirs"}}]}}]}}}}"#
     );
     admin
         .request(
@@ -444,9 +444,8 @@ async fn caddy_keeps_foreign_config_and_fences_old_epochs() {
     })
     .await;
     assert_eq!(who(c.lb, "x.test", "/").await, "a");
-    let theirs: SocketAddr = format!("127.0.0.1:{other}").parse().unwrap();
     assert_eq!(
-        who(theirs, "x.test", "/").await,
+        who(other, "x.test", "/").await,
         "theirs",
         "the operator's server survives"
     );

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lb_harness::{
-    Pod, eventually, free_port, get, spread, stop_child, table, upstream, vhost, who,
+    Pod, eventually, free_addr, get, spread, stop_child, table, upstream, vhost, who,
 };
 use podgate::lb::LbAdapter;
 use podgate::lb::haproxy::{HaproxyAdapter, HaproxySettings, RuntimeAddr, RuntimeClient};
@@ -48,10 +48,10 @@ impl Haproxy {
 
     async fn start_with(tcp: bool, min_reload_interval: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let lb: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let lb = free_addr();
         let d = dir.path().to_path_buf();
         let (socket, runtime) = if tcp {
-            let a: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let a = free_addr();
             (format!("ipv4@{a}"), RuntimeAddr::Tcp(a))
         } else {
             let p = d.join("rt.sock");

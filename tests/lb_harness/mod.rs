@@ -50,12 +50,16 @@ pub(crate) fn require_program(program: &str) -> bool {
     false
 }
 
-/// A free loopback port: bound, then released.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// An address for an LB program to listen on: a random IP of 127.2.0.0/16 and a port
+/// that was free on it. The port is released before the program binds it; on an IP of
+/// its own, another test could take it only by binding the same random IP (or a
+/// wildcard address), which none does — unlike a port released on 127.0.0.1, where
+/// every test's ephemeral sockets live.
+pub(crate) fn free_addr() -> SocketAddr {
+    let ip = std::net::Ipv4Addr::new(127, 2, rand::random(), rand::random::<u8>().max(1));
+    std::net::TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+        .expect("a free loopback address")
 }
 
 /// How long a pod takes to answer a request for `/slow…`.
