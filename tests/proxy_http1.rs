@@ -320,3 +320,54 @@ async fn a_response_without_length_ends_with_the_connection() {
     assert_eq!(r.header("x-old"), Some("1"));
     assert_eq!(String::from_utf8_lossy(&r.body), "until the end");
 }
+
+#[tokio::test]
+async fn a_connection_header_naming_content_length_smuggles_nothing() {
+    let pod = Backend::start("web", 71, 5).await;
+    let proxy = routed("s.example.com", pod.endpoint("idc", EndpointState::Active)).await;
+    let inner = "GET /admin HTTP/1.1\r\nHost: internal\r\n\r\n";
+    let raw = format!(
+        "POST /outer HTTP/1.1\r\nHost: s.example.com\r\nConnection: content-length\r\n\
+         Content-Length: {}\r\n\r\n{inner}",
+        inner.len()
+    );
+    let mut s = TcpStream::connect(proxy.http_addr).await.unwrap();
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        format!("web /outer {inner}"),
+        "the body reached the pod as a body"
+    );
+    assert_eq!(pod.hits(), 1, "the pod saw a second, smuggled request");
+}
+
+#[tokio::test]
+async fn a_client_stalling_mid_body_gets_a_timeout_not_a_stuck_connection() {
+    let pod = Backend::start("web", 71, 6).await;
+    let proxy = proxy_harness::proxy_with(|c| c.timeouts.upstream_response_ms = 300).await;
+    push(
+        &proxy,
+        &Batch {
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            routes: Some(routes(&[("t.example.com", PathMatch::prefix("/"), "web")])),
+            ..Batch::default()
+        },
+    )
+    .await;
+    let mut s = TcpStream::connect(proxy.http_addr).await.unwrap();
+    // 1,000 bytes announced, 1 sent, then nothing.
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t.example.com\r\nContent-Length: 1000\r\n\r\nx")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.header("connection"), Some("close"));
+}

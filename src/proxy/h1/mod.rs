@@ -238,6 +238,8 @@ where
                     return self.refuse(&bad_gateway(), &x, body_left).await;
                 }
             };
+            let timeout = self.forwarder.config().timeouts.upstream_response();
+            self.deadline.as_mut().reset(Instant::now() + timeout);
             let failure = match self.send(&mut upstream, &mut body_left).await {
                 Ok(()) => match self.response_head(&mut upstream, &x).await {
                     Ok(resp) => {
@@ -268,7 +270,11 @@ where
                     bad_gateway()
                 }
                 Failure::Lost(e) => {
-                    self.forwarder.failed(key, &backend.stats, backend.addr);
+                    // A pooled connection the upstream closed as it was reused is no
+                    // sign of a bad endpoint (keep-alive races); a fresh one failing is.
+                    if !upstream.reused {
+                        self.forwarder.failed(key, &backend.stats, backend.addr);
+                    }
                     // `to_upstream` is emptied once a body starts to stream.
                     let retry = x.idempotent && attempts_left && !self.to_upstream.is_empty();
                     tracing::warn!(upstream = %key, endpoint = %backend.addr, error = %e,
@@ -293,12 +299,15 @@ where
         }
     }
 
-    /// Sends the head (with the buffered body), then streams the rest of the body.
+    /// Sends the head (with the buffered body), then streams the rest of the body; all
+    /// within the `upstream_response` deadline armed by the caller, so a client that
+    /// stalls mid-body or an upstream that stops reading cannot hold the task forever.
     async fn send(&mut self, up: &mut UpstreamConn, body_left: &mut u64) -> Result<(), Failure> {
-        up.stream
-            .write_all(&self.to_upstream)
-            .await
-            .map_err(Failure::Lost)?;
+        tokio::select! {
+            biased;
+            r = up.stream.write_all(&self.to_upstream) => r.map_err(Failure::Lost)?,
+            () = self.deadline.as_mut() => return Err(Failure::TimedOut),
+        }
         if *body_left == 0 {
             return Ok(());
         }
@@ -308,10 +317,11 @@ where
         loop {
             if !self.buf.is_empty() {
                 let n = body.take(&self.buf).unwrap_or(0);
-                up.stream
-                    .write_all(&self.buf[..n])
-                    .await
-                    .map_err(Failure::Lost)?;
+                tokio::select! {
+                    biased;
+                    r = up.stream.write_all(&self.buf[..n]) => r.map_err(Failure::Lost)?,
+                    () = self.deadline.as_mut() => return Err(Failure::TimedOut),
+                }
                 self.buf.advance(n);
                 *body_left -= n as u64;
             }
@@ -319,14 +329,20 @@ where
                 return Ok(());
             }
             self.buf.reserve(READ_BYTES);
-            match self.io.read_buf(&mut self.buf).await {
+            let read = tokio::select! {
+                biased;
+                r = self.io.read_buf(&mut self.buf) => r,
+                () = self.deadline.as_mut() => return Err(Failure::TimedOut),
+            };
+            match read {
                 Ok(0) | Err(_) => return Err(Failure::ClientGone),
                 Ok(_) => {}
             }
         }
     }
 
-    /// Reads the final response head (relaying 1xx heads) within `upstream_response`.
+    /// Reads the final response head (relaying 1xx heads) within `upstream_response`
+    /// of the request having been sent.
     async fn response_head(
         &mut self,
         up: &mut UpstreamConn,
@@ -334,10 +350,12 @@ where
     ) -> Result<response::Response, Failure> {
         let timeout = self.forwarder.config().timeouts.upstream_response();
         self.deadline.as_mut().reset(Instant::now() + timeout);
+        // A shutdown under way ends the connection after this answer.
+        let close = x.close || *self.shutdown.borrow();
         loop {
             if !up.buf.is_empty() {
                 self.to_client.clear();
-                match response::parse(&up.buf, x.is_head, x.close, &mut self.to_client)
+                match response::parse(&up.buf, x.is_head, close, &mut self.to_client)
                     .map_err(Failure::Bad)?
                 {
                     Head::Final(resp) => return Ok(resp),
@@ -420,9 +438,10 @@ where
             return false;
         }
         if resp.reusable && body.is_done() && up.buf.is_empty() {
-            backend.stats.idle.checkin(up);
+            let max_idle = self.forwarder.config().timeouts.upstream_idle();
+            backend.stats.idle.checkin(up, max_idle);
         }
-        !(x.close || until_close)
+        !(x.close || until_close || *self.shutdown.borrow())
     }
 
     /// Answers with the proxy's own short status; false when the client connection must

@@ -61,7 +61,9 @@ pub(crate) fn parse<'b>(
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::Handoff;
     };
-    if method == "CONNECT" || !target.starts_with('/') {
+    // A fragment never belongs in a request target; hyper's URI parser drops it, so the
+    // general path routes such a target the way the two paths should agree on.
+    if method == "CONNECT" || !target.starts_with('/') || target.contains('#') {
         return Parsed::Handoff;
     }
     let headers: &'b [httparse::Header<'b>] = req.headers;
@@ -99,7 +101,14 @@ pub(crate) fn parse<'b>(
     let Some(Some(host)) = host else {
         return Parsed::Handoff;
     };
-    if connection.upgrade || host.is_empty() {
+    // `Connection` naming a framing field or Host would make the next hop read this
+    // message differently (a body without its length is a smuggled request).
+    if connection.upgrade
+        || host.is_empty()
+        || ["content-length", "transfer-encoding", "host"]
+            .iter()
+            .any(|n| connection.names(n))
+    {
         return Parsed::Handoff;
     }
     Parsed::Complete(Request {
@@ -143,15 +152,16 @@ impl Request<'_> {
         let mut previous_for: Vec<&[u8]> = Vec::new();
         for h in self.headers {
             let name = h.name;
+            if names::is_hop_by_hop(name) || self.connection.names(name) {
+                continue;
+            }
             if name.eq_ignore_ascii_case("x-forwarded-for") {
                 if let Some(v) = visible_ascii(h.value) {
                     previous_for.push(v.as_bytes());
                 }
                 continue;
             }
-            if names::is_hop_by_hop(name)
-                || self.connection.names(name)
-                || name.eq_ignore_ascii_case("host")
+            if name.eq_ignore_ascii_case("host")
                 || name.eq_ignore_ascii_case("x-forwarded-proto")
                 || name.eq_ignore_ascii_case("x-forwarded-host")
             {
@@ -220,6 +230,15 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_for_named_in_connection_is_dropped_like_on_the_general_path() {
+        let head = upstream_head(
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+        )
+        .unwrap();
+        assert!(head.contains("x-forwarded-for: 127.0.0.9\r\n"), "{head}");
+    }
+
+    #[test]
     fn requests_the_fast_path_does_not_frame_go_to_the_general_path() {
         for raw in [
             "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
@@ -231,6 +250,10 @@ mod tests {
             "GET / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+            // A body whose length the next hop would not see: a smuggled request.
+            "POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n",
             "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n",

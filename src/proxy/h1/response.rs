@@ -104,6 +104,7 @@ pub(crate) fn parse(
         }
     };
     let until_close = matches!(framing, Framing::UntilClose);
+    let both_framings = chunked.is_some() && length.is_some();
 
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&three_digits(status));
@@ -112,14 +113,20 @@ pub(crate) fn parse(
     out.extend_from_slice(b"\r\n");
     for h in headers {
         let name = h.name;
-        if names::is_hop_by_hop(name)
-            || connection.names(name)
-            // With a Transfer-Encoding, a Content-Length is wrong (RFC 9112 §6.3 ¶3).
-            || (chunked.is_some() && name.eq_ignore_ascii_case("content-length"))
+        // Framing fields stay whatever `Connection` says: the body is relayed as framed.
+        let framing_field = name.eq_ignore_ascii_case("transfer-encoding");
+        if name.eq_ignore_ascii_case("content-length")
+            || names::is_hop_by_hop(name)
+            || (connection.names(name) && !framing_field)
         {
             continue;
         }
         names::write_header(out, name.as_bytes(), h.value);
+    }
+    // One Content-Length however many equal ones came (RFC 9110 §8.6), none with a
+    // Transfer-Encoding (RFC 9112 §6.3 ¶3).
+    if let (None, Some(n)) = (chunked, length) {
+        names::write_header(out, b"content-length", n.to_string().as_bytes());
     }
     if close_client || until_close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -129,7 +136,8 @@ pub(crate) fn parse(
         head_len,
         status,
         framing,
-        reusable: version == 1 && !connection.close && !until_close,
+        // Both framings at once smells of a confused or malicious upstream.
+        reusable: version == 1 && !connection.close && !until_close && !both_framings,
     }))
 }
 
@@ -163,7 +171,23 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: pod\r\n\r\n"
         );
         assert!(matches!(r.framing, Framing::Chunked(_)));
-        assert!(r.reusable);
+        assert!(!r.reusable, "both framings: not reused");
+    }
+
+    #[test]
+    fn framing_fields_survive_a_connection_header_naming_them() {
+        let (head, r) = client_head(
+            "HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\n\
+             Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            false,
+        );
+        assert_eq!(head, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+        assert!(matches!(r.framing, Framing::Length(5)));
+        let (head, _) = client_head(
+            "HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
     }
 
     #[test]

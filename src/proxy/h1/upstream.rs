@@ -4,9 +4,11 @@
 //! endpoint's idle connections, newest first out. A connection is reused only if it is
 //! younger than `upstream_idle` and the reactor has not seen it become readable (an
 //! idle connection that is readable has been closed or sent garbage): no system call
-//! in the common case. Must never hand out a connection that is in use or has unread
-//! bytes.
+//! in the common case. Connections idle longer than `upstream_idle` are closed from the
+//! oldest end whenever the endpoint is used. Must never hand out a connection that is
+//! in use or has unread bytes.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -66,7 +68,8 @@ impl UpstreamConn {
 /// The idle connections of one endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct IdleConns {
-    idle: Mutex<Vec<(UpstreamConn, Instant)>>,
+    /// Oldest at the front.
+    idle: Mutex<VecDeque<(UpstreamConn, Instant)>>,
 }
 
 impl IdleConns {
@@ -74,12 +77,8 @@ impl IdleConns {
     pub(crate) fn checkout(&self, max_idle: Duration) -> Option<UpstreamConn> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((conn, since)) = idle.pop() {
-            if now.duration_since(since) >= max_idle {
-                // The rest are older still.
-                idle.clear();
-                return None;
-            }
+        expire(&mut idle, now, max_idle);
+        while let Some((conn, _)) = idle.pop_back() {
             if !conn.closed_while_idle() {
                 return Some(conn);
             }
@@ -88,12 +87,69 @@ impl IdleConns {
     }
 
     /// Keeps a connection whose last exchange ended cleanly.
-    pub(crate) fn checkin(&self, mut conn: UpstreamConn) {
+    pub(crate) fn checkin(&self, mut conn: UpstreamConn, max_idle: Duration) {
         debug_assert!(conn.buf.is_empty());
         conn.reused = true;
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        expire(&mut idle, now, max_idle);
         if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
+            idle.push_back((conn, now));
         }
+    }
+
+    /// How many are idle (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Closes the connections idle for `max_idle` or longer (all at the front).
+fn expire(idle: &mut VecDeque<(UpstreamConn, Instant)>, now: Instant, max_idle: Duration) {
+    while idle
+        .front()
+        .is_some_and(|(_, since)| now.duration_since(*since) >= max_idle)
+    {
+        idle.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_idle_too_long_are_closed_while_newer_ones_are_used() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let max_idle = Duration::from_mins(1);
+        let idle = IdleConns::default();
+        for _ in 0..3 {
+            let conn = UpstreamConn::connect(addr, Duration::from_secs(5))
+                .await
+                .unwrap();
+            idle.checkin(conn, max_idle);
+        }
+        tokio::time::advance(Duration::from_secs(61)).await;
+        // A burst is over; one connection is used now and then: the three old ones go.
+        let fresh = UpstreamConn::connect(addr, Duration::from_secs(5))
+            .await
+            .unwrap();
+        idle.checkin(fresh, max_idle);
+        assert_eq!(idle.len(), 1);
+        let again = idle.checkout(max_idle).expect("the fresh one");
+        assert!(again.reused);
+        assert_eq!(idle.len(), 0);
+        accept.abort();
     }
 }
