@@ -155,3 +155,37 @@ async fn the_leader_keeps_pushing_while_the_lease_cluster_is_down() {
     let s = lab.admin_state().await.unwrap();
     assert_eq!(s["pushing"], true);
 }
+
+#[tokio::test]
+async fn a_new_leader_epoch_is_above_any_earlier_one_even_from_a_clock_ahead() {
+    // A stale Lease left by a holder whose clock ran a day ahead: taking it over with
+    // this host's clock would give an epoch every LB refuses.
+    let ahead = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap() + 86_400_000;
+    let lab = Lab::start(LabOptions {
+        configure: Some(Configure::new(move |c, sims| {
+            c.leader_election = Some(election("replica-a"));
+            sims[0]
+                .apply_json(serde_json::json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": "podgate-leader", "namespace": "podgate-system",
+                                 "annotations": {"podgate.io/epoch": ahead.to_string()}},
+                    "spec": {"holderIdentity": "gone", "leaseDurationSeconds": 1},
+                }))
+                .unwrap();
+        })),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let epoch = lab
+        .eventually("leading", WAIT, || async {
+            let s = lab.admin_state().await.ok()?;
+            s["epoch"].as_u64()
+        })
+        .await
+        .unwrap();
+    assert!(epoch > ahead, "epoch {epoch} not above {ahead}");
+    lab.deploy_pods("fourth", "fourth.example.com", 190, 1)
+        .await
+        .unwrap();
+}

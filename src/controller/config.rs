@@ -165,8 +165,9 @@ pub struct LeaderElectionConfig {
         deserialize_with = "duration::required"
     )]
     pub retry_period: Duration,
-    /// This replica's name in the Lease. Default: `$POD_NAME`, else `$HOSTNAME`, plus a
-    /// random suffix so that a restarted pod is a new holder.
+    /// This replica's name in the Lease, before a random suffix (so that replicas given
+    /// the same name, or a restarted pod, are distinct holders). Default: `$POD_NAME`,
+    /// else `$HOSTNAME`.
     #[serde(default)]
     pub identity: Option<String>,
 }
@@ -185,13 +186,12 @@ impl LeaderElectionConfig {
     }
 
     pub(crate) fn identity(&self) -> String {
-        if let Some(identity) = &self.identity {
-            return identity.clone();
-        }
-        let host = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "podgate".to_owned());
-        format!("{host}-{:08x}", rand::random::<u32>())
+        let name = self.identity.clone().unwrap_or_else(|| {
+            std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "podgate".to_owned())
+        });
+        format!("{name}-{:08x}", rand::random::<u32>())
     }
 }
 

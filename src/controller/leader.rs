@@ -9,12 +9,15 @@
 //! clock, from when it last saw the Lease change (as client-go does), never by
 //! comparing another host's timestamps.
 //!
-//! Unlike client-go, a leader that cannot reach the Lease's API server keeps leading:
-//! podgate must keep working while one cluster's API server is down, and stepping down
-//! would freeze every LB (no replica could take the Lease either). That is safe
-//! because of the epoch: a replica that can reach the Lease takes it once it looks
-//! stale, and its first push fences this one. A leader steps down only when it reads
-//! the Lease held by another or loses a write race for it.
+//! Unlike client-go, a leader that cannot reach the Lease's API server keeps leading
+//! when every LB it pushes to fences by epoch itself (the LB contract does): podgate
+//! must keep working while one cluster's API server is down, and stepping down would
+//! freeze every LB (no replica could take the Lease either). A replica that can reach
+//! the Lease takes it once it looks stale, and its first push fences this one. With an
+//! LB that does not fence (HAProxy, Caddy), a leader that could not renew for two
+//! thirds of `lease_duration` steps down, as client-go's does, before anyone can take
+//! over. A replica takes the Lease over only once every cluster has listed (a warm
+//! standby, not a pod that just started, should win).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +40,8 @@ struct Seen {
     resource_version: Option<String>,
     epoch: u64,
     transitions: i32,
+    /// The holder's own `leaseDurationSeconds`.
+    duration: Duration,
 }
 
 impl Seen {
@@ -55,6 +60,11 @@ impl Seen {
                 .and_then(|e| e.parse().ok())
                 .unwrap_or(0),
             transitions: spec.and_then(|s| s.lease_transitions).unwrap_or(0),
+            duration: Duration::from_secs(
+                spec.and_then(|s| s.lease_duration_seconds)
+                    .and_then(|d| u64::try_from(d).ok())
+                    .unwrap_or(0),
+            ),
         }
     }
 }
@@ -67,48 +77,87 @@ enum Step {
     Standby,
 }
 
-/// `unchanged_for`: how long the Lease has looked the same to this replica.
+/// `unchanged_for`: how long the Lease has looked the same to this replica. A holder
+/// that announced a longer lease than ours gets it.
 fn decide(seen: &Seen, me: &str, unchanged_for: Duration, lease_duration: Duration) -> Step {
     match &seen.holder {
         Some(holder) if holder == me => Step::Renew,
-        Some(_) if unchanged_for < lease_duration => Step::Standby,
+        Some(_) if unchanged_for < lease_duration.max(seen.duration) => Step::Standby,
         _ => Step::TakeOver,
     }
 }
 
+/// Why one round of the campaign did not get an answer.
+#[derive(Debug, thiserror::Error)]
+enum CampaignError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("no answer from the API server in time")]
+    TimedOut,
+}
+
+/// What the campaign needs besides the Lease's API.
+pub(super) struct Campaigner {
+    pub(super) config: LeaderElectionConfig,
+    /// Whether every cluster has listed: only then may this replica take over.
+    pub(super) listed: watch::Receiver<bool>,
+    /// Every LB target fences by epoch itself (see the module comment).
+    pub(super) lbs_fence: bool,
+}
+
 /// Campaigns for the Lease until the task is dropped, publishing this replica's term.
-pub(super) async fn run(
-    api: Api<Lease>,
-    config: LeaderElectionConfig,
-    term: watch::Sender<Option<u64>>,
-) {
+pub(super) async fn run(api: Api<Lease>, campaigner: Campaigner, term: watch::Sender<Option<u64>>) {
+    let Campaigner {
+        config,
+        listed,
+        lbs_fence,
+    } = campaigner;
     let me = config.identity();
+    // Before anyone could take over (client-go's renew deadline), when an LB does not
+    // fence a leader that lost the Lease.
+    let step_down_after = (!lbs_fence).then(|| config.lease_duration * 2 / 3);
+    // Long enough for a slow API server, short enough to renew in time.
+    let request_timeout = config.lease_duration / 3;
     let mut campaign = Campaign {
         api,
         me,
         config,
+        listed,
         last_seen: None,
+        max_epoch: 0,
     };
+    let mut renewed_at: Option<Instant> = None;
     loop {
-        let now = Instant::now();
-        let outcome = campaign.attempt(now).await;
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(request_timeout, campaign.attempt())
+            .await
+            .unwrap_or(Err(CampaignError::TimedOut));
         let leading = term.borrow().is_some();
         match outcome {
             Ok(Some(epoch)) => {
+                renewed_at = Some(started);
                 if !leading {
                     tracing::info!(identity = %campaign.me, epoch, "leading: pushing to the LBs");
                 }
                 term.send_if_modified(|t| replace(t, Some(epoch)));
             }
             Ok(None) => {
+                renewed_at = None;
                 if leading {
                     tracing::warn!(identity = %campaign.me, "lost the lease: standing by");
                 }
                 term.send_if_modified(|t| replace(t, None));
             }
             Err(e) => {
-                // Keep the term (see the module comment): the epoch protects the LBs.
                 tracing::warn!(identity = %campaign.me, error = %e, leading, "lease request failed");
+                let overdue = renewed_at
+                    .zip(step_down_after)
+                    .is_some_and(|(at, after)| at.elapsed() >= after);
+                if leading && overdue {
+                    renewed_at = None;
+                    tracing::warn!(identity = %campaign.me, "could not renew the lease in time and an LB does not fence: standing by");
+                    term.send_if_modified(|t| replace(t, None));
+                }
             }
         }
         tokio::time::sleep(campaign.config.retry_period).await;
@@ -125,17 +174,29 @@ struct Campaign {
     api: Api<Lease>,
     me: String,
     config: LeaderElectionConfig,
+    listed: watch::Receiver<bool>,
     /// The Lease's last resourceVersion and when this replica first saw it.
     last_seen: Option<(Option<String>, Instant)>,
+    /// The highest epoch seen in the Lease or written by this replica: epochs never go
+    /// back, even if the Lease is deleted or its annotation lost, or a clock steps back.
+    max_epoch: u64,
 }
 
 impl Campaign {
     /// One round: `Some(epoch)` if this replica holds the Lease afterwards.
-    async fn attempt(&mut self, now: Instant) -> Result<Option<u64>, kube::Error> {
-        let Some(lease) = self.api.get_opt(&self.config.name).await? else {
-            let epoch = crate::sync::audit::now_ms();
+    async fn attempt(&mut self) -> Result<Option<u64>, CampaignError> {
+        let read = self.api.get_opt(&self.config.name).await?;
+        // After the answer: a slow read must not make the Lease look older than it is.
+        let now = Instant::now();
+        let listed = *self.listed.borrow();
+        let Some(lease) = read else {
+            if !listed {
+                return Ok(None);
+            }
+            let epoch = self.next_epoch(0);
             let lease = self.lease(ObjectMeta::default(), epoch, 0, None);
-            return Self::write(self.api.create(&PostParams::default(), &lease).await, epoch);
+            let created = self.api.create(&PostParams::default(), &lease).await;
+            return Ok(self.write(created, epoch)?);
         };
         let seen = Seen::of(&lease);
         let unchanged_since = match &self.last_seen {
@@ -151,11 +212,12 @@ impl Campaign {
             self.config.lease_duration,
         ) {
             Step::Standby => return Ok(None),
-            Step::Renew => (seen.epoch, seen.transitions, acquired),
+            Step::TakeOver if !listed => return Ok(None),
+            // A lost or lowered annotation is written back with the epoch in force.
+            Step::Renew => (seen.epoch.max(self.max_epoch), seen.transitions, acquired),
             Step::TakeOver => {
                 tracing::info!(identity = %self.me, previous = ?seen.holder, "taking over the lease");
-                // Above every earlier holder's epoch even if this host's clock is behind.
-                let epoch = crate::sync::audit::now_ms().max(seen.epoch + 1);
+                let epoch = self.next_epoch(seen.epoch);
                 (epoch, seen.transitions.saturating_add(1), None)
             }
         };
@@ -164,13 +226,25 @@ impl Campaign {
             .api
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await;
-        Self::write(written, epoch)
+        Ok(self.write(written, epoch)?)
+    }
+
+    /// A new holder's epoch: above every epoch seen, even if this host's clock is behind.
+    fn next_epoch(&self, seen: u64) -> u64 {
+        crate::sync::audit::now_ms().max(seen.max(self.max_epoch) + 1)
     }
 
     /// A write's outcome: a conflict means another replica wrote first.
-    fn write(written: Result<Lease, kube::Error>, epoch: u64) -> Result<Option<u64>, kube::Error> {
+    fn write(
+        &mut self,
+        written: Result<Lease, kube::Error>,
+        epoch: u64,
+    ) -> Result<Option<u64>, kube::Error> {
         match written {
-            Ok(_) => Ok(Some(epoch)),
+            Ok(_) => {
+                self.max_epoch = self.max_epoch.max(epoch);
+                Ok(Some(epoch))
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(e),
         }
@@ -218,6 +292,7 @@ mod tests {
             resource_version: Some("1".into()),
             epoch: 5,
             transitions: 0,
+            duration: Duration::from_secs(15),
         }
     }
 
@@ -237,5 +312,67 @@ mod tests {
             Step::TakeOver
         );
         assert_eq!(decide(&seen(None), "me", Duration::ZERO, d), Step::TakeOver);
+        // A holder announcing 15 s keeps it against a standby configured for 5 s.
+        let short = Duration::from_secs(5);
+        assert_eq!(
+            decide(&seen(Some("other")), "me", Duration::from_secs(10), short),
+            Step::Standby
+        );
+    }
+
+    /// A leader on a simulated API server; the term it publishes.
+    async fn leader(
+        sim: &crate::sim::SimCluster,
+        lbs_fence: bool,
+    ) -> (tokio::task::JoinHandle<()>, watch::Receiver<Option<u64>>) {
+        let api = Api::namespaced(sim.client().unwrap(), "default");
+        let config = LeaderElectionConfig {
+            lease_duration: Duration::from_millis(900),
+            retry_period: Duration::from_millis(100),
+            identity: Some("solo".into()),
+            namespace: "default".into(),
+            ..LeaderElectionConfig::new()
+        };
+        let (_, listed) = watch::channel(true);
+        let (tx, mut rx) = watch::channel(None);
+        let task = tokio::spawn(run(
+            api,
+            Campaigner {
+                config,
+                listed,
+                lbs_fence,
+            },
+            tx,
+        ));
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some))
+            .await
+            .expect("leading within 10 s")
+            .unwrap();
+        (task, rx)
+    }
+
+    #[tokio::test]
+    async fn cut_off_from_the_lease_a_leader_steps_down_only_if_an_lb_does_not_fence() {
+        let sim = crate::sim::SimCluster::start("home", crate::sim::SimOptions::default())
+            .await
+            .unwrap();
+        let (_fencing, mut fencing_term) = leader(&sim, true).await;
+        // 500: not retried by the kube client, so each round fails at once.
+        sim.fail_with(500);
+        // Without fencing LBs, a replica cut off steps down before anyone can take over.
+        let sim2 = crate::sim::SimCluster::start("home2", crate::sim::SimOptions::default())
+            .await
+            .unwrap();
+        let (_plain, mut plain_term) = leader(&sim2, false).await;
+        sim2.fail_with(500);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            plain_term.wait_for(Option::is_none),
+        )
+        .await
+        .expect("stepped down within 10 s")
+        .unwrap();
+        // By then the other leader has gone as long without renewing, and still leads.
+        assert!(fencing_term.borrow_and_update().is_some());
     }
 }

@@ -105,6 +105,8 @@ async fn publish_term(
 /// start time).
 async fn campaign(
     config: &ControllerConfig,
+    listed: watch::Receiver<bool>,
+    lbs_fence: bool,
     tasks: &mut JoinSet<()>,
 ) -> Result<watch::Receiver<Option<u64>>, ControllerError> {
     let (tx, rx) = watch::channel(None);
@@ -116,7 +118,12 @@ async fn campaign(
         )
         .await?;
         let api = kube::Api::namespaced(client, &election.namespace);
-        tasks.spawn(super::leader::run(api, election.clone(), tx));
+        let campaigner = super::leader::Campaigner {
+            config: election.clone(),
+            listed,
+            lbs_fence,
+        };
+        tasks.spawn(super::leader::run(api, campaigner, tx));
     } else {
         tx.send_replace(Some(epoch()));
         // Kept for the workers: dropping the sender would end their term.
@@ -222,11 +229,13 @@ pub async fn start(
 
     let metrics = SyncMetrics::default();
     let (open_gate, listed) = watch::channel(false);
-    let leader = campaign(config, &mut tasks).await?;
+    let adapters = config.adapters()?;
+    let lbs_fence = adapters.iter().all(|a| a.fences());
+    let leader = campaign(config, listed.clone(), lbs_fence, &mut tasks).await?;
     let (term_tx, term) = watch::channel(None);
     tasks.spawn(publish_term(listed, leader, term_tx));
     let mut targets = Vec::new();
-    for adapter in config.adapters()? {
+    for adapter in adapters {
         // The epoch comes with the term.
         let worker = Worker::new(
             adapter,

@@ -129,6 +129,10 @@ impl LbAdapter for HttpLb {
     }
 
     /// About 1.3 MB of JSON per part.
+    fn fences(&self) -> bool {
+        true
+    }
+
     fn full_sync_part(&self) -> Option<usize> {
         Some(FULL_SYNC_PART_ENDPOINTS)
     }

@@ -94,6 +94,13 @@ pub trait LbAdapter: Send + Sync {
     fn full_sync_part(&self) -> Option<usize> {
         None
     }
+
+    /// Whether the LB itself refuses a batch with an older epoch than one it accepted
+    /// (the LB contract does; HAProxy keeps no epoch, so only its adapter's memory
+    /// does). Leader election relies on it to let a cut-off leader keep leading.
+    fn fences(&self) -> bool {
+        false
+    }
 }
 
 /// Applies a batch's upstream changes to what an adapter applied before (`held`):

@@ -72,6 +72,9 @@ pub struct Worker {
     metrics: SyncMetrics,
     /// Pushes only during a term (see [`Worker::gated_by`]).
     term: Option<Term>,
+    /// Whether the next successful push is the first of a term (its work may have
+    /// waited through a standby period: not a convergence time).
+    fresh_term: bool,
     /// The upstreams the LB holds as far as acknowledged pushes tell, for patches
     /// (`None`: unknown, or the adapter takes whole upstreams only).
     held: Option<UpstreamMap>,
@@ -104,6 +107,7 @@ impl Worker {
             acked: None,
             metrics: SyncMetrics::default(),
             term: None,
+            fresh_term: false,
             held: None,
         }
     }
@@ -140,7 +144,7 @@ impl Worker {
 
     /// Runs until the task is dropped.
     pub async fn run(mut self) {
-        let Some(mut term) = self.term.take() else {
+        let Some(mut term) = self.term.clone() else {
             self.serve(None).await;
             return;
         };
@@ -154,6 +158,7 @@ impl Worker {
             }
             // What a previous leader pushed in between is unknown: start over.
             self.held = None;
+            self.fresh_term = true;
             self.pending.request_full();
             self.serve(Some(&mut term)).await;
             self.set_state("standby", None);
@@ -174,6 +179,8 @@ impl Worker {
                 }
             };
             tokio::select! {
+                // A term that ended wins over pending work: no push with its epoch.
+                biased;
                 () = ended => return,
                 () = self.pending.wait() => {}
                 () = tokio::time::sleep(self.config.drift_interval) => {
@@ -218,7 +225,10 @@ impl Worker {
         };
         self.update_held(work, &snapshot, result.is_ok());
         let summary = result?;
-        if let Some(since) = work.since {
+        let fresh_term = std::mem::take(&mut self.fresh_term);
+        if let Some(since) = work.since
+            && !fresh_term
+        {
             self.metrics
                 .convergence
                 .observe(since.elapsed().as_secs_f64());
@@ -271,8 +281,20 @@ impl Worker {
         summary.ok_or_else(|| LbError::Transient("a full sync without parts".into()))
     }
 
+    /// Whether this worker's epoch is still its controller's term (always, ungated).
+    fn in_term(&self) -> bool {
+        self.term
+            .as_ref()
+            .is_none_or(|t| *t.borrow() == Some(self.epoch))
+    }
+
     /// Applies one batch and records it in the audit ring.
     async fn send(&self, work: &Work, batch: &Batch) -> Result<StateSummary, LbError> {
+        // Checked before every batch, so a term that ends mid full sync (or during a
+        // backoff) sends nothing more with its epoch.
+        if !self.in_term() {
+            return Err(LbError::Fenced(self.epoch));
+        }
         let result = self.adapter.apply(batch).await;
         self.audit.record(AuditEntry {
             at_ms: 0,
