@@ -121,6 +121,7 @@ fn run_controller(path: &std::path::Path) -> ExitCode {
             let controller = podgate::controller::start(&config, options).await?;
             tracing::info!(admin = %controller.admin_addr, "serving");
             shutdown_signal().await;
+            controller.shutdown().await;
             Ok(())
         })
     });

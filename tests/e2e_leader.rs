@@ -189,3 +189,43 @@ async fn a_new_leader_epoch_is_above_any_earlier_one_even_from_a_clock_ahead() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_leader_shutting_down_hands_the_lease_over_at_once() {
+    // A lease far longer than the test waits: only a released Lease lets B lead in time.
+    let long = |identity: &str| LeaderElectionConfig {
+        lease_duration: Duration::from_mins(1),
+        ..election(identity)
+    };
+    let mut lab = Lab::start(LabOptions {
+        configure: Some(Configure::new(move |c, _| {
+            c.leader_election = Some(long("replica-a"));
+        })),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let epoch_a = lab
+        .eventually("A leads", WAIT, || async {
+            lab.admin_state().await.ok()?["epoch"].as_u64()
+        })
+        .await
+        .unwrap();
+    let mut config = lab.config.clone();
+    config.leader_election = Some(long("replica-b"));
+    let b = controller::start(&config, RunOptions::default())
+        .await
+        .unwrap();
+    let a = std::mem::replace(&mut lab.controller, b);
+    a.shutdown().await;
+    let epoch_b = lab
+        .eventually("B leads", WAIT, || async {
+            lab.admin_state().await.ok()?["epoch"].as_u64()
+        })
+        .await
+        .unwrap();
+    assert!(epoch_b > epoch_a);
+    lab.deploy_pods("fifth", "fifth.example.com", 191, 1)
+        .await
+        .unwrap();
+}

@@ -96,6 +96,31 @@ enum CampaignError {
     TimedOut,
 }
 
+/// The controller's side of a graceful resignation (see [`Controller::shutdown`]).
+///
+/// [`Controller::shutdown`]: super::Controller::shutdown
+pub(crate) struct Resign {
+    ask: tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The campaign's side: asked once, answers when the Lease is handed back.
+pub(super) type Resigned = tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>;
+
+impl Resign {
+    pub(super) fn new() -> (Self, Resigned) {
+        let (ask, asked) = tokio::sync::oneshot::channel();
+        (Self { ask }, asked)
+    }
+
+    /// Stops pushing and releases the Lease if held; waits at most `timeout`.
+    pub(super) async fn resign(self, timeout: Duration) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.ask.send(done).is_ok() {
+            let _ = tokio::time::timeout(timeout, finished).await;
+        }
+    }
+}
+
 /// What the campaign needs besides the Lease's API.
 pub(super) struct Campaigner {
     pub(super) config: LeaderElectionConfig,
@@ -103,6 +128,7 @@ pub(super) struct Campaigner {
     pub(super) listed: watch::Receiver<bool>,
     /// Every LB target fences by epoch itself (see the module comment).
     pub(super) lbs_fence: bool,
+    pub(super) resigned: Resigned,
 }
 
 /// Campaigns for the Lease until the task is dropped, publishing this replica's term.
@@ -111,6 +137,7 @@ pub(super) async fn run(api: Api<Lease>, campaigner: Campaigner, term: watch::Se
         config,
         listed,
         lbs_fence,
+        mut resigned,
     } = campaigner;
     let me = config.identity();
     // Before anyone could take over (client-go's renew deadline), when an LB does not
@@ -160,7 +187,23 @@ pub(super) async fn run(api: Api<Lease>, campaigner: Campaigner, term: watch::Se
                 }
             }
         }
-        tokio::time::sleep(campaign.config.retry_period).await;
+        tokio::select! {
+            () = tokio::time::sleep(campaign.config.retry_period) => {}
+            asked = &mut resigned => {
+                // Workers stop first, then the Lease goes: no push from here after the
+                // successor's first one.
+                term.send_replace(None);
+                if let Err(e) = tokio::time::timeout(request_timeout, campaign.release()).await
+                    .unwrap_or(Err(CampaignError::TimedOut))
+                {
+                    tracing::warn!(identity = %campaign.me, error = %e, "could not release the lease");
+                }
+                if let Ok(done) = asked {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -227,6 +270,24 @@ impl Campaign {
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await;
         Ok(self.write(written, epoch)?)
+    }
+
+    /// Hands the Lease back if this replica holds it: no holder, the epoch kept, so a
+    /// standby takes over at its next read.
+    async fn release(&mut self) -> Result<(), CampaignError> {
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.me.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        self.api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await?;
+        tracing::info!(identity = %self.me, "released the lease");
+        Ok(())
     }
 
     /// A new holder's epoch: above every epoch seen, even if this host's clock is behind.
@@ -324,7 +385,7 @@ mod tests {
     async fn leader(
         sim: &crate::sim::SimCluster,
         lbs_fence: bool,
-    ) -> (tokio::task::JoinHandle<()>, watch::Receiver<Option<u64>>) {
+    ) -> (Resign, watch::Receiver<Option<u64>>) {
         let api = Api::namespaced(sim.client().unwrap(), "default");
         let config = LeaderElectionConfig {
             lease_duration: Duration::from_millis(900),
@@ -335,12 +396,14 @@ mod tests {
         };
         let (_, listed) = watch::channel(true);
         let (tx, mut rx) = watch::channel(None);
-        let task = tokio::spawn(run(
+        let (resign, resigned) = Resign::new();
+        tokio::spawn(run(
             api,
             Campaigner {
                 config,
                 listed,
                 lbs_fence,
+                resigned,
             },
             tx,
         ));
@@ -348,7 +411,7 @@ mod tests {
             .await
             .expect("leading within 10 s")
             .unwrap();
-        (task, rx)
+        (resign, rx)
     }
 
     #[tokio::test]

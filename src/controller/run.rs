@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -42,8 +43,21 @@ pub struct Controller {
     pub admin_addr: SocketAddr,
     pub desired: Arc<Desired>,
     pub admin: Arc<AdminState>,
+    /// Asks the leader election to stand down and hand the Lease back.
+    resign: Option<super::leader::Resign>,
     _clusters: Vec<ClusterWatch>,
     _tasks: JoinSet<()>,
+}
+
+impl Controller {
+    /// Stops gracefully: a leader stops pushing and releases its Lease, so a standby
+    /// takes over at once instead of after `lease_duration`. Bounded by a few seconds;
+    /// dropping the controller afterwards stops everything else.
+    pub async fn shutdown(mut self) {
+        if let Some(resign) = self.resign.take() {
+            resign.resign(Duration::from_secs(5)).await;
+        }
+    }
 }
 
 /// The fencing epoch of a controller without leader election: its start time in
@@ -108,7 +122,7 @@ async fn campaign(
     listed: watch::Receiver<bool>,
     lbs_fence: bool,
     tasks: &mut JoinSet<()>,
-) -> Result<watch::Receiver<Option<u64>>, ControllerError> {
+) -> Result<(watch::Receiver<Option<u64>>, Option<super::leader::Resign>), ControllerError> {
     let (tx, rx) = watch::channel(None);
     if let (Some(election), Some(home)) = (&config.leader_election, config.lease_cluster()) {
         let client = cluster::client(
@@ -118,18 +132,20 @@ async fn campaign(
         )
         .await?;
         let api = kube::Api::namespaced(client, &election.namespace);
+        let (resign, resigned) = super::leader::Resign::new();
         let campaigner = super::leader::Campaigner {
             config: election.clone(),
             listed,
             lbs_fence,
+            resigned,
         };
         tasks.spawn(super::leader::run(api, campaigner, tx));
-    } else {
-        tx.send_replace(Some(epoch()));
-        // Kept for the workers: dropping the sender would end their term.
-        tasks.spawn(async move { tx.closed().await });
+        return Ok((rx, Some(resign)));
     }
-    Ok(rx)
+    tx.send_replace(Some(epoch()));
+    // Kept for the workers: dropping the sender would end their term.
+    tasks.spawn(async move { tx.closed().await });
+    Ok((rx, None))
 }
 
 /// Opens the LB workers' gate once every cluster has listed completely, or after
@@ -231,7 +247,7 @@ pub async fn start(
     let (open_gate, listed) = watch::channel(false);
     let adapters = config.adapters()?;
     let lbs_fence = adapters.iter().all(|a| a.fences());
-    let leader = campaign(config, listed.clone(), lbs_fence, &mut tasks).await?;
+    let (leader, resign) = campaign(config, listed.clone(), lbs_fence, &mut tasks).await?;
     let (term_tx, term) = watch::channel(None);
     tasks.spawn(publish_term(listed, leader, term_tx));
     let mut targets = Vec::new();
@@ -289,6 +305,7 @@ pub async fn start(
         admin_addr,
         desired,
         admin,
+        resign,
         _clusters: clusters,
         _tasks: tasks,
     })
