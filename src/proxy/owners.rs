@@ -15,12 +15,13 @@ use crate::model::{Batch, HostPattern, OwnerState, RouteTable, UpstreamKey};
 
 use super::state::ApplyError;
 
-/// Who holds what. Small: one entry per upstream and certificate.
+/// Who holds what. Cloned for every batch, so cheap to clone: a persistent map per
+/// upstream, route tables behind `Arc` (an endpoint change must not copy 10,000 hosts).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Owners {
     upstreams: imbl::HashMap<UpstreamKey, Arc<str>>,
     certificates: BTreeMap<String, Arc<str>>,
-    routes: BTreeMap<Arc<str>, RouteTable>,
+    routes: BTreeMap<Arc<str>, Arc<RouteTable>>,
     epochs: BTreeMap<Arc<str>, u64>,
 }
 
@@ -89,7 +90,7 @@ impl Owners {
         let epoch = self.epochs.entry(owner.clone()).or_default();
         *epoch = (*epoch).max(batch.epoch);
         let table = batch.routes.take()?;
-        self.routes.insert(owner, table);
+        self.routes.insert(owner, Arc::new(table));
         Some(self.merged_routes())
     }
 
@@ -113,6 +114,17 @@ impl Owners {
             }
         }
         merged
+    }
+
+    /// Whether both hold the very same route tables (not copies).
+    #[cfg(test)]
+    pub(crate) fn shares_route_tables_with(&self, other: &Self) -> bool {
+        self.routes.len() == other.routes.len()
+            && self
+                .routes
+                .iter()
+                .zip(&other.routes)
+                .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
     }
 
     /// What each named owner holds, for `GET /v1/state`; the anonymous owner is left

@@ -324,6 +324,10 @@ mod tests {
             Arc::ptr_eq(&before.upstreams[&b], &after.upstreams[&b]),
             "an untouched upstream was rebuilt"
         );
+        assert!(
+            before.owners.shares_route_tables_with(&after.owners),
+            "the owners' route tables were copied"
+        );
         assert_eq!(after.generation, 2);
     }
 
