@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use podgate::model::{Batch, Endpoint, EndpointState, PathMatch};
-use proxy_harness::{Backend, eventually, proxy, push, routes, upstream};
+use proxy_harness::{Backend, eventually, proxy_with, push, routes, upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -112,7 +112,16 @@ async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
 }
 
 async fn routed(host: &str, endpoint: Endpoint) -> podgate::proxy::ProxyHandle {
-    let proxy = proxy().await;
+    routed_with(|_| {}, host, endpoint).await
+}
+
+/// A proxy configured by `tweak`, routing `host` to one upstream of `endpoint`.
+async fn routed_with(
+    tweak: impl FnOnce(&mut podgate::proxy::ProxyConfig),
+    host: &str,
+    endpoint: Endpoint,
+) -> podgate::proxy::ProxyHandle {
+    let proxy = proxy_with(tweak).await;
     push(
         &proxy,
         &Batch {
@@ -347,18 +356,10 @@ async fn a_connection_header_naming_content_length_smuggles_nothing() {
 #[tokio::test]
 async fn a_client_stalling_mid_body_gets_a_timeout_not_a_stuck_connection() {
     let pod = Backend::start("web", 71, 6).await;
-    let proxy = proxy_harness::proxy_with(|c| c.timeouts.upstream_response_ms = 300).await;
-    push(
-        &proxy,
-        &Batch {
-            upsert_upstreams: vec![upstream(
-                "web",
-                &[],
-                vec![pod.endpoint("idc", EndpointState::Active)],
-            )],
-            routes: Some(routes(&[("t.example.com", PathMatch::prefix("/"), "web")])),
-            ..Batch::default()
-        },
+    let proxy = routed_with(
+        |c| c.timeouts.upstream_response_ms = 300,
+        "t.example.com",
+        pod.endpoint("idc", EndpointState::Active),
     )
     .await;
     let mut s = TcpStream::connect(proxy.http_addr).await.unwrap();
