@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use podgate::model::{Batch, Endpoint, EndpointState, PathMatch};
 use proxy_harness::{Backend, eventually, proxy_with, push, routes, upstream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -36,7 +36,11 @@ impl Raw {
 
 /// Reads one response (Content-Length, chunked, or until close); `buf` keeps what
 /// follows it.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Raw {
+async fn read_response<R: AsyncRead + Unpin>(
+    s: &mut R,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+) -> Raw {
     tokio::time::timeout(WAIT, async {
         let (status, headers, head_len) = loop {
             let mut storage = [httparse::EMPTY_HEADER; 64];
@@ -103,7 +107,7 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool)
 }
 
 /// Reads more; `None` at the end of the stream.
-async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+async fn fill<R: AsyncRead + Unpin>(s: &mut R, buf: &mut Vec<u8>) -> Option<usize> {
     buf.reserve(16 * 1024);
     match s.read_buf(buf).await {
         Ok(0) | Err(_) => None,
@@ -371,4 +375,37 @@ async fn a_client_stalling_mid_body_gets_a_timeout_not_a_stuck_connection() {
     let r = read_response(&mut s, &mut buf, false).await;
     assert_eq!(r.status, 504);
     assert_eq!(r.header("connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn an_upstream_refusing_an_upload_early_is_heard() {
+    // The pod answers as soon as it has the head and closes without reading the body,
+    // as servers do with a 413: the proxy's writes fail, but the answer must arrive.
+    let pod = RawBackend::start(
+        3,
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n",
+    )
+    .await;
+    let proxy = routed("u.example.com", pod.endpoint()).await;
+    let (mut rd, mut wr) = TcpStream::connect(proxy.http_addr)
+        .await
+        .unwrap()
+        .into_split();
+    // More than every socket buffer on the way can hold.
+    let len: usize = 16 << 20;
+    let writer = tokio::spawn(async move {
+        let head =
+            format!("PUT /up HTTP/1.1\r\nHost: u.example.com\r\nContent-Length: {len}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..len / chunk.len() {
+            wr.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut buf = Vec::new();
+    let r = read_response(&mut rd, &mut buf, false).await;
+    assert_eq!((r.status, r.body.as_slice()), (413, &b"too big\n"[..]));
+    assert_eq!(r.header("connection"), Some("close"));
+    writer.abort();
 }

@@ -240,18 +240,30 @@ where
             };
             let timeout = self.forwarder.config().timeouts.upstream_response();
             self.deadline.as_mut().reset(Instant::now() + timeout);
-            let failure = match self.send(&mut upstream, &mut body_left).await {
-                Ok(()) => match self.response_head(&mut upstream, &x).await {
-                    Ok(resp) => {
-                        if resp.status >= 500 {
-                            self.forwarder.failed(key, &backend.stats, backend.addr);
-                        } else {
-                            backend.stats.success();
-                        }
-                        return self.relay(upstream, resp, &backend, &x).await;
+            let head = match self.send(&mut upstream, &mut body_left).await {
+                Ok(()) => self.response_head(&mut upstream, &x, body_left).await,
+                // An upstream may answer before reading the whole body (a 413, a 401)
+                // and close; the write fails then, but its answer is there to relay.
+                Err(Failure::Lost(e)) => self
+                    .response_head(&mut upstream, &x, body_left)
+                    .await
+                    .map_err(|_| Failure::Lost(e)),
+                Err(failure) => Err(failure),
+            };
+            let failure = match head {
+                Ok(mut resp) => {
+                    if resp.status >= 500 {
+                        self.forwarder.failed(key, &backend.stats, backend.addr);
+                    } else {
+                        backend.stats.success();
                     }
-                    Err(failure) => failure,
-                },
+                    // An answer before the whole body: neither connection is at a
+                    // message boundary any more.
+                    let early = body_left > 0;
+                    resp.reusable &= !early;
+                    let keep = self.relay(upstream, resp, &backend, &x).await;
+                    return keep && !early;
+                }
                 Err(failure) => failure,
             };
             let refusal = match failure {
@@ -347,11 +359,13 @@ where
         &mut self,
         up: &mut UpstreamConn,
         x: &Exchange,
+        body_left: u64,
     ) -> Result<response::Response, Failure> {
         let timeout = self.forwarder.config().timeouts.upstream_response();
         self.deadline.as_mut().reset(Instant::now() + timeout);
-        // A shutdown under way ends the connection after this answer.
-        let close = x.close || *self.shutdown.borrow();
+        // The connection ends after this answer if the client asked, a shutdown is under
+        // way, or the answer came before the whole request body.
+        let close = x.close || *self.shutdown.borrow() || body_left > 0;
         loop {
             if !up.buf.is_empty() {
                 self.to_client.clear();
