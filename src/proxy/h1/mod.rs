@@ -7,7 +7,9 @@
 //! oversized heads) is handed, with the bytes already read, to the general path
 //! (`server.rs` → hyper → `forward.rs`), which keeps the connection from then on.
 //! Routing, endpoint choice, retries and outlier accounting are the [`Forwarder`]'s,
-//! shared with the general path. Must never buffer a body whole, relay bytes past a
+//! shared with the general path. Not full duplex: the request body is sent before the
+//! answer is read, except that an answer arriving early (a 413 from an upstream that
+//! stops reading) is relayed, and then both connections close. Must never buffer a body whole, relay bytes past a
 //! message's end, or reuse an upstream connection whose last exchange did not end
 //! cleanly.
 //!
