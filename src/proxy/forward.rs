@@ -187,15 +187,7 @@ impl Forwarder {
         pool: &Pool,
         attempt: &Attempt,
     ) -> Result<(Response<Incoming>, InFlight), Response<ProxyBody>> {
-        let idempotent = matches!(
-            attempt.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
+        let idempotent = idempotent(attempt.method.as_str());
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
             let (backend, in_flight) =
@@ -226,7 +218,7 @@ impl Forwarder {
                 Err(_) => {
                     self.failed(key, &backend.stats, backend.addr);
                     tracing::warn!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
-                    return Err(reply(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
+                    return Err(Refusal::timed_out().into_response());
                 }
             };
             self.failed(key, &backend.stats, backend.addr);
@@ -240,7 +232,7 @@ impl Forwarder {
                 "upstream request failed"
             );
             if !(may_retry && attempts_left) {
-                return Err(reply(StatusCode::BAD_GATEWAY, "upstream request failed"));
+                return Err(Refusal::upstream_failed().into_response());
             }
             self.metrics.retry();
         }
@@ -266,6 +258,16 @@ pub(crate) struct Refusal {
 impl Refusal {
     pub(crate) fn new(status: StatusCode, reason: String) -> Self {
         Self { status, reason }
+    }
+
+    /// 504: the upstream sent no response head within `upstream_response`.
+    pub(crate) fn timed_out() -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "upstream timed out".into())
+    }
+
+    /// 502: the attempt failed and no retry is left or allowed.
+    pub(crate) fn upstream_failed() -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "upstream request failed".into())
     }
 
     fn into_response(self) -> Response<ProxyBody> {
@@ -296,6 +298,14 @@ impl Attempt {
         *req.headers_mut() = self.headers.clone();
         Ok(req)
     }
+}
+
+/// Methods a retry may send twice (RFC 9110 §9.2.2).
+pub(crate) fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
 }
 
 /// The request's host: `:authority` (HTTP/2, absolute-form) or the `Host` header.

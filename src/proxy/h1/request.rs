@@ -131,12 +131,8 @@ impl Request<'_> {
             .map_or(self.target, |(path, _)| path)
     }
 
-    /// Methods a retry may send twice (RFC 9110 §9.2.2).
     pub(crate) fn idempotent(&self) -> bool {
-        matches!(
-            self.method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        )
+        crate::proxy::forward::idempotent(self.method)
     }
 
     pub(crate) fn is_head(&self) -> bool {
