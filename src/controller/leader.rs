@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::LeaderElectionConfig;
+use crate::sync::set_term;
 
 const EPOCH_ANNOTATION: &str = "podgate.io/epoch";
 
@@ -166,14 +167,14 @@ pub(super) async fn run(api: Api<Lease>, campaigner: Campaigner, term: watch::Se
                 if !leading {
                     tracing::info!(identity = %campaign.me, epoch, "leading: pushing to the LBs");
                 }
-                term.send_if_modified(|t| replace(t, Some(epoch)));
+                set_term(&term, Some(epoch));
             }
             Ok(None) => {
                 renewed_at = None;
                 if leading {
                     tracing::warn!(identity = %campaign.me, "lost the lease: standing by");
                 }
-                term.send_if_modified(|t| replace(t, None));
+                set_term(&term, None);
             }
             Err(e) => {
                 tracing::warn!(identity = %campaign.me, error = %e, leading, "lease request failed");
@@ -183,7 +184,7 @@ pub(super) async fn run(api: Api<Lease>, campaigner: Campaigner, term: watch::Se
                 if leading && overdue {
                     renewed_at = None;
                     tracing::warn!(identity = %campaign.me, "could not renew the lease in time and an LB does not fence: standing by");
-                    term.send_if_modified(|t| replace(t, None));
+                    set_term(&term, None);
                 }
             }
         }
@@ -205,12 +206,6 @@ pub(super) async fn run(api: Api<Lease>, campaigner: Campaigner, term: watch::Se
             }
         }
     }
-}
-
-fn replace(slot: &mut Option<u64>, value: Option<u64>) -> bool {
-    let changed = *slot != value;
-    *slot = value;
-    changed
 }
 
 struct Campaign {

@@ -103,11 +103,7 @@ async fn publish_term(
         } else {
             None
         };
-        term.send_if_modified(|t| {
-            let changed = *t != now;
-            *t = now;
-            changed
-        });
+        crate::sync::set_term(&term, now);
         tokio::select! {
             r = listed.changed() => if r.is_err() { return },
             r = leader.changed() => if r.is_err() { return },
@@ -117,21 +113,16 @@ async fn publish_term(
 
 /// Who leads: the Lease holder with leader election, else this replica (fenced by its
 /// start time).
-async fn campaign(
+fn campaign(
     config: &ControllerConfig,
+    clients: &Clients,
     listed: watch::Receiver<bool>,
     lbs_fence: bool,
     tasks: &mut JoinSet<()>,
 ) -> Result<(watch::Receiver<Option<u64>>, Option<super::leader::Resign>), ControllerError> {
     let (tx, rx) = watch::channel(None);
     if let (Some(election), Some(home)) = (&config.leader_election, config.lease_cluster()) {
-        let client = cluster::client(
-            &home.name,
-            home.kubeconfig.as_deref(),
-            home.context.as_deref(),
-        )
-        .await?;
-        let api = kube::Api::namespaced(client, &election.namespace);
+        let api = kube::Api::namespaced(clients.of(&home.name)?, &election.namespace);
         let (resign, resigned) = super::leader::Resign::new();
         let campaigner = super::leader::Campaigner {
             config: election.clone(),
@@ -177,9 +168,36 @@ async fn open_when_listed(
     open.closed().await;
 }
 
+/// One kube client per configured cluster, made once at start and shared by the
+/// watchers, the weights ConfigMap and the leader Lease (a client is a connection pool).
+pub(crate) struct Clients(std::collections::BTreeMap<String, kube::Client>);
+
+impl Clients {
+    async fn connect(config: &ControllerConfig) -> Result<Self, ControllerError> {
+        let mut clients = std::collections::BTreeMap::new();
+        for c in &config.clusters {
+            let client =
+                cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
+            clients.insert(c.name.clone(), client);
+        }
+        Ok(Self(clients))
+    }
+
+    /// The client of a configured cluster.
+    pub(crate) fn of(&self, cluster: &str) -> Result<kube::Client, ControllerError> {
+        self.0.get(cluster).cloned().ok_or_else(|| {
+            ControllerError::Config(ConfigError::Invalid {
+                field: "clusters".to_owned(),
+                message: format!("{cluster:?} is not a configured cluster"),
+            })
+        })
+    }
+}
+
 /// One set of watchers per cluster (objects, routability, nodes, staleness).
-async fn spawn_clusters(
+fn spawn_clusters(
     config: &ControllerConfig,
+    clients: &Clients,
     reach: Vec<ReachWatch>,
     desired: &Arc<Desired>,
     watch: &WatchOptions,
@@ -187,8 +205,7 @@ async fn spawn_clusters(
 ) -> Result<Vec<ClusterWatch>, ControllerError> {
     let mut clusters = Vec::new();
     for (c, reach) in config.clusters.iter().zip(reach) {
-        let client =
-            cluster::client(&c.name, c.kubeconfig.as_deref(), c.context.as_deref()).await?;
+        let client = clients.of(&c.name)?;
         let name = ClusterName::new(&c.name);
         let watched = cluster::spawn(name.clone(), client.clone(), desired.clone(), watch);
         cluster::spawn_reach(
@@ -241,13 +258,14 @@ pub async fn start(
     let audit = Arc::new(Audit::new(1000));
     // Before any watcher or LB worker: the LB never sees configured weights that the
     // weights ConfigMap overrides.
-    let weights = super::weights::start(config, &desired, &mut tasks).await?;
+    let clients = Clients::connect(config).await?;
+    let weights = super::weights::start(config, &clients, &desired, &mut tasks).await?;
 
     let metrics = SyncMetrics::default();
     let (open_gate, listed) = watch::channel(false);
     let adapters = config.adapters()?;
     let lbs_fence = adapters.iter().all(|a| a.fences());
-    let (leader, resign) = campaign(config, listed.clone(), lbs_fence, &mut tasks).await?;
+    let (leader, resign) = campaign(config, &clients, listed.clone(), lbs_fence, &mut tasks)?;
     let (term_tx, term) = watch::channel(None);
     tasks.spawn(publish_term(listed, leader, term_tx));
     let mut targets = Vec::new();
@@ -274,7 +292,7 @@ pub async fn start(
         withdraw_guard: config.withdraw_guard,
         confirm_after: config.confirm_after,
     };
-    let clusters = spawn_clusters(config, reach, &desired, &watch, &mut tasks).await?;
+    let clusters = spawn_clusters(config, &clients, reach, &desired, &watch, &mut tasks)?;
 
     tasks.spawn(open_when_listed(
         clusters.iter().map(|c| c.status.clone()).collect(),

@@ -14,4 +14,4 @@ pub mod worker;
 pub use audit::{Audit, AuditEntry};
 pub use desired::{Desired, Pending, Work};
 pub use metrics::SyncMetrics;
-pub use worker::{SyncConfig, TargetStatus, Term, Worker};
+pub use worker::{SyncConfig, TargetStatus, Term, Worker, set_term};

@@ -58,6 +58,15 @@ pub struct TargetStatus {
 /// [`Worker::gated_by`]).
 pub type Term = tokio::sync::watch::Receiver<Option<u64>>;
 
+/// Sets the term, waking the workers only when it changes.
+pub fn set_term(term: &tokio::sync::watch::Sender<Option<u64>>, value: Option<u64>) {
+    term.send_if_modified(|t| {
+        let changed = *t != value;
+        *t = value;
+        changed
+    });
+}
+
 pub struct Worker {
     adapter: Box<dyn LbAdapter>,
     desired: Arc<Desired>,

@@ -24,7 +24,6 @@ pub use api::{handle, owns};
 pub use store::StoreError;
 pub use view::{MigrationView, WeightsView};
 
-use crate::cluster;
 use crate::index::Changes;
 use crate::model::{ClusterName, Upstream};
 use crate::sync::Desired;
@@ -96,8 +95,9 @@ pub struct Weights {
 
 /// Reads the ConfigMap (bounded by a timeout), applies it, then starts its watcher and
 /// the ramp in `tasks`.
-pub async fn start(
+pub(crate) async fn start(
     config: &ControllerConfig,
+    clients: &super::run::Clients,
     desired: &Arc<Desired>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<Weights>, ControllerError> {
@@ -108,12 +108,7 @@ pub async fn start(
             message: "not a configured cluster".to_owned(),
         })
     })?;
-    let client = cluster::client(
-        &home.name,
-        home.kubeconfig.as_deref(),
-        home.context.as_deref(),
-    )
-    .await?;
+    let client = clients.of(&home.name)?;
     let store = Store::new(
         client,
         &home.name,
