@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lb_harness::{
-    Pod, eventually, free_addr, get, spread, stop_child, table, upstream, vhost, who,
+    Pod, batch_of, eventually, free_addr, get, spread, stop_child, table, upstream, vhost, who,
 };
 use podgate::lb::LbAdapter;
 use podgate::lb::haproxy::{HaproxyAdapter, HaproxySettings, RuntimeAddr, RuntimeClient};
@@ -190,15 +190,7 @@ async fn haproxy_routes_by_host_and_path() {
         ],
         Some(svc(6)),
     );
-    let batch = Batch {
-        epoch: 1,
-        upsert_upstreams: pods
-            .iter()
-            .map(|p| upstream(&p.name, vec![p.active(1)]))
-            .collect(),
-        routes: Some(routes.clone()),
-        ..Batch::default()
-    };
+    let batch = batch_of(&pods, &routes);
     h.apply(&batch).await;
 
     // The Kubernetes path-matching table, plus hosts.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use podgate::model::{Batch, Endpoint, EndpointState, PathMatch};
-use proxy_harness::{Backend, eventually, proxy_with, push, routes, upstream};
+use podgate::model::{Endpoint, EndpointState};
+use proxy_harness::{Backend, eventually, routed, routed_with};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -113,29 +113,6 @@ async fn fill<R: AsyncRead + Unpin>(s: &mut R, buf: &mut Vec<u8>) -> Option<usiz
         Ok(0) | Err(_) => None,
         Ok(n) => Some(n),
     }
-}
-
-async fn routed(host: &str, endpoint: Endpoint) -> podgate::proxy::ProxyHandle {
-    routed_with(|_| {}, host, endpoint).await
-}
-
-/// A proxy configured by `tweak`, routing `host` to one upstream of `endpoint`.
-async fn routed_with(
-    tweak: impl FnOnce(&mut podgate::proxy::ProxyConfig),
-    host: &str,
-    endpoint: Endpoint,
-) -> podgate::proxy::ProxyHandle {
-    let proxy = proxy_with(tweak).await;
-    push(
-        &proxy,
-        &Batch {
-            upsert_upstreams: vec![upstream("web", &[], vec![endpoint])],
-            routes: Some(routes(&[(host, PathMatch::prefix("/"), "web")])),
-            ..Batch::default()
-        },
-    )
-    .await;
-    proxy
 }
 
 #[tokio::test]

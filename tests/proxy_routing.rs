@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use podgate::model::{Batch, EndpointState, PathMatch};
-use proxy_harness::{Backend, client, get, proxy, push, routes, send, upstream};
+use proxy_harness::{Backend, client, get, proxy, push, routed, routes, send, upstream};
 
 #[tokio::test]
 async fn requests_are_routed_by_host_and_path() {
@@ -327,20 +327,7 @@ async fn response_bodies_are_streamed_not_buffered() {
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let pod = Backend::start("web", 58, 1).await;
-    let proxy = proxy().await;
-    push(
-        &proxy,
-        &Batch {
-            upsert_upstreams: vec![upstream(
-                "web",
-                &[],
-                vec![pod.endpoint("idc", EndpointState::Active)],
-            )],
-            routes: Some(routes(&[("a.example.com", PathMatch::prefix("/"), "web")])),
-            ..Batch::default()
-        },
-    )
-    .await;
+    let proxy = routed("a.example.com", pod.endpoint("idc", EndpointState::Active)).await;
     // One request after the other, each on a new client connection: the proxy's
     // upstream connection outlives them all.
     for _ in 0..20 {

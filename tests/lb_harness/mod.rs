@@ -247,6 +247,19 @@ pub(crate) fn vhost(routes: &[(PathMatch, &str)], default: Option<&str>) -> Virt
     }
 }
 
+/// One upstream per pod (named after it, the pod active) and `routes`.
+pub(crate) fn batch_of(pods: &[Pod], routes: &RouteTable) -> Batch {
+    Batch {
+        epoch: 1,
+        upsert_upstreams: pods
+            .iter()
+            .map(|p| upstream(&p.name, vec![p.active(1)]))
+            .collect(),
+        routes: Some(routes.clone()),
+        ..Batch::default()
+    }
+}
+
 pub(crate) fn table(hosts: Vec<(&str, VirtualHost)>, default: Option<&str>) -> RouteTable {
     RouteTable {
         any_host: None,
@@ -306,15 +319,7 @@ pub(crate) async fn check_host_less_rules(lb: SocketAddr, adapter: &dyn LbAdapte
         ],
         None,
     ));
-    let batch = Batch {
-        epoch: 1,
-        upsert_upstreams: pods
-            .iter()
-            .map(|p| upstream(&p.name, vec![p.active(1)]))
-            .collect(),
-        routes: Some(routes.clone()),
-        ..Batch::default()
-    };
+    let batch = batch_of(&pods, &routes);
     adapter.apply(&batch).await.expect("apply");
     let cases = [
         ("app.test", "/api", "host"),

@@ -227,6 +227,30 @@ pub async fn proxy_with(tweak: impl FnOnce(&mut ProxyConfig)) -> ProxyHandle {
     podgate::proxy::start(config).await.expect("proxy starts")
 }
 
+/// A proxy routing every path of `host` to one upstream `web` of `endpoint`.
+pub async fn routed(host: &str, endpoint: Endpoint) -> ProxyHandle {
+    routed_with(|_| {}, host, endpoint).await
+}
+
+/// [`routed`], with the proxy configured by `tweak`.
+pub async fn routed_with(
+    tweak: impl FnOnce(&mut ProxyConfig),
+    host: &str,
+    endpoint: Endpoint,
+) -> ProxyHandle {
+    let proxy = proxy_with(tweak).await;
+    push(
+        &proxy,
+        &Batch {
+            upsert_upstreams: vec![upstream("web", &[], vec![endpoint])],
+            routes: Some(routes(&[(host, PathMatch::prefix("/"), "web")])),
+            ..Batch::default()
+        },
+    )
+    .await;
+    proxy
+}
+
 /// A plain HTTP/1.1 client with keep-alive.
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
