@@ -13,11 +13,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use podgate::model::{
+use podgate::proxy::{ProxyConfig, start};
+use podgate_core::model::{
     Batch, Endpoint, EndpointState, HostPattern, PathMatch, PortRef, Route, RouteTable, Upstream,
     UpstreamKey, VirtualHost,
 };
-use podgate::proxy::{ProxyConfig, start};
 
 fn key(i: usize) -> UpstreamKey {
     UpstreamKey::new("bench", &format!("svc-{i}"), PortRef::Number(80))

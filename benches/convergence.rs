@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use podgate::objects::{default_class, ingress, ingress_class, service, slice};
-use podgate::sim::{SimCluster, SimOptions};
+use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
+use podgate_sim::{SimCluster, SimOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLUSTERS: [&str; 3] = ["idc", "tke", "aws"];
@@ -538,12 +538,12 @@ fn run() -> Result<Results, Error> {
 
     // Check the content once: every endpoint of every upstream, ready.
     let (status, body) = admin.get("/v1/state")?;
-    let state: podgate::model::LbState = serde_json::from_slice(&body)?;
+    let state: podgate_core::model::LbState = serde_json::from_slice(&body)?;
     let active = state
         .upstreams
         .iter()
         .flat_map(|u| &u.endpoints)
-        .filter(|e| e.state == podgate::model::EndpointState::Active)
+        .filter(|e| e.state == podgate_core::model::EndpointState::Active)
         .count();
     if status != 200 || active != endpoints_total {
         return Err(format!("proxy state: {status}, {active} active endpoints").into());

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use cap::Cap;
 use criterion::{Criterion, criterion_group, criterion_main};
-use podgate::index::{Index, IndexConfig, Kind, Object};
-use podgate::model::ClusterName;
-use podgate::objects::{default_class, ingress, ingress_class, service, slice};
+use podgate_core::index::{Index, IndexConfig, Kind, Object};
+use podgate_core::model::ClusterName;
+use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
 
 /// Counts live heap bytes, for the bytes-per-endpoint figure, over the allocator the
 /// `podgate` binary uses (mimalloc, see `src/main.rs`), so timings match the product.

@@ -14,7 +14,9 @@
 //!
 //! `cargo bench --bench lb_propagation` (env `PG_BENCH_UPSTREAMS`, `PG_BENCH_CHANGES`).
 
-#[path = "../tests/lb_harness/mod.rs"]
+// The LB tests' harness; this bench uses only part of it.
+#[path = "../tests/lb/harness.rs"]
+#[allow(dead_code)]
 mod lb_harness;
 
 use std::net::SocketAddr;
@@ -27,8 +29,8 @@ use podgate::lb::caddy::{AdminAddr, AdminClient, CaddyAdapter, CaddySettings};
 use podgate::lb::config::{Target, TargetKind};
 use podgate::lb::haproxy::{HaproxyAdapter, HaproxySettings, RuntimeAddr, RuntimeClient};
 use podgate::lb::{HttpLb, HttpLbConfig, LbAdapter};
-use podgate::model::{Batch, PathMatch};
-use podgate::objects::{default_class, ingress, ingress_class, service, slice};
+use podgate_core::model::{Batch, PathMatch};
+use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use podgate::model::{
+use podgate::proxy::Router;
+use podgate_core::model::{
     HostPattern, PathMatch, PortRef, Route, RouteTable, UpstreamKey, VirtualHost,
 };
-use podgate::proxy::Router;
 
 fn table() -> RouteTable {
     let mut hosts = BTreeMap::new();

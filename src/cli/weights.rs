@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::index::weights::ClusterWeights;
-use crate::weights::{App, parse_duration};
+use podgate_core::model::shares::ClusterWeights;
+use podgate_core::weights::{App, parse_duration};
 
 /// Why a command failed. [`CliError::exit_code`] is 2 for bad input, 1 otherwise.
 #[derive(Debug, thiserror::Error)]

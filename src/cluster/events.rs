@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::index::{Kind, Report};
-use crate::model::ClusterName;
 use crate::sync::Desired;
+use podgate_core::index::{Kind, Report};
+use podgate_core::model::ClusterName;
 
 /// How often diagnostics are compared with what was published.
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -60,7 +60,7 @@ pub(crate) async fn run(
             continue;
         }
         let current: BTreeSet<Report> = desired
-            .read(crate::index::Index::diagnostics)
+            .read(podgate_core::index::Index::diagnostics)
             .into_iter()
             .filter(|r| r.object.cluster == cluster)
             .collect();

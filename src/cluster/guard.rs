@@ -20,10 +20,10 @@ use kube::api::ListParams;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::index::{Changes, Index, Kind, Object, Prepared, Withdrawal};
-use crate::model::ClusterName;
 use crate::sync::Desired;
 use crate::sync::audit::now_ms;
+use podgate_core::index::{Changes, Index, Kind, Object, Prepared, Withdrawal};
+use podgate_core::model::ClusterName;
 
 use super::status::{GuardedRelist, StatusCell};
 
@@ -81,7 +81,7 @@ impl RelistGuard {
     ) -> Self {
         Self {
             api: Api::all(client.clone()),
-            params: ListParams::default().labels(crate::index::SERVICE_NAME_LABEL),
+            params: ListParams::default().labels(podgate_core::index::SERVICE_NAME_LABEL),
             fraction: options.withdraw_guard,
             confirm_after: options.confirm_after,
             cluster,

@@ -15,8 +15,8 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
-use crate::model::ClusterName;
 use crate::sync::Desired;
+use podgate_core::model::ClusterName;
 
 /// How often statuses are compared with the Index.
 const INTERVAL: Duration = Duration::from_millis(500);

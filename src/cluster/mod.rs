@@ -29,9 +29,9 @@ pub use reach::{ReachWatch, ready_address, spawn_reach, subnet_cidrs, subnet_res
 pub use stale::watch_stale;
 pub use status::{ClusterStatus, GuardedRelist, StatusCell};
 
-use crate::index::{Kind, SERVICE_NAME_LABEL};
-use crate::model::ClusterName;
 use crate::sync::Desired;
+use podgate_core::index::{Kind, SERVICE_NAME_LABEL};
+use podgate_core::model::ClusterName;
 
 /// Why a cluster's client could not be built.
 #[derive(Debug, thiserror::Error)]

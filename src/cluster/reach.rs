@@ -20,8 +20,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
-use crate::model::ClusterName;
 use crate::sync::Desired;
+use podgate_core::model::ClusterName;
 
 /// Which reachability watchers one cluster needs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -121,7 +121,7 @@ impl SubnetGuard {
             let guarded = relisted || w.withdrawn >= super::guard::MIN_BURST;
             if guarded && w.exceeds(self.fraction) {
                 held = Some(w);
-                return crate::index::Changes::default();
+                return podgate_core::index::Changes::default();
             }
             i.set_routable(c, Some(nets))
         });

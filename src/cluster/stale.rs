@@ -16,9 +16,9 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use tokio::time::Instant;
 
-use crate::index::{Kind, Object, SERVICE_NAME_LABEL};
-use crate::model::ClusterName;
 use crate::sync::Desired;
+use podgate_core::index::{Kind, Object, SERVICE_NAME_LABEL};
+use podgate_core::model::ClusterName;
 
 use super::status::StatusCell;
 

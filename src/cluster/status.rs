@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::index::Kind;
 use crate::sync::audit::now_ms;
+use podgate_core::index::Kind;
 
 /// A relist held by the floor guard (see `cluster::guard`, and `cluster::reach` for
 /// Subnets).

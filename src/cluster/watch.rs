@@ -10,9 +10,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::index::{Changes, Kind, Object, Prepared};
-use crate::model::ClusterName;
 use crate::sync::Desired;
+use podgate_core::index::{Changes, Kind, Object, Prepared};
+use podgate_core::model::ClusterName;
 
 use super::guard::RelistGuard;
 use super::status::StatusCell;

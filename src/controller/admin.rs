@@ -19,9 +19,9 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::cluster::{ClusterStatus, StatusCell};
-use crate::index::{Hold, Kind, Report};
-use crate::model::{RouteTable, Upstream};
 use crate::sync::{Audit, AuditEntry, Desired, SyncMetrics, TargetStatus};
+use podgate_core::index::{Hold, Kind, Report};
+use podgate_core::model::{RouteTable, Upstream};
 
 /// Everything the admin view reads.
 pub struct AdminState {
@@ -81,8 +81,8 @@ impl AdminState {
             targets: self.targets(),
             routes: snapshot.route_table(),
             upstreams: snapshot.upstream_list(),
-            holds: self.desired.read(crate::index::Index::holds),
-            diagnostics: self.desired.read(crate::index::Index::diagnostics),
+            holds: self.desired.read(podgate_core::index::Index::holds),
+            diagnostics: self.desired.read(podgate_core::index::Index::diagnostics),
             audit: self.audit.entries(),
             weights: self.weights.view(),
         }
@@ -118,7 +118,7 @@ impl AdminState {
             targets: self.targets(),
             upstreams: self.desired.snapshot().upstream_list(),
             sync: self.metrics.clone(),
-            holds: self.desired.read(crate::index::Index::holds),
+            holds: self.desired.read(podgate_core::index::Index::holds),
             pushing: self.term.borrow().is_some(),
         }
     }

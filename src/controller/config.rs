@@ -9,10 +9,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::duration;
-use crate::index::EndpointTarget;
 use crate::lb::LbAdapter;
 use crate::lb::config::{Target, TargetConfig, build_adapters};
+use podgate_core::duration;
+use podgate_core::index::EndpointTarget;
 
 /// Why a configuration was refused. The message names the field.
 #[derive(Debug, thiserror::Error)]

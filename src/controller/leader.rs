@@ -378,7 +378,7 @@ mod tests {
 
     /// A leader on a simulated API server; the term it publishes.
     async fn leader(
-        sim: &crate::sim::SimCluster,
+        sim: &podgate_sim::SimCluster,
         lbs_fence: bool,
     ) -> (Resign, watch::Receiver<Option<u64>>) {
         let api = Api::namespaced(sim.client().unwrap(), "default");
@@ -411,14 +411,14 @@ mod tests {
 
     #[tokio::test]
     async fn cut_off_from_the_lease_a_leader_steps_down_only_if_an_lb_does_not_fence() {
-        let sim = crate::sim::SimCluster::start("home", crate::sim::SimOptions::default())
+        let sim = podgate_sim::SimCluster::start("home", podgate_sim::SimOptions::default())
             .await
             .unwrap();
         let (_fencing, mut fencing_term) = leader(&sim, true).await;
         // 500: not retried by the kube client, so each round fails at once.
         sim.fail_with(500);
         // Without fencing LBs, a replica cut off steps down before anyone can take over.
-        let sim2 = crate::sim::SimCluster::start("home2", crate::sim::SimOptions::default())
+        let sim2 = podgate_sim::SimCluster::start("home2", podgate_sim::SimOptions::default())
             .await
             .unwrap();
         let (_plain, mut plain_term) = leader(&sim2, false).await;

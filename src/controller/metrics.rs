@@ -9,9 +9,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::cluster::ClusterStatus;
-use crate::index::Hold;
-use crate::model::{EndpointState, Upstream};
 use crate::sync::{SyncMetrics, TargetStatus};
+use podgate_core::index::Hold;
+use podgate_core::model::{EndpointState, Upstream};
 
 pub(crate) struct Inputs {
     pub(crate) clusters: Vec<ClusterStatus>,

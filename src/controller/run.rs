@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cluster::{self, ClusterWatch, ReachWatch, StatusCell, WatchOptions};
-use crate::index::{EndpointTarget, Index, IndexConfig};
-use crate::model::ClusterName;
 use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker, hold_down};
+use podgate_core::index::{EndpointTarget, Index, IndexConfig};
+use podgate_core::model::ClusterName;
 
 use super::admin::{self, AdminState};
 use super::config::{ConfigError, ControllerConfig, RoutableFrom};

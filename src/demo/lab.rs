@@ -12,13 +12,13 @@ use crate::controller::config::{AdminConfig, ClusterConfig, ControllerConfig, We
 use crate::controller::{self, Controller, RunOptions};
 use crate::lb::config::{Target, TargetKind};
 use crate::proxy::{self, ProxyConfig, ProxyHandle};
-use crate::sim::{SimCluster, SimOptions};
 use crate::sync::SyncConfig;
+use podgate_sim::{SimCluster, SimOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("simulated API server: {0}")]
-    Sim(#[from] crate::sim::SimError),
+    Sim(#[from] podgate_sim::SimError),
     #[error("proxy: {0}")]
     Proxy(#[from] crate::proxy::ProxyError),
     #[error("controller: {0}")]
@@ -137,7 +137,7 @@ impl Lab {
                 stale_ttl: options.stale_ttl,
                 routable_cidrs: None,
                 routable_from: None,
-                target: crate::index::EndpointTarget::Pod,
+                target: podgate_core::index::EndpointTarget::Pod,
             });
             sims.push(sim);
         }
@@ -290,7 +290,7 @@ impl Lab {
         host: &str,
         pods: &[(&str, &[super::pods::Pod])],
     ) -> Result<(), LabError> {
-        use crate::objects::{default_class, ingress, ingress_class, service};
+        use podgate_sim::objects::{default_class, ingress, ingress_class, service};
         for (cluster, pods) in pods {
             let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
             self.sim(cluster).apply_json(ns)?;

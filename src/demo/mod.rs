@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use lab::{CLUSTERS, Configure, ConfigureFn, Lab, LabError, LabOptions, Split};
 
-use crate::objects::{service, slice};
+use podgate_sim::objects::{service, slice};
 use pods::Pod;
 
 /// The app's host: a reserved `.test` name that never resolves anywhere.

@@ -114,7 +114,7 @@ pub fn slice_of(
     draining: &[&str],
 ) -> k8s_openapi::api::discovery::v1::EndpointSlice {
     let port = pods.first().map_or(8080, |p| p.addr.port());
-    let mut s = crate::objects::slice(namespace, name, service).port("http", port);
+    let mut s = podgate_sim::objects::slice(namespace, name, service).port("http", port);
     for p in pods {
         s = if draining.contains(&p.name.as_str()) {
             s.terminating(&p.ip())

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{BoxFuture, LbAdapter, LbError};
-use crate::model::{Batch, LbState, StateSummary};
+use podgate_core::model::{Batch, LbState, StateSummary};
 
 /// How to reach one LB that speaks the contract.
 #[derive(Clone)]

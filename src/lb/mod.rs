@@ -14,7 +14,7 @@ pub(crate) mod owner;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::model::{Batch, LbState, StateSummary, Upstream, UpstreamKey};
+use podgate_core::model::{Batch, LbState, StateSummary, Upstream, UpstreamKey};
 
 pub use http::{HttpLb, HttpLbConfig};
 

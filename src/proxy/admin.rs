@@ -18,7 +18,7 @@ use super::body::{ProxyBody, full};
 use super::config::Token;
 use super::metrics::Metrics;
 use super::state::{ApplyError, Store};
-use crate::model::{Batch, PortRef, UpstreamKey};
+use podgate_core::model::{Batch, PortRef, UpstreamKey};
 
 /// One upstream: what a caller polls to see one change land without reading the whole
 /// state. `{name}` matches one non-empty path segment.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::config::OutlierConfig;
 use super::h1::upstream::IdleConns;
-use crate::model::{ClusterName, EndpointState, Upstream};
+use podgate_core::model::{ClusterName, EndpointState, Upstream};
 
 /// Runtime state of one endpoint address. It survives upstream updates: a push that
 /// re-sends an endpoint keeps its in-flight count, its ejection and its idle connections.
@@ -271,7 +271,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{Endpoint, PortRef, UpstreamKey};
+    use podgate_core::model::{Endpoint, PortRef, UpstreamKey};
 
     fn ep(cluster: &str, last: u8, state: EndpointState) -> Endpoint {
         Endpoint {

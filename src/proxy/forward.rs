@@ -25,7 +25,7 @@ use super::config::ProxyConfig;
 use super::headers;
 use super::metrics::Metrics;
 use super::state::Store;
-use crate::model::UpstreamKey;
+use podgate_core::model::UpstreamKey;
 
 /// Shared by every connection of every listener.
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::model::{Batch, HostPattern, OwnerState, RouteTable, UpstreamKey};
+use podgate_core::model::{Batch, HostPattern, OwnerState, RouteTable, UpstreamKey};
 
 use super::state::ApplyError;
 
@@ -170,7 +170,7 @@ impl Owners {
 #[cfg(test)]
 mod tests {
     use super::super::state::{ApplyError, Store};
-    use crate::model::{
+    use podgate_core::model::{
         Batch, Endpoint, EndpointState, HostPattern, PortRef, RouteTable, Upstream, UpstreamKey,
         VirtualHost,
     };

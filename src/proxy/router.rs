@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::model::{PathKind, PathMatch, RouteTable, UpstreamKey};
+use podgate_core::model::{PathKind, PathMatch, RouteTable, UpstreamKey};
 
 /// One host's rules, ready for matching.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub struct Router {
     any_host: Option<CompiledHost>,
 }
 
-fn compile_host(vhost: &crate::model::VirtualHost) -> CompiledHost {
+fn compile_host(vhost: &podgate_core::model::VirtualHost) -> CompiledHost {
     let mut routes: Vec<_> = vhost
         .routes
         .iter()
@@ -113,7 +113,7 @@ fn canonical(path: &PathMatch) -> PathMatch {
     p
 }
 
-/// [`crate::model::normalize_request_host`] without an allocation in the common case
+/// [`podgate_core::model::normalize_request_host`] without an allocation in the common case
 /// (already lower case, no port, no trailing dot).
 fn normalize(raw: &str) -> Cow<'_, str> {
     let plain = raw
@@ -123,14 +123,14 @@ fn normalize(raw: &str) -> Cow<'_, str> {
     if plain {
         Cow::Borrowed(raw)
     } else {
-        Cow::Owned(crate::model::normalize_request_host(raw))
+        Cow::Owned(podgate_core::model::normalize_request_host(raw))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{HostPattern, PortRef, Route, VirtualHost};
+    use podgate_core::model::{HostPattern, PortRef, Route, VirtualHost};
 
     fn key(name: &str) -> UpstreamKey {
         UpstreamKey::new("ns", name, PortRef::Number(80))
@@ -209,7 +209,7 @@ mod tests {
         ) {
             let t = table();
             let r = Router::compile(t.clone());
-            let normalized = crate::model::normalize_request_host(&host);
+            let normalized = podgate_core::model::normalize_request_host(&host);
             proptest::prop_assert_eq!(r.route(&host, &path), t.route(&normalized, &path));
         }
     }

@@ -18,7 +18,7 @@ use super::balancer::Pool;
 use super::owners::{self, Owners};
 use super::router::Router;
 use super::tls::{self, CertStore};
-use crate::model::{Batch, CertificateInfo, LbState, StateSummary, Upstream, UpstreamKey};
+use podgate_core::model::{Batch, CertificateInfo, LbState, StateSummary, Upstream, UpstreamKey};
 
 /// Why a batch was refused. Nothing changed in either case.
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +278,7 @@ fn validate_upstreams(batch: &Batch) -> Result<(), ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, EndpointState, PortRef, RouteTable};
+    use podgate_core::model::{Endpoint, EndpointState, PortRef, RouteTable};
 
     fn upstream(name: &str, port: u16) -> Upstream {
         Upstream {
@@ -378,7 +378,7 @@ mod tests {
         drained.endpoints[1].state = EndpointState::Draining;
         drained.endpoints[1].weight = 0;
         drained.endpoints[0].weight = 2;
-        let patch = crate::model::UpstreamPatch::between(&two, &drained).unwrap();
+        let patch = podgate_core::model::UpstreamPatch::between(&two, &drained).unwrap();
         store
             .apply(Batch {
                 patch_upstreams: vec![patch.clone()],
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(store.upstream(&two.key), Some(drained));
 
         let before = store.current.load_full();
-        let unknown = crate::model::UpstreamPatch {
+        let unknown = podgate_core::model::UpstreamPatch {
             key: UpstreamKey::new("ns", "zzz", PortRef::Number(80)),
             ..patch.clone()
         };

@@ -11,12 +11,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::config::{AdminTls, ConfigError};
 use super::state::Store;
-use crate::model::Certificate;
+use podgate_core::model::Certificate;
 
 /// Why a pushed certificate was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +54,16 @@ pub(crate) fn parse(cert: &Certificate) -> Result<CertEntry, TlsError> {
         id: cert.id.clone(),
         reason,
     };
-    let chain = rustls_pemfile::certs(&mut cert.cert_pem.0.as_bytes())
+    let chain = CertificateDer::pem_slice_iter(cert.cert_pem.0.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(format!("cert_pem is not valid PEM: {e}")))?;
     if chain.is_empty() {
         return Err(bad("cert_pem holds no certificate".into()));
     }
-    let key = rustls_pemfile::private_key(&mut cert.key_pem.0.as_bytes())
-        .map_err(|_| bad("key_pem is not valid PEM".into()))?
-        .ok_or_else(|| bad("key_pem holds no private key".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.0.as_bytes()).map_err(|e| match e {
+        pem::Error::NoItemsFound => bad("key_pem holds no private key".into()),
+        _ => bad("key_pem is not valid PEM".into()),
+    })?;
     let names = webpki::EndEntityCert::try_from(&chain[0])
         .map_err(|e| bad(format!("cert_pem: cannot parse the certificate: {e}")))?
         .valid_dns_names()
@@ -190,7 +193,7 @@ pub(crate) fn admin_server_config(
         std::fs::read(path)
             .map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display())))
     };
-    let chain = rustls_pemfile::certs(&mut read("admin.tls.cert_file", &tls.cert_file)?.as_slice())
+    let chain = CertificateDer::pem_slice_iter(&read("admin.tls.cert_file", &tls.cert_file)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid("admin.tls.cert_file", format!("not valid PEM: {e}")))?;
     if chain.is_empty() {
@@ -199,10 +202,14 @@ pub(crate) fn admin_server_config(
             "holds no certificate".into(),
         ));
     }
-    let key =
-        rustls_pemfile::private_key(&mut read("admin.tls.key_file", &tls.key_file)?.as_slice())
-            .map_err(|e| invalid("admin.tls.key_file", format!("not valid PEM: {e}")))?
-            .ok_or_else(|| invalid("admin.tls.key_file", "holds no private key".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read("admin.tls.key_file", &tls.key_file)?).map_err(
+        |e| match e {
+            pem::Error::NoItemsFound => {
+                invalid("admin.tls.key_file", "holds no private key".into())
+            }
+            e => invalid("admin.tls.key_file", format!("not valid PEM: {e}")),
+        },
+    )?;
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid("admin.tls", e.to_string()))?;
@@ -210,8 +217,7 @@ pub(crate) fn admin_server_config(
         None => builder.with_no_client_auth(),
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            for ca in rustls_pemfile::certs(&mut read("admin.tls.client_ca_file", path)?.as_slice())
-            {
+            for ca in CertificateDer::pem_slice_iter(&read("admin.tls.client_ca_file", path)?) {
                 let ca = ca.map_err(|e| {
                     invalid("admin.tls.client_ca_file", format!("not valid PEM: {e}"))
                 })?;

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::index::{Snapshot, UpstreamMap};
-use crate::model::{Batch, LbState, Upstream, UpstreamKey, UpstreamPatch};
+use podgate_core::index::{Snapshot, UpstreamMap};
+use podgate_core::model::{Batch, LbState, Upstream, UpstreamKey, UpstreamPatch};
 
 use super::desired::Work;
 
@@ -129,7 +129,7 @@ pub fn full_part(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{OwnerState, PortRef, Upstream};
+    use podgate_core::model::{OwnerState, PortRef, Upstream};
 
     fn key(name: &str) -> UpstreamKey {
         UpstreamKey::new("ns", name, PortRef::Number(80))
@@ -178,13 +178,13 @@ mod tests {
                 key: key(name),
                 shares: Vec::new(),
                 endpoints: (0..n)
-                    .map(|i| crate::model::Endpoint {
+                    .map(|i| podgate_core::model::Endpoint {
                         cluster: "idc".into(),
                         address: std::net::IpAddr::from([10, 0, 0, u8::try_from(i).unwrap()]),
                         port: 80,
                         zone: None,
                         node: None,
-                        state: crate::model::EndpointState::Active,
+                        state: podgate_core::model::EndpointState::Active,
                         weight: 1,
                     })
                     .collect(),

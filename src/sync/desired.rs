@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::index::{Changes, Hold, Index, Object, Prepared, Snapshot};
-use crate::model::UpstreamKey;
+use podgate_core::index::{Changes, Hold, Index, Object, Prepared, Snapshot};
+use podgate_core::model::UpstreamKey;
 
 /// How many causes a pending set remembers for the audit log.
 const MAX_CAUSES: usize = 16;

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use crate::index::Hold;
-use crate::model::{ClusterName, UpstreamKey};
+use podgate_core::index::Hold;
+use podgate_core::model::{ClusterName, UpstreamKey};
 
 use super::Desired;
 
@@ -60,8 +60,8 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Index, IndexConfig};
-    use crate::objects::{default_class, ingress, ingress_class, service, slice};
+    use podgate_core::index::{Index, IndexConfig};
+    use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
 
     fn up(desired: &Desired, cluster: &str, ready: bool) {
         let mut s = slice("shop", &format!("web-{cluster}"), "web").port("http", 8080);

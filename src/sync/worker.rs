@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::index::{Snapshot, UpstreamMap};
 use crate::lb::{LbAdapter, LbError};
-use crate::model::{Batch, StateSummary};
+use podgate_core::index::{Snapshot, UpstreamMap};
+use podgate_core::model::{Batch, StateSummary};
 
 use super::audit::{Audit, AuditEntry, now_ms};
 use super::batch;

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::model::ClusterName;
-use crate::weights::doc::parse_weights;
-use crate::weights::{App, GLOBAL_KEY, Migration, parse_duration};
+use podgate_core::model::ClusterName;
+use podgate_core::weights::config_map::parse_weights;
+use podgate_core::weights::{App, GLOBAL_KEY, Migration, parse_duration};
 
 use super::Weights;
 use super::store::{Edits, StoreError};
@@ -233,7 +233,7 @@ impl Weights {
         }
         let from = self
             .desired
-            .read(crate::index::Index::cluster_weights)
+            .read(podgate_core::index::Index::cluster_weights)
             .into_iter()
             .filter(|(c, _)| c != target)
             .collect();

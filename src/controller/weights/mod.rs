@@ -24,10 +24,10 @@ pub use api::{handle, owns};
 pub use store::StoreError;
 pub use view::{MigrationView, WeightsView};
 
-use crate::index::Changes;
-use crate::model::{ClusterName, Upstream};
 use crate::sync::Desired;
-use crate::weights::{App, Problem, WeightsDoc};
+use podgate_core::index::Changes;
+use podgate_core::model::{ClusterName, Upstream};
+use podgate_core::weights::{App, Problem, WeightsDoc};
 
 use super::ControllerError;
 use super::config::ControllerConfig;
@@ -242,7 +242,7 @@ impl Weights {
     fn inactive_reason(&self, app: &App, cluster: &ClusterName) -> String {
         let held = self
             .desired
-            .read(crate::index::Index::holds)
+            .read(podgate_core::index::Index::holds)
             .iter()
             .any(|h| {
                 *h.upstream.namespace == *app.namespace

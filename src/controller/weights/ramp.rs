@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::weights::{App, Next, Pacing};
+use podgate_core::weights::{App, Next, Pacing};
 
 use super::Weights;
 use super::store::{Edits, StoreError};

@@ -184,7 +184,7 @@ mod tests {
     /// `Conflict` on a stale precondition, a clear error without the namespace.
     #[tokio::test]
     async fn create_patch_and_preconditions() {
-        let sim = crate::sim::SimCluster::start("idc", crate::sim::SimOptions::default())
+        let sim = podgate_sim::SimCluster::start("idc", podgate_sim::SimOptions::default())
             .await
             .unwrap();
         let store = Store::new(sim.client().unwrap(), "idc", "podgate-system", "w");

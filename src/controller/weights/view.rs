@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::ClusterName;
-use crate::weights::{Migration, format_duration};
+use podgate_core::model::ClusterName;
+use podgate_core::weights::{Migration, format_duration};
 
 use super::{Pause, Weights};
 
@@ -37,7 +37,7 @@ pub struct WeightsView {
     pub apps: BTreeMap<String, String>,
     pub migrations: BTreeMap<String, MigrationView>,
     /// ConfigMap values that were not applied.
-    pub problems: Vec<crate::weights::Problem>,
+    pub problems: Vec<podgate_core::weights::Problem>,
 }
 
 impl Weights {
@@ -71,7 +71,7 @@ impl Weights {
             resource_version: applied.resource_version.clone(),
             clusters: self
                 .desired
-                .read(crate::index::Index::cluster_weights)
+                .read(podgate_core::index::Index::cluster_weights)
                 .into_iter()
                 .collect(),
             global: applied.doc.global.as_ref().map(ToString::to_string),

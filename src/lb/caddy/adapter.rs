@@ -17,7 +17,7 @@ use super::render::{
 };
 use crate::lb::haproxy::names::decode_key;
 use crate::lb::{BoxFuture, LbAdapter, LbError, next_upstreams};
-use crate::model::{
+use podgate_core::model::{
     Batch, ClusterName, Endpoint, EndpointState, HostPattern, LbState, Route, RouteTable,
     StateSummary, Upstream, UpstreamKey, VirtualHost,
 };

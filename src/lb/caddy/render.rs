@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::lb::haproxy::names::{encode_key, key_hash};
 use crate::lb::owner::owner_tag;
-use crate::model::{PathKind, PathMatch, RouteTable, Upstream, UpstreamKey, VirtualHost};
+use podgate_core::model::{PathKind, PathMatch, RouteTable, Upstream, UpstreamKey, VirtualHost};
 
 pub(crate) const UP_VAR: &str = "podgate_up";
 pub(crate) const SOURCE_VAR: &str = "podgate_src";
@@ -284,7 +284,7 @@ pub(crate) fn render_server(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClusterName, Endpoint, EndpointState, PortRef};
+    use podgate_core::model::{ClusterName, Endpoint, EndpointState, PortRef};
 
     #[test]
     fn patterns_round_trip_and_quote() {

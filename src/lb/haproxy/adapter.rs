@@ -16,7 +16,7 @@ use super::render::{check_config_dir, claim_config_dir, render_config};
 use super::runtime::{RuntimeClient, RuntimeError};
 use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
 use crate::lb::{BoxFuture, LbAdapter, LbError, next_upstreams};
-use crate::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
+use podgate_core::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
 
 /// How long the master CLI may refuse connections during a reload before HAProxy counts
 /// as gone (a re-exec takes milliseconds).

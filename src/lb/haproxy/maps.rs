@@ -31,7 +31,9 @@ use std::path::Path;
 
 use super::names::{Names, any_host_vhost_id, decode_key, encode_key, vhost_id};
 use super::runtime::{RuntimeClient, RuntimeError, escape_arg};
-use crate::model::{HostPattern, PathKind, PathMatch, Route, RouteTable, UpstreamKey, VirtualHost};
+use podgate_core::model::{
+    HostPattern, PathKind, PathMatch, Route, RouteTable, UpstreamKey, VirtualHost,
+};
 
 /// The `hosts.map` key of the host-less rules.
 const ANY_HOST: &str = "*";
@@ -333,7 +335,7 @@ pub(crate) async fn replace_map(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PortRef;
+    use podgate_core::model::PortRef;
 
     fn key(s: &str) -> UpstreamKey {
         UpstreamKey::new("ns", s, PortRef::Number(80))

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use ring::digest::{SHA256, digest};
 
 use crate::lb::owner::owner_tag;
-use crate::model::{ClusterName, Endpoint, HostPattern, PortRef, UpstreamKey};
+use podgate_core::model::{ClusterName, Endpoint, HostPattern, PortRef, UpstreamKey};
 
 /// Every server podgate adds starts with this; other servers are invisible to podgate.
 pub(crate) const SERVER_PREFIX: &str = "pg-";
@@ -211,7 +211,7 @@ impl WeightScale {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EndpointState;
+    use podgate_core::model::EndpointState;
 
     #[test]
     fn keys_round_trip_through_the_map_encoding() {

@@ -11,7 +11,7 @@ use super::maps::{MapKind, MapSet, read_map};
 use super::names::{WeightScale, cluster_token, decode_key, parse_server_name, server_name};
 use super::servers::LiveServer;
 use crate::lb::LbError;
-use crate::model::{ClusterName, Endpoint, EndpointState, LbState, Upstream};
+use podgate_core::model::{ClusterName, Endpoint, EndpointState, LbState, Upstream};
 
 impl HaproxyAdapter {
     pub(super) async fn observe_inner(&self) -> Result<LbState, LbError> {

@@ -13,7 +13,7 @@ use std::path::Path;
 use super::maps::MapKind;
 use super::names::{Names, WeightScale, haproxy_addr, server_name};
 use super::servers::SERVER_OPTIONS;
-use crate::model::{EndpointState, Upstream};
+use podgate_core::model::{EndpointState, Upstream};
 
 /// The config directory is written into the file, so it must be plain.
 pub(crate) fn check_config_dir(dir: &Path) -> Result<(), String> {

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use super::names::{SERVER_PREFIX, WeightScale, haproxy_addr, parse_server_name, server_name};
 use super::runtime::{RuntimeClient, RuntimeError};
-use crate::model::{EndpointState, Upstream};
+use podgate_core::model::{EndpointState, Upstream};
 
 /// Options of every podgate server (file and `add server` alike). Idle pooled
 /// connections keep HAProxy from deleting a server, and by default they are purged only
@@ -209,7 +209,7 @@ pub(crate) async fn remove_server(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClusterName, Endpoint, PortRef, UpstreamKey};
+    use podgate_core::model::{ClusterName, Endpoint, PortRef, UpstreamKey};
 
     fn ep(addr: &str, state: EndpointState, weight: u32) -> Endpoint {
         Endpoint {

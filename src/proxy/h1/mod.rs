@@ -42,7 +42,7 @@ use self::response::Head;
 use self::upstream::UpstreamConn;
 use super::balancer::{Backend, Pool};
 use super::forward::{Forwarder, Peer, Refusal};
-use crate::model::UpstreamKey;
+use podgate_core::model::UpstreamKey;
 
 const READ_BYTES: usize = 8 * 1024;
 

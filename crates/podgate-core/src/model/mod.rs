@@ -1,0 +1,25 @@
+//! The values the rest of podgate speaks: routes, upstreams, endpoints, certificates and
+//! the LB contract that carries them.
+//!
+//! Owns: plain data types with serde, and the pure matching rules (host and path) that
+//! every consumer must agree on. Must never do I/O or depend on kube, tokio or hyper.
+
+mod cluster;
+mod contract;
+mod host;
+mod patch;
+mod path;
+mod route;
+pub mod shares;
+mod tls;
+mod upstream;
+
+pub use cluster::ClusterName;
+pub use contract::{Batch, CertificateInfo, LbState, OwnerState, StateSummary};
+pub use host::{HostPattern, normalize_request_host};
+pub use patch::UpstreamPatch;
+pub use path::{PathKind, PathMatch};
+pub use route::{Route, RouteTable, VirtualHost};
+pub use shares::ClusterWeights;
+pub use tls::{Certificate, Pem};
+pub use upstream::{Endpoint, EndpointState, PortRef, Upstream, UpstreamKey};

@@ -1,0 +1,9 @@
+//! The Index: table-driven Ingress and EndpointSlice semantics, failover, reachability and a property test of event orders.
+
+mod common;
+mod endpoints;
+mod failover;
+mod paths;
+mod props;
+mod reach;
+mod routes;

@@ -1,0 +1,191 @@
+//! Property: whatever the order of events, the Index ends in the state that applying
+//! only the final objects once would give.
+
+use crate::common;
+
+use common::{CONTROLLER, idc, tke};
+use podgate_core::index::{Index, IndexConfig, Kind, Object};
+use podgate_core::model::ClusterName;
+use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+/// A small universe of objects, each with a few versions that interact: conflicts,
+/// shared addresses across slices, renamed ports, class flips, weights.
+fn version(id: usize, v: usize) -> Object {
+    match (id, v % 3) {
+        (0, 0) => ingress("shop", "a")
+            .created(100)
+            .route("shop.com", "Prefix", "/", "web", 80)
+            .into(),
+        (0, 1) => ingress("shop", "a")
+            .created(100)
+            .route("shop.com", "Exact", "/api", "api", "http")
+            .default_backend("web", 80)
+            .into(),
+        (0, _) => ingress("shop", "a")
+            .class("other")
+            .route("shop.com", "Prefix", "/", "web", 80)
+            .into(),
+        (1, 0) => ingress("shop", "b")
+            .created(50)
+            .route("shop.com", "Prefix", "/", "api", "http")
+            .into(),
+        (1, 1) => ingress("shop", "b")
+            .created(50)
+            .route("*.shop.com", "Prefix", "/x", "web", 80)
+            .into(),
+        (1, _) => ingress("shop", "b")
+            .created(150)
+            .annotate("podgate.io/cluster-weights", "idc=1,tke=3")
+            .route("shop.com", "Prefix", "/", "web", 80)
+            .into(),
+        (2, 0) => service("shop", "web").port("http", 80).into(),
+        (2, 1) => service("shop", "web")
+            .port("web", 80)
+            .annotate("podgate.io/cluster-weights", "idc=9,tke=1")
+            .into(),
+        (2, _) => service("shop", "web").port("", 80).into(),
+        (3, 0) => service("shop", "api").port("http", 8080).into(),
+        (3, _) => service("shop", "api").port("http", 80).into(),
+        (4, 0) => slice("shop", "web-1", "web")
+            .port("http", 8080)
+            .ready("10.0.0.1")
+            .terminating("10.0.0.2")
+            .into(),
+        (4, 1) => slice("shop", "web-1", "web")
+            .port("web", 8081)
+            .ready("10.0.0.3")
+            .into(),
+        (4, _) => slice("shop", "web-1", "api")
+            .port("http", 9000)
+            .ready("10.0.0.1")
+            .into(),
+        (5, 0) => slice("shop", "web-2", "web")
+            .port("http", 8080)
+            .ready("10.0.0.2")
+            .into(),
+        (5, 1) => slice("shop", "web-2", "web")
+            .port("", 8080)
+            .not_ready("10.0.0.1")
+            .into(),
+        (5, _) => slice("shop", "web-2", "web")
+            .port("http", 8080)
+            .terminating("10.0.0.1")
+            .into(),
+        (6, 0) => default_class(ingress_class("podgate", CONTROLLER)).into(),
+        (6, 1) => ingress_class("podgate", CONTROLLER).into(),
+        (_, _) => ingress_class("podgate", "example.com/another-controller").into(),
+    }
+}
+
+const IDS: usize = 7;
+
+fn kind_and_name(id: usize) -> (Kind, &'static str, &'static str) {
+    match id {
+        0 => (Kind::Ingress, "shop", "a"),
+        1 => (Kind::Ingress, "shop", "b"),
+        2 => (Kind::Service, "shop", "web"),
+        3 => (Kind::Service, "shop", "api"),
+        4 => (Kind::EndpointSlice, "shop", "web-1"),
+        5 => (Kind::EndpointSlice, "shop", "web-2"),
+        _ => (Kind::IngressClass, "", "podgate"),
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Apply {
+        cluster: bool,
+        id: usize,
+        version: usize,
+    },
+    Delete {
+        cluster: bool,
+        id: usize,
+    },
+    Relist {
+        cluster: bool,
+        id: usize,
+        version: Option<usize>,
+    },
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => (any::<bool>(), 0..IDS, 0..3usize).prop_map(|(cluster, id, version)| Event::Apply { cluster, id, version }),
+        2 => (any::<bool>(), 0..IDS).prop_map(|(cluster, id)| Event::Delete { cluster, id }),
+        1 => (any::<bool>(), 0..IDS, proptest::option::of(0..3usize)).prop_map(|(cluster, id, version)| Event::Relist { cluster, id, version }),
+    ]
+}
+
+fn cluster(b: bool) -> ClusterName {
+    if b { tke() } else { idc() }
+}
+
+fn new_index() -> Index {
+    Index::new(IndexConfig {
+        clusters: vec![(idc(), 100), (tke(), 100)],
+        ..IndexConfig::default()
+    })
+}
+
+/// Everything observable: routes, upstreams, certificates, diagnostics.
+fn observe(index: &Index) -> String {
+    let s = index.snapshot();
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}",
+        s.route_table(),
+        s.upstream_list(),
+        s.certificates,
+        index.diagnostics()
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_event_order_ends_in_the_final_state(events in proptest::collection::vec(event(), 1..40)) {
+        let mut index = new_index();
+        // Final version of each (cluster, id); None = absent.
+        let mut last: BTreeMap<(bool, usize), Option<usize>> = BTreeMap::new();
+        for e in &events {
+            match *e {
+                Event::Apply { cluster: c, id, version: v } => {
+                    index.apply(&cluster(c), version(id, v));
+                    last.insert((c, id), Some(v));
+                }
+                Event::Delete { cluster: c, id } => {
+                    let (kind, ns, name) = kind_and_name(id);
+                    index.delete(&cluster(c), kind, ns, name);
+                    last.insert((c, id), None);
+                }
+                Event::Relist { cluster: c, id, version: v } => {
+                    // A relist of this object's kind in which it alone has this version;
+                    // the other objects of the kind keep their current version.
+                    let (kind, ..) = kind_and_name(id);
+                    last.insert((c, id), v);
+                    let objects: Vec<Object> = (0..IDS)
+                        .filter(|other| kind_and_name(*other).0 == kind)
+                        .filter_map(|other| last.get(&(c, other)).copied().flatten().map(|v| version(other, v)))
+                        .collect();
+                    index.reset(&cluster(c), kind, &objects);
+                }
+            }
+        }
+        // The same final objects, applied once each, in two different orders.
+        let finals: Vec<(bool, Object)> = last.iter().filter_map(|(&(c, id), v)| v.map(|v| (c, version(id, v)))).collect();
+        let mut forward = new_index();
+        for (c, o) in &finals {
+            forward.apply(&cluster(*c), o.clone());
+        }
+        let mut backward = new_index();
+        for (c, o) in finals.iter().rev() {
+            backward.apply(&cluster(*c), o.clone());
+        }
+        let want = observe(&forward);
+        prop_assert_eq!(&observe(&backward), &want);
+        prop_assert_eq!(&observe(&index), &want);
+    }
+}

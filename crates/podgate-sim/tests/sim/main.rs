@@ -1,0 +1,6 @@
+//! The simulated API server against the real kube client, and against answers recorded from a real kube-apiserver.
+
+mod api;
+mod kinds;
+mod watch;
+mod wire;

@@ -1,0 +1,14 @@
+//! End to end: simulated clusters + controller + proxy + simulated pods (the Lab), over real TCP.
+
+mod controller;
+mod failover;
+mod failover_lab;
+mod leader;
+mod lifecycle;
+mod migration;
+mod nodeport;
+mod ownership;
+mod routability;
+mod stale;
+mod weights;
+mod weights_harness;

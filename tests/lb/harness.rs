@@ -1,0 +1,392 @@
+//! Shared pieces of the LB adapter tests: "pod" backends on their own loopback IPs,
+//! an HTTP client that sends one request per connection, builders for batches, and a
+//! deadline-bounded wait. Everything stays on 127.0.0.0/8.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use podgate::lb::LbAdapter;
+use podgate_core::model::{
+    Batch, ClusterName, Endpoint, EndpointState, HostPattern, PathMatch, PortRef, Route,
+    RouteTable, Upstream, UpstreamKey, VirtualHost,
+};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Where an LB program is: `$PATH`, then the sbin folders Debian puts daemons in (a
+/// non-login root shell may lack them).
+pub(crate) fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(Into::into))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Whether an LB program is installed. Missing: loud skip locally, failure under CI.
+pub(crate) fn require_program(program: &str) -> bool {
+    if find_program(program).is_some() {
+        return true;
+    }
+    let msg = format!(
+        "\n!!!!!!!! `{program}` is not installed: this test is SKIPPED. \
+         Install it with `apt-get install -y {program}`. !!!!!!!!\n"
+    );
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{msg}(CI=true: missing programs are a failure)"
+    );
+    // Straight to the process's stderr: the test harness would swallow `eprintln!`.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+    false
+}
+
+/// An address for an LB program to listen on: a random IP of 127.2.0.0/16 and a port
+/// that was free on it. The port is released before the program binds it; on an IP of
+/// its own, another test could take it only by binding the same random IP (or a
+/// wildcard address), which none does — unlike a port released on 127.0.0.1, where
+/// every test's ephemeral sockets live.
+pub(crate) fn free_addr() -> SocketAddr {
+    let ip = std::net::Ipv4Addr::new(127, 2, rand::random(), rand::random::<u8>().max(1));
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback address")
+}
+
+/// How long a pod takes to answer a request for `/slow…`.
+pub(crate) const SLOW_REQUEST: Duration = Duration::from_millis(1500);
+
+/// A tiny HTTP server standing in for a pod: answers every request with its name and
+/// counts what it served.
+pub(crate) struct Pod {
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) served: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Pod {
+    pub(crate) async fn start(name: &str, ip: &str) -> Self {
+        let listener = TcpListener::bind((ip.parse::<IpAddr>().unwrap(), 0))
+            .await
+            .expect("bind a pod on its loopback IP");
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let (n, s) = (name.to_owned(), served.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (n, s) = (n.clone(), s.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        s.fetch_add(1, Ordering::SeqCst);
+                        let body = Full::new(Bytes::from(n.clone()));
+                        // `/slow…` stands for a long request still in flight.
+                        let slow = req.uri().path().starts_with("/slow");
+                        async move {
+                            if slow {
+                                tokio::time::sleep(SLOW_REQUEST).await;
+                            }
+                            Ok::<_, Infallible>(hyper::Response::new(body))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            addr,
+            served,
+            task,
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn endpoint(&self, cluster: &str, state: EndpointState, weight: u32) -> Endpoint {
+        Endpoint {
+            cluster: ClusterName::new(cluster),
+            address: self.addr.ip(),
+            port: self.addr.port(),
+            zone: None,
+            node: None,
+            state,
+            weight,
+        }
+    }
+
+    pub(crate) fn active(&self, weight: u32) -> Endpoint {
+        self.endpoint("idc", EndpointState::Active, weight)
+    }
+
+    pub(crate) fn draining(&self) -> Endpoint {
+        self.endpoint("idc", EndpointState::Draining, 0)
+    }
+}
+
+/// One GET through the LB on a fresh connection: (status, body). `Err` when the LB
+/// could not be reached.
+pub(crate) async fn get(lb: SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
+    let fut = async {
+        let stream = TcpStream::connect(lb).await.map_err(|e| e.to_string())?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header("host", host)
+            .header("connection", "close")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| "request timed out".to_owned())?
+}
+
+/// The body of a request that must succeed, or a description of what came instead.
+pub(crate) async fn who(lb: SocketAddr, host: &str, path: &str) -> String {
+    match get(lb, host, path).await {
+        Ok((200, body)) => body,
+        Ok((status, body)) => format!("HTTP {status} {body}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// How many of `n` requests each pod answered.
+pub(crate) async fn spread(
+    lb: SocketAddr,
+    host: &str,
+    path: &str,
+    n: usize,
+) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        *out.entry(who(lb, host, path).await).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Polls `check` until it returns `Ok`, or fails the test with its last error.
+pub(crate) async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not true within {within:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
+pub(crate) fn key(svc: &str) -> UpstreamKey {
+    UpstreamKey::new("default", svc, PortRef::Number(80))
+}
+
+pub(crate) fn upstream(svc: &str, endpoints: Vec<Endpoint>) -> Upstream {
+    let mut endpoints = endpoints;
+    endpoints.sort_by(|a, b| (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port)));
+    Upstream {
+        key: key(svc),
+        shares: vec![(ClusterName::new("idc"), 1000)],
+        endpoints,
+    }
+}
+
+/// `host("a.example.com", &[(PathMatch::prefix("/"), "web")], None)`.
+pub(crate) fn vhost(routes: &[(PathMatch, &str)], default: Option<&str>) -> VirtualHost {
+    let mut routes: Vec<Route> = routes
+        .iter()
+        .map(|(p, svc)| Route {
+            path: p.clone(),
+            upstream: key(svc),
+        })
+        .collect();
+    routes.sort_by(|a, b| a.path.cmp(&b.path));
+    VirtualHost {
+        routes,
+        default_backend: default.map(key),
+        tls: None,
+    }
+}
+
+/// One upstream per pod (named after it, the pod active) and `routes`.
+pub(crate) fn batch_of(pods: &[Pod], routes: &RouteTable) -> Batch {
+    Batch {
+        epoch: 1,
+        upsert_upstreams: pods
+            .iter()
+            .map(|p| upstream(&p.name, vec![p.active(1)]))
+            .collect(),
+        routes: Some(routes.clone()),
+        ..Batch::default()
+    }
+}
+
+pub(crate) fn table(hosts: Vec<(&str, VirtualHost)>, default: Option<&str>) -> RouteTable {
+    RouteTable {
+        any_host: None,
+        hosts: hosts
+            .into_iter()
+            .map(|(h, v)| (HostPattern::parse(h).unwrap(), v))
+            .collect(),
+        default_backend: default.map(key),
+    }
+}
+
+/// Stops a program and everything it started. HAProxy is launched in a process group
+/// of its own (`process_group(0)`), killed as a whole, so that no worker of a "dead"
+/// HAProxy lingers and keeps answering on its runtime socket.
+pub(crate) fn stop_child(child: &mut std::process::Child) {
+    let signal = |sig: &str, target: String| {
+        let _ = std::process::Command::new("kill")
+            .args([sig, "--", &target])
+            .stderr(std::process::Stdio::null())
+            .status();
+    };
+    let (pid, group) = (child.id().to_string(), format!("-{}", child.id()));
+    signal("-TERM", group.clone());
+    signal("-TERM", pid);
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            signal("-KILL", group);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal("-KILL", group);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Host-less Ingress rules (`RouteTable::any_host`) through a real LB: they serve a host
+/// that matches no rule, never a host that does, and fall back to the catch-all. Each
+/// answer is also checked against the model's reference lookup (`RouteTable::route`).
+/// The pods live on `127.1.<subnet>.x`.
+pub(crate) async fn check_host_less_rules(lb: SocketAddr, adapter: &dyn LbAdapter, subnet: u8) {
+    let ip = |i: u8| format!("127.1.{subnet}.{i}");
+    let pods = [
+        Pod::start("host", &ip(1)).await,
+        Pod::start("any-api", &ip(2)).await,
+        Pod::start("any-only", &ip(3)).await,
+        Pod::start("catchall", &ip(4)).await,
+    ];
+    let mut routes = table(
+        vec![("app.test", vhost(&[(PathMatch::prefix("/"), "host")], None))],
+        Some("catchall"),
+    );
+    routes.any_host = Some(vhost(
+        &[
+            (PathMatch::exact("/only"), "any-only"),
+            (PathMatch::prefix("/api"), "any-api"),
+        ],
+        None,
+    ));
+    let batch = batch_of(&pods, &routes);
+    adapter.apply(&batch).await.expect("apply");
+    let cases = [
+        ("app.test", "/api", "host"),
+        ("other.test", "/api", "any-api"),
+        ("other.test", "/api/v1", "any-api"),
+        ("other.test", "/only", "any-only"),
+        ("other.test", "/only/x", "catchall"),
+        ("other.test", "/", "catchall"),
+    ];
+    for (host, path, want) in cases {
+        let reference = routes.route(host, path).map(|k| k.service.to_string());
+        assert_eq!(reference.as_deref(), Some(want), "the reference lookup");
+        assert_eq!(who(lb, host, path).await, want, "{host}{path}");
+    }
+    let observed = adapter.observe().await.expect("observe");
+    assert_eq!(
+        observed.routes, routes,
+        "observe reads host-less rules back"
+    );
+}
+
+/// A patch (`Batch::patch_upstreams`) through a real LB adapter: applied to what the
+/// adapter holds; one for an upstream it does not hold is refused and changes nothing.
+pub(crate) async fn check_patches(lb: SocketAddr, adapter: &dyn LbAdapter, subnet: u8) {
+    let a = Pod::start("a", &format!("127.1.{subnet}.1")).await;
+    let b = Pod::start("b", &format!("127.1.{subnet}.2")).await;
+    let both = upstream("web", vec![a.active(1), b.active(1)]);
+    adapter
+        .apply(&Batch {
+            epoch: 1,
+            upsert_upstreams: vec![both.clone()],
+            routes: Some(table(
+                vec![(
+                    "patch.test",
+                    vhost(&[(PathMatch::prefix("/"), "web")], None),
+                )],
+                None,
+            )),
+            ..Batch::default()
+        })
+        .await
+        .expect("apply");
+    let only_a = upstream("web", vec![a.active(1)]);
+    let patch = podgate_core::model::UpstreamPatch::between(&both, &only_a).expect("a patch");
+    adapter
+        .apply(&Batch {
+            epoch: 1,
+            patch_upstreams: vec![patch.clone()],
+            ..Batch::default()
+        })
+        .await
+        .expect("apply the patch");
+    let got = spread(lb, "patch.test", "/", 10).await;
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["a"], "{got:?}");
+    let stranger = podgate_core::model::UpstreamPatch {
+        key: key("nobody"),
+        ..patch
+    };
+    let refused = adapter
+        .apply(&Batch {
+            epoch: 1,
+            patch_upstreams: vec![stranger],
+            ..Batch::default()
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(podgate::lb::LbError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(who(lb, "patch.test", "/").await, "a");
+}

@@ -1,0 +1,7 @@
+//! Pushing into real load balancers: the sync worker, the HAProxy and Caddy adapters against real processes, and a Lab driving them as extra targets.
+
+mod caddy;
+mod haproxy;
+mod harness;
+mod lab_targets;
+mod sync_worker;

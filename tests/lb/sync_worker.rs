@@ -1,0 +1,289 @@
+//! The sync worker against a scripted in-memory LB: coalescing, retry with backoff,
+//! full resync after an LB restart. (Real LBs are driven in the end-to-end tests; this
+//! one scripts failures that a real LB cannot produce on demand.)
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use podgate::lb::{BoxFuture, LbAdapter, LbError};
+use podgate::sync::{Audit, Desired, SyncConfig, Worker};
+use podgate_core::index::{Index, IndexConfig};
+use podgate_core::model::ClusterName;
+use podgate_core::model::{Batch, LbState, StateSummary};
+use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
+use tokio::sync::Semaphore;
+
+fn idc() -> ClusterName {
+    ClusterName::new("idc")
+}
+
+/// An Index for the cluster idc with podgate's IngressClass as the default class.
+fn index() -> Index {
+    let mut index = Index::new(IndexConfig {
+        clusters: vec![(idc(), 100)],
+        ..IndexConfig::default()
+    });
+    index.apply(
+        &idc(),
+        default_class(ingress_class("podgate", "podgate.io/ingress-controller")),
+    );
+    index
+}
+
+#[derive(Default)]
+struct Script {
+    batches: Vec<Batch>,
+    /// Answers for the next applies; empty → success.
+    failures: Vec<LbError>,
+    instance: String,
+    generation: u64,
+}
+
+#[derive(Clone)]
+struct ScriptedLb {
+    script: Arc<Mutex<Script>>,
+    /// Each apply takes a permit: tests hold pushes "in flight".
+    gate: Arc<Semaphore>,
+    /// Answers `accepts_patches`.
+    patches: bool,
+}
+
+impl LbAdapter for ScriptedLb {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn apply<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<StateSummary, LbError>> {
+        Box::pin(async move {
+            self.gate.acquire().await.unwrap().forget();
+            let mut s = self.script.lock().unwrap();
+            if !s.failures.is_empty() {
+                return Err(s.failures.remove(0));
+            }
+            s.batches.push(batch.clone());
+            s.generation += 1;
+            Ok(StateSummary {
+                instance: s.instance.clone(),
+                generation: s.generation,
+                epoch: batch.epoch,
+            })
+        })
+    }
+
+    fn accepts_patches(&self) -> bool {
+        self.patches
+    }
+
+    fn observe(&self) -> BoxFuture<'_, Result<LbState, LbError>> {
+        Box::pin(async move {
+            let s = self.script.lock().unwrap();
+            Ok(LbState {
+                instance: s.instance.clone(),
+                generation: s.generation,
+                ..LbState::default()
+            })
+        })
+    }
+}
+
+fn setup() -> (Arc<Desired>, ScriptedLb, Arc<Audit>) {
+    let mut index = index();
+    index.apply(
+        &idc(),
+        ingress("shop", "web").route("shop.com", "Prefix", "/", "web", 80),
+    );
+    index.apply(&idc(), service("shop", "web").port("http", 80));
+    let desired = Desired::new(index);
+    let lb = ScriptedLb {
+        script: Arc::new(Mutex::new(Script {
+            instance: "a".into(),
+            ..Script::default()
+        })),
+        gate: Arc::new(Semaphore::new(0)),
+        patches: false,
+    };
+    (desired, lb, Arc::new(Audit::new(100)))
+}
+
+fn flip(desired: &Desired, addr: &str) {
+    desired.mutate("test", |i| {
+        i.apply(
+            &idc(),
+            slice("shop", "web-1", "web").port("http", 8080).ready(addr),
+        )
+    });
+}
+
+async fn wait_for(lb: &ScriptedLb, n: usize) -> Vec<Batch> {
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        let batches = lb.script.lock().unwrap().batches.clone();
+        if batches.len() >= n {
+            return batches;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} batches",
+            batches.len()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_push_is_full_and_changes_during_a_push_go_out_together() {
+    let (desired, lb, audit) = setup();
+    let worker = Worker::new(
+        Box::new(lb.clone()),
+        desired.clone(),
+        audit,
+        SyncConfig::default(),
+        7,
+    );
+    tokio::spawn(worker.run());
+    lb.gate.add_permits(1);
+    let b = wait_for(&lb, 1).await;
+    assert!(
+        b[0].routes.is_some() && b[0].upsert_upstreams.len() == 1,
+        "full sync first"
+    );
+    assert_eq!(b[0].epoch, 7);
+
+    // Three changes while the next push is held: they go out as one batch.
+    flip(&desired, "10.0.0.1");
+    tokio::task::yield_now().await;
+    flip(&desired, "10.0.0.2");
+    flip(&desired, "10.0.0.3");
+    lb.gate.add_permits(10);
+    wait_for(&lb, 2).await;
+    // The first flip may have been taken alone before the others arrived; the other
+    // two must travel together.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let total = lb.script.lock().unwrap().batches.len();
+    assert!(total <= 3, "changes coalesced: {total} batches");
+    let last = lb.script.lock().unwrap().batches.last().unwrap().clone();
+    assert_eq!(
+        last.upsert_upstreams[0].endpoints[0].address.to_string(),
+        "10.0.0.3"
+    );
+    assert!(last.routes.is_none(), "no route change, no route push");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_push_is_retried_with_the_same_changes() {
+    let (desired, lb, audit) = setup();
+    lb.script.lock().unwrap().failures = vec![
+        LbError::Transient("down".into()),
+        LbError::Transient("down".into()),
+    ];
+    let worker = Worker::new(
+        Box::new(lb.clone()),
+        desired.clone(),
+        audit.clone(),
+        SyncConfig::default(),
+        1,
+    );
+    let status = worker.status();
+    tokio::spawn(worker.run());
+    lb.gate.add_permits(100);
+    let b = wait_for(&lb, 1).await;
+    assert!(b[0].routes.is_some(), "the full sync survived two failures");
+    assert_eq!(status.lock().unwrap().state, "in_sync");
+    assert_eq!(status.lock().unwrap().failures, 2);
+    let results: Vec<String> = audit.entries().into_iter().map(|e| e.result).collect();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results[2], "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_lb_restart_triggers_a_full_resync() {
+    let (desired, lb, audit) = setup();
+    let worker = Worker::new(
+        Box::new(lb.clone()),
+        desired.clone(),
+        audit,
+        SyncConfig::default(),
+        1,
+    );
+    tokio::spawn(worker.run());
+    lb.gate.add_permits(100);
+    wait_for(&lb, 1).await;
+    // The LB restarts (new instance id); the next incremental push reveals it.
+    lb.script.lock().unwrap().instance = "b".into();
+    flip(&desired, "10.0.0.9");
+    let b = wait_for(&lb, 3).await;
+    assert!(b[1].routes.is_none(), "incremental push");
+    assert!(b[2].routes.is_some(), "then a full resync");
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_is_detected_without_any_change() {
+    let (desired, lb, audit) = setup();
+    let config = SyncConfig {
+        drift_interval: Duration::from_secs(5),
+        ..SyncConfig::default()
+    };
+    let worker = Worker::new(Box::new(lb.clone()), desired.clone(), audit, config, 1);
+    tokio::spawn(worker.run());
+    lb.gate.add_permits(100);
+    wait_for(&lb, 1).await;
+    // Someone else changed the LB behind podgate's back.
+    lb.script.lock().unwrap().generation += 5;
+    let b = wait_for(&lb, 2).await;
+    assert!(b[1].routes.is_some(), "full resync after drift");
+}
+
+/// The slice of `web` with these ready and terminating addresses.
+fn pods(desired: &Desired, ready: &[&str], terminating: &[&str]) {
+    let s = slice("shop", "web-1", "web").port("http", 8080);
+    let s = ready.iter().fold(s, |s, a| s.ready(a));
+    let s = terminating.iter().fold(s, |s, a| s.terminating(a));
+    desired.mutate("test", |i| i.apply(&idc(), s));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_pod_of_many_goes_as_a_patch_and_whole_again_after_a_failure() {
+    let (desired, mut lb, audit) = setup();
+    lb.patches = true;
+    pods(&desired, &["10.0.0.1", "10.0.0.2", "10.0.0.3"], &[]);
+    let worker = Worker::new(
+        Box::new(lb.clone()),
+        desired.clone(),
+        audit,
+        SyncConfig::default(),
+        1,
+    );
+    tokio::spawn(worker.run());
+    lb.gate.add_permits(100);
+    let b = wait_for(&lb, 1).await;
+    assert_eq!(
+        b[0].upsert_upstreams[0].endpoints.len(),
+        3,
+        "full sync, whole"
+    );
+
+    // One pod terminates: the pod itself, and the new weights of the other two.
+    pods(&desired, &["10.0.0.1", "10.0.0.3"], &["10.0.0.2"]);
+    let b = wait_for(&lb, 2).await;
+    assert!(b[1].upsert_upstreams.is_empty(), "{:?}", b[1]);
+    let patch = &b[1].patch_upstreams[0];
+    assert_eq!(patch.upsert_endpoints.len(), 1);
+    assert_eq!(patch.upsert_endpoints[0].address.to_string(), "10.0.0.2");
+    assert_eq!(patch.weights.len(), 2);
+
+    // A push that fails may or may not have landed: that upstream goes whole next.
+    lb.script.lock().unwrap().failures = vec![LbError::Transient("timeout".into())];
+    pods(&desired, &["10.0.0.1", "10.0.0.3"], &[]);
+    let b = wait_for(&lb, 3).await;
+    assert!(b[2].patch_upstreams.is_empty(), "{:?}", b[2]);
+    assert_eq!(b[2].upsert_upstreams[0].endpoints.len(), 2);
+    // And patches again after that.
+    pods(&desired, &["10.0.0.1"], &[]);
+    let b = wait_for(&lb, 4).await;
+    assert_eq!(
+        b[3].patch_upstreams[0].remove_endpoints.len(),
+        1,
+        "{:?}",
+        b[3]
+    );
+}

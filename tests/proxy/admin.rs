@@ -1,0 +1,351 @@
+//! The admin API (the LB contract) of the real proxy: auth, all-or-nothing batches,
+//! fencing epochs, health, and the HTTP adapter the controller drives it with.
+
+use crate::harness;
+
+use std::time::Duration;
+
+use harness::{Backend, TOKEN, admin, client, get, proxy, push, routes, upstream};
+use http::StatusCode;
+use podgate::lb::{HttpLb, HttpLbConfig, LbAdapter, LbError};
+use podgate::proxy::ProxyHandle;
+use podgate_core::model::{Batch, EndpointState, LbState, PathMatch};
+
+async fn state(proxy: &ProxyHandle) -> LbState {
+    let (status, body) = admin(proxy, "GET", "/v1/state", Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn configured(pod: &Backend) -> ProxyHandle {
+    let proxy = proxy().await;
+    push(
+        &proxy,
+        &Batch {
+            epoch: 5,
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            routes: Some(routes(&[("a.example.com", PathMatch::prefix("/"), "web")])),
+            ..Batch::default()
+        },
+    )
+    .await;
+    proxy
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_refused() {
+    let proxy = proxy().await;
+    let batch = r#"{"epoch": 1}"#;
+    for token in [None, Some("wrong"), Some(""), Some("test-token-but-longer")] {
+        for (method, path, body) in [
+            ("POST", "/v1/batch", batch),
+            ("GET", "/v1/state", ""),
+            ("GET", "/v1/summary", ""),
+            ("GET", "/v1/upstreams/default/web/80", ""),
+            ("GET", "/metrics", ""),
+        ] {
+            let (status, text) = admin(&proxy, method, path, token, body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}: {text}"
+            );
+        }
+    }
+    assert_eq!(
+        state(&proxy).await.generation,
+        0,
+        "a refused batch changed state"
+    );
+    // Health needs no token; readiness waits for the first batch.
+    assert_eq!(
+        admin(&proxy, "GET", "/healthz", None, "").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        admin(&proxy, "GET", "/readyz", None, "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (status, answer) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), batch).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        admin(&proxy, "GET", "/readyz", None, "").await.0,
+        StatusCode::OK
+    );
+    // The summary is what the batch answered, and what the whole state says.
+    let (status, summary) = admin(&proxy, "GET", "/v1/summary", Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+    );
+    let whole = state(&proxy).await;
+    assert_eq!(
+        (summary["instance"].as_str(), summary["generation"].as_u64()),
+        (Some(whole.instance.as_str()), Some(whole.generation))
+    );
+    assert_eq!(
+        admin(&proxy, "GET", "/nowhere", None, "").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        admin(&proxy, "DELETE", "/v1/state", Some(TOKEN), "")
+            .await
+            .0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[tokio::test]
+async fn one_upstream_can_be_read_alone_and_metrics_count_the_live_state() {
+    let pod = Backend::start("web", 11, 2).await;
+    let proxy = configured(&pod).await;
+    let (status, body) = admin(
+        &proxy,
+        "GET",
+        "/v1/upstreams/default/web/80",
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let read: podgate_core::model::Upstream = serde_json::from_str(&body).unwrap();
+    let whole = state(&proxy).await;
+    assert_eq!(read, whole.upstreams[0]);
+    assert!(!read.endpoints.is_empty());
+    // Keys only: the same state, every upstream without its endpoints.
+    let (status, body) = admin(&proxy, "GET", "/v1/state?endpoints=false", Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let keys: podgate_core::model::LbState = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys.upstreams.len(), whole.upstreams.len());
+    assert_eq!(keys.upstreams[0].key, whole.upstreams[0].key);
+    assert!(keys.upstreams.iter().all(|u| u.endpoints.is_empty()));
+    assert_eq!(
+        (keys.instance, keys.generation),
+        (whole.instance, whole.generation)
+    );
+    for missing in [
+        "/v1/upstreams/default/web/81",
+        "/v1/upstreams/default/other/80",
+        "/v1/upstreams/default/web/http",
+    ] {
+        let (status, body) = admin(&proxy, "GET", missing, Some(TOKEN), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+        assert!(body.contains("no upstream"), "{missing}: {body}");
+    }
+    for not_a_route in [
+        "/v1/upstreams/default/web",
+        "/v1/upstreams/default/web/80/x",
+        "/v1/upstreams//web/80",
+    ] {
+        let (status, body) = admin(&proxy, "GET", not_a_route, Some(TOKEN), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{not_a_route}: {body}");
+        assert!(body.contains("no such admin path"), "{not_a_route}: {body}");
+    }
+    let (_, metrics) = admin(&proxy, "GET", "/metrics", Some(TOKEN), "").await;
+    for line in [
+        "podgate_proxy_upstreams 1",
+        "podgate_proxy_endpoints 1",
+        "podgate_proxy_hosts 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    // Removing the upstream takes its endpoints out of the count.
+    let (status, _) = admin(
+        &proxy,
+        "POST",
+        "/v1/batch",
+        Some(TOKEN),
+        r#"{"epoch": 5, "remove_upstreams": [{"namespace": "default", "service": "web", "port": 80}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, metrics) = admin(&proxy, "GET", "/metrics", Some(TOKEN), "").await;
+    assert!(
+        metrics.lines().any(|l| l == "podgate_proxy_endpoints 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_batches_are_refused_and_change_nothing() {
+    let pod = Backend::start("web", 11, 1).await;
+    let proxy = configured(&pod).await;
+    let before = state(&proxy).await;
+    let ep = format!(
+        r#"{{"cluster":"idc","address":"{}","port":{},"state":"active","weight":1}}"#,
+        pod.addr.ip(),
+        pod.addr.port()
+    );
+    let up = |name: &str, shares: &str, endpoints: &str| {
+        format!(
+            r#"{{"key":{{"namespace":"default","service":"{name}","port":80}},"shares":{shares},"endpoints":[{endpoints}]}}"#
+        )
+    };
+    let rows: Vec<(&str, String, &str)> = vec![
+        ("not JSON", "{{{".into(), "malformed"),
+        ("wrong type", r#"{"upsert_upstreams": 5}"#.into(), "malformed"),
+        ("unknown field", r#"{"epoch": 6, "bogus": 1}"#.into(), "bogus"),
+        (
+            "bad host",
+            r#"{"epoch": 6, "routes": {"hosts": {"a..b": {"routes": []}}}}"#.into(),
+            "a..b",
+        ),
+        (
+            "bad certificate",
+            r#"{"epoch": 6, "remove_upstreams": [], "upsert_certificates": [{"id": "ns/c", "cert_pem": "junk", "key_pem": "junk"}]}"#.into(),
+            "ns/c",
+        ),
+        (
+            "duplicate upstream",
+            format!(
+                r#"{{"epoch": 6, "upsert_upstreams": [{}, {}]}}"#,
+                up("x", "[]", &ep),
+                up("x", "[]", &ep)
+            ),
+            "twice",
+        ),
+        (
+            "shares not summing to 1000",
+            format!(
+                r#"{{"epoch": 6, "upsert_upstreams": [{}]}}"#,
+                up("x", r#"[["idc", 600]]"#, &ep)
+            ),
+            "1000",
+        ),
+        (
+            // A valid upstream first: nothing of the batch may be applied.
+            "one bad item after a good one",
+            format!(
+                r#"{{"epoch": 6, "upsert_upstreams": [{}, {}], "remove_upstreams": [{{"namespace":"default","service":"web","port":80}}]}}"#,
+                up("fine", "[]", &ep),
+                up("zero", "[]", &ep.replace(&format!("\"port\":{}", pod.addr.port()), "\"port\":0"))
+            ),
+            "port 0",
+        ),
+    ];
+    for (what, body, reason) in rows {
+        let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {text}");
+        assert!(
+            text.contains(reason),
+            "{what}: the reason should mention {reason:?}: {text}"
+        );
+        assert_eq!(state(&proxy).await, before, "{what} changed the state");
+    }
+    // Traffic still flows as before.
+    let a = get(&client(), &proxy, "a.example.com", "/").await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_oversized_batch_is_refused_with_413() {
+    let proxy = harness::proxy_with(|c| c.limits.max_admin_body_bytes = 1024).await;
+    let body = format!(
+        r#"{{"epoch": 1, "remove_certificates": ["{}"]}}"#,
+        "x".repeat(2048)
+    );
+    let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), &body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert_eq!(state(&proxy).await.generation, 0);
+}
+
+#[tokio::test]
+async fn a_stale_epoch_is_refused_with_409() {
+    let pod = Backend::start("web", 11, 2).await;
+    let proxy = configured(&pod).await;
+    let before = state(&proxy).await;
+    assert_eq!((before.epoch, before.generation), (5, 1));
+    let stale =
+        r#"{"epoch": 4, "remove_upstreams": [{"namespace":"default","service":"web","port":80}]}"#;
+    let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), stale).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["epoch"], 5);
+    assert_eq!(state(&proxy).await, before);
+    // The same epoch and a newer one are accepted; generation counts accepted batches.
+    for epoch in [5, 7] {
+        let (status, text) = admin(
+            &proxy,
+            "POST",
+            "/v1/batch",
+            Some(TOKEN),
+            &format!(r#"{{"epoch": {epoch}}}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let after = state(&proxy).await;
+    assert_eq!((after.epoch, after.generation), (7, 3));
+    assert_eq!(after.instance, before.instance);
+}
+
+#[tokio::test]
+async fn the_http_adapter_maps_answers_to_lb_errors() {
+    let pod = Backend::start("web", 11, 3).await;
+    let proxy = configured(&pod).await;
+    let adapter = |token: &str, base: String| {
+        HttpLb::new(
+            "lb1",
+            HttpLbConfig {
+                base_url: base,
+                token: token.to_owned(),
+                timeout: Duration::from_secs(5),
+                tls: None,
+            },
+        )
+        .unwrap()
+    };
+    let lb = adapter(TOKEN, proxy.admin_url());
+    let observed = lb.observe().await.unwrap();
+    assert_eq!(observed.generation, 1);
+    assert_eq!(observed.upstreams.len(), 1);
+
+    let summary = lb
+        .apply(&Batch {
+            epoch: 6,
+            remove_upstreams: vec![harness::key("web")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((summary.generation, summary.epoch), (2, 6));
+    assert_eq!(summary.instance, observed.instance);
+    assert!(lb.observe().await.unwrap().upstreams.is_empty());
+
+    match lb
+        .apply(&Batch {
+            epoch: 3,
+            ..Batch::default()
+        })
+        .await
+    {
+        Err(LbError::Fenced(6)) => {}
+        other => panic!("expected Fenced(6), got {other:?}"),
+    }
+    let bad = Batch {
+        epoch: 6,
+        upsert_upstreams: vec![upstream("x", &[("idc", 1)], vec![])],
+        ..Batch::default()
+    };
+    match lb.apply(&bad).await {
+        Err(e @ LbError::Rejected(_)) => assert!(!e.is_retryable()),
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    match adapter("wrong", proxy.admin_url()).observe().await {
+        Err(LbError::Rejected(m)) => assert!(m.contains("401"), "{m}"),
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    match adapter(TOKEN, dead_url).observe().await {
+        Err(e @ LbError::Transient(_)) => assert!(e.is_retryable()),
+        other => panic!("expected Transient, got {other:?}"),
+    }
+}
