@@ -425,7 +425,7 @@ async fn run_from_sim(lbs: &[Lb], upstreams: usize, changes: usize, old: &Pod, n
             .admin
             .targets
             .iter()
-            .find(|t| t.lock().unwrap().name.starts_with(&prefix))
+            .find(|t| t.lock().name.starts_with(&prefix))
             .cloned()
             .expect("the controller has a worker for every LB")
     };
@@ -435,13 +435,13 @@ async fn run_from_sim(lbs: &[Lb], upstreams: usize, changes: usize, old: &Pod, n
         stats.push(lb.stat_file().await);
     }
     let cpu_before: Vec<u64> = stats.iter().map(|s| cpu_ns(s)).collect();
-    let pushes_before: Vec<u64> = statuses.iter().map(|s| s.lock().unwrap().pushes).collect();
+    let pushes_before: Vec<u64> = statuses.iter().map(|s| s.lock().pushes).collect();
     let mut acks = vec![Vec::new(); lbs.len()];
     let mut served = vec![Vec::new(); lbs.len()];
     for k in 0..changes {
         let i = (k * 7919) % upstreams;
         let pod = &new[k % new.len()];
-        let pushes: Vec<u64> = statuses.iter().map(|s| s.lock().unwrap().pushes).collect();
+        let pushes: Vec<u64> = statuses.iter().map(|s| s.lock().pushes).collect();
         let t0 = Instant::now();
         lab.apply("idc", &slice_of(i, pod)).unwrap();
         // Every LB is polled at once: the change reaches them together.
@@ -461,7 +461,7 @@ async fn run_from_sim(lbs: &[Lb], upstreams: usize, changes: usize, old: &Pod, n
             // An LB may serve the change before its acknowledgement reaches podgate
             // (Caddy answers a config load only after retiring the old config).
             loop {
-                let status = statuses[j].lock().unwrap().clone();
+                let status = statuses[j].lock().clone();
                 if status.pushes > pushes[j] {
                     acks[j].push(status.last_ack.expect("acknowledged") - t0);
                     break;
@@ -487,7 +487,7 @@ async fn run_from_sim(lbs: &[Lb], upstreams: usize, changes: usize, old: &Pod, n
         println!(
             "| {} | {upstreams} | {changes} | {} | {} | {} | {} | {} | {cpu:.3} |",
             lb.name,
-            statuses[j].lock().unwrap().pushes - pushes_before[j],
+            statuses[j].lock().pushes - pushes_before[j],
             ms(pct(&acks[j], 0.5)),
             ms(pct(&acks[j], 0.99)),
             ms(pct(&served[j], 0.5)),

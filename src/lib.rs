@@ -6,9 +6,11 @@
 //! real clusters in tests and `podgate demo`.
 
 pub mod cli;
+mod clock;
 pub mod cluster;
 pub mod controller;
 pub mod demo;
+pub mod hub;
 pub mod lb;
 pub mod proxy;
 pub mod sync;

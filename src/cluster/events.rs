@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::sync::Desired;
+use crate::hub::Desired;
 use podgate_core::index::{Kind, Report};
 use podgate_core::model::ClusterName;
 

@@ -6,12 +6,13 @@
 //! withdraw nothing are applied as usual and those that withdraw wait for that list. A
 //! newer relist from the watcher replaces a held withdrawal.
 //!
-//! Owns: the held withdrawal, the burst window and the confirmation timer. Never
-//! applies held objects: only a list fetched after `confirm_after` is applied. Counting
-//! what a change withdraws is the Index's (`Index::relist_withdrawal`,
-//! `Index::slice_withdrawal`).
+//! Owns: the held withdrawal and the confirmation timer. Never applies held objects:
+//! only a list fetched after `confirm_after` is applied. Counting what a change
+//! withdraws is the Index's (`Index::relist_withdrawal_prepared`,
+//! `Index::slice_withdrawal`); whether to hold it is `podgate_core::guard`'s.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -20,9 +21,10 @@ use kube::api::ListParams;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::sync::Desired;
-use crate::sync::audit::now_ms;
-use podgate_core::index::{Changes, Index, Kind, Object, Prepared, Withdrawal};
+use crate::clock::now_ms;
+use crate::hub::{Cause, Desired};
+use podgate_core::guard::{FloorGuard, Verdict};
+use podgate_core::index::{Changes, Index, Input, Kind, Object, Prepared, Withdrawal};
 use podgate_core::model::ClusterName;
 
 use super::status::{GuardedRelist, StatusCell};
@@ -30,44 +32,23 @@ use super::status::{GuardedRelist, StatusCell};
 /// How long to wait before trying a failed confirmation list again, at most.
 const RETRY: Duration = Duration::from_secs(5);
 
-/// Withdrawals by watch events this close together count as one burst.
-pub(crate) const BURST_WINDOW: Duration = Duration::from_secs(10);
-
-/// A burst withdrawing fewer endpoints than this is never held. Watch events are the
-/// API server's own word (unlike a possibly partial relist), and a small app scaled to
-/// zero in a small cluster must fail over at once, not after `confirm_after`.
-pub(crate) const MIN_BURST: usize = 10;
-
-/// Endpoints withdrawn by watch events since `started`, of `base` at that time.
-#[derive(Clone, Copy, Debug)]
-struct Burst {
-    started: Instant,
-    base: usize,
-    withdrawn: usize,
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// The confirmation in progress, with its generation; `None` when nothing is held.
     held: Option<(u64, AbortHandle)>,
     generation: u64,
-    burst: Option<Burst>,
+    floor: FloorGuard,
 }
 
 /// The guard of one cluster's EndpointSlice watcher.
 pub(crate) struct RelistGuard {
     api: Api<EndpointSlice>,
     params: ListParams,
-    fraction: f64,
     confirm_after: Duration,
     cluster: ClusterName,
     desired: Arc<Desired>,
     status: StatusCell,
     state: Arc<Mutex<State>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl RelistGuard {
@@ -82,12 +63,15 @@ impl RelistGuard {
         Self {
             api: Api::all(client.clone()),
             params: ListParams::default().labels(podgate_core::index::SERVICE_NAME_LABEL),
-            fraction: options.withdraw_guard,
             confirm_after: options.confirm_after,
             cluster,
             desired,
             status,
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(State {
+                held: None,
+                generation: 0,
+                floor: FloorGuard::new(options.withdraw_guard),
+            })),
         }
     }
 
@@ -95,68 +79,71 @@ impl RelistGuard {
     /// it would withdraw too much. Replaces any withdrawal held before.
     pub(crate) fn relist(&self, objects: Vec<Prepared>) -> Changes {
         self.cancel();
-        let cause = format!(
-            "{}: EndpointSlice relist ({} objects)",
-            self.cluster,
-            objects.len()
-        );
+        let cause = Cause::Relist {
+            cluster: self.cluster.clone(),
+            kind: Kind::EndpointSlice,
+            objects: objects.len(),
+        };
+        let input = Input::ResetPrepared {
+            cluster: self.cluster.clone(),
+            kind: Kind::EndpointSlice,
+            objects,
+        };
         let mut held = None;
-        let changes = self.desired.mutate(&cause, |i| {
-            let w = i.relist_withdrawal_prepared(&self.cluster, &objects);
-            if w.exceeds(self.fraction) {
-                held = Some(w);
-                return Changes::default();
+        let changes = self.desired.apply_if(&cause, input, |i, input| {
+            let Input::ResetPrepared { objects, .. } = input else {
+                return true;
+            };
+            let w = i.relist_withdrawal_prepared(&self.cluster, objects);
+            match self.state.lock().floor.relist(w) {
+                Verdict::Apply => true,
+                Verdict::Hold(w) => {
+                    held = Some(w);
+                    false
+                }
             }
-            i.reset_prepared(&self.cluster, Kind::EndpointSlice, objects)
         });
         match held {
             Some(w) => self.hold(w, "relist"),
             None => self.status.clear_guarded("EndpointSlice"),
         }
-        changes
+        changes.unwrap_or_default()
     }
 
-    /// Whether a watch event on the slice `namespace/name` (`new`: its new version,
-    /// `None`: deleted) may be applied now. Call under the Index lock, right before
-    /// applying it, so that the count and the change agree.
-    pub(crate) fn admit(
-        &self,
-        index: &mut Index,
-        namespace: &str,
-        name: &str,
-        new: Option<&Object>,
-    ) -> bool {
-        let w = index.slice_withdrawal(&self.cluster, namespace, name, new);
+    /// Whether a watch event on one of this cluster's EndpointSlices may be applied
+    /// now. `Desired::apply_if` calls it under the Index lock, right before applying
+    /// it, so that the count and the change agree.
+    pub(crate) fn admit(&self, index: &Index, input: &Input) -> bool {
+        let w = match input {
+            Input::Apply { object, .. } => {
+                let meta = object.metadata();
+                let (ns, name) = (
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+                index.slice_withdrawal(&self.cluster, ns, name, Some(object))
+            }
+            Input::Delete {
+                namespace, name, ..
+            } => index.slice_withdrawal(&self.cluster, namespace, name, None),
+            _ => return true,
+        };
         if w.withdrawn == 0 {
             return true;
         }
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.held.is_some() {
             // The confirming list will carry this change.
             return false;
         }
-        let now = Instant::now();
-        let mut burst = match state.burst {
-            Some(b) if now.duration_since(b.started) < BURST_WINDOW => b,
-            _ => Burst {
-                started: now,
-                base: w.before,
-                withdrawn: 0,
-            },
-        };
-        burst.withdrawn += w.withdrawn;
-        let total = Withdrawal {
-            before: burst.base,
-            withdrawn: burst.withdrawn,
-        };
-        if total.withdrawn >= MIN_BURST && total.exceeds(self.fraction) {
-            state.burst = None;
-            drop(state);
-            self.hold(total, "burst of watch events");
-            return false;
+        match state.floor.event(Instant::now().into_std(), w) {
+            Verdict::Apply => true,
+            Verdict::Hold(total) => {
+                drop(state);
+                self.hold(total, "burst of watch events");
+                false
+            }
         }
-        state.burst = Some(burst);
-        true
     }
 
     /// Holds a withdrawal: logs it, shows it, and starts the confirmation.
@@ -176,14 +163,13 @@ impl RelistGuard {
             since_ms: now_ms(),
             confirm_after_ms: u64::try_from(self.confirm_after.as_millis()).unwrap_or(u64::MAX),
         }));
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.generation += 1;
         let confirmation = Confirmation {
             api: self.api.clone(),
             params: self.params.clone(),
             confirm_after: self.confirm_after,
             cluster: self.cluster.clone(),
-            fraction: self.fraction,
             desired: self.desired.clone(),
             status: self.status.clone(),
             state: self.state.clone(),
@@ -197,11 +183,11 @@ impl RelistGuard {
     }
 
     fn cancel(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if let Some((_, task)) = state.held.take() {
             task.abort();
         }
-        state.burst = None;
+        state.floor.forget_burst();
     }
 }
 
@@ -217,7 +203,6 @@ struct Confirmation {
     params: ListParams,
     confirm_after: Duration,
     cluster: ClusterName,
-    fraction: f64,
     desired: Arc<Desired>,
     status: StatusCell,
     state: Arc<Mutex<State>>,
@@ -237,32 +222,45 @@ impl Confirmation {
                 }
             }
         };
-        let objects: Vec<Object> = list.items.into_iter().map(Object::from).collect();
-        let cause = format!(
-            "{cluster}: EndpointSlice list confirming a held withdrawal ({} objects)",
-            objects.len()
-        );
+        let objects: Vec<Prepared> = list
+            .items
+            .into_iter()
+            .filter_map(|s| self.desired.prepare(&Object::from(s)))
+            .collect();
+        let cause = Cause::Confirmation {
+            cluster: cluster.clone(),
+            what: "EndpointSlice",
+            objects: objects.len(),
+        };
+        let input = Input::ResetPrepared {
+            cluster: cluster.clone(),
+            kind: Kind::EndpointSlice,
+            objects,
+        };
         let mut now = Withdrawal::default();
-        let mut superseded = false;
-        let changes = self.desired.mutate(&cause, |i| {
+        let mut confirmed = false;
+        let changes = self.desired.apply_if(&cause, input, |i, input| {
             // Only the newest confirmation may apply, and it ends the hold in the same
             // critical section, so no withdrawing event slips between.
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if state.held.as_ref().map(|(g, _)| *g) != Some(self.generation) {
-                superseded = true;
-                return Changes::default();
+                return false;
             }
             state.held = None;
             // Cleared before the change is visible, so no reader sees it applied and
             // still held.
             self.status.clear_guarded("EndpointSlice");
-            now = i.relist_withdrawal(cluster, &objects);
-            i.reset(cluster, Kind::EndpointSlice, &objects)
+            if let Input::ResetPrepared { objects, .. } = input {
+                now = i.relist_withdrawal_prepared(cluster, objects);
+                confirmed = state.floor.exceeded(now);
+            }
+            true
         });
-        if superseded {
+        let Some(changes) = changes else {
+            // Superseded by a newer relist or confirmation.
             return;
-        }
-        if now.exceeds(self.fraction) {
+        };
+        if confirmed {
             tracing::warn!(%cluster, before = now.before, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list confirms the withdrawal; applied");
         } else {
             tracing::info!(%cluster, withdrawn = now.withdrawn, held_withdrawn = held.withdrawn, changed_upstreams = changes.upstreams.len(), "fresh list shows the endpoints back; held withdrawal discarded");

@@ -6,16 +6,17 @@
 //! because its IngressClass arrived later on another watch, so the watcher records each
 //! Ingress's current status and this task compares all of them with the Index.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
-use crate::sync::Desired;
+use crate::hub::Desired;
 use podgate_core::model::ClusterName;
 
 /// How often statuses are compared with the Index.
@@ -23,10 +24,6 @@ const INTERVAL: Duration = Duration::from_millis(500);
 
 /// `(namespace, name)` → the status the cluster last showed us.
 pub(crate) type Seen = Arc<Mutex<HashMap<(String, String), Vec<IngressLoadBalancerIngress>>>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// The `loadBalancer.ingress` entries for the publish addresses: IPs as `ip`, names as
 /// `hostname`.
@@ -55,7 +52,7 @@ pub(crate) fn recorder(seen: Seen) -> Box<dyn Fn(&Ingress) + Send + Sync> {
             .and_then(|s| s.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.clone())
             .unwrap_or_default();
-        lock(&seen).insert(
+        seen.lock().insert(
             (ing.namespace().unwrap_or_default(), ing.name_any()),
             current,
         );
@@ -77,7 +74,7 @@ pub(crate) async fn run(
     loop {
         tokio::time::sleep(INTERVAL).await;
         let stale: Vec<(String, String)> = {
-            let seen = lock(&seen);
+            let seen = seen.lock();
             desired.read(|index| {
                 seen.iter()
                     .filter(|((ns, name), current)| {
@@ -95,8 +92,8 @@ pub(crate) async fn run(
                 .await
             {
                 // Assume it took; the watch will report the truth.
-                Ok(_) => drop(lock(&seen).insert((ns, name), want.clone())),
-                Err(kube::Error::Api(e)) if e.code == 404 => drop(lock(&seen).remove(&(ns, name))),
+                Ok(_) => drop(seen.lock().insert((ns, name), want.clone())),
+                Err(kube::Error::Api(e)) if e.code == 404 => drop(seen.lock().remove(&(ns, name))),
                 Err(e) => {
                     tracing::warn!(%cluster, ingress = %format!("{ns}/{name}"), error = %e, "could not write Ingress status");
                 }

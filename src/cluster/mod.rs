@@ -29,7 +29,7 @@ pub use reach::{ReachWatch, ready_address, spawn_reach, subnet_cidrs, subnet_res
 pub use stale::watch_stale;
 pub use status::{ClusterStatus, GuardedRelist, StatusCell};
 
-use crate::sync::Desired;
+use crate::hub::Desired;
 use podgate_core::index::{Kind, SERVICE_NAME_LABEL};
 use podgate_core::model::ClusterName;
 

@@ -20,7 +20,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
-use crate::sync::Desired;
+use crate::hub::{Cause, Desired};
+use podgate_core::guard::{FloorGuard, Verdict};
+use podgate_core::index::Input;
 use podgate_core::model::ClusterName;
 
 /// Which reachability watchers one cluster needs.
@@ -57,7 +59,7 @@ pub fn spawn_reach(
             cluster: cluster.clone(),
             desired: desired.clone(),
             api: api.clone(),
-            fraction: options.withdraw_guard,
+            floor: FloorGuard::new(options.withdraw_guard),
             confirm_after: options.confirm_after,
             status: status.clone(),
             held: Arc::default(),
@@ -80,8 +82,17 @@ pub fn spawn_reach(
             ready_address,
             move |sets, _| {
                 let nodes: Vec<(String, IpAddr)> = sets.into_iter().flatten().collect();
-                let cause = format!("{c}: Nodes ({} ready)", nodes.len());
-                d.mutate(&cause, |i| i.set_nodes(&c, &nodes));
+                let cause = Cause::Nodes {
+                    cluster: c.clone(),
+                    ready: nodes.len(),
+                };
+                d.apply(
+                    &cause,
+                    Input::Nodes {
+                        cluster: c.clone(),
+                        nodes,
+                    },
+                );
             },
         ));
     }
@@ -89,7 +100,7 @@ pub fn spawn_reach(
 
 /// The floor guard for routability (the counterpart of `guard::RelistGuard` for
 /// EndpointSlices): a Subnet relist, or one change withdrawing at least
-/// `guard::MIN_BURST` endpoints, that would make more than `fraction` of the cluster's
+/// `podgate_core::guard::MIN_BURST` endpoints, that would make more than `fraction` of the cluster's
 /// registered endpoints unroutable is not applied; it is logged, and after
 /// `confirm_after` a fresh list of the Subnets decides. A newer change replaces a held
 /// one. A partial list from a struggling API server must not unregister a cluster.
@@ -100,30 +111,43 @@ struct SubnetGuard {
     cluster: ClusterName,
     desired: Arc<Desired>,
     api: Api<DynamicObject>,
-    fraction: f64,
+    floor: FloorGuard,
     confirm_after: std::time::Duration,
     /// Where a held withdrawal is shown (`guarded_relist` of the cluster).
     status: super::StatusCell,
     /// The confirmation waiting, if a withdrawal is held.
-    held: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
+    held: Arc<parking_lot::Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 impl SubnetGuard {
     fn offer(&self, nets: Vec<IpNet>, relisted: bool) {
-        if let Some(previous) = self.lock_held().take() {
+        if let Some(previous) = self.held.lock().take() {
             previous.abort();
         }
         let c = &self.cluster;
-        let cause = format!("{c}: kube-ovn Subnets ({} CIDRs)", nets.len());
+        let cause = Cause::Subnets {
+            cluster: c.clone(),
+            cidrs: nets.len(),
+        };
         let mut held = None;
-        self.desired.mutate(&cause, |i| {
-            let w = i.routable_withdrawal(c, &nets);
-            let guarded = relisted || w.withdrawn >= super::guard::MIN_BURST;
-            if guarded && w.exceeds(self.fraction) {
+        let input = Input::Routable {
+            cluster: c.clone(),
+            routable: Some(nets),
+        };
+        self.desired.apply_if(&cause, input, |i, input| {
+            let Input::Routable {
+                routable: Some(nets),
+                ..
+            } = input
+            else {
+                return true;
+            };
+            let w = i.routable_withdrawal(c, nets);
+            if let Verdict::Hold(w) = self.floor.routable(w, relisted) {
                 held = Some(w);
-                return podgate_core::index::Changes::default();
+                return false;
             }
-            i.set_routable(c, Some(nets))
+            true
         });
         let Some(w) = held else {
             self.status.clear_guarded(SUBNET);
@@ -133,7 +157,7 @@ impl SubnetGuard {
             kind: SUBNET,
             before: w.before,
             withdrawn: w.withdrawn,
-            since_ms: crate::sync::audit::now_ms(),
+            since_ms: crate::clock::now_ms(),
             confirm_after_ms: u64::try_from(self.confirm_after.as_millis()).unwrap_or(u64::MAX),
         }));
         tracing::warn!(cluster = %c, before = w.before, withdrawn = w.withdrawn, confirm_after = ?self.confirm_after, "Subnets would make too many endpoints unroutable at once; held until a fresh list confirms");
@@ -153,31 +177,31 @@ impl SubnetGuard {
                 }
             };
             let nets: Vec<IpNet> = list.items.iter().flat_map(subnet_cidrs).collect();
-            let cause = format!(
-                "{cluster}: kube-ovn Subnets confirmed by a fresh list ({} CIDRs)",
-                nets.len()
-            );
-            let changes = desired.mutate(&cause, |i| {
-                // Cleared in the same critical section as the change, as for slices.
-                status.clear_guarded(SUBNET);
-                i.set_routable(&cluster, Some(nets))
-            });
+            let cause = Cause::SubnetsConfirmed {
+                cluster: cluster.clone(),
+                cidrs: nets.len(),
+            };
+            let input = Input::Routable {
+                cluster: cluster.clone(),
+                routable: Some(nets),
+            };
+            let changes = desired
+                .apply_if(&cause, input, |_, _| {
+                    // Cleared in the same critical section as the change, as for slices.
+                    status.clear_guarded(SUBNET);
+                    true
+                })
+                .unwrap_or_default();
             tracing::warn!(%cluster, changed_upstreams = changes.upstreams.len(), "fresh Subnet list applied");
         });
-        *self.lock_held() = Some(task.abort_handle());
-    }
-
-    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<tokio::task::AbortHandle>> {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.held.lock() = Some(task.abort_handle());
     }
 }
 
 impl Drop for SubnetGuard {
     /// The watcher stopped (its controller is gone): so does a pending confirmation.
     fn drop(&mut self) {
-        if let Some(held) = self.lock_held().take() {
+        if let Some(held) = self.held.lock().take() {
             held.abort();
         }
     }

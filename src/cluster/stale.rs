@@ -16,8 +16,8 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use tokio::time::Instant;
 
-use crate::sync::Desired;
-use podgate_core::index::{Kind, Object, SERVICE_NAME_LABEL};
+use crate::hub::{Cause, Desired};
+use podgate_core::index::{Input, Kind, Object, SERVICE_NAME_LABEL};
 use podgate_core::model::ClusterName;
 
 use super::status::StatusCell;
@@ -41,11 +41,15 @@ pub async fn watch_stale(
         if state == "stale" {
             let since = *stale_since.get_or_insert_with(Instant::now);
             if !expired && since.elapsed() >= stale_ttl {
-                let cause = format!(
-                    "{cluster}: stale for {}ms (stale_ttl)",
-                    stale_ttl.as_millis()
-                );
-                let changes = desired.mutate(&cause, |i| i.set_cluster_expired(&cluster, true));
+                let cause = Cause::StaleTooLong {
+                    cluster: cluster.clone(),
+                    stale_ttl_ms: stale_ttl.as_millis(),
+                };
+                let expire = Input::ClusterExpired {
+                    cluster: cluster.clone(),
+                    expired: true,
+                };
+                let changes = desired.apply(&cause, expire);
                 status.expired();
                 tracing::warn!(%cluster, stale_ttl_ms = stale_ttl.as_millis(), changed_upstreams = changes.upstreams.len(), "stale too long; endpoints withdrawn");
                 continue;
@@ -60,16 +64,22 @@ pub async fn watch_stale(
             continue;
         };
         let objects: Vec<Object> = list.items.into_iter().map(Object::from).collect();
-        let cause = format!(
-            "{cluster}: relisted after expiry ({} objects)",
-            objects.len()
-        );
-        let changes = desired.mutate(&cause, |i| {
-            let mut changes = i.reset(&cluster, Kind::EndpointSlice, &objects);
-            changes.merge(i.set_cluster_expired(&cluster, false));
-            changes
-        });
-        tracing::info!(%cluster, objects = objects.len(), changed_upstreams = changes.upstreams.len(), "reachable again; endpoints restored");
+        let count = objects.len();
+        let cause = Cause::RelistedAfterExpiry {
+            cluster: cluster.clone(),
+            objects: count,
+        };
+        let relist = Input::Reset {
+            cluster: cluster.clone(),
+            kind: Kind::EndpointSlice,
+            objects,
+        };
+        let restore = Input::ClusterExpired {
+            cluster: cluster.clone(),
+            expired: false,
+        };
+        let changes = desired.apply_all(&cause, [relist, restore]);
+        tracing::info!(%cluster, objects = count, changed_upstreams = changes.upstreams.len(), "reachable again; endpoints restored");
         status.recovered();
         stale_since = None;
     }

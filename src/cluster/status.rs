@@ -3,12 +3,13 @@
 //! means "empty": the Index keeps the last-known objects. Also shows a relist held by
 //! the floor guard.
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::sync::audit::now_ms;
+use crate::clock::now_ms;
 use podgate_core::index::Kind;
 
 /// A relist held by the floor guard (see `cluster::guard`, and `cluster::reach` for
@@ -83,12 +84,12 @@ impl StatusCell {
     }
 
     pub fn get(&self) -> ClusterStatus {
-        self.lock().clone()
+        self.inner.lock().clone()
     }
 
     /// A watcher of `kind` completed a list, or received an event.
     pub fn healthy(&self, kind: Kind, listed: bool) {
-        let mut s = self.lock();
+        let mut s = self.inner.lock();
         s.last_event_ms = Some(now_ms());
         if listed {
             s.synced_kinds.insert(kind);
@@ -108,7 +109,7 @@ impl StatusCell {
 
     /// The API server answered: the cluster is synced again once every kind has listed.
     pub fn reachable(&self) {
-        let mut s = self.lock();
+        let mut s = self.inner.lock();
         if s.state == "stale" && s.synced_kinds.len() >= self.kinds {
             s.state = "synced";
             s.since_ms = now_ms();
@@ -119,7 +120,7 @@ impl StatusCell {
     /// A stale or expired cluster's API server answered a full list again (see
     /// `cluster::stale`): it is synced again.
     pub fn recovered(&self) {
-        let mut s = self.lock();
+        let mut s = self.inner.lock();
         if matches!(s.state, "stale" | "expired") {
             s.state = "synced";
             s.since_ms = now_ms();
@@ -129,7 +130,7 @@ impl StatusCell {
 
     /// A stale cluster's endpoints were withdrawn after its `stale_ttl`.
     pub fn expired(&self) {
-        let mut s = self.lock();
+        let mut s = self.inner.lock();
         if s.state == "stale" {
             s.state = "expired";
             s.since_ms = now_ms();
@@ -139,31 +140,25 @@ impl StatusCell {
     /// Shows (or clears) a relist held by the floor guard.
     /// Clears a held withdrawal of `kind` only (the other guard may hold one too).
     pub fn clear_guarded(&self, kind: &str) {
-        let mut s = self.lock();
+        let mut s = self.inner.lock();
         if s.guarded_relist.as_ref().is_some_and(|g| g.kind == kind) {
             s.guarded_relist = None;
         }
     }
 
     pub fn set_guarded(&self, relist: Option<GuardedRelist>) {
-        self.lock().guarded_relist = relist;
+        self.inner.lock().guarded_relist = relist;
     }
 
     /// A watcher failed: the cluster is stale until the next successful event.
     pub fn failed(&self, error: String) {
-        let mut s = self.lock();
+        let mut s = self.inner.lock();
         s.errors += 1;
         if s.state == "synced" {
             s.state = "stale";
             s.since_ms = now_ms();
         }
         s.last_error = Some(error);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ClusterStatus> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -10,8 +10,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::sync::Desired;
-use podgate_core::index::{Changes, Kind, Object, Prepared};
+use crate::hub::{Cause, Desired};
+use podgate_core::index::{Input, Kind, Object, Prepared};
 use podgate_core::model::ClusterName;
 
 use super::guard::RelistGuard;
@@ -44,31 +44,42 @@ pub(crate) async fn run<K>(
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Apply(obj)) => {
-                let cause = format!(
-                    "{cluster}: {kind} {}/{}",
-                    obj.namespace().unwrap_or_default(),
-                    obj.name_any()
-                );
+                let cause = Cause::Event {
+                    cluster: cluster.clone(),
+                    kind,
+                    namespace: obj.namespace().unwrap_or_default(),
+                    name: obj.name_any(),
+                    deleted: false,
+                };
                 let copy = after_apply.as_ref().map(|_| obj.clone());
-                let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
                 let object: Object = obj.into();
                 note_ignored(&cluster, &object);
-                desired.mutate(&cause, |i| match &guard {
-                    Some(g) if !g.admit(i, &ns, &name, Some(&object)) => Changes::default(),
-                    _ => i.apply(&cluster, object),
-                });
+                let input = Input::Apply {
+                    cluster: cluster.clone(),
+                    object,
+                };
+                apply_guarded(&desired, guard.as_ref(), &cause, input);
                 if let (Some(f), Some(obj)) = (&after_apply, copy) {
                     f(&obj);
                 }
                 status.healthy(kind, false);
             }
             Ok(watcher::Event::Delete(obj)) => {
-                let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-                let cause = format!("{cluster}: {kind} {ns}/{name} deleted");
-                desired.mutate(&cause, |i| match &guard {
-                    Some(g) if !g.admit(i, &ns, &name, None) => Changes::default(),
-                    _ => i.delete(&cluster, kind, &ns, &name),
-                });
+                let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+                let cause = Cause::Event {
+                    cluster: cluster.clone(),
+                    kind,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    deleted: true,
+                };
+                let input = Input::Delete {
+                    cluster: cluster.clone(),
+                    kind,
+                    namespace,
+                    name,
+                };
+                apply_guarded(&desired, guard.as_ref(), &cause, input);
                 status.healthy(kind, false);
             }
             Ok(watcher::Event::Init) => {
@@ -86,10 +97,20 @@ pub(crate) async fn run<K>(
             Ok(watcher::Event::InitDone) => {
                 let objects = std::mem::take(&mut relist);
                 let count = objects.len();
-                let cause = format!("{cluster}: {kind} relist ({count} objects)");
-                let changes = match &guard {
-                    Some(g) => g.relist(objects),
-                    None => desired.mutate(&cause, |i| i.reset_prepared(&cluster, kind, objects)),
+                let changes = if let Some(g) = &guard {
+                    g.relist(objects)
+                } else {
+                    let cause = Cause::Relist {
+                        cluster: cluster.clone(),
+                        kind,
+                        objects: count,
+                    };
+                    let input = Input::ResetPrepared {
+                        cluster: cluster.clone(),
+                        kind,
+                        objects,
+                    };
+                    desired.apply(&cause, input)
                 };
                 tracing::info!(%cluster, %kind, objects = count, changed_upstreams = changes.upstreams.len(), "listed");
                 status.healthy(kind, true);
@@ -102,6 +123,15 @@ pub(crate) async fn run<K>(
                 status.failed(format!("{kind}: {e}"));
             }
         }
+    }
+}
+
+/// Applies one watch event, through the floor guard when the watcher has one.
+fn apply_guarded(desired: &Desired, guard: Option<&RelistGuard>, cause: &Cause, input: Input) {
+    if let Some(g) = guard {
+        desired.apply_if(cause, input, |index, input| g.admit(index, input));
+    } else {
+        desired.apply(cause, input);
     }
 }
 

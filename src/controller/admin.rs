@@ -4,10 +4,11 @@
 //! ring. Read-only except for the weights routes (`controller::weights`); never shows
 //! secret material (certificates by id only).
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -19,7 +20,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::cluster::{ClusterStatus, StatusCell};
-use crate::sync::{Audit, AuditEntry, Desired, SyncMetrics, TargetStatus};
+use crate::hub::Desired;
+use crate::sync::{Audit, AuditEntry, SyncMetrics, TargetStatus};
 use podgate_core::index::{Hold, Kind, Report};
 use podgate_core::model::{RouteTable, Upstream};
 
@@ -65,10 +67,6 @@ struct StateView {
     weights: super::weights::WeightsView,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl AdminState {
     fn view(&self) -> StateView {
         let snapshot = self.desired.snapshot();
@@ -109,7 +107,7 @@ impl AdminState {
     }
 
     fn targets(&self) -> Vec<TargetStatus> {
-        self.targets.iter().map(|t| lock(t).clone()).collect()
+        self.targets.iter().map(|t| t.lock().clone()).collect()
     }
 
     fn metrics_inputs(&self) -> super::metrics::Inputs {

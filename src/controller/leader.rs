@@ -287,7 +287,7 @@ impl Campaign {
 
     /// A new holder's epoch: above every epoch seen, even if this host's clock is behind.
     fn next_epoch(&self, seen: u64) -> u64 {
-        crate::sync::audit::now_ms().max(seen.max(self.max_epoch) + 1)
+        crate::clock::now_ms().max(seen.max(self.max_epoch) + 1)
     }
 
     /// A write's outcome: a conflict means another replica wrote first.

@@ -10,8 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cluster::{self, ClusterWatch, ReachWatch, StatusCell, WatchOptions};
-use crate::sync::{Audit, Desired, SyncConfig, SyncMetrics, Worker, hold_down};
-use podgate_core::index::{EndpointTarget, Index, IndexConfig};
+use crate::hub::{Desired, hold_down};
+use crate::sync::{Audit, SyncConfig, SyncMetrics, Worker};
+use podgate_core::index::{EndpointTarget, Index, IndexConfig, Input};
 use podgate_core::model::ClusterName;
 
 use super::admin::{self, AdminState};
@@ -63,7 +64,7 @@ impl Controller {
 /// The fencing epoch of a controller without leader election: its start time in
 /// milliseconds, so a controller started later wins over one that started earlier.
 fn epoch() -> u64 {
-    crate::sync::audit::now_ms()
+    crate::clock::now_ms()
 }
 
 /// Applies each cluster's routability guard and target type to the Index; returns which
@@ -81,8 +82,14 @@ fn reachability(
             (None, Some(RoutableFrom::KubeOvn)) => Some(Vec::new()),
             (None, None) => None,
         };
-        index.set_routable(&name, routable);
-        index.set_target(&name, c.target);
+        index.dispatch(Input::Routable {
+            cluster: name.clone(),
+            routable,
+        });
+        index.dispatch(Input::Target {
+            cluster: name,
+            target: c.target,
+        });
         reach.push(ReachWatch {
             subnets: c.routable_from == Some(RoutableFrom::KubeOvn),
             nodes: c.target == EndpointTarget::NodePort,
@@ -249,7 +256,7 @@ pub async fn start(
     let reach = reachability(&mut index, config)?;
     let mut tasks = JoinSet::new();
     let hold_down = !config.hold_down.is_zero();
-    index.set_hold_down(hold_down);
+    index.dispatch(Input::HoldDown(hold_down));
     let desired = Desired::new(index);
     if hold_down {
         let holds = desired.take_holds();

@@ -6,10 +6,11 @@
 //! ejected endpoints get no new requests. Must never do I/O, block, or rebuild anything
 //! on the request path; time comes from `tokio::time` so tests can pause it.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
@@ -45,7 +46,7 @@ impl EndpointStats {
         if !self.ejected.load(Ordering::Relaxed) {
             return false;
         }
-        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut h = self.health.lock();
         match h.ejected_until {
             Some(until) if until > now => true,
             _ => {
@@ -58,7 +59,7 @@ impl EndpointStats {
 
     /// Records a success: the endpoint is healthy again, backoff starts over.
     pub(crate) fn success(&self) {
-        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut h = self.health.lock();
         h.consecutive_failures = 0;
         // A late success from a request sent before the ejection does not end it.
         if h.ejected_until.is_none_or(|until| until <= Instant::now()) {
@@ -70,7 +71,7 @@ impl EndpointStats {
 
     /// Records a failure; returns the ejection time when this failure ejects it.
     pub(crate) fn failure(&self, outlier: &OutlierConfig) -> Option<std::time::Duration> {
-        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut h = self.health.lock();
         h.consecutive_failures += 1;
         if h.consecutive_failures < outlier.consecutive_failures {
             return None;

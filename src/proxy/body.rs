@@ -6,8 +6,9 @@
 //! endpoint's in-flight slot until the response body ends; and small error bodies.
 //! Must never collect a body into memory.
 
+use parking_lot::Mutex;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -49,12 +50,7 @@ impl BodySlot {
     /// Whether no byte of the body has left for an upstream yet, so that the request
     /// can be sent again.
     pub(crate) fn unsent(&self) -> bool {
-        self.empty
-            || self
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some()
+        self.empty || self.inner.lock().is_some()
     }
 
     /// A body for one attempt.
@@ -85,12 +81,7 @@ impl Body for RetryBody {
             return Poll::Ready(None);
         }
         if self.taken.is_none() {
-            let body = self
-                .slot
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
+            let body = self.slot.inner.lock().take();
             match body {
                 Some(b) => self.taken = Some(b),
                 None => return Poll::Ready(Some(Err("request body already consumed".into()))),

@@ -8,9 +8,10 @@
 //! the certificates. Must never publish a half-applied batch, and never hold a lock that
 //! a request needs.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -86,7 +87,7 @@ impl Store {
 
     /// Validates and applies one batch atomically.
     pub(crate) fn apply(&self, mut batch: Batch) -> Result<StateSummary, ApplyError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = self.writer.lock();
         let cur = self.current.load_full();
         // Fencing is per owner: another controller's epoch does not depose this one.
         let seen = cur.owners.epoch(owners::owner_of(&batch));

@@ -1,9 +1,8 @@
 //! The audit ring: every push to every LB, what it changed and why. Never holds
 //! secret material (certificates appear by id only).
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -40,7 +39,7 @@ impl Audit {
     }
 
     pub fn record(&self, mut entry: AuditEntry) {
-        entry.at_ms = now_ms();
+        entry.at_ms = crate::clock::now_ms();
         tracing::info!(
             target: "podgate::audit",
             lb = %entry.target,
@@ -52,10 +51,7 @@ impl Audit {
             result = %entry.result,
             "push"
         );
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.entries.lock();
         if entries.len() == self.capacity {
             entries.pop_front();
         }
@@ -64,16 +60,7 @@ impl Audit {
 
     /// Newest last.
     pub fn entries(&self) -> Vec<AuditEntry> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = self.entries.lock();
         entries.iter().cloned().collect()
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

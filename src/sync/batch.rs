@@ -7,7 +7,7 @@ use std::sync::Arc;
 use podgate_core::index::{Snapshot, UpstreamMap};
 use podgate_core::model::{Batch, LbState, Upstream, UpstreamKey, UpstreamPatch};
 
-use super::desired::Work;
+use crate::hub::Work;
 
 /// The batch for `work`. For a full sync, `observed` is what the LB holds now: what it
 /// holds and podgate no longer wants is removed.

@@ -6,12 +6,10 @@
 
 pub mod audit;
 pub mod batch;
-pub mod desired;
-pub mod hold_down;
 pub mod metrics;
 pub mod worker;
 
 pub use audit::{Audit, AuditEntry};
-pub use desired::{Desired, Pending, Work};
+
 pub use metrics::SyncMetrics;
 pub use worker::{SyncConfig, TargetStatus, Term, Worker, set_term};

@@ -2,7 +2,8 @@
 //! jitter, and resyncs fully when the LB restarted or drifted. A slow or dead instance
 //! only ever delays itself.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,10 +12,11 @@ use crate::lb::{LbAdapter, LbError};
 use podgate_core::index::{Snapshot, UpstreamMap};
 use podgate_core::model::{Batch, StateSummary};
 
-use super::audit::{Audit, AuditEntry, now_ms};
+use super::audit::{Audit, AuditEntry};
 use super::batch;
-use super::desired::{Desired, Pending, Work};
 use super::metrics::SyncMetrics;
+use crate::clock::now_ms;
+use crate::hub::{Desired, Pending, Work};
 
 /// Timing of one worker. All durations run on tokio time, so tests can pause it.
 #[derive(Clone, Debug)]
@@ -253,7 +255,7 @@ impl Worker {
             self.pending.request_full();
         }
         {
-            let mut status = lock(&self.status);
+            let mut status = self.status.lock();
             status.pushes += 1;
             status.last_ack = Some(std::time::Instant::now());
             status.generation = summary.generation;
@@ -382,7 +384,7 @@ impl Worker {
     }
 
     fn set_state(&self, state: &'static str, error: Option<String>) {
-        let mut status = lock(&self.status);
+        let mut status = self.status.lock();
         if status.state != state {
             status.state = state;
             status.since_ms = now_ms();
@@ -393,10 +395,6 @@ impl Worker {
         }
         status.last_error = error;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Full jitter in [d/2, d): spreads retries of many controllers apart.

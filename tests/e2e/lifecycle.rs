@@ -226,7 +226,7 @@ async fn a_restarted_controller_withdraws_nothing_while_it_lists() {
                 .admin
                 .targets
                 .iter()
-                .all(|t| t.lock().unwrap().pushes > 0);
+                .all(|t| t.lock().pushes > 0);
             (synced && pushed).then_some(())
         },
     )

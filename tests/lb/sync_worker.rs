@@ -5,9 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use podgate::hub::{Cause, Desired};
 use podgate::lb::{BoxFuture, LbAdapter, LbError};
-use podgate::sync::{Audit, Desired, SyncConfig, Worker};
-use podgate_core::index::{Index, IndexConfig};
+use podgate::sync::{Audit, SyncConfig, Worker};
+use podgate_core::index::{Index, IndexConfig, Input};
 use podgate_core::model::ClusterName;
 use podgate_core::model::{Batch, LbState, StateSummary};
 use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
@@ -106,12 +107,12 @@ fn setup() -> (Arc<Desired>, ScriptedLb, Arc<Audit>) {
 }
 
 fn flip(desired: &Desired, addr: &str) {
-    desired.mutate("test", |i| {
-        i.apply(
-            &idc(),
-            slice("shop", "web-1", "web").port("http", 8080).ready(addr),
-        )
-    });
+    let object = slice("shop", "web-1", "web").port("http", 8080).ready(addr);
+    let input = Input::Apply {
+        cluster: idc(),
+        object: object.into(),
+    };
+    desired.apply(&Cause::Test("test"), input);
 }
 
 async fn wait_for(lb: &ScriptedLb, n: usize) -> Vec<Batch> {
@@ -188,8 +189,8 @@ async fn a_failed_push_is_retried_with_the_same_changes() {
     lb.gate.add_permits(100);
     let b = wait_for(&lb, 1).await;
     assert!(b[0].routes.is_some(), "the full sync survived two failures");
-    assert_eq!(status.lock().unwrap().state, "in_sync");
-    assert_eq!(status.lock().unwrap().failures, 2);
+    assert_eq!(status.lock().state, "in_sync");
+    assert_eq!(status.lock().failures, 2);
     let results: Vec<String> = audit.entries().into_iter().map(|e| e.result).collect();
     assert_eq!(results.len(), 3, "{results:?}");
     assert_eq!(results[2], "ok");
@@ -238,7 +239,11 @@ fn pods(desired: &Desired, ready: &[&str], terminating: &[&str]) {
     let s = slice("shop", "web-1", "web").port("http", 8080);
     let s = ready.iter().fold(s, |s, a| s.ready(a));
     let s = terminating.iter().fold(s, |s, a| s.terminating(a));
-    desired.mutate("test", |i| i.apply(&idc(), s));
+    let input = Input::Apply {
+        cluster: idc(),
+        object: s.into(),
+    };
+    desired.apply(&Cause::Test("test"), input);
 }
 
 #[tokio::test(start_paused = true)]

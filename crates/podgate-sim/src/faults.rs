@@ -5,7 +5,7 @@
 //! a stopped server) live with the watches and the server; the public switches for all
 //! of them are methods on `SimCluster`.
 
-use std::sync::{Mutex, PoisonError};
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,7 +26,7 @@ pub(crate) struct Faults {
 
 impl Faults {
     fn with<T>(&self, f: impl FnOnce(&mut FaultState) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.state.lock())
     }
 
     /// Every new request is answered with this status code until `clear_failure`.

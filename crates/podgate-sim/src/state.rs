@@ -5,8 +5,8 @@
 //! the signals that wake watches (a new resourceVersion; a dropped or expired watch).
 //! Locks here are never held across an `.await`.
 
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -108,21 +108,15 @@ impl Shared {
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+        self.store.lock()
     }
 
     pub(crate) fn registry(&self) -> Registry {
-        self.registry
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.registry.read().clone()
     }
 
     pub(crate) fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
-        f(&mut self
-            .registry
-            .write()
-            .unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.registry.write())
     }
 
     /// Wakes the watches after writes; call with the store's current version.

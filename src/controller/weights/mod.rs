@@ -13,8 +13,9 @@ mod store;
 mod view;
 mod watch;
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,8 +25,8 @@ pub use api::{handle, owns};
 pub use store::StoreError;
 pub use view::{MigrationView, WeightsView};
 
-use crate::sync::Desired;
-use podgate_core::index::Changes;
+use crate::hub::{Cause, Desired};
+use podgate_core::index::Input;
 use podgate_core::model::{ClusterName, Upstream};
 use podgate_core::weights::{App, Problem, WeightsDoc};
 
@@ -35,10 +36,6 @@ use store::Store;
 
 /// How long start-up waits for the ConfigMap before serving configured weights.
 const PRELOAD_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Wall-clock milliseconds that advance with `tokio::time`, so that paused-time tests
 /// move migrations forward.
@@ -51,7 +48,7 @@ struct Clock {
 impl Clock {
     fn new() -> Self {
         Self {
-            wall_ms: crate::sync::audit::now_ms(),
+            wall_ms: crate::clock::now_ms(),
             start: tokio::time::Instant::now(),
         }
     }
@@ -156,7 +153,7 @@ impl Weights {
     /// Applies the ConfigMap's data (`None`: it does not exist) to the Index.
     fn apply(&self, data: Option<&BTreeMap<String, String>>, resource_version: Option<String>) {
         let empty = BTreeMap::new();
-        let mut applied = lock(&self.applied);
+        let mut applied = self.applied.lock();
         let (doc, problems) =
             WeightsDoc::parse(data.unwrap_or(&empty), &self.cluster_names(), &applied.doc);
         for p in problems.iter().filter(|p| !applied.problems.contains(p)) {
@@ -164,21 +161,34 @@ impl Weights {
         }
         let old = std::mem::replace(&mut applied.doc, doc);
         let doc = &applied.doc;
-        let cause = format!("{}: ConfigMap {}", self.store.cluster, self.store.object());
-        let changes = self.desired.mutate(&cause, |index| {
-            let mut changes = Changes::default();
-            for (cluster, configured) in &self.configured {
-                let weight = doc.global.as_ref().map_or(*configured, |g| g.get(cluster));
-                changes.merge(index.set_cluster_weight(cluster, weight));
-            }
-            for app in old.apps.keys().filter(|a| !doc.apps.contains_key(*a)) {
-                changes.merge(index.set_app_weights(&app.namespace, &app.service, None));
-            }
-            for (app, w) in &doc.apps {
-                changes.merge(index.set_app_weights(&app.namespace, &app.service, Some(w.clone())));
-            }
-            changes
+        let cause = Cause::WeightsConfigMap {
+            cluster: ClusterName::new(&self.store.cluster),
+            object: self.store.object(),
+        };
+        let weights = self
+            .configured
+            .iter()
+            .map(|(cluster, configured)| Input::ClusterWeight {
+                cluster: cluster.clone(),
+                weight: doc.global.as_ref().map_or(*configured, |g| g.get(cluster)),
+            });
+        let gone = old
+            .apps
+            .keys()
+            .filter(|a| !doc.apps.contains_key(*a))
+            .map(|app| Input::AppWeights {
+                namespace: app.namespace.clone(),
+                service: app.service.clone(),
+                weights: None,
+            });
+        let apps = doc.apps.iter().map(|(app, w)| Input::AppWeights {
+            namespace: app.namespace.clone(),
+            service: app.service.clone(),
+            weights: Some(w.clone()),
         });
+        let changes = self
+            .desired
+            .apply_all(&cause, weights.chain(gone).chain(apps));
         if !changes.upstreams.is_empty() {
             tracing::info!(configmap = %self.store.object(), upstreams = changes.upstreams.len(), "weights applied");
         }
@@ -191,7 +201,7 @@ impl Weights {
 
     /// The applied document and the `resourceVersion` it came from.
     fn current(&self) -> (WeightsDoc, Option<String>) {
-        let applied = lock(&self.applied);
+        let applied = self.applied.lock();
         (applied.doc.clone(), applied.resource_version.clone())
     }
 
@@ -208,7 +218,7 @@ impl Weights {
         let mut rx = self.generation.subscribe();
         let wait = async {
             loop {
-                if reached(lock(&self.applied).resource_version.as_deref()) {
+                if reached(self.applied.lock().resource_version.as_deref()) {
                     return;
                 }
                 if rx.changed().await.is_err() {
@@ -258,7 +268,7 @@ impl Weights {
 
     /// Records whether `app`'s migration is paused; returns the previous pause.
     fn set_pause(&self, app: &App, reason: Option<String>) -> Option<Pause> {
-        let mut pauses = lock(&self.pauses);
+        let mut pauses = self.pauses.lock();
         match reason {
             Some(reason) => {
                 let since_ms = pauses

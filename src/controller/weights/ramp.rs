@@ -50,7 +50,7 @@ enum Tick {
 async fn tick(weights: &Weights, pacing: &mut BTreeMap<App, Pacing>) -> Tick {
     let (doc, rv) = weights.current();
     pacing.retain(|app, _| doc.migrations.contains_key(app));
-    lock_pauses_retain(weights, &doc.migrations);
+    forget_pauses(weights, &doc.migrations);
     let now = weights.clock.now_ms();
     let mut sleep = IDLE_MS;
     for (app, m) in &doc.migrations {
@@ -102,6 +102,9 @@ async fn tick(weights: &Weights, pacing: &mut BTreeMap<App, Pacing>) -> Tick {
 }
 
 /// Forgets pauses of migrations that no longer exist.
-fn lock_pauses_retain<V>(weights: &Weights, migrations: &BTreeMap<App, V>) {
-    super::lock(&weights.pauses).retain(|app, _| migrations.contains_key(app));
+fn forget_pauses<V>(weights: &Weights, migrations: &BTreeMap<App, V>) {
+    weights
+        .pauses
+        .lock()
+        .retain(|app, _| migrations.contains_key(app));
 }

@@ -42,8 +42,8 @@ pub struct WeightsView {
 
 impl Weights {
     pub fn view(&self) -> WeightsView {
-        let applied = super::lock(&self.applied);
-        let pauses = super::lock(&self.pauses);
+        let applied = self.applied.lock();
+        let pauses = self.pauses.lock();
         let migrations = applied
             .doc
             .migrations

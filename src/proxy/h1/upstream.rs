@@ -8,9 +8,9 @@
 //! oldest end whenever the endpoint is used. Must never hand out a connection that is
 //! in use or has unread bytes.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -76,7 +76,7 @@ impl IdleConns {
     /// The most recently used live connection, if any.
     pub(crate) fn checkout(&self, max_idle: Duration) -> Option<UpstreamConn> {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.idle.lock();
         expire(&mut idle, now, max_idle);
         while let Some((conn, _)) = idle.pop_back() {
             if !conn.closed_while_idle() {
@@ -91,7 +91,7 @@ impl IdleConns {
         debug_assert!(conn.buf.is_empty());
         conn.reused = true;
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.idle.lock();
         expire(&mut idle, now, max_idle);
         if idle.len() < MAX_IDLE {
             idle.push_back((conn, now));
@@ -101,10 +101,7 @@ impl IdleConns {
     /// How many are idle (for tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.idle.lock().len()
     }
 }
 

@@ -143,7 +143,7 @@ impl Holds {
 impl Index {
     /// Turns hold-down on or off. Off (the default) keeps no state: a recovering cluster
     /// takes its share back at once. Turning it off releases every hold.
-    pub fn set_hold_down(&mut self, enabled: bool) -> Changes {
+    pub(super) fn set_hold_down(&mut self, enabled: bool) -> Changes {
         if self.holds.enabled == enabled {
             return Changes::default();
         }
@@ -166,7 +166,7 @@ impl Index {
 
     /// Ends `hold`: the cluster takes its share of the upstream back. Does nothing when
     /// the hold was superseded by a newer one (the cluster flapped) or already ended.
-    pub fn release_hold(&mut self, hold: &Hold) -> Changes {
+    pub(super) fn release_hold(&mut self, hold: &Hold) -> Changes {
         if !self.holds.release(hold) {
             return Changes::default();
         }

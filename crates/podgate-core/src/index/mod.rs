@@ -9,6 +9,7 @@ mod claims;
 mod diagnose;
 mod diagnostics;
 mod holds;
+mod input;
 mod intern;
 mod object;
 mod prepared;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 pub use claims::RouteScope;
 pub use diagnostics::{Diagnostic, Kind, ObjectRef, Report};
 pub use holds::Hold;
+pub use input::Input;
 pub use object::{Changes, Object};
 pub use prepared::Prepared;
 pub use reach::EndpointTarget;
@@ -147,12 +149,53 @@ impl Index {
         }
     }
 
-    /// Adds or replaces one object seen in `cluster`.
-    pub fn apply(&mut self, cluster: &ClusterName, object: impl Into<Object>) -> Changes {
-        match self.prepare(&object.into()) {
-            Some(prepared) => self.apply_prepared(cluster, prepared),
-            None => Changes::default(),
+    /// Applies one input and reports exactly what it changed: the one way to change
+    /// the Index.
+    pub fn dispatch(&mut self, input: Input) -> Changes {
+        match input {
+            Input::Apply { cluster, object } => match self.prepare(&object) {
+                Some(prepared) => self.apply_prepared(&cluster, prepared),
+                None => Changes::default(),
+            },
+            Input::Delete {
+                cluster,
+                kind,
+                namespace,
+                name,
+            } => self.remove(&cluster, kind, &namespace, &name),
+            Input::Reset {
+                cluster,
+                kind,
+                objects,
+            } => self.reset(&cluster, kind, &objects),
+            Input::ResetPrepared {
+                cluster,
+                kind,
+                objects,
+            } => self.reset_prepared(&cluster, kind, objects),
+            Input::HoldDown(enabled) => self.set_hold_down(enabled),
+            Input::HoldReleased(hold) => self.release_hold(&hold),
+            Input::ClusterExpired { cluster, expired } => {
+                self.set_cluster_expired(&cluster, expired)
+            }
+            Input::Routable { cluster, routable } => self.set_routable(&cluster, routable),
+            Input::Target { cluster, target } => self.set_target(&cluster, target),
+            Input::Nodes { cluster, nodes } => self.set_nodes(&cluster, &nodes),
+            Input::ClusterWeight { cluster, weight } => self.set_cluster_weight(&cluster, weight),
+            Input::AppWeights {
+                namespace,
+                service,
+                weights,
+            } => self.set_app_weights(&namespace, &service, weights),
         }
+    }
+
+    /// Shorthand for [`Input::Apply`]: adds or replaces one object seen in `cluster`.
+    pub fn apply(&mut self, cluster: &ClusterName, object: impl Into<Object>) -> Changes {
+        self.dispatch(Input::Apply {
+            cluster: cluster.clone(),
+            object: object.into(),
+        })
     }
 
     /// Translates an object into the compact record the Index keeps, without applying
@@ -175,16 +218,32 @@ impl Index {
         })
     }
 
-    /// [`Self::apply`] for an object already prepared.
-    pub fn apply_prepared(&mut self, cluster: &ClusterName, prepared: Prepared) -> Changes {
+    /// [`Input::Apply`] for an object already prepared.
+    fn apply_prepared(&mut self, cluster: &ClusterName, prepared: Prepared) -> Changes {
         let c = self.cluster_index(cluster);
         let mut dirty = Dirty::default();
         self.put(c, &prepared.key, prepared.record, prepared.kind, &mut dirty);
         self.settle(dirty)
     }
 
-    /// Removes one object. Removing something unknown changes nothing.
+    /// Shorthand for [`Input::Delete`]: removes one object. Removing something unknown
+    /// changes nothing.
     pub fn delete(
+        &mut self,
+        cluster: &ClusterName,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Changes {
+        self.dispatch(Input::Delete {
+            cluster: cluster.clone(),
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    fn remove(
         &mut self,
         cluster: &ClusterName,
         kind: Kind,
@@ -198,8 +257,8 @@ impl Index {
         self.settle(dirty)
     }
 
-    /// Replaces all objects of `kind` in `cluster` with `objects` (a completed relist),
-    /// atomically: the result is the same as deleting what is gone and applying the
+    /// [`Input::Reset`] without copying the objects: replaces all objects of `kind` in
+    /// `cluster` with `objects` (a completed relist), atomically: the result is the same as deleting what is gone and applying the
     /// rest, and the same objects report no change at all.
     pub fn reset(&mut self, cluster: &ClusterName, kind: Kind, objects: &[Object]) -> Changes {
         let prepared = objects
@@ -210,8 +269,8 @@ impl Index {
         self.reset_prepared(cluster, kind, prepared)
     }
 
-    /// [`Self::reset`] for objects already prepared (those of another kind are skipped).
-    pub fn reset_prepared(
+    /// [`Input::ResetPrepared`]: those of another kind are skipped.
+    fn reset_prepared(
         &mut self,
         cluster: &ClusterName,
         kind: Kind,
@@ -233,7 +292,7 @@ impl Index {
     }
 
     /// Changes a cluster's weight at run time (all applications without an override).
-    pub fn set_cluster_weight(&mut self, cluster: &ClusterName, weight: u32) -> Changes {
+    fn set_cluster_weight(&mut self, cluster: &ClusterName, weight: u32) -> Changes {
         let c = self.cluster_index(cluster);
         if self.clusters[c].weight == weight {
             return Changes::default();
@@ -248,7 +307,7 @@ impl Index {
 
     /// Sets or clears run-time weights for one application (`namespace/service`); they
     /// beat annotations and configuration.
-    pub fn set_app_weights(
+    fn set_app_weights(
         &mut self,
         namespace: &str,
         service: &str,

@@ -118,7 +118,11 @@ fn named(addresses: &[IpAddr]) -> String {
 impl Index {
     /// Sets (`Some`) or clears (`None`) the routable CIDRs of `cluster`. An endpoint
     /// outside them is not registered and is reported on its Service.
-    pub fn set_routable(&mut self, cluster: &ClusterName, routable: Option<Vec<IpNet>>) -> Changes {
+    pub(super) fn set_routable(
+        &mut self,
+        cluster: &ClusterName,
+        routable: Option<Vec<IpNet>>,
+    ) -> Changes {
         let c = self.cluster_index(cluster);
         let routable = routable.map(|mut nets| {
             nets.sort_unstable();
@@ -133,7 +137,7 @@ impl Index {
     }
 
     /// Sets what `cluster`'s endpoints are registered as: pod IPs or node ports.
-    pub fn set_target(&mut self, cluster: &ClusterName, target: EndpointTarget) -> Changes {
+    pub(super) fn set_target(&mut self, cluster: &ClusterName, target: EndpointTarget) -> Changes {
         let c = self.cluster_index(cluster);
         if self.clusters[c].reach.target == target {
             return Changes::default();
@@ -143,7 +147,11 @@ impl Index {
     }
 
     /// Replaces `cluster`'s Ready nodes (`name`, address) — a whole list, never a delta.
-    pub fn set_nodes(&mut self, cluster: &ClusterName, nodes: &[(String, IpAddr)]) -> Changes {
+    pub(super) fn set_nodes(
+        &mut self,
+        cluster: &ClusterName,
+        nodes: &[(String, IpAddr)],
+    ) -> Changes {
         let c = self.cluster_index(cluster);
         let mut records: Vec<SliceEndpoint> = nodes
             .iter()

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::model::{ClusterName, EndpointState};
 
+use super::intern::Interner;
 use super::prepared::{Prepared, Record};
 use super::records::SliceRecord;
 use super::store::ClusterStore;
@@ -68,7 +69,7 @@ fn cluster_endpoint_ids(store: &ClusterStore) -> BTreeSet<EndpointId> {
 impl Index {
     /// Withdraws (`true`) or restores (`false`) every endpoint of `cluster`, keeping its
     /// records. Idempotent.
-    pub fn set_cluster_expired(&mut self, cluster: &ClusterName, expired: bool) -> Changes {
+    pub(super) fn set_cluster_expired(&mut self, cluster: &ClusterName, expired: bool) -> Changes {
         let c = self.cluster_index(cluster);
         if self.clusters[c].expired == expired {
             return Changes::default();
@@ -143,7 +144,7 @@ impl Index {
     /// another slice of the same service is not withdrawn. Nothing withdrawn →
     /// `Withdrawal::default()` (the cluster is not counted). Changes nothing.
     pub fn slice_withdrawal(
-        &mut self,
+        &self,
         cluster: &ClusterName,
         namespace: &str,
         name: &str,
@@ -159,7 +160,8 @@ impl Index {
         };
         let mut remaining: BTreeSet<EndpointId> = BTreeSet::new();
         if let Some(Object::EndpointSlice(slice)) = new
-            && let Some(record) = translate::endpoint_slice(slice, &mut self.interner)
+            // A scratch interner: counting must not change the Index.
+            && let Some(record) = translate::endpoint_slice(slice, &mut Interner::default())
         {
             remaining.extend(endpoint_ids(&key.0, &record));
         }

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::{idc, index, tke};
-use podgate_core::index::{Index, Kind, Object};
+use podgate_core::index::{Index, Input, Kind, Object};
 use podgate_core::model::{EndpointState, PortRef, UpstreamKey};
 use podgate_sim::objects::{ingress, service, slice};
 
@@ -246,10 +246,18 @@ fn ingress_annotation_sets_weights_and_run_time_app_weights_beat_it() {
         [(idc(), 300), (tke(), 700)]
     );
     let w = podgate_core::model::shares::ClusterWeights::parse("idc=0,tke=1").unwrap();
-    let changes = index.set_app_weights("shop", "web", Some(w));
+    let changes = index.dispatch(Input::AppWeights {
+        namespace: "shop".into(),
+        service: "web".into(),
+        weights: Some(w),
+    });
     assert_eq!(changes.upstreams.len(), 1);
     assert_eq!(index.upstream(&web()).unwrap().shares, [(tke(), 1000)]);
-    index.set_app_weights("shop", "web", None);
+    index.dispatch(Input::AppWeights {
+        namespace: "shop".into(),
+        service: "web".into(),
+        weights: None,
+    });
     assert_eq!(
         index.upstream(&web()).unwrap().shares,
         [(idc(), 300), (tke(), 700)]
@@ -306,13 +314,23 @@ fn run_time_cluster_weight_changes_every_upstream() {
             .port("http", 8080)
             .ready("10.1.0.1"),
     );
-    let changes = index.set_cluster_weight(&idc(), 300);
+    let changes = index.dispatch(Input::ClusterWeight {
+        cluster: idc(),
+        weight: 300,
+    });
     assert_eq!(changes.upstreams.len(), 1);
     assert_eq!(
         index.upstream(&web()).unwrap().shares,
         [(idc(), 750), (tke(), 250)]
     );
-    assert!(index.set_cluster_weight(&idc(), 300).is_empty());
+    assert!(
+        index
+            .dispatch(Input::ClusterWeight {
+                cluster: idc(),
+                weight: 300
+            })
+            .is_empty()
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::{idc, index, tke};
-use podgate_core::index::{Index, Kind, Object, Withdrawal};
+use podgate_core::index::{Index, Input, Kind, Object, Withdrawal};
 use podgate_core::model::{ClusterName, PortRef, UpstreamKey};
 use podgate_sim::objects::{ingress, service, slice};
 
@@ -15,7 +15,7 @@ fn web() -> UpstreamKey {
 /// shop/web:80 in both clusters, each with one ready pod, hold-down on.
 fn shop() -> Index {
     let mut index = index();
-    index.set_hold_down(true);
+    index.dispatch(Input::HoldDown(true));
     index.apply(
         &idc(),
         ingress("shop", "web").route("shop.com", "Prefix", "/", "web", 80),
@@ -89,11 +89,14 @@ fn a_recovered_cluster_is_held_until_released() {
     );
     assert_eq!(index.holds(), std::slice::from_ref(&hold));
 
-    let released = index.release_hold(&hold);
+    let released = index.dispatch(Input::HoldReleased(hold.clone()));
     assert!(released.upstreams.contains(&web()));
     assert_eq!(shares(&index), [(idc(), 500), (tke(), 500)]);
     assert!(index.holds().is_empty());
-    assert!(index.release_hold(&hold).is_empty(), "released once only");
+    assert!(
+        index.dispatch(Input::HoldReleased(hold.clone())).is_empty(),
+        "released once only"
+    );
 }
 
 #[test]
@@ -111,9 +114,17 @@ fn a_flap_re_arms_the_hold_and_changes_nothing_pushed() {
     assert_eq!(latest.len(), 1);
     assert!(latest[0].generation > first.generation);
     // The old timer ending releases nothing; the newest one does.
-    assert!(index.release_hold(&first).is_empty());
+    assert!(
+        index
+            .dispatch(Input::HoldReleased(first.clone()))
+            .is_empty()
+    );
     assert_eq!(shares(&index), [(idc(), 1000)]);
-    assert!(!index.release_hold(&latest[0]).is_empty());
+    assert!(
+        !index
+            .dispatch(Input::HoldReleased(latest[0].clone()))
+            .is_empty()
+    );
     assert_eq!(shares(&index), [(idc(), 500), (tke(), 500)]);
 }
 
@@ -137,16 +148,16 @@ fn no_hold_when_nobody_else_serves() {
 #[test]
 fn hold_down_off_by_default_and_turning_it_off_releases() {
     let mut index = shop();
-    index.set_hold_down(false);
+    index.dispatch(Input::HoldDown(false));
     down(&mut index, &tke());
     assert!(up(&mut index, &tke(), "10.1.0.2").held.is_empty());
     assert_eq!(shares(&index), [(idc(), 500), (tke(), 500)]);
 
-    index.set_hold_down(true);
+    index.dispatch(Input::HoldDown(true));
     down(&mut index, &tke());
     up(&mut index, &tke(), "10.1.0.2");
     assert_eq!(shares(&index), [(idc(), 1000)]);
-    let off = index.set_hold_down(false);
+    let off = index.dispatch(Input::HoldDown(false));
     assert!(off.upstreams.contains(&web()));
     assert_eq!(shares(&index), [(idc(), 500), (tke(), 500)]);
 }
@@ -154,14 +165,22 @@ fn hold_down_off_by_default_and_turning_it_off_releases() {
 #[test]
 fn an_expired_cluster_is_withdrawn_and_returns() {
     let mut index = shop();
-    index.set_hold_down(false);
-    let gone = index.set_cluster_expired(&tke(), true);
+    index.dispatch(Input::HoldDown(false));
+    let gone = index.dispatch(Input::ClusterExpired {
+        cluster: tke(),
+        expired: true,
+    });
     assert!(gone.upstreams.contains(&web()));
     assert!(index.cluster_expired(&tke()));
     let up = index.upstream(&web()).unwrap();
     assert!(up.endpoints.iter().all(|e| e.cluster == idc()));
     assert!(
-        index.set_cluster_expired(&tke(), true).is_empty(),
+        index
+            .dispatch(Input::ClusterExpired {
+                cluster: tke(),
+                expired: true
+            })
+            .is_empty(),
         "idempotent"
     );
     // Events while expired are kept, and show when it returns.
@@ -174,7 +193,10 @@ fn an_expired_cluster_is_withdrawn_and_returns() {
             .iter()
             .all(|e| e.cluster == idc())
     );
-    index.set_cluster_expired(&tke(), false);
+    index.dispatch(Input::ClusterExpired {
+        cluster: tke(),
+        expired: false,
+    });
     let addrs: Vec<String> = index
         .upstream(&web())
         .unwrap()

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::{CONTROLLER, idc, tke};
-use podgate_core::index::{Index, IndexConfig, Kind, Object};
+use podgate_core::index::{Index, IndexConfig, Input, Kind, Object};
 use podgate_core::model::ClusterName;
 use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
 use proptest::prelude::*;
@@ -147,18 +147,19 @@ proptest! {
 
     #[test]
     fn any_event_order_ends_in_the_final_state(events in proptest::collection::vec(event(), 1..40)) {
-        let mut index = new_index();
-        // Final version of each (cluster, id); None = absent.
+        // The events as the Index's inputs, and the final version of each (cluster,
+        // id); None = absent.
+        let mut inputs: Vec<Input> = Vec::new();
         let mut last: BTreeMap<(bool, usize), Option<usize>> = BTreeMap::new();
         for e in &events {
             match *e {
                 Event::Apply { cluster: c, id, version: v } => {
-                    index.apply(&cluster(c), version(id, v));
+                    inputs.push(Input::Apply { cluster: cluster(c), object: version(id, v) });
                     last.insert((c, id), Some(v));
                 }
                 Event::Delete { cluster: c, id } => {
                     let (kind, ns, name) = kind_and_name(id);
-                    index.delete(&cluster(c), kind, ns, name);
+                    inputs.push(Input::Delete { cluster: cluster(c), kind, namespace: ns.into(), name: name.into() });
                     last.insert((c, id), None);
                 }
                 Event::Relist { cluster: c, id, version: v } => {
@@ -170,9 +171,13 @@ proptest! {
                         .filter(|other| kind_and_name(*other).0 == kind)
                         .filter_map(|other| last.get(&(c, other)).copied().flatten().map(|v| version(other, v)))
                         .collect();
-                    index.reset(&cluster(c), kind, &objects);
+                    inputs.push(Input::Reset { cluster: cluster(c), kind, objects });
                 }
             }
+        }
+        let mut index = new_index();
+        for input in inputs {
+            index.dispatch(input);
         }
         // The same final objects, applied once each, in two different orders.
         let finals: Vec<(bool, Object)> = last.iter().filter_map(|(&(c, id), v)| v.map(|v| (c, version(id, v)))).collect();

@@ -7,7 +7,7 @@ use crate::common;
 use std::net::IpAddr;
 
 use common::{idc, index, reported, tke};
-use podgate_core::index::{EndpointTarget, Index};
+use podgate_core::index::{EndpointTarget, Index, Input};
 use podgate_core::model::{PortRef, UpstreamKey};
 use podgate_sim::objects::{ingress, service, slice};
 
@@ -79,7 +79,10 @@ fn without_a_guard_everything_is_registered() {
 #[test]
 fn endpoints_outside_routable_cidrs_are_left_out_and_reported() {
     let mut index = shop();
-    let changes = index.set_routable(&idc(), Some(nets(&["10.0.0.0/16"])));
+    let changes = index.dispatch(Input::Routable {
+        cluster: idc(),
+        routable: Some(nets(&["10.0.0.0/16"])),
+    });
     assert!(changes.upstreams.contains(&web()));
     assert!(changes.diagnostics);
     assert_eq!(
@@ -97,7 +100,10 @@ fn endpoints_outside_routable_cidrs_are_left_out_and_reported() {
     // The same guard again changes nothing.
     assert!(
         index
-            .set_routable(&idc(), Some(nets(&["10.0.0.0/16"])))
+            .dispatch(Input::Routable {
+                cluster: idc(),
+                routable: Some(nets(&["10.0.0.0/16"]))
+            })
             .is_empty()
     );
 }
@@ -105,18 +111,24 @@ fn endpoints_outside_routable_cidrs_are_left_out_and_reported() {
 #[test]
 fn the_guard_follows_changes_and_can_be_lifted() {
     let mut index = shop();
-    index.set_routable(&idc(), Some(nets(&["192.168.0.0/24"])));
+    index.dispatch(Input::Routable {
+        cluster: idc(),
+        routable: Some(nets(&["192.168.0.0/24"])),
+    });
     assert_eq!(
         registered(&index),
         ["idc 192.168.0.1:8080", "tke 10.1.0.1:8080"]
     );
     // Dual stack and several subnets: any one containing the address will do.
-    index.set_routable(
-        &idc(),
-        Some(nets(&["fd00::/64", "10.0.0.0/24", "192.168.0.0/24"])),
-    );
+    index.dispatch(Input::Routable {
+        cluster: idc(),
+        routable: Some(nets(&["fd00::/64", "10.0.0.0/24", "192.168.0.0/24"])),
+    });
     assert_eq!(registered(&index).len(), 3);
-    index.set_routable(&idc(), None);
+    index.dispatch(Input::Routable {
+        cluster: idc(),
+        routable: None,
+    });
     assert_eq!(registered(&index).len(), 3);
     assert!(reported(&index, "UnroutableEndpoint").is_empty());
 }
@@ -125,7 +137,10 @@ fn the_guard_follows_changes_and_can_be_lifted() {
 fn nothing_known_routable_registers_nothing_and_fails_over() {
     let mut index = shop();
     // kube-ovn Subnets not listed yet: unknown is not "everything".
-    index.set_routable(&idc(), Some(Vec::new()));
+    index.dispatch(Input::Routable {
+        cluster: idc(),
+        routable: Some(Vec::new()),
+    });
     assert_eq!(registered(&index), ["tke 10.1.0.1:8080"]);
     let up = index.upstream(&web()).unwrap();
     assert_eq!(up.shares, [(tke(), 1000)]);
@@ -135,7 +150,10 @@ fn nothing_known_routable_registers_nothing_and_fails_over() {
 #[test]
 fn a_slice_arriving_later_is_filtered_too() {
     let mut index = shop();
-    index.set_routable(&tke(), Some(nets(&["10.1.0.0/16"])));
+    index.dispatch(Input::Routable {
+        cluster: tke(),
+        routable: Some(nets(&["10.1.0.0/16"])),
+    });
     let changes = index.apply(
         &tke(),
         slice("shop", "web-tke", "web")
@@ -164,19 +182,23 @@ fn ip(s: &str) -> IpAddr {
 #[test]
 fn nodeport_target_registers_ready_nodes_at_the_node_port() {
     let mut index = shop();
-    index.set_target(&tke(), EndpointTarget::NodePort);
+    index.dispatch(Input::Target {
+        cluster: tke(),
+        target: EndpointTarget::NodePort,
+    });
     // No Ready node known yet: tke contributes nothing.
     assert_eq!(
         registered(&index),
         ["idc 10.0.0.1:8080", "idc 192.168.0.1:8080"]
     );
-    let changes = index.set_nodes(
-        &tke(),
-        &[
+    let changes = index.dispatch(Input::Nodes {
+        cluster: tke(),
+        nodes: [
             ("node-b".into(), ip("10.9.0.2")),
             ("node-a".into(), ip("10.9.0.1")),
-        ],
-    );
+        ]
+        .to_vec(),
+    });
     assert!(changes.upstreams.contains(&web()));
     let up = index.upstream(&web()).unwrap();
     let tke_eps: Vec<_> = up.endpoints.iter().filter(|e| e.cluster == tke()).collect();
@@ -187,7 +209,10 @@ fn nodeport_target_registers_ready_nodes_at_the_node_port() {
     // The cluster's share is split over its nodes.
     assert_eq!(tke_eps[0].weight + tke_eps[1].weight, 500 * 1000);
     // A node goes away.
-    index.set_nodes(&tke(), &[("node-b".into(), ip("10.9.0.2"))]);
+    index.dispatch(Input::Nodes {
+        cluster: tke(),
+        nodes: [("node-b".into(), ip("10.9.0.2"))].to_vec(),
+    });
     assert_eq!(
         registered(&index)
             .iter()
@@ -200,8 +225,14 @@ fn nodeport_target_registers_ready_nodes_at_the_node_port() {
 #[test]
 fn nodeport_cluster_without_active_pods_gives_its_share_away() {
     let mut index = shop();
-    index.set_target(&tke(), EndpointTarget::NodePort);
-    index.set_nodes(&tke(), &[("node-a".into(), ip("10.9.0.1"))]);
+    index.dispatch(Input::Target {
+        cluster: tke(),
+        target: EndpointTarget::NodePort,
+    });
+    index.dispatch(Input::Nodes {
+        cluster: tke(),
+        nodes: [("node-a".into(), ip("10.9.0.1"))].to_vec(),
+    });
     index.apply(&tke(), slice("shop", "web-tke", "web").port("http", 8080));
     let up = index.upstream(&web()).unwrap();
     assert_eq!(up.shares, [(idc(), 1000)]);
@@ -211,12 +242,18 @@ fn nodeport_cluster_without_active_pods_gives_its_share_away() {
 #[test]
 fn nodeport_guard_applies_to_node_addresses_and_missing_node_port_is_reported() {
     let mut index = shop();
-    index.set_target(&tke(), EndpointTarget::NodePort);
-    index.set_routable(&tke(), Some(nets(&["10.9.0.0/24"])));
-    index.set_nodes(
-        &tke(),
-        &[("a".into(), ip("10.9.0.1")), ("b".into(), ip("172.16.0.1"))],
-    );
+    index.dispatch(Input::Target {
+        cluster: tke(),
+        target: EndpointTarget::NodePort,
+    });
+    index.dispatch(Input::Routable {
+        cluster: tke(),
+        routable: Some(nets(&["10.9.0.0/24"])),
+    });
+    index.dispatch(Input::Nodes {
+        cluster: tke(),
+        nodes: [("a".into(), ip("10.9.0.1")), ("b".into(), ip("172.16.0.1"))].to_vec(),
+    });
     let tke_eps: Vec<String> = registered(&index)
         .into_iter()
         .filter(|e| e.starts_with("tke"))

@@ -13,10 +13,10 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use podgate_core::index::Hold;
+use podgate_core::index::{Hold, Input};
 use podgate_core::model::{ClusterName, UpstreamKey};
 
-use super::Desired;
+use super::{Cause, Desired};
 
 /// Runs until `desired` drops the sending side (never, in a controller) or the task is
 /// dropped. Uses tokio time, so tests may pause it.
@@ -40,8 +40,8 @@ pub async fn run(desired: Arc<Desired>, mut holds: UnboundedReceiver<Hold>, hold
                     .collect();
                 for key in due {
                     if let Some((hold, _)) = timers.remove(&key) {
-                        let cause = format!("{}: hold-down over for {}", hold.cluster, hold.upstream);
-                        let changes = desired.mutate(&cause, |i| i.release_hold(&hold));
+                        let cause = Cause::HoldDownOver { cluster: hold.cluster.clone(), upstream: hold.upstream.clone() };
+                        let changes = desired.apply(&cause, Input::HoldReleased(hold.clone()));
                         tracing::info!(upstream = %hold.upstream, cluster = %hold.cluster, released = !changes.is_empty(), "hold-down over");
                     }
                 }
@@ -72,7 +72,11 @@ mod tests {
                 "10.1.0.1"
             });
         }
-        desired.mutate("test", |i| i.apply(&ClusterName::new(cluster), s));
+        let input = Input::Apply {
+            cluster: ClusterName::new(cluster),
+            object: s.into(),
+        };
+        desired.apply(&Cause::Test("test"), input);
     }
 
     fn held(desired: &Desired) -> usize {
@@ -89,21 +93,22 @@ mod tests {
             ],
             ..IndexConfig::default()
         });
-        index.set_hold_down(true);
+        index.dispatch(Input::HoldDown(true));
         let desired = Desired::new(index);
         for c in ["idc", "tke"] {
             let c = ClusterName::new(c);
-            desired.mutate("test", |i| {
-                i.apply(
-                    &c,
-                    default_class(ingress_class("podgate", "podgate.io/ingress-controller")),
-                );
-                i.apply(
-                    &c,
-                    ingress("shop", "web").route("shop.com", "Prefix", "/", "web", 80),
-                );
-                i.apply(&c, service("shop", "web").port("http", 80))
+            let objects: [podgate_core::index::Object; 3] = [
+                default_class(ingress_class("podgate", "podgate.io/ingress-controller")).into(),
+                ingress("shop", "web")
+                    .route("shop.com", "Prefix", "/", "web", 80)
+                    .into(),
+                service("shop", "web").port("http", 80).into(),
+            ];
+            let inputs = objects.map(|object| Input::Apply {
+                cluster: c.clone(),
+                object,
             });
+            desired.apply_all(&Cause::Test("test"), inputs);
         }
         up(&desired, "idc", true);
         up(&desired, "tke", true);
