@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 pub use reach::{ReachWatch, ready_address, spawn_reach, subnet_cidrs, subnet_resource};
 pub use stale::watch_stale;
-pub use status::{ClusterStatus, GuardedRelist, StatusCell};
+pub use status::{ClusterState, ClusterStatus, GuardedRelist, StatusCell};
 
 use crate::hub::Desired;
 use podgate_core::index::{Kind, SERVICE_NAME_LABEL};

@@ -20,7 +20,7 @@ use crate::hub::{Cause, Desired};
 use podgate_core::index::{Input, Kind, Object, SERVICE_NAME_LABEL};
 use podgate_core::model::ClusterName;
 
-use super::status::StatusCell;
+use super::status::{ClusterState, StatusCell};
 
 /// Watches one cluster's status until the task is dropped; tokio time throughout.
 pub async fn watch_stale(
@@ -38,7 +38,7 @@ pub async fn watch_stale(
         tokio::time::sleep(tick).await;
         let state = status.get().state;
         let expired = desired.read(|i| i.cluster_expired(&cluster));
-        if state == "stale" {
+        if state == ClusterState::Stale {
             let since = *stale_since.get_or_insert_with(Instant::now);
             if !expired && since.elapsed() >= stale_ttl {
                 let cause = Cause::StaleTooLong {
@@ -54,7 +54,7 @@ pub async fn watch_stale(
                 tracing::warn!(%cluster, stale_ttl_ms = stale_ttl.as_millis(), changed_upstreams = changes.upstreams.len(), "stale too long; endpoints withdrawn");
                 continue;
             }
-        } else if state != "expired" {
+        } else if state != ClusterState::Expired {
             stale_since = None;
         }
         if !expired {

@@ -27,11 +27,35 @@ pub struct GuardedRelist {
     pub confirm_after_ms: u64,
 }
 
+/// Where one cluster's watches stand. Serialized in snake_case (`never_synced`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterState {
+    /// Not every kind has listed yet: nothing is known, which is not "empty".
+    NeverSynced,
+    /// Every kind listed and the API server answers.
+    Synced,
+    /// A watch failed or the API server stopped answering; last-known state is kept.
+    Stale,
+    /// Stale longer than `stale_ttl`: its endpoints are withdrawn, records kept.
+    Expired,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NeverSynced => "never_synced",
+            Self::Synced => "synced",
+            Self::Stale => "stale",
+            Self::Expired => "expired",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterStatus {
     pub name: String,
-    /// `never_synced`, `synced`, `stale` or `expired`.
-    pub state: &'static str,
+    pub state: ClusterState,
     /// When the current state began (ms since the Unix epoch).
     pub since_ms: u64,
     pub synced_kinds: BTreeSet<Kind>,
@@ -60,7 +84,7 @@ impl StatusCell {
     pub fn new(name: &str, kinds: usize) -> Self {
         let status = ClusterStatus {
             name: name.to_owned(),
-            state: "never_synced",
+            state: ClusterState::NeverSynced,
             since_ms: now_ms(),
             synced_kinds: BTreeSet::new(),
             last_error: None,
@@ -96,8 +120,8 @@ impl StatusCell {
             s.lists += 1;
         }
         let all_listed = s.synced_kinds.len() >= self.kinds;
-        if all_listed && s.state != "synced" {
-            s.state = "synced";
+        if all_listed && s.state != ClusterState::Synced {
+            s.state = ClusterState::Synced;
             s.since_ms = now_ms();
             s.last_error = None;
         }
@@ -110,8 +134,8 @@ impl StatusCell {
     /// The API server answered: the cluster is synced again once every kind has listed.
     pub fn reachable(&self) {
         let mut s = self.inner.lock();
-        if s.state == "stale" && s.synced_kinds.len() >= self.kinds {
-            s.state = "synced";
+        if s.state == ClusterState::Stale && s.synced_kinds.len() >= self.kinds {
+            s.state = ClusterState::Synced;
             s.since_ms = now_ms();
             s.last_error = None;
         }
@@ -121,8 +145,8 @@ impl StatusCell {
     /// `cluster::stale`): it is synced again.
     pub fn recovered(&self) {
         let mut s = self.inner.lock();
-        if matches!(s.state, "stale" | "expired") {
-            s.state = "synced";
+        if matches!(s.state, ClusterState::Stale | ClusterState::Expired) {
+            s.state = ClusterState::Synced;
             s.since_ms = now_ms();
             s.last_error = None;
         }
@@ -131,8 +155,8 @@ impl StatusCell {
     /// A stale cluster's endpoints were withdrawn after its `stale_ttl`.
     pub fn expired(&self) {
         let mut s = self.inner.lock();
-        if s.state == "stale" {
-            s.state = "expired";
+        if s.state == ClusterState::Stale {
+            s.state = ClusterState::Expired;
             s.since_ms = now_ms();
         }
     }
@@ -154,8 +178,8 @@ impl StatusCell {
     pub fn failed(&self, error: String) {
         let mut s = self.inner.lock();
         s.errors += 1;
-        if s.state == "synced" {
-            s.state = "stale";
+        if s.state == ClusterState::Synced {
+            s.state = ClusterState::Stale;
             s.since_ms = now_ms();
         }
         s.last_error = Some(error);
@@ -174,25 +198,29 @@ mod tests {
         cell.recovered();
         assert_eq!(
             cell.get().state,
-            "never_synced",
+            ClusterState::NeverSynced,
             "nothing to be stale about yet"
         );
         cell.healthy(Kind::EndpointSlice, true);
-        assert_eq!(cell.get().state, "synced");
+        assert_eq!(cell.get().state, ClusterState::Synced);
         cell.expired();
-        assert_eq!(cell.get().state, "synced", "only a stale cluster expires");
+        assert_eq!(
+            cell.get().state,
+            ClusterState::Synced,
+            "only a stale cluster expires"
+        );
         cell.failed("down".to_owned());
-        assert_eq!(cell.get().state, "stale");
+        assert_eq!(cell.get().state, ClusterState::Stale);
         cell.expired();
-        assert_eq!(cell.get().state, "expired");
+        assert_eq!(cell.get().state, ClusterState::Expired);
         cell.failed("still down".to_owned());
         assert_eq!(
             cell.get().state,
-            "expired",
+            ClusterState::Expired,
             "a failure does not undo expiry"
         );
         cell.recovered();
         let s = cell.get();
-        assert_eq!((s.state, s.last_error), ("synced", None));
+        assert_eq!((s.state, s.last_error), (ClusterState::Synced, None));
     }
 }

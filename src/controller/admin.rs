@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::cluster::{ClusterStatus, StatusCell};
+use crate::cluster::{ClusterState, ClusterStatus, StatusCell};
 use crate::hub::Desired;
 use crate::sync::{Audit, AuditEntry, SyncMetrics, TargetStatus};
 use podgate_core::index::{Hold, Kind, Report};
@@ -125,7 +125,7 @@ impl AdminState {
     fn ready(&self) -> bool {
         self.clusters
             .iter()
-            .all(|c| c.get().state != "never_synced")
+            .all(|c| c.get().state != ClusterState::NeverSynced)
     }
 }
 

@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::cluster::ClusterStatus;
-use crate::sync::{SyncMetrics, TargetStatus};
+use crate::sync::{SyncMetrics, TargetState, TargetStatus};
 use podgate_core::index::Hold;
 use podgate_core::model::{EndpointState, Upstream};
 
@@ -41,6 +41,13 @@ struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    target: String,
+    /// `LbError::metric_label`: transient, rejected or fenced.
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     cluster: String,
     state: String,
@@ -53,7 +60,7 @@ pub(crate) fn render(inputs: &Inputs) -> String {
         clusters
             .get_or_create(&ClusterLabels {
                 cluster: c.name.clone(),
-                state: c.state.to_owned(),
+                state: c.state.as_str().to_owned(),
             })
             .set(1);
     }
@@ -88,30 +95,7 @@ pub(crate) fn render(inputs: &Inputs) -> String {
         inputs.sync.convergence.clone(),
     );
 
-    let pushes = Family::<TargetLabels, Counter>::default();
-    let failures = Family::<TargetLabels, Counter>::default();
-    let in_sync = Family::<TargetLabels, Gauge>::default();
-    for t in &inputs.targets {
-        let l = TargetLabels {
-            target: t.name.clone(),
-        };
-        pushes.get_or_create(&l).inc_by(t.pushes);
-        failures.get_or_create(&l).inc_by(t.failures);
-        in_sync
-            .get_or_create(&l)
-            .set(i64::from(t.state == "in_sync"));
-    }
-    registry.register("lb_pushes", "Pushes accepted by each LB instance", pushes);
-    registry.register(
-        "lb_push_failures",
-        "Pushes that failed, per LB instance",
-        failures,
-    );
-    registry.register(
-        "lb_in_sync",
-        "1 when the LB instance holds the desired state",
-        in_sync,
-    );
+    register_targets(&mut registry, &inputs.targets);
 
     let endpoints = Family::<EndpointLabels, Gauge>::default();
     for e in inputs.upstreams.iter().flat_map(|u| &u.endpoints) {
@@ -150,6 +134,40 @@ pub(crate) fn render(inputs: &Inputs) -> String {
         out.clear();
     }
     out
+}
+
+/// Pushes, failures by kind of error, and whether each LB instance is in sync.
+fn register_targets(registry: &mut Registry, targets: &[TargetStatus]) {
+    let pushes = Family::<TargetLabels, Counter>::default();
+    let failures = Family::<FailureLabels, Counter>::default();
+    let in_sync = Family::<TargetLabels, Gauge>::default();
+    for t in targets {
+        let l = TargetLabels {
+            target: t.name.clone(),
+        };
+        pushes.get_or_create(&l).inc_by(t.pushes);
+        for (kind, n) in &t.failures_by_kind {
+            let l = FailureLabels {
+                target: t.name.clone(),
+                kind: (*kind).to_owned(),
+            };
+            failures.get_or_create(&l).inc_by(*n);
+        }
+        in_sync
+            .get_or_create(&l)
+            .set(i64::from(t.state == TargetState::InSync));
+    }
+    registry.register("lb_pushes", "Pushes accepted by each LB instance", pushes);
+    registry.register(
+        "lb_push_failures",
+        "Pushes that failed, per LB instance and kind of error",
+        failures,
+    );
+    registry.register(
+        "lb_in_sync",
+        "1 when the LB instance holds the desired state",
+        in_sync,
+    );
 }
 
 /// Hold-down and floor-guard gauges, per cluster.

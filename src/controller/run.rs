@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cluster::{self, ClusterWatch, ReachWatch, StatusCell, WatchOptions};
+use crate::cluster::{self, ClusterState, ClusterWatch, ReachWatch, StatusCell, WatchOptions};
 use crate::hub::{Desired, hold_down};
 use crate::sync::{Audit, SyncConfig, SyncMetrics, Worker};
 use podgate_core::index::{EndpointTarget, Index, IndexConfig, Input};
@@ -158,7 +158,7 @@ async fn open_when_listed(
         let unlisted: Vec<String> = clusters
             .iter()
             .map(StatusCell::get)
-            .filter(|s| s.state == "never_synced")
+            .filter(|s| s.state == ClusterState::NeverSynced)
             .map(|s| s.name)
             .collect();
         tracing::warn!(

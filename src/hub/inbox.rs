@@ -47,7 +47,7 @@ impl Work {
     }
 
     /// Puts back work that failed to push, under whatever arrived meanwhile.
-    fn merge(&mut self, older: Work) {
+    pub fn merge(&mut self, older: Work) {
         self.upstreams.extend(older.upstreams);
         self.routes |= older.routes;
         self.certificates.extend(older.certificates);

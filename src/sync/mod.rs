@@ -10,6 +10,5 @@ pub mod metrics;
 pub mod worker;
 
 pub use audit::{Audit, AuditEntry};
-
 pub use metrics::SyncMetrics;
-pub use worker::{SyncConfig, TargetStatus, Term, Worker, set_term};
+pub use worker::{SyncConfig, TargetState, TargetStatus, Term, Worker, set_term};

@@ -3,6 +3,7 @@
 //! only ever delays itself.
 
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,17 +38,51 @@ impl Default for SyncConfig {
     }
 }
 
+/// Where one LB instance stands. Serialized in snake_case (`in_sync`, …).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    /// Nothing pushed yet.
+    #[default]
+    Pending,
+    /// The LB holds the desired state.
+    InSync,
+    /// The last push failed in a way a retry may fix; retrying with backoff.
+    Failing,
+    /// The LB refused the last batch as invalid; it is sent again only with the next
+    /// change, not in a retry loop.
+    Rejected,
+    /// The LB accepted a newer controller's epoch.
+    Fenced,
+    /// Another replica leads; this one keeps its caches warm and pushes nothing.
+    Standby,
+}
+
+impl TargetState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InSync => "in_sync",
+            Self::Failing => "failing",
+            Self::Rejected => "rejected",
+            Self::Fenced => "fenced",
+            Self::Standby => "standby",
+        }
+    }
+}
+
 /// Where one LB instance stands, for the admin view.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TargetStatus {
     pub name: String,
-    /// `pending`, `in_sync`, `failing`, `fenced` or `standby` (another replica leads).
-    pub state: &'static str,
+    pub state: TargetState,
     /// When the current state began (ms since the Unix epoch).
     pub since_ms: u64,
     pub last_error: Option<String>,
     pub pushes: u64,
     pub failures: u64,
+    /// Failures by kind (`LbError::metric_label`: transient, rejected, fenced).
+    pub failures_by_kind: BTreeMap<&'static str, u64>,
     /// The LB's generation after podgate's last accepted push.
     pub generation: u64,
     pub instance: String,
@@ -102,7 +137,7 @@ impl Worker {
     ) -> Self {
         let status = TargetStatus {
             name: adapter.name().to_owned(),
-            state: "pending",
+            state: TargetState::Pending,
             since_ms: now_ms(),
             ..TargetStatus::default()
         };
@@ -172,7 +207,7 @@ impl Worker {
             self.fresh_term = true;
             self.pending.request_full();
             self.serve(Some(&mut term)).await;
-            self.set_state("standby", None);
+            self.set_state(TargetState::Standby, None);
         }
     }
 
@@ -180,6 +215,8 @@ impl Worker {
     async fn serve(&mut self, mut term: Option<&mut Term>) {
         let epoch = self.epoch;
         let mut backoff = self.config.backoff_min;
+        // A batch the LB refused: sent again together with the next change only.
+        let mut rejected: Option<Work> = None;
         loop {
             let ended = async {
                 match term.as_deref_mut() {
@@ -199,18 +236,27 @@ impl Worker {
                     continue;
                 }
             }
-            let work = self.pending.take();
+            let mut work = self.pending.take();
             if work.is_empty() {
                 continue;
             }
+            if let Some(older) = rejected.take() {
+                work.merge(older);
+            }
             match self.push(&work).await {
                 Ok(()) => backoff = self.config.backoff_min,
+                Err(e @ LbError::Rejected(_)) => {
+                    // Re-sending the same batch cannot help: wait for a change.
+                    self.set_failed(TargetState::Rejected, &e);
+                    rejected = Some(work);
+                }
                 Err(e) => {
-                    let fenced = matches!(e, LbError::Fenced(_));
-                    self.set_state(
-                        if fenced { "fenced" } else { "failing" },
-                        Some(e.to_string()),
-                    );
+                    let state = if matches!(e, LbError::Fenced(_)) {
+                        TargetState::Fenced
+                    } else {
+                        TargetState::Failing
+                    };
+                    self.set_failed(state, &e);
                     self.pending.restore(work);
                     tokio::time::sleep(jitter(backoff)).await;
                     backoff = (backoff * 2).min(self.config.backoff_max);
@@ -262,7 +308,7 @@ impl Worker {
             status.instance.clone_from(&summary.instance);
         }
         self.acked = Some(summary);
-        self.set_state("in_sync", None);
+        self.set_state(TargetState::InSync, None);
         Ok(())
     }
 
@@ -379,11 +425,21 @@ impl Worker {
                 self.held = None;
                 self.pending.request_full();
             }
-            Err(e) => self.set_state("failing", Some(e.to_string())),
+            Err(e) => self.set_failed(TargetState::Failing, &e),
         }
     }
 
-    fn set_state(&self, state: &'static str, error: Option<String>) {
+    fn set_failed(&self, state: TargetState, error: &LbError) {
+        *self
+            .status
+            .lock()
+            .failures_by_kind
+            .entry(error.metric_label())
+            .or_default() += 1;
+        self.set_state(state, Some(error.to_string()));
+    }
+
+    fn set_state(&self, state: TargetState, error: Option<String>) {
         let mut status = self.status.lock();
         if status.state != state {
             status.state = state;

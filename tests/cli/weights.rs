@@ -1,7 +1,7 @@
 //! The `podgate weights` and `podgate migrate` binaries' contract: bad input exits 2
 //! with a message naming what is wrong, before any request; an unreachable controller
 //! exits 1. (What the commands do is tested through the same library code in
-//! `e2e_weights.rs` and `e2e_migration.rs`.)
+//! `tests/e2e/weights.rs` and `tests/e2e/migration.rs`.)
 
 use std::process::Command;
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use podgate::cluster::ClusterState;
 use podgate::demo::pods::{self, Pod};
 use podgate::demo::{Lab, LabOptions};
 use podgate::sync::SyncConfig;
@@ -220,7 +221,7 @@ async fn a_restarted_controller_withdraws_nothing_while_it_lists() {
                 .admin
                 .clusters
                 .iter()
-                .all(|c| c.get().state == "synced");
+                .all(|c| c.get().state == ClusterState::Synced);
             let pushed = lab
                 .controller
                 .admin
@@ -272,7 +273,8 @@ async fn a_cluster_that_does_not_list_holds_the_first_push_back_only_until_the_t
         .find(|c| c.name == "tke")
         .unwrap();
     assert_eq!(
-        tke.state, "never_synced",
+        tke.state,
+        ClusterState::NeverSynced,
         "tke listed after all: the test proves nothing"
     );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use podgate::hub::{Cause, Desired};
 use podgate::lb::{BoxFuture, LbAdapter, LbError};
-use podgate::sync::{Audit, SyncConfig, Worker};
+use podgate::sync::{Audit, SyncConfig, TargetState, Worker};
 use podgate_core::index::{Index, IndexConfig, Input};
 use podgate_core::model::ClusterName;
 use podgate_core::model::{Batch, LbState, StateSummary};
@@ -36,6 +36,8 @@ struct Script {
     batches: Vec<Batch>,
     /// Answers for the next applies; empty → success.
     failures: Vec<LbError>,
+    /// Every apply, answered or refused.
+    attempts: usize,
     instance: String,
     generation: u64,
 }
@@ -58,6 +60,7 @@ impl LbAdapter for ScriptedLb {
         Box::pin(async move {
             self.gate.acquire().await.unwrap().forget();
             let mut s = self.script.lock().unwrap();
+            s.attempts += 1;
             if !s.failures.is_empty() {
                 return Err(s.failures.remove(0));
             }
@@ -189,11 +192,48 @@ async fn a_failed_push_is_retried_with_the_same_changes() {
     lb.gate.add_permits(100);
     let b = wait_for(&lb, 1).await;
     assert!(b[0].routes.is_some(), "the full sync survived two failures");
-    assert_eq!(status.lock().state, "in_sync");
+    assert_eq!(status.lock().state, TargetState::InSync);
     assert_eq!(status.lock().failures, 2);
     let results: Vec<String> = audit.entries().into_iter().map(|e| e.result).collect();
     assert_eq!(results.len(), 3, "{results:?}");
     assert_eq!(results[2], "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_batch_waits_for_the_next_change_instead_of_a_retry_loop() {
+    let (desired, lb, audit) = setup();
+    lb.script.lock().unwrap().failures = vec![LbError::Rejected("upstream refused".into())];
+    let worker = Worker::new(
+        Box::new(lb.clone()),
+        desired.clone(),
+        audit,
+        SyncConfig::default(),
+        1,
+    );
+    let status = worker.status();
+    tokio::spawn(worker.run());
+    lb.gate.add_permits(100);
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while status.lock().state != TargetState::Rejected {
+        assert!(tokio::time::Instant::now() < deadline, "never rejected");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Far past any backoff: the same batch is not sent again by itself.
+    tokio::time::sleep(Duration::from_mins(5)).await;
+    assert_eq!(
+        lb.script.lock().unwrap().attempts,
+        1,
+        "re-sent without a change"
+    );
+    assert_eq!(status.lock().failures_by_kind.get("rejected"), Some(&1));
+    // The next change carries the refused work with it.
+    flip(&desired, "10.0.0.9");
+    let b = wait_for(&lb, 1).await;
+    assert!(
+        b[0].routes.is_some(),
+        "the refused full sync went out again"
+    );
+    assert_eq!(status.lock().state, TargetState::InSync);
 }
 
 #[tokio::test(start_paused = true)]

@@ -35,7 +35,8 @@
 //! request faults from `faults`) → `list` / `watch` / `write` / `delete` (+ `validate`,
 //! `selector`) → `store` (objects, versions, bounded history); `discovery` and
 //! `kubeconfig` serve clients; `handle` is the public handle; `status` the error
-//! bodies; `resources` the kinds.
+//! bodies; `resources` the kinds. `objects` holds builders for the Kubernetes objects
+//! tests and the demo put into it (`slice("shop", "web-1", "web").ready("10.0.0.1")`).
 //!
 //! Known differences from a real API server: no authentication or authorization, no
 //! managedFields, no grace periods (deletes without finalizers are immediate; a

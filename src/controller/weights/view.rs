@@ -12,14 +12,25 @@ use podgate_core::weights::{Migration, format_duration};
 
 use super::{Pause, Weights};
 
+/// Where a migration stands. Serialized in snake_case (`running`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationState {
+    /// Stepping towards its target.
+    Running,
+    /// Standing still: the target cluster has no Active endpoint (see `paused`).
+    Paused,
+    /// At its target weight.
+    Done,
+}
+
 /// One migration as the admin view shows it.
 #[derive(Serialize)]
 pub struct MigrationView {
     #[serde(flatten)]
     pub migration: Migration,
     pub every: String,
-    /// `running`, `paused` or `done`.
-    pub state: &'static str,
+    pub state: MigrationState,
     pub paused: Option<Pause>,
     pub weights: String,
 }
@@ -51,9 +62,9 @@ impl Weights {
             .map(|(app, m)| {
                 let paused = pauses.get(app).cloned();
                 let state = match (m.done(), &paused) {
-                    (true, _) => "done",
-                    (false, Some(_)) => "paused",
-                    (false, None) => "running",
+                    (true, _) => MigrationState::Done,
+                    (false, Some(_)) => MigrationState::Paused,
+                    (false, None) => MigrationState::Running,
                 };
                 let view = MigrationView {
                     migration: m.clone(),
