@@ -233,10 +233,13 @@ impl Target {
         }
         let mut out: Vec<Box<dyn LbAdapter>> = Vec::new();
         for (i, raw) in instances.iter().enumerate() {
-            let runtime = RuntimeAddr::parse(raw).map_err(|m| self.invalid("sockets", m))?;
+            let runtime =
+                RuntimeAddr::parse(raw).map_err(|e| self.invalid("sockets", e.to_string()))?;
             let master = masters
                 .get(i)
-                .map(|m| RuntimeAddr::parse(m).map_err(|e| self.invalid("master_sockets", e)))
+                .map(|m| {
+                    RuntimeAddr::parse(m).map_err(|e| self.invalid("master_sockets", e.to_string()))
+                })
                 .transpose()?;
             let mut s = HaproxySettings::new(runtime.clone(), master, dirs[i].clone());
             s.binds.clone_from(&self.listen);
@@ -246,7 +249,7 @@ impl Target {
                 s.min_reload_interval = Duration::from_millis(ms);
             }
             let a = HaproxyAdapter::new(format!("{}/{runtime}", self.name), s)
-                .map_err(|m| self.invalid("config_dirs", m))?;
+                .map_err(|e| self.invalid("config_dirs", e.to_string()))?;
             out.push(Box::new(a));
         }
         Ok(out)
@@ -259,7 +262,7 @@ impl Target {
     ) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
         let mut out: Vec<Box<dyn LbAdapter>> = Vec::new();
         for raw in instances {
-            let admin = AdminAddr::parse(raw).map_err(|m| self.invalid("urls", m))?;
+            let admin = AdminAddr::parse(raw).map_err(|e| self.invalid("urls", e.to_string()))?;
             let mut s = CaddySettings::new(admin.clone(), self.listen.clone());
             s.timeout = self.timeout(30_000);
             s.owner = owner.map(str::to_owned);
@@ -268,7 +271,7 @@ impl Target {
                 .clone()
                 .unwrap_or_else(|| default_server_name(owner));
             let a = CaddyAdapter::new(format!("{}/{admin}", self.name), s)
-                .map_err(|m| self.invalid("server_name", m))?;
+                .map_err(|e| self.invalid("server_name", e.to_string()))?;
             out.push(Box::new(a));
         }
         Ok(out)

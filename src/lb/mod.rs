@@ -50,6 +50,34 @@ impl LbError {
     }
 }
 
+/// Why an LB target's settings cannot be used: found when the adapter is made, before
+/// any push.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0:?} is not an admin address like http://127.0.0.1:2019 or unix:/path")]
+    CaddyAdmin(String),
+    #[error("{0:?} is neither a unix socket path nor an address like 127.0.0.1:9999")]
+    HaproxyRuntime(String),
+    #[error("server_name {0:?} must be letters, digits, _ and -")]
+    ServerName(String),
+    #[error("config_dir {0:?} must be an absolute path of letters, digits and / - . _ +")]
+    ConfigDir(String),
+    #[error(
+        "config_dir {dir} holds the files of owner {held:?}, not {me:?}: every controller sharing one HAProxy needs its own config_dir"
+    )]
+    ConfigDirTaken {
+        dir: String,
+        held: String,
+        me: String,
+    },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 /// One LB instance. Implementations must be idempotent: applying the same batch twice
 /// leaves the LB as applying it once.
 pub trait LbAdapter: Send + Sync {
@@ -127,7 +155,7 @@ pub(crate) fn next_upstreams(
                 ))
             })?
             .patched(patch)
-            .map_err(LbError::Rejected)?;
+            .map_err(|e| LbError::Rejected(e.to_string()))?;
         ups.insert(patch.key.clone(), whole);
     }
     Ok(ups)

@@ -105,7 +105,10 @@ impl Store {
                     patch.key
                 ))
             })?;
-            let whole = held.spec().patched(&patch).map_err(ApplyError::Invalid)?;
+            let whole = held
+                .spec()
+                .patched(&patch)
+                .map_err(|e| ApplyError::Invalid(e.to_string()))?;
             batch.upsert_upstreams.push(whole);
         }
         validate_upstreams(&batch)?;

@@ -7,23 +7,51 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// Why a duration does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("{text:?}: {problem}")]
+    Invalid { text: String, problem: Problem },
+}
+
+/// What is wrong with a non-empty duration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("expected a number, e.g. 10s or 500ms")]
+    NoNumber,
+    #[error("number too large")]
+    NumberTooLarge,
+    #[error("missing unit (ms, s, m or h)")]
+    NoUnit,
+    #[error("unknown unit {0:?} (ms, s, m or h)")]
+    UnknownUnit(String),
+    #[error("too long")]
+    TooLong,
+}
+
 /// Parses `10s`, `250ms`, `1m30s`, `1h`. Units: `ms`, `s`, `m`, `h`.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".to_owned());
+        return Err(DurationError::Empty);
     }
+    let bad = |problem| DurationError::Invalid {
+        text: text.to_owned(),
+        problem,
+    };
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("{text:?}: expected a number, e.g. 10s or 500ms"));
+            return Err(bad(Problem::NoNumber));
         }
         // Numbers beyond u32 are typos, not durations anyone means.
         let number: u64 = rest[..digits]
             .parse::<u32>()
-            .map_err(|_| format!("{text:?}: number too large"))?
+            .map_err(|_| bad(Problem::NumberTooLarge))?
             .into();
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
@@ -32,16 +60,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
-            "" => return Err(format!("{text:?}: missing unit (ms, s, m or h)")),
-            other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m or h)")),
+            "" => return Err(bad(Problem::NoUnit)),
+            other => return Err(bad(Problem::UnknownUnit(other.to_owned()))),
         };
         rest = &rest[unit_len..];
         let part = number
             .checked_mul(millis_per)
-            .ok_or_else(|| format!("{text:?}: too long"))?;
+            .ok_or_else(|| bad(Problem::TooLong))?;
         total = total
             .checked_add(Duration::from_millis(part))
-            .ok_or_else(|| format!("{text:?}: too long"))?;
+            .ok_or_else(|| bad(Problem::TooLong))?;
     }
     Ok(total)
 }

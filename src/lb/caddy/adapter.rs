@@ -4,6 +4,7 @@
 //! creating the path down to `apps.http.servers` when Caddy has none, and `observe`.
 //! Must never `POST /load` (that would replace the operator's whole configuration).
 
+use crate::lb::SettingsError;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 
@@ -62,17 +63,14 @@ fn random_token() -> String {
 }
 
 impl CaddyAdapter {
-    pub fn new(name: String, settings: CaddySettings) -> Result<Self, String> {
+    pub fn new(name: String, settings: CaddySettings) -> Result<Self, SettingsError> {
         let ok = !settings.server_name.is_empty()
             && settings
                 .server_name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !ok {
-            return Err(format!(
-                "server_name {:?} must be letters, digits, _ and -",
-                settings.server_name
-            ));
+            return Err(SettingsError::ServerName(settings.server_name.clone()));
         }
         let client = AdminClient::new(settings.admin.clone(), settings.timeout);
         Ok(Self {

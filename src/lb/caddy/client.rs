@@ -4,6 +4,7 @@
 //! refusal (4xx: the config was invalid) and trouble (connection errors, 5xx). Must
 //! never follow redirects or talk to anything but the configured admin address.
 
+use crate::lb::SettingsError;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub enum AdminAddr {
 
 impl AdminAddr {
     /// `http://127.0.0.1:2019`, `127.0.0.1:2019`, `unix:/path` or `/path`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, SettingsError> {
         if let Some(p) = raw.strip_prefix("unix:") {
             return Ok(Self::Unix(PathBuf::from(p)));
         }
@@ -34,9 +35,10 @@ impl AdminAddr {
             .strip_prefix("http://")
             .unwrap_or(raw)
             .trim_end_matches('/');
-        hostport.parse().map(Self::Tcp).map_err(|_| {
-            format!("{raw:?} is not an admin address like http://127.0.0.1:2019 or unix:/path")
-        })
+        hostport
+            .parse()
+            .map(Self::Tcp)
+            .map_err(|_| SettingsError::CaddyAdmin(raw.to_owned()))
     }
 }
 

@@ -4,6 +4,7 @@
 //! full re-sync), the decision to reload (only for a missing backend, rate-limited),
 //! and `observe`. Must never reload for endpoint or route changes.
 
+use crate::lb::SettingsError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use tokio::sync::Mutex;
@@ -77,7 +78,7 @@ fn io_err(what: &str, e: &std::io::Error) -> LbError {
 
 impl HaproxyAdapter {
     /// Checks the settings; connects to nothing yet.
-    pub fn new(name: String, settings: HaproxySettings) -> Result<Self, String> {
+    pub fn new(name: String, settings: HaproxySettings) -> Result<Self, SettingsError> {
         check_config_dir(&settings.config_dir)?;
         claim_config_dir(&settings.config_dir, settings.owner.as_deref(), false)?;
         let rt = RuntimeClient::new(settings.runtime.clone(), settings.command_timeout);
@@ -117,7 +118,7 @@ impl HaproxyAdapter {
     }
 
     /// Records this adapter's owner in its config directory, refusing another's.
-    fn claim(&self) -> Result<(), String> {
+    fn claim(&self) -> Result<(), SettingsError> {
         claim_config_dir(
             &self.settings.config_dir,
             self.settings.owner.as_deref(),
@@ -141,7 +142,7 @@ impl HaproxyAdapter {
         let maps = MapSet::build(&self.names, &routes, ups.keys()).map_err(LbError::Rejected)?;
         let dir = &self.settings.config_dir;
         if m.maps.as_ref() != Some(&maps) {
-            self.claim().map_err(LbError::Rejected)?;
+            self.claim().map_err(|e| LbError::Rejected(e.to_string()))?;
             maps.write_files(dir).map_err(|e| io_err("map files", &e))?;
         }
 

@@ -6,6 +6,7 @@
 //! write a user-controlled string: every token comes from `names` (hex, IPs, numbers)
 //! or from operator settings validated in [`check_config_dir`].
 
+use crate::lb::SettingsError;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,7 +17,7 @@ use super::servers::SERVER_OPTIONS;
 use podgate_core::model::{EndpointState, Upstream};
 
 /// The config directory is written into the file, so it must be plain.
-pub(crate) fn check_config_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_config_dir(dir: &Path) -> Result<(), SettingsError> {
     let s = dir.to_string_lossy();
     let ok = dir.is_absolute()
         && s.bytes()
@@ -24,9 +25,7 @@ pub(crate) fn check_config_dir(dir: &Path) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "config_dir {s:?} must be an absolute path of letters, digits and / - . _ +"
-        ))
+        Err(SettingsError::ConfigDir(s.into_owned()))
     }
 }
 
@@ -40,26 +39,33 @@ pub(crate) fn claim_config_dir(
     dir: &Path,
     owner: Option<&str>,
     record: bool,
-) -> Result<(), String> {
+) -> Result<(), SettingsError> {
     let me = owner.unwrap_or_default();
     let file = dir.join(OWNER_FILE);
     match std::fs::read_to_string(&file) {
         Ok(held) if held.trim_end() == me => Ok(()),
-        Ok(held) => Err(format!(
-            "config_dir {} holds the files of owner {:?}, not {me:?}: every controller \
-             sharing one HAProxy needs its own config_dir",
-            dir.display(),
-            held.trim_end()
-        )),
+        Ok(held) => Err(SettingsError::ConfigDirTaken {
+            dir: dir.display().to_string(),
+            held: held.trim_end().to_owned(),
+            me: me.to_owned(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if record {
                 std::fs::create_dir_all(dir)
                     .and_then(|()| super::maps::write_atomic(&file, format!("{me}\n").as_bytes()))
-                    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                    .map_err(|source| SettingsError::Io {
+                        action: "write",
+                        path: file.display().to_string(),
+                        source,
+                    })?;
             }
             Ok(())
         }
-        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+        Err(source) => Err(SettingsError::Io {
+            action: "read",
+            path: file.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -161,7 +167,9 @@ mod tests {
         assert!(!dir.exists(), "checking writes nothing");
         claim_config_dir(&dir, Some("a"), true).unwrap();
         claim_config_dir(&dir, Some("a"), true).unwrap();
-        let err = claim_config_dir(&dir, Some("b"), false).unwrap_err();
+        let err = claim_config_dir(&dir, Some("b"), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("\"a\"") && err.contains("own config_dir"),
             "{err}"

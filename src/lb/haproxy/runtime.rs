@@ -6,6 +6,7 @@
 //! an unvalidated string: callers pass names from `names` and paths that `maps`
 //! validated; [`escape_arg`] is the last line of defence, not the first.
 
+use crate::lb::SettingsError;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub enum RuntimeAddr {
 
 impl RuntimeAddr {
     /// `unix:/path`, `/path`, `tcp:127.0.0.1:9999` or `127.0.0.1:9999`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, SettingsError> {
         if let Some(path) = raw.strip_prefix("unix:") {
             return Ok(Self::Unix(PathBuf::from(path)));
         }
@@ -29,9 +30,9 @@ impl RuntimeAddr {
             return Ok(Self::Unix(PathBuf::from(raw)));
         }
         let tcp = raw.strip_prefix("tcp:").unwrap_or(raw);
-        tcp.parse().map(Self::Tcp).map_err(|_| {
-            format!("{raw:?} is neither a unix socket path nor an address like 127.0.0.1:9999")
-        })
+        tcp.parse()
+            .map(Self::Tcp)
+            .map_err(|_| SettingsError::HaproxyRuntime(raw.to_owned()))
     }
 }
 

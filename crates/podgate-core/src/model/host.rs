@@ -14,17 +14,13 @@ pub struct HostPattern(Arc<str>);
 impl HostPattern {
     /// Parses an Ingress `host` field. Refuses what Kubernetes refuses: IP addresses,
     /// ports, empty labels, a `*` anywhere but as the whole first label.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, HostError> {
         let host = raw.trim_end_matches('.').to_ascii_lowercase();
         if host.is_empty() || host.len() > 253 {
-            return Err(format!(
-                "host {raw:?} is empty or longer than 253 characters"
-            ));
+            return Err(HostError::Length(raw.to_owned()));
         }
         if host.parse::<std::net::IpAddr>().is_ok() {
-            return Err(format!(
-                "host {raw:?} is an IP address, which Ingress does not allow"
-            ));
+            return Err(HostError::IpAddress(raw.to_owned()));
         }
         for (i, label) in host.split('.').enumerate() {
             let ok = if i == 0 && label == "*" {
@@ -39,7 +35,7 @@ impl HostPattern {
                     && !label.ends_with('-')
             };
             if !ok {
-                return Err(format!("host {raw:?} is not a valid DNS name or wildcard"));
+                return Err(HostError::NotDnsName(raw.to_owned()));
             }
         }
         Ok(Self(Arc::from(host)))
@@ -66,9 +62,20 @@ impl HostPattern {
     }
 }
 
+/// Why a host is not a valid Ingress host.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("host {0:?} is empty or longer than 253 characters")]
+    Length(String),
+    #[error("host {0:?} is an IP address, which Ingress does not allow")]
+    IpAddress(String),
+    #[error("host {0:?} is not a valid DNS name or wildcard")]
+    NotDnsName(String),
+}
+
 impl TryFrom<String> for HostPattern {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
+    type Error = HostError;
+    fn try_from(raw: String) -> Result<Self, HostError> {
         Self::parse(&raw)
     }
 }

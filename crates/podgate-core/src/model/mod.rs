@@ -16,10 +16,10 @@ mod upstream;
 
 pub use cluster::ClusterName;
 pub use contract::{Batch, CertificateInfo, LbState, OwnerState, StateSummary};
-pub use host::{HostPattern, normalize_request_host};
-pub use patch::UpstreamPatch;
-pub use path::{PathKind, PathMatch};
+pub use host::{HostError, HostPattern, normalize_request_host};
+pub use patch::{PatchError, UpstreamPatch};
+pub use path::{PathError, PathKind, PathMatch};
 pub use route::{Route, RouteTable, VirtualHost};
-pub use shares::ClusterWeights;
+pub use shares::{ClusterWeights, WeightsError};
 pub use tls::{Certificate, Pem};
 pub use upstream::{Endpoint, EndpointState, PortRef, Upstream, UpstreamKey};

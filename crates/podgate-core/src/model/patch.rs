@@ -119,19 +119,49 @@ fn grouped(endpoints: &[Endpoint]) -> bool {
     })
 }
 
+/// Why a patch does not fit the upstream it is applied to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    #[error("patch for {patch} applied to {upstream}")]
+    OtherUpstream {
+        patch: UpstreamKey,
+        upstream: UpstreamKey,
+    },
+    #[error("upstream {upstream}: no endpoint {endpoint} to {to}")]
+    NoEndpoint {
+        upstream: UpstreamKey,
+        endpoint: SocketAddr,
+        to: &'static str,
+    },
+    #[error(
+        "upstream {upstream}: endpoint {endpoint} of cluster {cluster}, which has no endpoints here (send the whole upstream)"
+    )]
+    NewCluster {
+        upstream: UpstreamKey,
+        endpoint: SocketAddr,
+        cluster: ClusterName,
+    },
+}
+
 impl Upstream {
     /// This upstream with `patch` applied; an error names what does not fit (an
     /// endpoint to remove or re-weight that is not held, a new endpoint of a cluster
     /// without endpoints).
-    pub fn patched(&self, patch: &UpstreamPatch) -> Result<Self, String> {
+    pub fn patched(&self, patch: &UpstreamPatch) -> Result<Self, PatchError> {
         if patch.key != self.key {
-            return Err(format!("patch for {} applied to {}", patch.key, self.key));
+            return Err(PatchError::OtherUpstream {
+                patch: patch.key.clone(),
+                upstream: self.key.clone(),
+            });
         }
         let mut endpoints = self.endpoints.clone();
         let position = |list: &[Endpoint], a: SocketAddr| list.iter().position(|e| addr(e) == a);
         for (a, w) in &patch.weights {
-            let i = position(&endpoints, *a)
-                .ok_or_else(|| format!("upstream {}: no endpoint {a} to re-weight", self.key))?;
+            let i = position(&endpoints, *a).ok_or_else(|| PatchError::NoEndpoint {
+                upstream: self.key.clone(),
+                endpoint: *a,
+                to: "re-weight",
+            })?;
             endpoints[i].weight = *w;
         }
         for e in &patch.upsert_endpoints {
@@ -143,13 +173,11 @@ impl Upstream {
                 .filter(|&i| endpoints[i].cluster == e.cluster)
                 .collect();
             let (Some(&first), Some(&last)) = (group.first(), group.last()) else {
-                return Err(format!(
-                    "upstream {}: endpoint {} of cluster {}, which has no endpoints here \
-                     (send the whole upstream)",
-                    self.key,
-                    addr(e),
-                    e.cluster
-                ));
+                return Err(PatchError::NewCluster {
+                    upstream: self.key.clone(),
+                    endpoint: addr(e),
+                    cluster: e.cluster.clone(),
+                });
             };
             let at = (first..=last)
                 .find(|&i| (endpoints[i].address, endpoints[i].port) > (e.address, e.port))
@@ -158,8 +186,11 @@ impl Upstream {
         }
         // Last: a cluster whose old endpoints all go keeps its place for the new ones.
         for a in &patch.remove_endpoints {
-            let i = position(&endpoints, *a)
-                .ok_or_else(|| format!("upstream {}: no endpoint {a} to remove", self.key))?;
+            let i = position(&endpoints, *a).ok_or_else(|| PatchError::NoEndpoint {
+                upstream: self.key.clone(),
+                endpoint: *a,
+                to: "remove",
+            })?;
             endpoints.remove(i);
         }
         Ok(Self {
@@ -222,7 +253,12 @@ mod tests {
         assert_eq!(UpstreamPatch::between(&old, &new), None);
         let mut patch = UpstreamPatch::new(old.key.clone());
         patch.upsert_endpoints.push(new.endpoints[0].clone());
-        assert!(old.patched(&patch).unwrap_err().contains("whole upstream"));
+        assert!(
+            old.patched(&patch)
+                .unwrap_err()
+                .to_string()
+                .contains("whole upstream")
+        );
     }
 
     #[test]
@@ -230,7 +266,12 @@ mod tests {
         let old = up(vec![ep("idc", 1, EndpointState::Active, 1000)]);
         let mut patch = UpstreamPatch::new(old.key.clone());
         patch.remove_endpoints = vec!["10.0.0.7:8080".parse().unwrap()];
-        assert!(old.patched(&patch).unwrap_err().contains("10.0.0.7:8080"));
+        assert!(
+            old.patched(&patch)
+                .unwrap_err()
+                .to_string()
+                .contains("10.0.0.7:8080")
+        );
     }
 
     fn world() -> impl Strategy<Value = Vec<(u8, u8, bool, u32)>> {

@@ -14,6 +14,15 @@ pub enum PathKind {
     Prefix,
 }
 
+/// Why a path is not a valid Ingress path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path {0:?} must start with '/'")]
+    NotAbsolute(String),
+    #[error("path {0:?} contains a character not allowed in a path")]
+    ForbiddenCharacter(String),
+}
+
 /// A validated path rule. For `Prefix` the stored path has no trailing slash (`/` is
 /// stored as the empty string), because Kubernetes ignores it.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -25,17 +34,15 @@ pub struct PathMatch {
 impl PathMatch {
     /// Parses an Ingress path. It must be absolute and free of characters that the
     /// Kubernetes API refuses for `Prefix`/`Exact` paths.
-    pub fn parse(kind: PathKind, raw: &str) -> Result<Self, String> {
+    pub fn parse(kind: PathKind, raw: &str) -> Result<Self, PathError> {
         if !raw.starts_with('/') {
-            return Err(format!("path {raw:?} must start with '/'"));
+            return Err(PathError::NotAbsolute(raw.to_owned()));
         }
         if raw
             .bytes()
             .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
         {
-            return Err(format!(
-                "path {raw:?} contains a character not allowed in a path"
-            ));
+            return Err(PathError::ForbiddenCharacter(raw.to_owned()));
         }
         let path = match kind {
             PathKind::Exact => Arc::from(raw),

@@ -14,6 +14,23 @@ pub const SHARE_TOTAL: u32 = 1000;
 /// with share `s` per-mille gets endpoint weights summing to `s * ENDPOINT_SCALE`.
 pub const ENDPOINT_SCALE: u32 = 1000;
 
+/// Why a cluster weights value (`idc=80,tke=20`) does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{0:?} is not cluster=weight")]
+    NotAPair(String),
+    #[error("weight in {0:?} is not a whole number")]
+    NotAWholeNumber(String),
+    #[error("{0:?} has no cluster name")]
+    NoClusterName(String),
+    #[error("weight in {0:?} is above 1000000")]
+    TooHeavy(String),
+    #[error("cluster {0:?} is listed twice")]
+    ListedTwice(String),
+    #[error("at least one cluster needs a weight above 0")]
+    AllZero,
+}
+
 /// Relative cluster weights, e.g. `idc=80,tke=20`. Clusters not listed weigh 0.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterWeights(pub Vec<(ClusterName, u32)>);
@@ -21,30 +38,30 @@ pub struct ClusterWeights(pub Vec<(ClusterName, u32)>);
 impl ClusterWeights {
     /// Parses `idc=80,tke=20`. Refuses empty names, non-numbers, duplicates and an
     /// all-zero list.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, WeightsError> {
         let mut out: Vec<(ClusterName, u32)> = Vec::new();
         for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, weight) = item
                 .split_once('=')
-                .ok_or_else(|| format!("{item:?} is not cluster=weight"))?;
+                .ok_or_else(|| WeightsError::NotAPair(item.to_owned()))?;
             let name = name.trim();
             let weight: u32 = weight
                 .trim()
                 .parse()
-                .map_err(|_| format!("weight in {item:?} is not a whole number"))?;
+                .map_err(|_| WeightsError::NotAWholeNumber(item.to_owned()))?;
             if name.is_empty() {
-                return Err(format!("{item:?} has no cluster name"));
+                return Err(WeightsError::NoClusterName(item.to_owned()));
             }
             if weight > 1_000_000 {
-                return Err(format!("weight in {item:?} is above 1000000"));
+                return Err(WeightsError::TooHeavy(item.to_owned()));
             }
             if out.iter().any(|(c, _)| c.as_str() == name) {
-                return Err(format!("cluster {name:?} is listed twice"));
+                return Err(WeightsError::ListedTwice(name.to_owned()));
             }
             out.push((ClusterName::new(name), weight));
         }
         if out.iter().all(|(_, w)| *w == 0) {
-            return Err("at least one cluster needs a weight above 0".to_owned());
+            return Err(WeightsError::AllZero);
         }
         Ok(Self(out))
     }

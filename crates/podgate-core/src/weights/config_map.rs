@@ -9,7 +9,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::model::ClusterName;
-use crate::model::shares::ClusterWeights;
+use crate::model::shares::{ClusterWeights, WeightsError};
 
 use super::Migration;
 
@@ -37,15 +37,16 @@ fn dns_label(s: &str) -> bool {
 
 impl App {
     /// Parses `namespace/service`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let (namespace, service) = raw
             .split_once('/')
-            .ok_or_else(|| format!("{raw:?} is not namespace/service"))?;
+            .ok_or_else(|| ValueError::NotAnApp(raw.to_owned()))?;
         for part in [namespace, service] {
             if !dns_label(part) {
-                return Err(format!(
-                    "{part:?} in {raw:?} is not a Kubernetes name (lower-case letters, digits, '-')"
-                ));
+                return Err(ValueError::NotAName {
+                    part: part.to_owned(),
+                    raw: raw.to_owned(),
+                });
             }
         }
         Ok(Self {
@@ -104,23 +105,38 @@ pub struct WeightsDoc {
 
 /// Refuses weights that name a cluster podgate does not know: a typo would otherwise
 /// silently give the real cluster weight 0.
-pub fn check_clusters(weights: &ClusterWeights, clusters: &[ClusterName]) -> Result<(), String> {
+pub fn check_clusters(
+    weights: &ClusterWeights,
+    clusters: &[ClusterName],
+) -> Result<(), ValueError> {
     match weights.0.iter().find(|(c, _)| !clusters.contains(c)) {
-        Some((c, _)) => Err(format!(
-            "unknown cluster {:?} (configured: {})",
-            c.as_str(),
-            clusters
+        Some((c, _)) => Err(ValueError::UnknownCluster {
+            cluster: c.as_str().to_owned(),
+            configured: clusters
                 .iter()
                 .map(ClusterName::as_str)
                 .collect::<Vec<_>>()
-                .join(", ")
-        )),
+                .join(", "),
+        }),
         None => Ok(()),
     }
 }
 
+/// Why a value for the weights ConfigMap (or the admin API that writes it) is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{0:?} is not namespace/service")]
+    NotAnApp(String),
+    #[error("{part:?} in {raw:?} is not a Kubernetes name (lower-case letters, digits, '-')")]
+    NotAName { part: String, raw: String },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("unknown cluster {cluster:?} (configured: {configured})")]
+    UnknownCluster { cluster: String, configured: String },
+}
+
 /// Parses weights and checks their clusters.
-pub fn parse_weights(raw: &str, clusters: &[ClusterName]) -> Result<ClusterWeights, String> {
+pub fn parse_weights(raw: &str, clusters: &[ClusterName]) -> Result<ClusterWeights, ValueError> {
     let weights = ClusterWeights::parse(raw)?;
     check_clusters(&weights, clusters)?;
     Ok(weights)
@@ -147,7 +163,7 @@ impl WeightsDoc {
                 match parse_weights(value, clusters) {
                     Ok(w) => doc.global = Some(w),
                     Err(e) => {
-                        problem(e);
+                        problem(e.to_string());
                         doc.global.clone_from(&previous.global);
                     }
                 }
@@ -161,7 +177,7 @@ impl WeightsDoc {
                         doc.apps.insert(app, w);
                     }
                     Err(e) => {
-                        problem(e);
+                        problem(e.to_string());
                         if let Some(old) = previous.apps.get(&app) {
                             doc.apps.insert(app, old.clone());
                         }
@@ -177,7 +193,7 @@ impl WeightsDoc {
                         doc.migrations.insert(app, m);
                     }
                     Err(e) => {
-                        problem(e);
+                        problem(e.to_string());
                         if let Some(old) = previous.migrations.get(&app) {
                             doc.migrations.insert(app, old.clone());
                         }

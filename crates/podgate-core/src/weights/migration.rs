@@ -33,6 +33,23 @@ pub struct Migration {
     pub last_step_ms: Option<u64>,
 }
 
+/// Why a migration is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MigrationError {
+    #[error("invalid migration: {0}")]
+    Invalid(String),
+    #[error("unknown cluster {0:?}")]
+    UnknownCluster(String),
+    #[error("step {0} is not between 1 and 100")]
+    Step(u32),
+    #[error("every {every_ms}ms is shorter than {min}")]
+    TooFast { every_ms: u64, min: String },
+    #[error("percent {0} is above 100")]
+    Percent(u32),
+    #[error("the target cluster cannot also be a source")]
+    TargetIsSource,
+}
+
 impl Migration {
     /// A migration that has taken no step yet.
     pub fn new(
@@ -41,7 +58,7 @@ impl Migration {
         every: Duration,
         percent: u32,
         from: BTreeMap<ClusterName, u32>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, MigrationError> {
         let m = Self {
             target,
             step,
@@ -55,12 +72,13 @@ impl Migration {
     }
 
     /// Parses the ConfigMap value and checks it against the configured clusters.
-    pub fn from_json(raw: &str, clusters: &[ClusterName]) -> Result<Self, String> {
-        let m: Self = serde_json::from_str(raw).map_err(|e| format!("invalid migration: {e}"))?;
+    pub fn from_json(raw: &str, clusters: &[ClusterName]) -> Result<Self, MigrationError> {
+        let m: Self =
+            serde_json::from_str(raw).map_err(|e| MigrationError::Invalid(e.to_string()))?;
         m.validate()?;
         for c in m.from.keys().chain([&m.target]) {
             if !clusters.contains(c) {
-                return Err(format!("unknown cluster {:?}", c.as_str()));
+                return Err(MigrationError::UnknownCluster(c.as_str().to_owned()));
             }
         }
         Ok(m)
@@ -70,22 +88,21 @@ impl Migration {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), MigrationError> {
         if !(1..=100).contains(&self.step) {
-            return Err(format!("step {} is not between 1 and 100", self.step));
+            return Err(MigrationError::Step(self.step));
         }
         if self.every_ms < u64::try_from(MIN_EVERY.as_millis()).unwrap_or(0) {
-            return Err(format!(
-                "every {}ms is shorter than {}",
-                self.every_ms,
-                format_duration(MIN_EVERY)
-            ));
+            return Err(MigrationError::TooFast {
+                every_ms: self.every_ms,
+                min: format_duration(MIN_EVERY),
+            });
         }
         if self.percent > 100 {
-            return Err(format!("percent {} is above 100", self.percent));
+            return Err(MigrationError::Percent(self.percent));
         }
         if self.from.contains_key(&self.target) {
-            return Err("the target cluster cannot also be a source".to_owned());
+            return Err(MigrationError::TargetIsSource);
         }
         Ok(())
     }
@@ -183,7 +200,7 @@ impl Migration {
 
 /// Parses `200ms`, `30s`, `5m`, `1h`, or a combination such as `1m30s` (the same
 /// grammar as every duration in the configuration).
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+pub fn parse_duration(raw: &str) -> Result<Duration, crate::duration::DurationError> {
     crate::duration::parse(raw)
 }
 

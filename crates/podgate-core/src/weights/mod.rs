@@ -8,5 +8,5 @@
 pub mod config_map;
 pub mod migration;
 
-pub use config_map::{App, GLOBAL_KEY, Problem, WeightsDoc};
-pub use migration::{Migration, Next, Pacing, format_duration, parse_duration};
+pub use config_map::{App, GLOBAL_KEY, Problem, ValueError, WeightsDoc};
+pub use migration::{Migration, MigrationError, Next, Pacing, format_duration, parse_duration};
