@@ -5,6 +5,7 @@
 //! built-in `proxy`. The simulated Kubernetes API server (`podgate_sim`) stands in for
 //! real clusters in tests and `podgate demo`.
 
+mod admin_http;
 pub mod cli;
 mod clock;
 pub mod cluster;

@@ -4,6 +4,7 @@
 //! ring. Read-only except for the weights routes (`controller::weights`); never shows
 //! secret material (certificates by id only).
 
+use crate::admin_http;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -131,26 +132,14 @@ impl AdminState {
 
 fn respond(
     status: StatusCode,
-    content_type: &str,
+    content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    if let Ok(v) = header::HeaderValue::from_str(content_type) {
-        r.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    r
+    admin_http::respond(status, content_type, Full::new(body.into()))
 }
 
 fn json(value: &impl Serialize) -> Response<Full<Bytes>> {
-    match serde_json::to_vec_pretty(value) {
-        Ok(body) => respond(StatusCode::OK, "application/json", body),
-        Err(e) => respond(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain",
-            format!("cannot encode: {e}\n"),
-        ),
-    }
+    admin_http::json(StatusCode::OK, value, admin_http::Style::Pretty, Full::new)
 }
 
 /// Every route `handle` answers (all `GET`); `controller::weights` serves

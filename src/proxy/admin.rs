@@ -5,6 +5,7 @@
 //! decoding and answering batches, state, health and metrics. Must never change state on
 //! a refused request, and never return key material.
 
+use crate::admin_http;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +13,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 
 use super::body::{ProxyBody, full};
 use super::config::Token;
@@ -151,14 +151,7 @@ impl Admin {
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(given) = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        else {
-            return false;
-        };
-        bool::from(given.ct_eq(self.token.as_bytes()))
+        admin_http::bearer_matches(req.headers(), self.token.as_bytes())
     }
 
     async fn batch(&self, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -237,34 +230,11 @@ fn matches_template(template: &str, path: &str) -> bool {
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    admin_http::respond(status, "text/plain; charset=utf-8", full(body))
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
-    match serde_json::to_vec(value) {
-        Ok(body) => {
-            let mut resp = Response::new(full(body));
-            *resp.status_mut() = status;
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode an admin answer");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "encoding failed\n".into(),
-            )
-        }
-    }
+    admin_http::json(status, value, admin_http::Style::Compact, full)
 }
 
 fn error(status: StatusCode, message: &str, epoch: Option<u64>) -> Response<ProxyBody> {

@@ -6,16 +6,16 @@
 //! configured (constant-time compare). Bad input is a 400 with the reason, and then
 //! nothing changes. Answers once this replica applied the write.
 
+use crate::admin_http;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use podgate_core::model::ClusterName;
 use podgate_core::weights::config_map::parse_weights;
@@ -36,14 +36,7 @@ pub fn owns(path: &str) -> bool {
 type Reply = Response<Full<Bytes>>;
 
 fn reply(status: StatusCode, body: &impl Serialize) -> Reply {
-    let body = serde_json::to_vec_pretty(body).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    r
+    admin_http::json(status, body, admin_http::Style::Pretty, Full::new)
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
@@ -93,10 +86,7 @@ impl Weights {
         let Some(token) = &self.token else {
             return true;
         };
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+        admin_http::bearer_matches(req.headers(), token.as_bytes())
     }
 
     /// Writes `edits` and waits until this replica applied them.
