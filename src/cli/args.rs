@@ -18,10 +18,10 @@ pub struct AdminArgs {
         env = "PODGATE_CONTROLLER",
         default_value = "http://127.0.0.1:9900"
     )]
-    pub controller: String,
+    pub(crate) controller: String,
     /// File holding the admin bearer token (`admin.token_file` of the controller).
     #[arg(long, env = "PODGATE_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 /// `podgate weights …`.
@@ -54,21 +54,21 @@ pub enum WeightsAction {
 #[derive(clap::Args)]
 pub struct MigrateArgs {
     /// The application: namespace/service.
-    pub app: String,
+    pub(crate) app: String,
     /// The cluster that receives the traffic.
     #[arg(long, required_unless_present = "cancel")]
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
     /// Percent of the traffic moved per step.
     #[arg(long, default_value_t = 10)]
-    pub step: u32,
+    pub(crate) step: u32,
     /// Time between steps, e.g. 30s, 5m, 200ms.
     #[arg(long, default_value = "30s")]
-    pub every: String,
+    pub(crate) every: String,
     /// Stop the migration of `app` where it stands.
     #[arg(long, conflicts_with = "to")]
-    pub cancel: bool,
+    pub(crate) cancel: bool,
     #[command(flatten)]
-    pub admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
 }
 
 /// Runs `podgate weights …`.

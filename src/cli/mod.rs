@@ -3,6 +3,6 @@
 //! and never changes anything but through the admin API.
 
 pub mod args;
-pub mod weights;
+pub(crate) mod weights;
 
 pub use weights::{AdminClient, CliError};

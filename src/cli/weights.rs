@@ -176,7 +176,7 @@ impl AdminClient {
 }
 
 /// The weights view for people.
-pub fn render(view: &Value) -> String {
+pub(crate) fn render(view: &Value) -> String {
     let mut out = String::new();
     let clusters: Vec<String> = view["clusters"]
         .as_object()

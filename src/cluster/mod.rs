@@ -25,8 +25,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 
-pub use reach::{ReachWatch, ready_address, spawn_reach, subnet_cidrs, subnet_resource};
-pub use stale::watch_stale;
+pub(crate) use reach::{ReachWatch, spawn_reach};
+pub(crate) use stale::watch_stale;
 pub use status::{ClusterState, ClusterStatus, GuardedRelist, StatusCell};
 
 use crate::hub::Desired;
@@ -55,7 +55,7 @@ pub enum ClusterError {
 
 /// Builds a client from a kubeconfig file (and context), or infers one (in-cluster,
 /// then `$KUBECONFIG`).
-pub async fn client(
+pub(crate) async fn client(
     cluster: &str,
     kubeconfig: Option<&Path>,
     context: Option<&str>,
@@ -90,22 +90,22 @@ pub async fn client(
 
 /// What the watchers of every cluster share.
 #[derive(Clone, Debug)]
-pub struct WatchOptions {
-    pub controller_name: String,
+pub(crate) struct WatchOptions {
+    pub(crate) controller_name: String,
     /// Written to Ingress status; empty → status is left alone.
-    pub publish_addresses: Vec<String>,
+    pub(crate) publish_addresses: Vec<String>,
     /// Publish Kubernetes Events for diagnostics.
-    pub events: bool,
+    pub(crate) events: bool,
     /// Floor guard: the fraction of a cluster's endpoints a relist may withdraw at
     /// once without confirmation (1.0: no guard).
-    pub withdraw_guard: f64,
+    pub(crate) withdraw_guard: f64,
     /// How long a guarded relist waits for its confirming list.
-    pub confirm_after: std::time::Duration,
+    pub(crate) confirm_after: std::time::Duration,
 }
 
 /// The running watchers of one cluster. Dropping it stops them.
-pub struct ClusterWatch {
-    pub status: StatusCell,
+pub(crate) struct ClusterWatch {
+    pub(crate) status: StatusCell,
     _tasks: JoinSet<()>,
 }
 
@@ -128,7 +128,7 @@ async fn probe(client: Client, status: StatusCell) {
 }
 
 /// Starts one watcher per kind for `cluster`.
-pub fn spawn(
+pub(crate) fn spawn(
     cluster: ClusterName,
     client: Client,
     desired: Arc<Desired>,

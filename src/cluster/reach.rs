@@ -27,15 +27,15 @@ use podgate_core::model::ClusterName;
 
 /// Which reachability watchers one cluster needs.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ReachWatch {
+pub(crate) struct ReachWatch {
     /// Follow kube-ovn Subnets (`routable_from: kube-ovn`).
-    pub subnets: bool,
+    pub(crate) subnets: bool,
     /// Follow Ready Nodes (`target: nodeport`).
-    pub nodes: bool,
+    pub(crate) nodes: bool,
 }
 
 /// The kube-ovn `Subnet` kind: `kubeovn.io/v1`, cluster-scoped.
-pub fn subnet_resource() -> ApiResource {
+pub(crate) fn subnet_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("kubeovn.io", "v1", "Subnet"),
         "subnets",
@@ -44,7 +44,7 @@ pub fn subnet_resource() -> ApiResource {
 
 /// Starts the watchers `what` asks for, as tasks of `tasks`. Subnets are behind the
 /// floor guard of `options` (see [`SubnetGuard`]).
-pub fn spawn_reach(
+pub(crate) fn spawn_reach(
     cluster: &ClusterName,
     client: &Client,
     desired: &Arc<Desired>,
@@ -209,7 +209,7 @@ impl Drop for SubnetGuard {
 
 /// `spec.cidrBlock` of a Subnet: one CIDR, or two comma-separated for dual stack.
 /// Unparsable parts are logged and left out (they widen nothing).
-pub fn subnet_cidrs(subnet: &DynamicObject) -> Vec<IpNet> {
+pub(crate) fn subnet_cidrs(subnet: &DynamicObject) -> Vec<IpNet> {
     let raw = subnet.data["spec"]["cidrBlock"].as_str().unwrap_or("");
     raw.split(',')
         .map(str::trim)
@@ -225,7 +225,7 @@ pub fn subnet_cidrs(subnet: &DynamicObject) -> Vec<IpNet> {
 }
 
 /// The first `InternalIP` of a Node whose `Ready` condition is `True`.
-pub fn ready_address(node: &Node) -> Vec<(String, IpAddr)> {
+pub(crate) fn ready_address(node: &Node) -> Vec<(String, IpAddr)> {
     let Some(status) = &node.status else {
         return Vec::new();
     };

@@ -23,7 +23,7 @@ use podgate_core::model::ClusterName;
 use super::status::{ClusterState, StatusCell};
 
 /// Watches one cluster's status until the task is dropped; tokio time throughout.
-pub async fn watch_stale(
+pub(crate) async fn watch_stale(
     cluster: ClusterName,
     client: Client,
     desired: Arc<Desired>,

@@ -17,14 +17,14 @@ use podgate_core::index::Kind;
 #[derive(Clone, Debug, Serialize)]
 pub struct GuardedRelist {
     /// `EndpointSlice` or `Subnet`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// Endpoints the cluster had, and how many the relist would have withdrawn.
-    pub before: usize,
-    pub withdrawn: usize,
+    pub(crate) before: usize,
+    pub(crate) withdrawn: usize,
     /// When it was held (ms since the Unix epoch).
-    pub since_ms: u64,
+    pub(crate) since_ms: u64,
     /// How long after that a fresh list confirms it.
-    pub confirm_after_ms: u64,
+    pub(crate) confirm_after_ms: u64,
 }
 
 /// Where one cluster's watches stand. Serialized in snake_case (`never_synced`, …).
@@ -42,7 +42,7 @@ pub enum ClusterState {
 }
 
 impl ClusterState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::NeverSynced => "never_synced",
             Self::Synced => "synced",
@@ -57,18 +57,18 @@ pub struct ClusterStatus {
     pub name: String,
     pub state: ClusterState,
     /// When the current state began (ms since the Unix epoch).
-    pub since_ms: u64,
-    pub synced_kinds: BTreeSet<Kind>,
-    pub last_error: Option<String>,
+    pub(crate) since_ms: u64,
+    pub(crate) synced_kinds: BTreeSet<Kind>,
+    pub(crate) last_error: Option<String>,
     /// A relist held by the floor guard, waiting for confirmation.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub guarded_relist: Option<GuardedRelist>,
+    pub(crate) guarded_relist: Option<GuardedRelist>,
     /// When the last watch event arrived (ms since the Unix epoch).
-    pub last_event_ms: Option<u64>,
+    pub(crate) last_event_ms: Option<u64>,
     /// Completed lists (the first one of each kind, then every relist).
-    pub lists: u64,
+    pub(crate) lists: u64,
     /// Failed watches (each restarts with backoff) and failed liveness probes.
-    pub errors: u64,
+    pub(crate) errors: u64,
 }
 
 /// Shared between a cluster's watchers and the admin view.
@@ -81,7 +81,7 @@ pub struct StatusCell {
 }
 
 impl StatusCell {
-    pub fn new(name: &str, kinds: usize) -> Self {
+    pub(crate) fn new(name: &str, kinds: usize) -> Self {
         let status = ClusterStatus {
             name: name.to_owned(),
             state: ClusterState::NeverSynced,
@@ -101,7 +101,7 @@ impl StatusCell {
     }
 
     /// Returns once every kind of this cluster has listed into the Index at least once.
-    pub async fn wait_synced_once(&self) {
+    pub(crate) async fn wait_synced_once(&self) {
         let mut rx = self.synced_once.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = rx.wait_for(|synced| *synced).await;
@@ -112,7 +112,7 @@ impl StatusCell {
     }
 
     /// A watcher of `kind` completed a list, or received an event.
-    pub fn healthy(&self, kind: Kind, listed: bool) {
+    pub(crate) fn healthy(&self, kind: Kind, listed: bool) {
         let mut s = self.inner.lock();
         s.last_event_ms = Some(now_ms());
         if listed {
@@ -132,7 +132,7 @@ impl StatusCell {
     }
 
     /// The API server answered: the cluster is synced again once every kind has listed.
-    pub fn reachable(&self) {
+    pub(crate) fn reachable(&self) {
         let mut s = self.inner.lock();
         if s.state == ClusterState::Stale && s.synced_kinds.len() >= self.kinds {
             s.state = ClusterState::Synced;
@@ -143,7 +143,7 @@ impl StatusCell {
 
     /// A stale or expired cluster's API server answered a full list again (see
     /// `cluster::stale`): it is synced again.
-    pub fn recovered(&self) {
+    pub(crate) fn recovered(&self) {
         let mut s = self.inner.lock();
         if matches!(s.state, ClusterState::Stale | ClusterState::Expired) {
             s.state = ClusterState::Synced;
@@ -153,7 +153,7 @@ impl StatusCell {
     }
 
     /// A stale cluster's endpoints were withdrawn after its `stale_ttl`.
-    pub fn expired(&self) {
+    pub(crate) fn expired(&self) {
         let mut s = self.inner.lock();
         if s.state == ClusterState::Stale {
             s.state = ClusterState::Expired;
@@ -163,19 +163,19 @@ impl StatusCell {
 
     /// Shows (or clears) a relist held by the floor guard.
     /// Clears a held withdrawal of `kind` only (the other guard may hold one too).
-    pub fn clear_guarded(&self, kind: &str) {
+    pub(crate) fn clear_guarded(&self, kind: &str) {
         let mut s = self.inner.lock();
         if s.guarded_relist.as_ref().is_some_and(|g| g.kind == kind) {
             s.guarded_relist = None;
         }
     }
 
-    pub fn set_guarded(&self, relist: Option<GuardedRelist>) {
+    pub(crate) fn set_guarded(&self, relist: Option<GuardedRelist>) {
         self.inner.lock().guarded_relist = relist;
     }
 
     /// A watcher failed: the cluster is stale until the next successful event.
-    pub fn failed(&self, error: String) {
+    pub(crate) fn failed(&self, error: String) {
         let mut s = self.inner.lock();
         s.errors += 1;
         if s.state == ClusterState::Synced {

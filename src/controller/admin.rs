@@ -28,15 +28,15 @@ use podgate_core::model::{RouteTable, Upstream};
 
 /// Everything the admin view reads.
 pub struct AdminState {
-    pub desired: Arc<Desired>,
+    pub(crate) desired: Arc<Desired>,
     pub clusters: Vec<StatusCell>,
     pub targets: Vec<Arc<Mutex<TargetStatus>>>,
     pub audit: Arc<Audit>,
-    pub metrics: SyncMetrics,
+    pub(crate) metrics: SyncMetrics,
     /// Run-time weights and migrations (`/v1/weights`, `/v1/migrations`).
-    pub weights: Arc<super::weights::Weights>,
+    pub(crate) weights: Arc<super::weights::Weights>,
     /// `Some(epoch)` while this replica pushes to the LBs (it leads and has listed).
-    pub term: crate::sync::Term,
+    pub(crate) term: crate::sync::Term,
 }
 
 /// `GET /v1/clusters`: one cluster.
@@ -201,7 +201,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 /// Binds `addr` and serves until the task is dropped. Returns the bound address.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     state: Arc<AdminState>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {

@@ -100,17 +100,17 @@ pub struct ControllerConfig {
     /// Failover damping: a cluster that recovers Active endpoints for an upstream after
     /// losing them gets its share back only after this long (`0s`: at once).
     #[serde(default = "default_hold_down", deserialize_with = "duration::required")]
-    pub hold_down: Duration,
+    pub(crate) hold_down: Duration,
     /// Floor guard: a relist that would withdraw more than this fraction (0.0–1.0) of
     /// one cluster's endpoints at once is held until confirmed (`1.0`: never held).
     #[serde(default = "default_withdraw_guard")]
-    pub withdraw_guard: f64,
+    pub(crate) withdraw_guard: f64,
     /// How long a guarded relist is held before a fresh list confirms it.
     #[serde(
         default = "default_confirm_after",
         deserialize_with = "duration::required"
     )]
-    pub confirm_after: Duration,
+    pub(crate) confirm_after: Duration,
     /// How long the LB workers wait at start for every cluster's first complete list
     /// before pushing anyway. Until then nothing is pushed, so a restarted controller
     /// never withdraws what the LB serves while it lists; after it, a cluster still
@@ -204,18 +204,18 @@ impl Default for LeaderElectionConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    pub name: String,
+    pub(crate) name: String,
     /// Default: in-cluster configuration, then `$KUBECONFIG`, then `~/.kube/config`.
     #[serde(default)]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     #[serde(default)]
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
     #[serde(default = "default_weight")]
-    pub weight: u32,
+    pub(crate) weight: u32,
     /// Withdraw this cluster's endpoints after it has been stale this long. Default:
     /// never (a stale cluster's pods are probably still serving).
     #[serde(default, deserialize_with = "duration::optional")]
-    pub stale_ttl: Option<Duration>,
+    pub(crate) stale_ttl: Option<Duration>,
     /// Routability guard: CIDRs the LB can reach (`10.0.0.0/8`, `fd00::/8`). Endpoints
     /// outside them are not registered and are reported. Excludes `routable_from`.
     #[serde(default)]
@@ -239,7 +239,7 @@ pub enum RoutableFrom {
 
 impl ClusterConfig {
     /// `routable_cidrs` parsed; `index` is the cluster's position, for the error.
-    pub fn routable_nets(&self, index: usize) -> Result<Option<Vec<IpNet>>, ConfigError> {
+    pub(crate) fn routable_nets(&self, index: usize) -> Result<Option<Vec<IpNet>>, ConfigError> {
         let Some(list) = &self.routable_cidrs else {
             return Ok(None);
         };
@@ -262,7 +262,7 @@ impl ClusterConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// File holding the bearer token that admin writes (PUT, POST, DELETE) require.
     /// Without it, writes are open to whoever reaches `listen`.
     #[serde(default)]
@@ -280,7 +280,7 @@ impl Default for AdminConfig {
 
 impl AdminConfig {
     /// The write token, trimmed; `None` when no `token_file` is configured.
-    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn token(&self) -> Result<Option<String>, ConfigError> {
         let Some(path) = &self.token_file else {
             return Ok(None);
         };
@@ -311,9 +311,9 @@ fn default_weights_name() -> String {
 pub struct WeightsConfig {
     /// The home cluster that holds it. Default: the first cluster.
     #[serde(default)]
-    pub cluster: Option<String>,
+    pub(crate) cluster: Option<String>,
     #[serde(default = "default_weights_namespace")]
-    pub namespace: String,
+    pub(crate) namespace: String,
     #[serde(default = "default_weights_name")]
     pub name: String,
 }
@@ -330,7 +330,7 @@ impl Default for WeightsConfig {
 
 impl ControllerConfig {
     /// The cluster that holds the leader Lease, if leader election is on.
-    pub fn lease_cluster(&self) -> Option<&ClusterConfig> {
+    pub(crate) fn lease_cluster(&self) -> Option<&ClusterConfig> {
         let election = self.leader_election.as_ref()?;
         match &election.cluster {
             Some(name) => self.clusters.iter().find(|c| c.name == *name),
@@ -339,7 +339,7 @@ impl ControllerConfig {
     }
 
     /// The cluster that holds the weights ConfigMap.
-    pub fn weights_cluster(&self) -> Option<&ClusterConfig> {
+    pub(crate) fn weights_cluster(&self) -> Option<&ClusterConfig> {
         match &self.weights.cluster {
             Some(name) => self.clusters.iter().find(|c| c.name == *name),
             None => self.clusters.first(),
@@ -350,11 +350,11 @@ impl ControllerConfig {
 impl ControllerConfig {
     /// One adapter per LB instance of every target. Connects to nothing.
     /// Who this controller is on a shared LB: `lb_owner`, else `controller_name`.
-    pub fn owner(&self) -> &str {
+    pub(crate) fn owner(&self) -> &str {
         self.lb_owner.as_deref().unwrap_or(&self.controller_name)
     }
 
-    pub fn adapters(&self) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
+    pub(crate) fn adapters(&self) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {
         let targets = TargetConfig {
             targets: self.targets.clone(),
         };
@@ -375,7 +375,7 @@ impl ControllerConfig {
     }
 
     /// Checks what serde cannot: unique names, readable files, valid URLs.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.clusters.is_empty() {
             return Err(invalid("clusters", "at least one cluster is needed"));
         }

@@ -35,7 +35,7 @@ pub enum LabError {
 pub const CLUSTERS: [&str; 2] = ["idc", "tke"];
 
 pub struct Lab {
-    pub sims: Vec<SimCluster>,
+    pub(crate) sims: Vec<SimCluster>,
     pub proxy: ProxyHandle,
     pub controller: Controller,
     pub config: ControllerConfig,

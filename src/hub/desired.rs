@@ -40,7 +40,11 @@ impl Desired {
 
     /// Applies several inputs as one write: under one lock, so no reader and no
     /// worker sees some applied and others not, with one merged change report.
-    pub fn apply_all(&self, cause: &Cause, inputs: impl IntoIterator<Item = Input>) -> Changes {
+    pub(crate) fn apply_all(
+        &self,
+        cause: &Cause,
+        inputs: impl IntoIterator<Item = Input>,
+    ) -> Changes {
         let mut index = self.index.lock();
         let mut changes = Changes::default();
         for input in inputs {
@@ -54,7 +58,7 @@ impl Desired {
     /// Applies `input` unless `admit`, shown the Index as it is right before the
     /// change, refuses it (`None`). For the floor guards: what they count and what
     /// they let through see the same state.
-    pub fn apply_if(
+    pub(crate) fn apply_if(
         &self,
         cause: &Cause,
         input: Input,
@@ -95,14 +99,14 @@ impl Desired {
 
     /// Every hold a later write starts goes to the returned receiver (replacing any
     /// earlier one). Whoever holds it must release them (`Input::HoldReleased`).
-    pub fn take_holds(&self) -> tokio::sync::mpsc::UnboundedReceiver<Hold> {
+    pub(crate) fn take_holds(&self) -> tokio::sync::mpsc::UnboundedReceiver<Hold> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         *self.holds.lock() = Some(tx);
         rx
     }
 
     /// Registers a new worker; its first push is a full sync.
-    pub fn subscribe(&self) -> Arc<Pending> {
+    pub(crate) fn subscribe(&self) -> Arc<Pending> {
         let pending = Arc::new(Pending::default());
         pending.request_full();
         self.subscribers.lock().push(pending.clone());
@@ -110,17 +114,17 @@ impl Desired {
     }
 
     /// Changes whenever the diagnostics may have changed.
-    pub fn diagnostics_generation(&self) -> u64 {
+    pub(crate) fn diagnostics_generation(&self) -> u64 {
         self.diagnostics_generation.load(Ordering::Relaxed)
     }
 
     /// Translates an object for the Index without applying it (see `Index::prepare`):
     /// a watcher buffers these during a relist.
-    pub fn prepare(&self, object: &Object) -> Option<Prepared> {
+    pub(crate) fn prepare(&self, object: &Object) -> Option<Prepared> {
         self.index.lock().prepare(object)
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         self.index.lock().snapshot()
     }
 

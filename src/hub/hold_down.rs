@@ -20,7 +20,11 @@ use super::{Cause, Desired};
 
 /// Runs until `desired` drops the sending side (never, in a controller) or the task is
 /// dropped. Uses tokio time, so tests may pause it.
-pub async fn run(desired: Arc<Desired>, mut holds: UnboundedReceiver<Hold>, hold_down: Duration) {
+pub(crate) async fn run(
+    desired: Arc<Desired>,
+    mut holds: UnboundedReceiver<Hold>,
+    hold_down: Duration,
+) {
     let mut timers: BTreeMap<(UpstreamKey, ClusterName), (Hold, Instant)> = BTreeMap::new();
     loop {
         let next = timers.values().map(|(_, at)| *at).min();

@@ -17,20 +17,20 @@ const MAX_CAUSES: usize = 16;
 
 /// What one LB target has not received yet.
 #[derive(Debug, Default)]
-pub struct Work {
-    pub upstreams: BTreeSet<UpstreamKey>,
-    pub routes: bool,
-    pub certificates: BTreeSet<String>,
+pub(crate) struct Work {
+    pub(crate) upstreams: BTreeSet<UpstreamKey>,
+    pub(crate) routes: bool,
+    pub(crate) certificates: BTreeSet<String>,
     /// Push everything and remove what the LB holds that is not wanted.
-    pub full: bool,
+    pub(crate) full: bool,
     /// Why: `cluster: Kind ns/name` of the objects whose events caused the changes.
-    pub causes: VecDeque<String>,
+    pub(crate) causes: VecDeque<String>,
     /// When the oldest change in here was received (for convergence latency).
-    pub since: Option<tokio::time::Instant>,
+    pub(crate) since: Option<tokio::time::Instant>,
 }
 
 impl Work {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.upstreams.is_empty() && !self.routes && self.certificates.is_empty() && !self.full
     }
 
@@ -47,7 +47,7 @@ impl Work {
     }
 
     /// Puts back work that failed to push, under whatever arrived meanwhile.
-    pub fn merge(&mut self, older: Work) {
+    pub(crate) fn merge(&mut self, older: Work) {
         self.upstreams.extend(older.upstreams);
         self.routes |= older.routes;
         self.certificates.extend(older.certificates);
@@ -66,24 +66,24 @@ impl Work {
 
 /// One worker's inbox.
 #[derive(Debug, Default)]
-pub struct Pending {
+pub(crate) struct Pending {
     work: Mutex<Work>,
     notify: Notify,
 }
 
 impl Pending {
     /// Takes everything pending, leaving the inbox empty.
-    pub fn take(&self) -> Work {
+    pub(crate) fn take(&self) -> Work {
         std::mem::take(&mut *self.work.lock())
     }
 
     /// Returns work that could not be pushed.
-    pub fn restore(&self, work: Work) {
+    pub(crate) fn restore(&self, work: Work) {
         self.work.lock().merge(work);
     }
 
     /// Asks for a full resync.
-    pub fn request_full(&self) {
+    pub(crate) fn request_full(&self) {
         self.work.lock().full = true;
         self.notify.notify_one();
     }
@@ -95,7 +95,7 @@ impl Pending {
     }
 
     /// Waits until something is pending (returns at once if something already is).
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         loop {
             if !self.work.lock().is_empty() {
                 return;

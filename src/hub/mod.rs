@@ -11,9 +11,9 @@
 
 mod cause;
 mod desired;
-pub mod hold_down;
+pub(crate) mod hold_down;
 mod inbox;
 
 pub use cause::Cause;
 pub use desired::Desired;
-pub use inbox::{Pending, Work};
+pub(crate) use inbox::{Pending, Work};

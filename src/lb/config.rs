@@ -37,9 +37,9 @@ use super::http::{HttpLb, HttpLbConfig};
 /// The `targets:` section.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TargetConfig {
+pub(crate) struct TargetConfig {
     #[serde(default)]
-    pub targets: Vec<Target>,
+    pub(crate) targets: Vec<Target>,
 }
 
 /// Which LB a target is.
@@ -103,7 +103,8 @@ pub enum ConfigError {
 }
 
 impl TargetConfig {
-    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+    #[cfg(test)]
+    pub(crate) fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 }
@@ -315,7 +316,7 @@ impl Target {
 /// One adapter per configured instance, in configuration order.
 /// `owner` is the controller pushing (`Batch::owner`); HAProxy and Caddy adapters put
 /// its tag into every object they create, so that controllers sharing one LB stay apart.
-pub fn build_adapters(
+pub(crate) fn build_adapters(
     config: &TargetConfig,
     owner: Option<&str>,
 ) -> Result<Vec<Box<dyn LbAdapter>>, ConfigError> {

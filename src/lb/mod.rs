@@ -8,7 +8,7 @@
 pub mod caddy;
 pub mod config;
 pub mod haproxy;
-pub mod http;
+pub(crate) mod http;
 pub(crate) mod owner;
 
 use std::future::Future;
@@ -41,7 +41,7 @@ impl LbError {
     }
 
     /// A short label for metrics.
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Self::Transient(_) => "transient",
             Self::Rejected(_) => "rejected",

@@ -41,7 +41,7 @@ pub struct Token(String);
 
 impl Token {
     /// A token given directly (tests, `podgate demo`). Surrounding whitespace is trimmed.
-    pub fn new(raw: &str) -> Self {
+    pub(crate) fn new(raw: &str) -> Self {
         Self(raw.trim().to_owned())
     }
 
@@ -61,7 +61,7 @@ impl fmt::Debug for Token {
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Plain HTTP (HTTP/1.1 and h2c).
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// HTTPS with SNI certificate selection, ALPN h2 and http/1.1.
     #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
@@ -81,13 +81,13 @@ pub struct ProxyConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// File holding the bearer token. Read once by [`ProxyConfig::load`].
     #[serde(default)]
     pub token_file: Option<PathBuf>,
     /// The token itself; filled from `token_file`, or given directly by tests.
     #[serde(skip)]
-    pub token: Option<Token>,
+    pub(crate) token: Option<Token>,
     /// Serve the admin API over TLS, optionally requiring client certificates (mTLS).
     #[serde(default)]
     pub tls: Option<AdminTls>,
@@ -117,7 +117,7 @@ pub struct Limits {
     /// Most client connections open at once, across listeners.
     pub max_connections: usize,
     /// Extra attempts on another endpoint after a connect error.
-    pub retries: usize,
+    pub(crate) retries: usize,
     /// Largest `POST /v1/batch` body.
     pub max_admin_body_bytes: usize,
 }
@@ -144,7 +144,7 @@ pub struct Timeouts {
     /// handshake.
     pub header_read_ms: u64,
     /// Idle keep-alive connections to upstreams are closed after this.
-    pub upstream_idle_ms: u64,
+    pub(crate) upstream_idle_ms: u64,
     /// Time an upstream has to send its response head.
     pub upstream_response_ms: u64,
 }
@@ -249,7 +249,7 @@ impl ProxyConfig {
     }
 
     /// Checks values that parse but make no sense. [`crate::proxy::start`] calls it too.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason: &str| {
             Err(ConfigError::Invalid {
                 field,

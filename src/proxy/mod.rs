@@ -36,7 +36,6 @@ pub use config::{
     AdminConfig, AdminTls, ConfigError, Limits, OutlierConfig, ProxyConfig, Timeouts, Token,
 };
 pub use router::Router;
-pub use state::ApplyError;
 pub use tls::TlsError;
 
 /// Why the proxy could not start.
@@ -62,7 +61,7 @@ pub struct ProxyHandle {
     /// Where HTTPS is served, if `tls_listen` was configured.
     pub https_addr: Option<SocketAddr>,
     /// Where the admin API is served.
-    pub admin_addr: SocketAddr,
+    pub(crate) admin_addr: SocketAddr,
     admin_tls: bool,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -82,14 +81,6 @@ impl ProxyHandle {
         for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
-    }
-
-    /// Resolves when a shutdown was requested (by [`Self::shutdown`] or a drop).
-    pub async fn wait(&mut self) {
-        for task in &mut self.tasks {
-            let _ = task.await;
-        }
-        self.tasks.clear();
     }
 }
 

@@ -76,7 +76,7 @@ impl Router {
         router
     }
 
-    pub fn table(&self) -> &RouteTable {
+    pub(crate) fn table(&self) -> &RouteTable {
         &self.table
     }
 

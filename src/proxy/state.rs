@@ -23,7 +23,7 @@ use podgate_core::model::{Batch, CertificateInfo, LbState, StateSummary, Upstrea
 
 /// Why a batch was refused. Nothing changed in either case.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     /// The batch's epoch is older than one already accepted: the pusher was deposed.
     #[error("stale epoch {got}: epoch {seen} was already accepted")]
     StaleEpoch { got: u64, seen: u64 },

@@ -11,14 +11,14 @@ use serde::Serialize;
 pub struct AuditEntry {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
-    pub target: String,
-    pub full: bool,
-    pub upserted: Vec<String>,
-    pub removed: Vec<String>,
-    pub routes: bool,
-    pub certificates: Vec<String>,
+    pub(crate) target: String,
+    pub(crate) full: bool,
+    pub(crate) upserted: Vec<String>,
+    pub(crate) removed: Vec<String>,
+    pub(crate) routes: bool,
+    pub(crate) certificates: Vec<String>,
     /// The objects whose events caused this push.
-    pub causes: Vec<String>,
+    pub(crate) causes: Vec<String>,
     /// `ok`, or the error.
     pub result: String,
 }
@@ -38,7 +38,7 @@ impl Audit {
         }
     }
 
-    pub fn record(&self, mut entry: AuditEntry) {
+    pub(crate) fn record(&self, mut entry: AuditEntry) {
         entry.at_ms = crate::clock::now_ms();
         tracing::info!(
             target: "podgate::audit",

@@ -9,9 +9,15 @@ use podgate_core::model::{Batch, LbState, Upstream, UpstreamKey, UpstreamPatch};
 
 use crate::hub::Work;
 
-/// The batch for `work`. For a full sync, `observed` is what the LB holds now: what it
+/// The batch for `work` (tests; the worker pushes as an owner: [`build_owned`]). For a full sync, `observed` is what the LB holds now: what it
 /// holds and podgate no longer wants is removed.
-pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch: u64) -> Batch {
+#[cfg(test)]
+pub(crate) fn build(
+    work: &Work,
+    snapshot: &Snapshot,
+    observed: Option<&LbState>,
+    epoch: u64,
+) -> Batch {
     build_owned(work, snapshot, observed, epoch, None, None)
 }
 
@@ -19,7 +25,7 @@ pub fn build(work: &Work, snapshot: &Snapshot, observed: Option<&LbState>, epoch
 /// `owner` registered, never what another controller sharing the LB did. `held`: the
 /// upstreams the LB is known to hold (as last acknowledged); a changed upstream found
 /// there goes as an [`UpstreamPatch`] — one pod's change instead of the whole upstream.
-pub fn build_owned(
+pub(crate) fn build_owned(
     work: &Work,
     snapshot: &Snapshot,
     observed: Option<&LbState>,
@@ -67,7 +73,7 @@ pub fn build_owned(
 /// How a full sync of `list` is cut when the LB takes it in parts of about
 /// `part_endpoints` endpoints: ranges of `list`, the last one possibly empty (it carries
 /// the routes, see [`full_part`]).
-pub fn parts(list: &[Arc<Upstream>], part_endpoints: usize) -> Vec<Range<usize>> {
+pub(crate) fn parts(list: &[Arc<Upstream>], part_endpoints: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut endpoints) = (0, 0);
     for (i, u) in list.iter().enumerate() {
@@ -84,7 +90,7 @@ pub fn parts(list: &[Arc<Upstream>], part_endpoints: usize) -> Vec<Range<usize>>
 /// One part of a full sync: the upstreams `list[range]`; the `last` part also carries
 /// the route table, the certificates and the removals, so that the LB never routes to
 /// an upstream it does not hold yet. For `observed` see [`build`].
-pub fn full_part(
+pub(crate) fn full_part(
     list: &[Arc<Upstream>],
     range: Range<usize>,
     last: bool,

@@ -7,7 +7,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 #[derive(Clone, Debug)]
 pub struct SyncMetrics {
     /// Seconds from the oldest change in a push being received to its acknowledgement.
-    pub convergence: Histogram,
+    pub(crate) convergence: Histogram,
 }
 
 impl Default for SyncMetrics {

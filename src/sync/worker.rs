@@ -58,34 +58,21 @@ pub enum TargetState {
     Standby,
 }
 
-impl TargetState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::InSync => "in_sync",
-            Self::Failing => "failing",
-            Self::Rejected => "rejected",
-            Self::Fenced => "fenced",
-            Self::Standby => "standby",
-        }
-    }
-}
-
 /// Where one LB instance stands, for the admin view.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TargetStatus {
     pub name: String,
     pub state: TargetState,
     /// When the current state began (ms since the Unix epoch).
-    pub since_ms: u64,
-    pub last_error: Option<String>,
+    pub(crate) since_ms: u64,
+    pub(crate) last_error: Option<String>,
     pub pushes: u64,
     pub failures: u64,
     /// Failures by kind (`LbError::metric_label`: transient, rejected, fenced).
     pub failures_by_kind: BTreeMap<&'static str, u64>,
     /// The LB's generation after podgate's last accepted push.
-    pub generation: u64,
-    pub instance: String,
+    pub(crate) generation: u64,
+    pub(crate) instance: String,
     /// When the LB last acknowledged a push (for benchmarks measuring propagation).
     #[serde(skip)]
     pub last_ack: Option<std::time::Instant>,
@@ -164,14 +151,14 @@ impl Worker {
     /// the unlisted part holds, e.g. on every restart) and while it leads (only the
     /// Lease holder of several replicas pushes).
     #[must_use]
-    pub fn gated_by(mut self, term: Term) -> Self {
+    pub(crate) fn gated_by(mut self, term: Term) -> Self {
         self.term = Some(term);
         self
     }
 
     /// Records into shared metrics instead of private ones.
     #[must_use]
-    pub fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: SyncMetrics) -> Self {
         self.metrics = metrics;
         self
     }
@@ -179,7 +166,7 @@ impl Worker {
     /// Pushes as `owner`, so that controllers sharing one LB never remove each other's
     /// upstreams or certificates (see `Batch::owner`).
     #[must_use]
-    pub fn owned_by(mut self, owner: impl Into<String>) -> Self {
+    pub(crate) fn owned_by(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
         self
     }

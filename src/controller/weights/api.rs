@@ -29,7 +29,7 @@ const APPLY_WAIT: Duration = Duration::from_secs(2);
 const MIGRATIONS: &str = "/v1/migrations";
 
 /// Whether `path` is one of these routes.
-pub fn owns(path: &str) -> bool {
+pub(crate) fn owns(path: &str) -> bool {
     path == "/v1/weights" || path == MIGRATIONS || path.starts_with("/v1/migrations/")
 }
 
@@ -246,7 +246,7 @@ impl Weights {
 }
 
 /// Serves one request on these routes.
-pub async fn handle(weights: &Weights, req: Request<Incoming>) -> Reply {
+pub(crate) async fn handle(weights: &Weights, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     if method == Method::GET && (path == "/v1/weights" || path == MIGRATIONS) {

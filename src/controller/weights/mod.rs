@@ -21,9 +21,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-pub use api::{handle, owns};
-pub use store::StoreError;
-pub use view::{MigrationView, WeightsView};
+pub(crate) use api::{handle, owns};
+pub(crate) use view::WeightsView;
 
 use crate::hub::{Cause, Desired};
 use podgate_core::index::Input;
@@ -71,13 +70,13 @@ struct Applied {
 
 /// Why a migration is not stepping.
 #[derive(Clone, Debug, Serialize)]
-pub struct Pause {
-    pub since_ms: u64,
-    pub reason: String,
+pub(crate) struct Pause {
+    pub(crate) since_ms: u64,
+    pub(crate) reason: String,
 }
 
 /// The controller's weights: see the module documentation.
-pub struct Weights {
+pub(crate) struct Weights {
     store: Store,
     desired: Arc<Desired>,
     /// Configured clusters with their configured weights.

@@ -12,7 +12,7 @@ use serde_json::json;
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("ConfigMap {0} changed meanwhile")]
     Conflict(String),
     #[error(
@@ -25,21 +25,6 @@ pub enum StoreError {
         object: String,
         source: kube::Error,
     },
-}
-
-impl StoreError {
-    /// Whether trying again (after re-reading) can help.
-    pub fn retryable(&self) -> bool {
-        !matches!(self, Self::NoNamespace { .. })
-    }
-
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Conflict(_) => "conflict",
-            Self::NoNamespace { .. } => "no_namespace",
-            Self::Api { .. } => "api",
-        }
-    }
 }
 
 /// Where the ConfigMap lives, with a client for it.
@@ -195,7 +180,6 @@ mod tests {
             matches!(err, Err(StoreError::NoNamespace { .. })),
             "{err:?}"
         );
-        assert!(!err.unwrap_err().retryable());
         sim.apply_json(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "podgate-system"}}))
             .unwrap();

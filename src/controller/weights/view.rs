@@ -15,7 +15,7 @@ use super::{Pause, Weights};
 /// Where a migration stands. Serialized in snake_case (`running`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MigrationState {
+pub(crate) enum MigrationState {
     /// Stepping towards its target.
     Running,
     /// Standing still: the target cluster has no Active endpoint (see `paused`).
@@ -26,33 +26,33 @@ pub enum MigrationState {
 
 /// One migration as the admin view shows it.
 #[derive(Serialize)]
-pub struct MigrationView {
+pub(crate) struct MigrationView {
     #[serde(flatten)]
-    pub migration: Migration,
-    pub every: String,
-    pub state: MigrationState,
-    pub paused: Option<Pause>,
-    pub weights: String,
+    pub(crate) migration: Migration,
+    pub(crate) every: String,
+    pub(crate) state: MigrationState,
+    pub(crate) paused: Option<Pause>,
+    pub(crate) weights: String,
 }
 
 /// `GET /v1/weights`, also part of `GET /v1/state`.
 #[derive(Serialize)]
-pub struct WeightsView {
+pub(crate) struct WeightsView {
     /// `cluster: namespace/name` of the ConfigMap.
-    pub configmap: String,
-    pub loaded: bool,
-    pub resource_version: Option<String>,
+    pub(crate) configmap: String,
+    pub(crate) loaded: bool,
+    pub(crate) resource_version: Option<String>,
     /// Every cluster's weight now (configured, or the run-time global weights).
-    pub clusters: BTreeMap<ClusterName, u32>,
-    pub global: Option<String>,
-    pub apps: BTreeMap<String, String>,
-    pub migrations: BTreeMap<String, MigrationView>,
+    pub(crate) clusters: BTreeMap<ClusterName, u32>,
+    pub(crate) global: Option<String>,
+    pub(crate) apps: BTreeMap<String, String>,
+    pub(crate) migrations: BTreeMap<String, MigrationView>,
     /// ConfigMap values that were not applied.
-    pub problems: Vec<podgate_core::weights::Problem>,
+    pub(crate) problems: Vec<podgate_core::weights::Problem>,
 }
 
 impl Weights {
-    pub fn view(&self) -> WeightsView {
+    pub(crate) fn view(&self) -> WeightsView {
         let applied = self.applied.lock();
         let pauses = self.pauses.lock();
         let migrations = applied

@@ -24,7 +24,7 @@ pub enum AdminAddr {
 
 impl AdminAddr {
     /// `http://127.0.0.1:2019`, `127.0.0.1:2019`, `unix:/path` or `/path`.
-    pub fn parse(raw: &str) -> Result<Self, SettingsError> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, SettingsError> {
         if let Some(p) = raw.strip_prefix("unix:") {
             return Ok(Self::Unix(PathBuf::from(p)));
         }
@@ -67,17 +67,17 @@ pub enum AdminError {
 
 impl AdminError {
     /// A 4xx: the request itself was refused.
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         matches!(self, Self::Status { status, .. } if (400..500).contains(status))
     }
 
     /// Caddy's answer (500) when a parent of the path does not exist yet.
-    pub fn is_missing_path(&self) -> bool {
+    pub(crate) fn is_missing_path(&self) -> bool {
         matches!(self, Self::Status { body, .. } if body.contains("invalid traversal path"))
             || self.is_not_found()
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Self::Status { status: 404, .. })
             || matches!(self, Self::Status { body, .. } if body.contains("unknown object ID"))
     }
@@ -93,10 +93,6 @@ pub struct AdminClient {
 impl AdminClient {
     pub fn new(addr: AdminAddr, timeout: Duration) -> Self {
         Self { addr, timeout }
-    }
-
-    pub fn addr(&self) -> &AdminAddr {
-        &self.addr
     }
 
     /// Sends one request; `Ok(body)` for 2xx.

@@ -29,14 +29,14 @@ pub(crate) use render::default_server_name;
 pub struct CaddySettings {
     pub admin: AdminAddr,
     /// Addresses of podgate's server inside Caddy (plain HTTP).
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// The key of podgate's server under `apps.http.servers`.
-    pub server_name: String,
+    pub(crate) server_name: String,
     /// The controller this adapter pushes for (`Batch::owner`): its tag is part of every
     /// `@id`, so controllers sharing one Caddy never collide.
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
     /// Timeout of one admin request (a config load on a big config can take a while).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl CaddySettings {

@@ -39,7 +39,7 @@ pub struct HaproxySettings {
     pub runtime: RuntimeAddr,
     /// The master CLI (`-S`), used only to reload. Without it, new upstreams cannot be
     /// created and such batches are refused.
-    pub master: Option<RuntimeAddr>,
+    pub(crate) master: Option<RuntimeAddr>,
     /// Where podgate writes `podgate.cfg` and the map files; HAProxy must load
     /// `<config_dir>/podgate.cfg` after its own files (`-f main.cfg -f podgate.cfg`).
     pub config_dir: PathBuf,
@@ -50,10 +50,10 @@ pub struct HaproxySettings {
     /// How long a reload may take until the new worker answers with the new backends.
     pub reload_timeout: Duration,
     /// Timeout of one runtime API command.
-    pub command_timeout: Duration,
+    pub(crate) command_timeout: Duration,
     /// The controller this adapter pushes for (`Batch::owner`): its tag is part of every
     /// backend name, so controllers sharing one HAProxy never touch each other's.
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 impl HaproxySettings {

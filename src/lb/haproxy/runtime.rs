@@ -22,7 +22,7 @@ pub enum RuntimeAddr {
 
 impl RuntimeAddr {
     /// `unix:/path`, `/path`, `tcp:127.0.0.1:9999` or `127.0.0.1:9999`.
-    pub fn parse(raw: &str) -> Result<Self, SettingsError> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, SettingsError> {
         if let Some(path) = raw.strip_prefix("unix:") {
             return Ok(Self::Unix(PathBuf::from(path)));
         }
@@ -83,10 +83,6 @@ impl RuntimeClient {
         Self { addr, timeout }
     }
 
-    pub fn addr(&self) -> &RuntimeAddr {
-        &self.addr
-    }
-
     /// Sends one command (with an optional payload, already newline-terminated) and
     /// returns HAProxy's whole answer.
     pub async fn raw(&self, command: &str) -> Result<String, RuntimeError> {
@@ -140,7 +136,7 @@ impl RuntimeClient {
     }
 
     /// Names of all backends (`show backend`).
-    pub async fn backends(&self) -> Result<Vec<String>, RuntimeError> {
+    pub(crate) async fn backends(&self) -> Result<Vec<String>, RuntimeError> {
         let answer = self.raw("show backend").await?;
         Ok(answer
             .lines()
