@@ -7,21 +7,16 @@
 //! Needs `haproxy` and `caddy` (`apt-get install -y haproxy caddy`): without them the
 //! tests say so loudly and pass, except under `CI=true`, where they fail.
 
-use crate::harness;
+use crate::harness::{self, eventually, free_addr, get};
+use crate::programs::{Caddy, Haproxy};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::{eventually, free_addr, get, stop_child};
 use podgate::demo::pods::{self, Pod};
 use podgate::demo::{Lab, LabOptions};
-use podgate::lb::caddy::{AdminAddr, AdminClient};
 use podgate::lb::config::{Target, TargetKind};
-use podgate::lb::haproxy::{RuntimeAddr, RuntimeClient};
 use podgate::sync::SyncConfig;
 use podgate_sim::objects::{default_class, ingress, ingress_class, service, slice};
 
@@ -33,226 +28,67 @@ const OWNER_DIRS: [&str; 2] = ["podgate", "podgate-b"];
 // ---------------------------------------------------------------------------------
 // The LB processes (started without an adapter: the controller builds the adapters)
 
-/// A `haproxy -W` process whose podgate file starts empty (the controller's first
-/// batch renders it and reloads), killed on drop.
-struct Haproxy {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+/// A `haproxy -W` whose podgate files (one per controller, see [`OWNER_DIRS`]) start
+/// empty: the controller's first batch renders its own and reloads.
+fn haproxy() -> Haproxy {
+    Haproxy::new(false, &OWNER_DIRS)
 }
 
-impl Haproxy {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::write(
-            d.join("main.cfg"),
-            format!(
-                "global\n    stats socket {} level admin\n    \
-                 log stderr format short local0 notice\n",
-                d.join("rt.sock").display()
-            ),
-        )
-        .unwrap();
-        // One config directory per controller that may push to this HAProxy.
-        for owner_dir in OWNER_DIRS {
-            std::fs::create_dir_all(d.join(owner_dir)).unwrap();
-            std::fs::write(d.join(owner_dir).join("podgate.cfg"), "").unwrap();
+/// podgate's servers in `h` that take or finish traffic: `address:port` → drained?
+async fn haproxy_servers(h: &Haproxy) -> Result<BTreeMap<String, bool>, String> {
+    let answer = h
+        .runtime()
+        .raw("show servers state")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for line in answer.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 19 || !f[3].starts_with("pg-") {
+            continue;
         }
-        Self { dir, child: None }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn runtime(&self) -> RuntimeClient {
-        RuntimeClient::new(RuntimeAddr::Unix(self.path("rt.sock")), WAIT)
-    }
-
-    async fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("haproxy.log"))
-            .unwrap();
-        let child = Command::new(harness::find_program("haproxy").expect("haproxy"))
-            .process_group(0)
-            .arg("-W")
-            .arg("-S")
-            .arg(self.path("master.sock"))
-            .arg("-f")
-            .arg(self.path("main.cfg"))
-            .args(OWNER_DIRS.iter().flat_map(|o| {
-                [
-                    "-f".into(),
-                    self.path(o).join("podgate.cfg").into_os_string(),
-                ]
-            }))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start haproxy");
-        self.child = Some(child);
-        let (rt, log) = (self.runtime(), self.path("haproxy.log"));
-        eventually("haproxy answers on its runtime socket", WAIT, || {
-            let (rt, log) = (rt.clone(), log.clone());
-            async move {
-                rt.worker_pid().await.map(|_| ()).map_err(|e| {
-                    format!(
-                        "{e}; log: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    )
-                })
-            }
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop_child(&mut c);
+        let admin: u32 = f[6].parse().map_err(|_| format!("bad line {line}"))?;
+        // Maintenance (deleted, deletion deferred) is not serving.
+        if admin & (0x01 | 0x02 | 0x04 | 0x20) == 0 {
+            out.insert(format!("{}:{}", f[4], f[18]), admin & (0x08 | 0x10) != 0);
         }
     }
-
-    /// podgate's servers that take or finish traffic: `address:port` → drained?
-    async fn servers(&self) -> Result<BTreeMap<String, bool>, String> {
-        let answer = self
-            .runtime()
-            .raw("show servers state")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut out = BTreeMap::new();
-        for line in answer.lines().filter(|l| !l.starts_with('#')) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 19 || !f[3].starts_with("pg-") {
-                continue;
-            }
-            let admin: u32 = f[6].parse().map_err(|_| format!("bad line {line}"))?;
-            // Maintenance (deleted, deletion deferred) is not serving.
-            if admin & (0x01 | 0x02 | 0x04 | 0x20) == 0 {
-                out.insert(format!("{}:{}", f[4], f[18]), admin & (0x08 | 0x10) != 0);
-            }
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A `caddy run` process with only its admin API configured (nothing persisted, so a
-/// restart comes back empty), killed on drop.
-struct Caddy {
-    dir: tempfile::TempDir,
-    admin: SocketAddr,
-    child: Option<Child>,
-}
-
-impl Caddy {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = free_addr();
-        std::fs::write(
-            dir.path().join("caddy.json"),
-            format!(r#"{{"admin":{{"listen":"{admin}","config":{{"persist":false}}}}}}"#),
-        )
-        .unwrap();
-        Self {
-            dir,
-            admin,
-            child: None,
+/// The dial addresses of podgate's upstreams in `c` (Caddy has no drain state:
+/// `false`). The controller pushes with an owner, so its ids are `podgate-o<tag>-…`.
+async fn caddy_servers(c: &Caddy) -> Result<BTreeMap<String, bool>, String> {
+    let body = c
+        .client()
+        .request("GET", "/config/apps/http/servers", None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let servers: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    let routes = servers
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|s| s["routes"].as_array().into_iter().flatten());
+    for route in routes {
+        if !route["@id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("podgate-") && id.contains("-up-"))
+        {
+            continue;
         }
-    }
-
-    fn client(&self) -> AdminClient {
-        AdminClient::new(AdminAddr::Tcp(self.admin), WAIT)
-    }
-
-    async fn launch(&mut self) {
-        let d = self.dir.path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("caddy.log"))
-            .unwrap();
-        let child = Command::new(harness::find_program("caddy").expect("caddy"))
-            .arg("run")
-            .arg("--config")
-            .arg(d.join("caddy.json"))
-            .env("HOME", d)
-            .env("XDG_DATA_HOME", d.join("data"))
-            .env("XDG_CONFIG_HOME", d.join("config"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start caddy");
-        self.child = Some(child);
-        let client = self.client();
-        eventually("caddy answers on its admin API", WAIT, || {
-            let client = client.clone();
-            async move {
-                client
-                    .request("GET", "/config/", None)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop_child(&mut c);
-        }
-    }
-
-    /// The dial addresses of podgate's upstreams (Caddy has no drain state: `false`).
-    /// The controller pushes with an owner, so its ids are `podgate-o<tag>-…`.
-    async fn servers(&self) -> Result<BTreeMap<String, bool>, String> {
-        let body = self
-            .client()
-            .request("GET", "/config/apps/http/servers", None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let servers: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        let mut out = BTreeMap::new();
-        let routes = servers
-            .as_object()
+        for u in route["handle"][0]["upstreams"]
+            .as_array()
             .into_iter()
-            .flat_map(|m| m.values())
-            .flat_map(|s| s["routes"].as_array().into_iter().flatten());
-        for route in routes {
-            if !route["@id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with("podgate-") && id.contains("-up-"))
-            {
-                continue;
-            }
-            for u in route["handle"][0]["upstreams"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                if let Some(d) = u["dial"].as_str() {
-                    out.insert(d.to_owned(), false);
-                }
+            .flatten()
+        {
+            if let Some(d) = u["dial"].as_str() {
+                out.insert(d.to_owned(), false);
             }
         }
-        Ok(out)
     }
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    Ok(out)
 }
 
 /// Instances of one kind that share a listen address (`SO_REUSEPORT`, which both
@@ -460,9 +296,9 @@ struct World {
 
 async fn world(subnet: u8) -> World {
     let (h_lb, c_lb) = lb_addrs();
-    let mut h = Haproxy::new();
+    let mut h = haproxy();
     h.launch().await;
-    let mut c = Caddy::new();
+    let mut c = Caddy::new(false);
     c.launch().await;
     let lab = Lab::start(LabOptions {
         sync: fast_sync(),
@@ -546,9 +382,9 @@ async fn haproxy_and_caddy_route_by_host_and_path_and_split_by_weight() {
             WAIT,
             || async move {
                 let servers = if name == "haproxy" {
-                    h.servers().await
+                    haproxy_servers(h).await
                 } else {
-                    c.servers().await
+                    caddy_servers(c).await
                 };
                 for (host, path, want) in cases {
                     let (status, body) = get(lb, host, path).await?;
@@ -643,12 +479,12 @@ async fn haproxy_and_caddy_follow_scale_out_drain_and_removal() {
     let mut drained = serving.clone();
     drained.insert(leaving.clone(), true);
     eventually("haproxy drains web-1", WAIT, || async {
-        let s = h.servers().await?;
+        let s = haproxy_servers(&h).await?;
         (s == drained).then_some(()).ok_or_else(|| format!("{s:?}"))
     })
     .await;
     eventually("caddy leaves web-1 out", WAIT, || async {
-        let s = c.servers().await?;
+        let s = caddy_servers(&c).await?;
         (s == serving).then_some(()).ok_or_else(|| format!("{s:?}"))
     })
     .await;
@@ -668,12 +504,12 @@ async fn haproxy_and_caddy_follow_scale_out_drain_and_removal() {
     lab.apply("idc", &endpoints("idc", "web", &[&idc[1], &idc[2]], &[]))
         .unwrap();
     eventually("haproxy removes web-1", WAIT, || async {
-        let s = h.servers().await?;
+        let s = haproxy_servers(&h).await?;
         (s == serving).then_some(()).ok_or_else(|| format!("{s:?}"))
     })
     .await;
     eventually("caddy still without web-1", WAIT, || async {
-        let s = c.servers().await?;
+        let s = caddy_servers(&c).await?;
         (s == serving).then_some(()).ok_or_else(|| format!("{s:?}"))
     })
     .await;
@@ -693,9 +529,9 @@ async fn haproxy_and_caddy_follow_scale_out_drain_and_removal() {
 async fn restarted_lbs_are_resynced_by_drift_detection() {
     require_lbs!();
     let (h_lb, c_lb) = lb_addrs();
-    let mut h = Haproxy::new();
+    let mut h = haproxy();
     h.launch().await;
-    let mut c = Caddy::new();
+    let mut c = Caddy::new(false);
     c.launch().await;
     let lab = Lab::start(LabOptions {
         sync: fast_sync(),
@@ -756,11 +592,11 @@ async fn restarted_lbs_are_resynced_by_drift_detection() {
 async fn a_dead_instance_is_reported_and_caught_up_while_its_twin_stays_in_sync() {
     require_lbs!();
     let (h_lb, c_lb) = lb_addrs();
-    let mut h = [Haproxy::new(), Haproxy::new()];
+    let mut h = [haproxy(), haproxy()];
     for x in &mut h {
         x.launch().await;
     }
-    let mut c = [Caddy::new(), Caddy::new()];
+    let mut c = [Caddy::new(false), Caddy::new(false)];
     for x in &mut c {
         x.launch().await;
     }
@@ -796,13 +632,13 @@ async fn a_dead_instance_is_reported_and_caught_up_while_its_twin_stays_in_sync(
     };
     for x in &h {
         eventually("each haproxy has both pods", WAIT, || async {
-            has(x.servers().await?, &first)
+            has(haproxy_servers(x).await?, &first)
         })
         .await;
     }
     for x in &c {
         eventually("each caddy has both pods", WAIT, || async {
-            has(x.servers().await?, &first)
+            has(caddy_servers(x).await?, &first)
         })
         .await;
     }
@@ -817,11 +653,11 @@ async fn a_dead_instance_is_reported_and_caught_up_while_its_twin_stays_in_sync(
         .unwrap();
     // The twins follow at once; only they answer on the shared listen addresses.
     eventually("the live haproxy follows", WAIT, || async {
-        has(h[1].servers().await?, &later)
+        has(haproxy_servers(&h[1]).await?, &later)
     })
     .await;
     eventually("the live caddy follows", WAIT, || async {
-        has(c[1].servers().await?, &later)
+        has(caddy_servers(&c[1]).await?, &later)
     })
     .await;
     let all = [&idc[0], &idc[1], &tke[0]];
@@ -844,11 +680,11 @@ async fn a_dead_instance_is_reported_and_caught_up_while_its_twin_stays_in_sync(
     h[0].launch().await;
     c[0].launch().await;
     eventually("the returned haproxy catches up", WAIT, || async {
-        has(h[0].servers().await?, &later)
+        has(haproxy_servers(&h[0]).await?, &later)
     })
     .await;
     eventually("the returned caddy catches up", WAIT, || async {
-        has(c[0].servers().await?, &later)
+        has(caddy_servers(&c[0]).await?, &later)
     })
     .await;
     for suffix in [&h_dead, &c_dead] {
@@ -886,9 +722,9 @@ async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_mem
     require_lbs!();
     // Each controller has its own routing listener on each LB.
     let [ha, ca, hb, cb] = [free_addr(), free_addr(), free_addr(), free_addr()];
-    let mut h = Haproxy::new();
+    let mut h = haproxy();
     h.launch().await;
-    let mut c = Caddy::new();
+    let mut c = Caddy::new(false);
     c.launch().await;
     // Controller A pushes as its controller_name, B as `team-b`, into its own HAProxy
     // config directory. Both register the same upstream app/web (worst case).
@@ -934,7 +770,7 @@ async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_mem
     each_serves_its_own(lab_a_lbs, &[&a[0], &a[1]], lab_b_lbs, &[&b[0], &b[1]]).await;
     let all: BTreeSet<String> = [&a[0], &a[1], &b[0], &b[1]].map(addr_of).into();
     eventually("HAProxy holds both controllers' pods", WAIT, || async {
-        let got: BTreeSet<String> = h.servers().await?.into_keys().collect();
+        let got: BTreeSet<String> = haproxy_servers(&h).await?.into_keys().collect();
         (got == all).then_some(()).ok_or(format!("{got:?}"))
     })
     .await;
@@ -947,7 +783,7 @@ async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_mem
     each_serves_its_own(lab_a_lbs, &[&a[0], &a[1]], lab_b_lbs, &[&b[0]]).await;
     let left: BTreeSet<String> = [&a[0], &a[1], &b[0]].map(addr_of).into();
     eventually("HAProxy holds A's two and B's one", WAIT, || async {
-        let got: BTreeSet<String> = h.servers().await?.into_keys().collect();
+        let got: BTreeSet<String> = haproxy_servers(&h).await?.into_keys().collect();
         (got == left).then_some(()).ok_or(format!("{got:?}"))
     })
     .await;
@@ -963,7 +799,7 @@ async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_mem
         "HAProxy again holds exactly A's two and B's one",
         WAIT,
         || async {
-            let got: BTreeSet<String> = h.servers().await?.into_keys().collect();
+            let got: BTreeSet<String> = haproxy_servers(&h).await?.into_keys().collect();
             (got == left).then_some(()).ok_or(format!("{got:?}"))
         },
     )

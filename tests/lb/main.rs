@@ -4,4 +4,5 @@ mod caddy;
 mod haproxy;
 mod harness;
 mod lab_targets;
+mod programs;
 mod sync_worker;
