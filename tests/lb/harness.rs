@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use podgate::lb::LbAdapter;
 use podgate_core::model::{
     Batch, ClusterName, Endpoint, EndpointState, HostPattern, PathMatch, PortRef, Route,
     RouteTable, Upstream, UpstreamKey, VirtualHost,
@@ -293,100 +292,4 @@ pub(crate) fn stop_child(child: &mut std::process::Child) {
     signal("-KILL", group);
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// Host-less Ingress rules (`RouteTable::any_host`) through a real LB: they serve a host
-/// that matches no rule, never a host that does, and fall back to the catch-all. Each
-/// answer is also checked against the model's reference lookup (`RouteTable::route`).
-/// The pods live on `127.1.<subnet>.x`.
-pub(crate) async fn check_host_less_rules(lb: SocketAddr, adapter: &dyn LbAdapter, subnet: u8) {
-    let ip = |i: u8| format!("127.1.{subnet}.{i}");
-    let pods = [
-        Pod::start("host", &ip(1)).await,
-        Pod::start("any-api", &ip(2)).await,
-        Pod::start("any-only", &ip(3)).await,
-        Pod::start("catchall", &ip(4)).await,
-    ];
-    let mut routes = table(
-        vec![("app.test", vhost(&[(PathMatch::prefix("/"), "host")], None))],
-        Some("catchall"),
-    );
-    routes.any_host = Some(vhost(
-        &[
-            (PathMatch::exact("/only"), "any-only"),
-            (PathMatch::prefix("/api"), "any-api"),
-        ],
-        None,
-    ));
-    let batch = batch_of(&pods, &routes);
-    adapter.apply(&batch).await.expect("apply");
-    let cases = [
-        ("app.test", "/api", "host"),
-        ("other.test", "/api", "any-api"),
-        ("other.test", "/api/v1", "any-api"),
-        ("other.test", "/only", "any-only"),
-        ("other.test", "/only/x", "catchall"),
-        ("other.test", "/", "catchall"),
-    ];
-    for (host, path, want) in cases {
-        let reference = routes.route(host, path).map(|k| k.service.to_string());
-        assert_eq!(reference.as_deref(), Some(want), "the reference lookup");
-        assert_eq!(who(lb, host, path).await, want, "{host}{path}");
-    }
-    let observed = adapter.observe().await.expect("observe");
-    assert_eq!(
-        observed.routes, routes,
-        "observe reads host-less rules back"
-    );
-}
-
-/// A patch (`Batch::patch_upstreams`) through a real LB adapter: applied to what the
-/// adapter holds; one for an upstream it does not hold is refused and changes nothing.
-pub(crate) async fn check_patches(lb: SocketAddr, adapter: &dyn LbAdapter, subnet: u8) {
-    let a = Pod::start("a", &format!("127.1.{subnet}.1")).await;
-    let b = Pod::start("b", &format!("127.1.{subnet}.2")).await;
-    let both = upstream("web", vec![a.active(1), b.active(1)]);
-    adapter
-        .apply(&Batch {
-            epoch: 1,
-            upsert_upstreams: vec![both.clone()],
-            routes: Some(table(
-                vec![(
-                    "patch.test",
-                    vhost(&[(PathMatch::prefix("/"), "web")], None),
-                )],
-                None,
-            )),
-            ..Batch::default()
-        })
-        .await
-        .expect("apply");
-    let only_a = upstream("web", vec![a.active(1)]);
-    let patch = podgate_core::model::UpstreamPatch::between(&both, &only_a).expect("a patch");
-    adapter
-        .apply(&Batch {
-            epoch: 1,
-            patch_upstreams: vec![patch.clone()],
-            ..Batch::default()
-        })
-        .await
-        .expect("apply the patch");
-    let got = spread(lb, "patch.test", "/", 10).await;
-    assert_eq!(got.keys().collect::<Vec<_>>(), ["a"], "{got:?}");
-    let stranger = podgate_core::model::UpstreamPatch {
-        key: key("nobody"),
-        ..patch
-    };
-    let refused = adapter
-        .apply(&Batch {
-            epoch: 1,
-            patch_upstreams: vec![stranger],
-            ..Batch::default()
-        })
-        .await;
-    assert!(
-        matches!(refused, Err(podgate::lb::LbError::Rejected(_))),
-        "{refused:?}"
-    );
-    assert_eq!(who(lb, "patch.test", "/").await, "a");
 }

@@ -1,6 +1,8 @@
-//! Pushing into real load balancers: the sync worker, the HAProxy and Caddy adapters against real processes, and a Lab driving them as extra targets.
+//! Pushing into real load balancers: the conformance suite every LB kind passes (the
+//! built-in proxy, real HAProxy, real Caddy), what is HAProxy's own, the sync worker,
+//! and a Lab driving HAProxy and Caddy as extra targets of a whole controller.
 
-mod caddy;
+mod conformance;
 mod haproxy;
 mod harness;
 mod lab_targets;
