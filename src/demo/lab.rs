@@ -40,7 +40,7 @@ pub struct Lab {
     pub controller: Controller,
     pub config: ControllerConfig,
     /// Kubeconfig and token files.
-    pub dir: tempfile::TempDir,
+    pub dir: podgate_sim::TempDir,
     http: reqwest::Client,
 }
 
@@ -108,7 +108,7 @@ impl Default for LabOptions {
 
 impl Lab {
     pub async fn start(options: LabOptions) -> Result<Self, LabError> {
-        let dir = tempfile::tempdir()?;
+        let dir = podgate_sim::scratch_dir()?;
         let mut sims = Vec::new();
         let mut clusters = Vec::new();
         for name in CLUSTERS {

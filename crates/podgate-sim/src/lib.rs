@@ -74,6 +74,7 @@ pub use handle::SimCluster;
 pub use resources::{Gvr, ResourceKind};
 pub use state::SimStats;
 pub use status::ApiError;
+pub use tempfile::TempDir;
 
 /// How a simulated cluster behaves. `SimOptions::default()` is the strict one.
 #[derive(Clone, Debug)]
@@ -135,4 +136,10 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A directory for a simulated world's files (kubeconfigs, tokens, configuration),
+/// removed with everything in it when the returned value is dropped.
+pub fn scratch_dir() -> std::io::Result<TempDir> {
+    tempfile::Builder::new().prefix("podgate-sim-").tempdir()
 }

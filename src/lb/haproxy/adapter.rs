@@ -139,7 +139,7 @@ impl HaproxyAdapter {
         }
         let ups = next_upstreams(&m.upstreams, batch)?;
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
-        let maps = MapSet::build(&self.names, &routes, ups.keys()).map_err(LbError::Rejected)?;
+        let maps = MapSet::build(&self.names, &routes, ups.keys())?;
         let dir = &self.settings.config_dir;
         if m.maps.as_ref() != Some(&maps) {
             self.claim().map_err(|e| LbError::Rejected(e.to_string()))?;

@@ -26,6 +26,7 @@
 //!   `default` → the catch-all; `upstreams.map`: backend → encoded upstream key, so that
 //!   `observe` can name what it finds.
 
+use crate::lb::LbError;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -121,7 +122,7 @@ impl MapSet {
         names: &Names,
         routes: &RouteTable,
         upstreams: impl Iterator<Item = &'a UpstreamKey>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LbError> {
         let mut m: BTreeMap<MapKind, Vec<(String, String)>> =
             MapKind::ALL.iter().map(|k| (*k, Vec::new())).collect();
         let mut push = |k: MapKind, key: String, value: String| {
@@ -144,10 +145,10 @@ impl MapSet {
             let mut seen = std::collections::HashSet::new();
             for r in &vhost.routes {
                 let Some(path) = map_path(&r.path.path) else {
-                    return Err(format!(
+                    return Err(LbError::Rejected(format!(
                         "path {:?} of host {host} contains whitespace or control characters",
                         r.path.path
-                    ));
+                    )));
                 };
                 // The first rule in precedence order wins; a later duplicate is dead.
                 if !seen.insert(&r.path) {
