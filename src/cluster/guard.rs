@@ -1,6 +1,7 @@
 //! The floor guard: a relist of EndpointSlices, or a burst of watch events within
-//! `BURST_WINDOW` (of at least `MIN_BURST` endpoints), that would withdraw more than
-//! `withdraw_guard` of one cluster's endpoints at once is not applied. It is logged, shown in the cluster's status, and
+//! `BURST_WINDOW` (at least `MIN_BURST` endpoints missing at once, net of those that
+//! came meanwhile), that would withdraw more than `withdraw_guard` of one cluster's
+//! endpoints at once is not applied. It is logged, shown in the cluster's status, and
 //! after `confirm_after` a fresh list decides: that list is applied, whether it confirms
 //! the loss or shows the endpoints back. While a withdrawal is held, watch events that
 //! withdraw nothing are applied as usual and those that withdraw wait for that list. A
@@ -9,7 +10,7 @@
 //! Owns: the held withdrawal and the confirmation timer. Never applies held objects:
 //! only a list fetched after `confirm_after` is applied. Counting what a change
 //! withdraws is the Index's (`Index::relist_withdrawal_prepared`,
-//! `Index::slice_withdrawal`); whether to hold it is `podgate_core::guard`'s.
+//! `Index::slice_change`); whether to hold it is `podgate_core::guard`'s.
 
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -114,33 +115,33 @@ impl RelistGuard {
     /// now. `Desired::apply_if` calls it under the Index lock, right before applying
     /// it, so that the count and the change agree.
     pub(crate) fn admit(&self, index: &Index, input: &Input) -> bool {
-        let w = match input {
+        let change = match input {
             Input::Apply { object, .. } => {
                 let meta = object.metadata();
                 let (ns, name) = (
                     meta.namespace.as_deref().unwrap_or_default(),
                     meta.name.as_deref().unwrap_or_default(),
                 );
-                index.slice_withdrawal(&self.cluster, ns, name, Some(object))
+                index.slice_change(&self.cluster, ns, name, Some(object))
             }
             Input::Delete {
                 namespace, name, ..
-            } => index.slice_withdrawal(&self.cluster, namespace, name, None),
+            } => index.slice_change(&self.cluster, namespace, name, None),
             _ => return true,
         };
-        if w.withdrawn == 0 {
+        if change.withdrawn == 0 && change.added == 0 {
             return true;
         }
         let mut state = self.state.lock();
         if state.held.is_some() {
-            // The confirming list will carry this change.
-            return false;
+            // The confirming list will carry a withdrawal; an addition goes at once.
+            return change.withdrawn == 0;
         }
-        match state.floor.event(Instant::now().into_std(), w) {
+        match state.floor.event(Instant::now().into_std(), change) {
             Verdict::Apply => true,
-            Verdict::Hold(total) => {
+            Verdict::Hold(missing) => {
                 drop(state);
-                self.hold(total, "burst of watch events");
+                self.hold(missing, "burst of watch events");
                 false
             }
         }

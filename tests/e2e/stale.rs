@@ -253,3 +253,63 @@ async fn a_burst_of_deleted_slices_is_held_past_the_guard_then_confirmed() -> Re
     assert_eq!(s.failed, 0);
     Ok(())
 }
+
+/// Whether the proxy (the LB) holds an endpoint at `address`.
+async fn proxy_holds(lab: &Lab, address: &str) -> Result<bool, LabError> {
+    let state = lab.proxy_state().await?;
+    Ok(state["upstreams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|u| u["endpoints"].as_array().cloned().unwrap_or_default())
+        .any(|e| e["address"] == address))
+}
+
+/// A rolling update (one pod in, one out) or a flapping readiness probe is no mass
+/// withdrawal: 30 rounds of adding and removing one of 22 endpoints within 10 s, and
+/// every removal reaches the LB within 250 ms. Before the guard counted net of
+/// additions, the 12th removal was held for `confirm_after` (issue 12, fault 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_rollout_is_never_held_by_the_floor_guard() -> Result<(), LabError> {
+    let (lab, idc, _tke) = shop(options(), 46, 22, 1).await?;
+    let port = idc[0].addr.port();
+    let surge = podgate::demo::pods::start_many("idc", "web", 46, 60, 1, port).await?;
+    let address = surge[0].ip();
+    let with_surge = {
+        let mut s = endpoints("idc", &idc);
+        let mut extra = s.endpoints[0].clone();
+        extra.addresses = vec![address.clone()];
+        s.endpoints.push(extra);
+        s
+    };
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for round in 0..30 {
+        lab.apply("idc", &with_surge)?;
+        lab.eventually("the new pod registered", PATIENCE, || async {
+            proxy_holds(&lab, &address).await.ok()?.then_some(())
+        })
+        .await?;
+        let removed = Instant::now();
+        lab.apply("idc", &endpoints("idc", &idc))?;
+        lab.eventually("the removal reached the LB", PATIENCE, || async {
+            (!proxy_holds(&lab, &address).await.ok()?).then_some(())
+        })
+        .await?;
+        let took = removed.elapsed();
+        slowest = slowest.max(took);
+        assert!(
+            took <= Duration::from_millis(250),
+            "round {round}: the removal took {took:?}; held: {:?}",
+            guarded(&lab).await
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(guarded(&lab).await.is_none());
+    eprintln!("slowest removal: {slowest:?}");
+    Ok(())
+}

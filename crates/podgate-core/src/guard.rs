@@ -5,13 +5,16 @@
 //! and the list that ends a hold.
 //!
 //! Rules: a relist that would withdraw more than `fraction` of a cluster's endpoints is
-//! held. Watch events within `BURST_WINDOW` of the first add up; a burst of at least
-//! `MIN_BURST` endpoints that passes `fraction` is held. A Subnet change is judged like
-//! a relist when it comes from a list, like a burst otherwise.
+//! held. Watch events within `BURST_WINDOW` of the first withdrawal add up *net*: what
+//! they withdraw minus what they add, so a rolling update (one pod in, one out) or a
+//! flapping readiness probe never adds up to anything; a burst whose net withdrawal
+//! reaches `MIN_BURST` endpoints and passes `fraction` of the cluster's size when the
+//! burst began is held. A Subnet change is judged like a relist when it comes from a
+//! list, like a burst otherwise.
 
 use std::time::{Duration, Instant};
 
-use crate::index::Withdrawal;
+use crate::index::{SliceChange, Withdrawal};
 
 /// Withdrawals by watch events this close together count as one burst.
 pub const BURST_WINDOW: Duration = Duration::from_secs(10);
@@ -29,12 +32,24 @@ pub enum Verdict {
     Hold(Withdrawal),
 }
 
-/// Endpoints withdrawn by watch events since `started`, of `base` at that time.
+/// Endpoints withdrawn and added by watch events since `started`, of `base` at that
+/// time.
 #[derive(Clone, Copy, Debug)]
 struct Burst {
     started: Instant,
     base: usize,
     withdrawn: usize,
+    added: usize,
+}
+
+impl Burst {
+    /// What is gone at once: withdrawn, net of what came meanwhile.
+    fn missing(&self) -> Withdrawal {
+        Withdrawal {
+            before: self.base,
+            withdrawn: self.withdrawn.saturating_sub(self.added),
+        }
+    }
 }
 
 /// One cluster's floor guard. See the module documentation.
@@ -64,28 +79,31 @@ impl FloorGuard {
         }
     }
 
-    /// One watch event at `now` that withdraws `w` (nothing withdrawn: always applied,
-    /// and the burst is left as it is).
-    pub fn event(&mut self, now: Instant, w: Withdrawal) -> Verdict {
-        if w.withdrawn == 0 {
+    /// One watch event at `now`. An event that withdraws nothing is applied; what it
+    /// adds counts against the burst in progress.
+    pub fn event(&mut self, now: Instant, change: SliceChange) -> Verdict {
+        let current = self
+            .burst
+            .filter(|b| now.duration_since(b.started) < BURST_WINDOW);
+        if change.withdrawn == 0 {
+            self.burst = current.map(|b| Burst {
+                added: b.added + change.added,
+                ..b
+            });
             return Verdict::Apply;
         }
-        let mut burst = match self.burst {
-            Some(b) if now.duration_since(b.started) < BURST_WINDOW => b,
-            _ => Burst {
-                started: now,
-                base: w.before,
-                withdrawn: 0,
-            },
-        };
-        burst.withdrawn += w.withdrawn;
-        let total = Withdrawal {
-            before: burst.base,
-            withdrawn: burst.withdrawn,
-        };
-        if total.withdrawn >= MIN_BURST && total.exceeds(self.fraction) {
+        let mut burst = current.unwrap_or(Burst {
+            started: now,
+            base: change.before,
+            withdrawn: 0,
+            added: 0,
+        });
+        burst.withdrawn += change.withdrawn;
+        burst.added += change.added;
+        let missing = burst.missing();
+        if missing.withdrawn >= MIN_BURST && missing.exceeds(self.fraction) {
             self.burst = None;
-            return Verdict::Hold(total);
+            return Verdict::Hold(missing);
         }
         self.burst = Some(burst);
         Verdict::Apply
@@ -121,6 +139,15 @@ mod tests {
         Withdrawal { before, withdrawn }
     }
 
+    /// A watch event on a cluster of `before` endpoints.
+    fn ev(before: usize, withdrawn: usize, added: usize) -> SliceChange {
+        SliceChange {
+            before,
+            withdrawn,
+            added,
+        }
+    }
+
     #[test]
     fn a_relist_is_held_past_the_fraction_only() {
         let mut g = FloorGuard::new(0.5);
@@ -135,16 +162,16 @@ mod tests {
         let mut g = FloorGuard::new(0.5);
         for i in 0..10 {
             let now = t0 + Duration::from_millis(100 * i);
-            assert_eq!(g.event(now, w(20, 1)), Verdict::Apply, "event {i}");
+            assert_eq!(g.event(now, ev(20, 1, 0)), Verdict::Apply, "event {i}");
         }
         // The 11th endpoint within the window passes half of the 20 counted at its start.
         assert_eq!(
-            g.event(t0 + Duration::from_secs(2), w(10, 1)),
+            g.event(t0 + Duration::from_secs(2), ev(10, 1, 0)),
             Verdict::Hold(w(20, 11))
         );
         // Held bursts start over.
         assert_eq!(
-            g.event(t0 + Duration::from_secs(3), w(9, 1)),
+            g.event(t0 + Duration::from_secs(3), ev(9, 1, 0)),
             Verdict::Apply
         );
     }
@@ -154,16 +181,16 @@ mod tests {
         let t0 = Instant::now();
         let mut g = FloorGuard::new(0.5);
         for i in 0..10 {
-            assert_eq!(g.event(t0, w(20, 1)), Verdict::Apply, "event {i}");
+            assert_eq!(g.event(t0, ev(20, 1, 0)), Verdict::Apply, "event {i}");
         }
-        assert_eq!(g.event(t0 + BURST_WINDOW, w(10, 1)), Verdict::Apply);
+        assert_eq!(g.event(t0 + BURST_WINDOW, ev(10, 1, 0)), Verdict::Apply);
     }
 
     #[test]
     fn a_small_burst_is_never_held() {
         let t0 = Instant::now();
         let mut g = FloorGuard::new(0.1);
-        assert_eq!(g.event(t0, w(9, 9)), Verdict::Apply);
+        assert_eq!(g.event(t0, ev(9, 9, 0)), Verdict::Apply);
     }
 
     #[test]
@@ -171,10 +198,10 @@ mod tests {
         let t0 = Instant::now();
         let mut g = FloorGuard::new(0.5);
         for _ in 0..10 {
-            g.event(t0, w(20, 1));
-            assert_eq!(g.event(t0, w(0, 0)), Verdict::Apply);
+            g.event(t0, ev(20, 1, 0));
+            assert_eq!(g.event(t0, ev(0, 0, 0)), Verdict::Apply);
         }
-        assert_eq!(g.event(t0, w(10, 1)), Verdict::Hold(w(20, 11)));
+        assert_eq!(g.event(t0, ev(10, 1, 0)), Verdict::Hold(w(20, 11)));
     }
 
     #[test]
@@ -182,10 +209,43 @@ mod tests {
         let t0 = Instant::now();
         let mut g = FloorGuard::new(0.5);
         for _ in 0..10 {
-            g.event(t0, w(20, 1));
+            g.event(t0, ev(20, 1, 0));
         }
         g.forget_burst();
-        assert_eq!(g.event(t0, w(10, 1)), Verdict::Apply);
+        assert_eq!(g.event(t0, ev(10, 1, 0)), Verdict::Apply);
+    }
+
+    #[test]
+    fn a_rolling_update_or_a_flapping_probe_never_adds_up() {
+        // One of 22 in and one out, 30 times within the window (issue 12, fault 1).
+        let t0 = Instant::now();
+        let mut g = FloorGuard::new(0.5);
+        for i in 0..30 {
+            let now = t0 + Duration::from_millis(300 * i);
+            assert_eq!(g.event(now, ev(22, 0, 1)), Verdict::Apply, "round {i} in");
+            assert_eq!(g.event(now, ev(23, 1, 0)), Verdict::Apply, "round {i} out");
+        }
+        // The same pod flapping: not ready, ready again.
+        for i in 0..30 {
+            let now = t0 + Duration::from_millis(300 * i);
+            assert_eq!(g.event(now, ev(22, 1, 0)), Verdict::Apply, "flap {i} down");
+            assert_eq!(g.event(now, ev(21, 0, 1)), Verdict::Apply, "flap {i} up");
+        }
+    }
+
+    #[test]
+    fn a_mass_withdrawal_is_held_even_among_additions() {
+        let t0 = Instant::now();
+        let mut g = FloorGuard::new(0.5);
+        // Of twenty, one goes, three come, then thirteen more go: eleven are missing.
+        assert_eq!(g.event(t0, ev(20, 1, 0)), Verdict::Apply);
+        for _ in 0..3 {
+            assert_eq!(g.event(t0, ev(19, 0, 1)), Verdict::Apply);
+        }
+        for i in 0..12 {
+            assert_eq!(g.event(t0, ev(22, 1, 0)), Verdict::Apply, "withdrawal {i}");
+        }
+        assert_eq!(g.event(t0, ev(10, 1, 0)), Verdict::Hold(w(20, 11)));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use object::{Changes, Object};
 pub use prepared::Prepared;
 pub use reach::EndpointTarget;
 pub use snapshot::{Snapshot, UpstreamMap};
-pub use stale::Withdrawal;
+pub use stale::{SliceChange, Withdrawal};
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
 
 use crate::model::{Certificate, ClusterName, HostPattern, Upstream, UpstreamKey, VirtualHost};

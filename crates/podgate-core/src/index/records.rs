@@ -114,6 +114,16 @@ pub(crate) struct SliceRecord {
     pub(crate) endpoints: Vec<SliceEndpoint>,
 }
 
+impl SliceRecord {
+    /// How many of its endpoints the floor guard counts: Active or Draining.
+    pub(crate) fn guarded(&self) -> usize {
+        self.endpoints
+            .iter()
+            .filter(|e| matches!(e.state, EndpointState::Active | EndpointState::Draining))
+            .count()
+    }
+}
+
 /// A valid `kubernetes.io/tls` Secret, or why it is not usable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SecretRecord {

@@ -46,6 +46,17 @@ impl Withdrawal {
 
 type EndpointId = (Arc<str>, Arc<str>, IpAddr);
 
+/// What one watch event on an EndpointSlice changes, as the floor guard counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SliceChange {
+    /// The cluster's Active and Draining endpoints before the event (over all slices).
+    pub before: usize,
+    /// Endpoints the event takes away that no other slice of the service keeps.
+    pub withdrawn: usize,
+    /// Endpoints the event brings that no other slice of the service had.
+    pub added: usize,
+}
+
 fn endpoint_ids<'a>(
     namespace: &'a Arc<str>,
     slice: &'a SliceRecord,
@@ -150,41 +161,77 @@ impl Index {
         name: &str,
         new: Option<&Object>,
     ) -> Withdrawal {
-        let Some(c) = self.clusters.iter().position(|c| c.name == *cluster) else {
+        let change = self.slice_change(cluster, namespace, name, new);
+        if change.withdrawn == 0 {
             return Withdrawal::default();
+        }
+        Withdrawal {
+            before: change.before,
+            withdrawn: change.withdrawn,
+        }
+    }
+
+    /// What one watch event on the EndpointSlice `namespace/name` of `cluster` would
+    /// withdraw and add (see [`SliceChange`]). Costs the endpoints of the slice's
+    /// service, never a pass over the cluster. Changes nothing.
+    pub fn slice_change(
+        &self,
+        cluster: &ClusterName,
+        namespace: &str,
+        name: &str,
+        new: Option<&Object>,
+    ) -> SliceChange {
+        let Some(store) = self.clusters.iter().find(|c| c.name == *cluster) else {
+            return SliceChange::default();
         };
         let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(name));
-        let store = &self.clusters[c];
-        let Some(old) = store.slices.get(&key) else {
-            return Withdrawal::default();
-        };
-        let mut remaining: BTreeSet<EndpointId> = BTreeSet::new();
-        if let Some(Object::EndpointSlice(slice)) = new
-            // A scratch interner: counting must not change the Index.
-            && let Some(record) = translate::endpoint_slice(slice, &mut Interner::default())
-        {
-            remaining.extend(endpoint_ids(&key.0, &record));
-        }
-        let store = &self.clusters[c];
-        let service = (key.0.clone(), old.service.clone());
-        for other in store.slices_by_service.get(&service).into_iter().flatten() {
-            if *other != key.1
-                && let Some(record) = store.slices.get(&(key.0.clone(), other.clone()))
-            {
-                remaining.extend(endpoint_ids(&key.0, record));
+        let old = store.slices.get(&key);
+        // A scratch interner: counting must not change the Index.
+        let new = match new {
+            Some(Object::EndpointSlice(slice)) => {
+                translate::endpoint_slice(slice, &mut Interner::default())
             }
-        }
-        let withdrawn = endpoint_ids(&key.0, old)
-            .filter(|id| !remaining.contains(id))
-            .collect::<BTreeSet<_>>()
-            .len();
-        if withdrawn == 0 {
-            return Withdrawal::default();
-        }
-        // Counting the whole cluster costs O(endpoints): only when something goes.
-        Withdrawal {
-            before: cluster_endpoint_ids(store).len(),
+            _ => None,
+        };
+        let ids = |record: Option<&SliceRecord>| -> BTreeSet<EndpointId> {
+            record
+                .map(|r| endpoint_ids(&key.0, r).collect())
+                .unwrap_or_default()
+        };
+        let (old_ids, new_ids) = (ids(old), ids(new.as_ref()));
+        // Endpoints of the service's other slices, looked at only when needed.
+        let others = |service: &Arc<str>| -> BTreeSet<EndpointId> {
+            let service = (key.0.clone(), service.clone());
+            store
+                .slices_by_service
+                .get(&service)
+                .into_iter()
+                .flatten()
+                .filter(|other| **other != key.1)
+                .filter_map(|other| store.slices.get(&(key.0.clone(), other.clone())))
+                .flat_map(|record| endpoint_ids(&key.0, record))
+                .collect()
+        };
+        let gone: Vec<&EndpointId> = old_ids.difference(&new_ids).collect();
+        let withdrawn = match (gone.is_empty(), old) {
+            (false, Some(old)) => {
+                let kept = others(&old.service);
+                gone.iter().filter(|id| !kept.contains(**id)).count()
+            }
+            _ => 0,
+        };
+        let came: Vec<&EndpointId> = new_ids.difference(&old_ids).collect();
+        let added = match (came.is_empty(), &new) {
+            (false, Some(new)) => {
+                let had = others(&new.service);
+                came.iter().filter(|id| !had.contains(**id)).count()
+            }
+            _ => 0,
+        };
+        SliceChange {
+            before: store.guarded_endpoints,
             withdrawn,
+            added,
         }
     }
 }

@@ -24,6 +24,10 @@ pub(crate) struct ClusterStore {
     pub(crate) expired: bool,
     /// Routability guard, target type and Ready nodes.
     pub(crate) reach: super::reach::Reach,
+    /// Active and Draining endpoints over all slices (an address in two slices counts
+    /// twice): the cluster's size for the floor guard, kept up to date by `put_slice`
+    /// so that judging one event costs what the event changed, not the cluster.
+    pub(crate) guarded_endpoints: usize,
 }
 
 impl ClusterStore {
@@ -39,6 +43,7 @@ impl ClusterStore {
             secrets: Map::default(),
             expired: false,
             reach: super::reach::Reach::default(),
+            guarded_endpoints: 0,
         }
     }
 
@@ -49,6 +54,9 @@ impl ClusterStore {
         key: &ObjectKey,
         record: Option<SliceRecord>,
     ) -> Vec<ObjectKey> {
+        let added = record.as_ref().map_or(0, SliceRecord::guarded);
+        let removed = self.slices.get(key).map_or(0, SliceRecord::guarded);
+        self.guarded_endpoints = (self.guarded_endpoints + added).saturating_sub(removed);
         let old = match record {
             Some(r) => {
                 let service = (key.0.clone(), r.service.clone());
