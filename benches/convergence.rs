@@ -5,7 +5,9 @@
 //! Measures the time from controller start to the first complete push, the controller's
 //! RSS at that load, and for 1,000 single-endpoint changes (ready → terminating, one
 //! EndpointSlice rewritten through the simulated API) the time from the API write to the
-//! proxy's admin state containing the change, and the bytes pushed per change.
+//! proxy's admin state containing the change, and the bytes pushed per change. Then,
+//! as often, an endpoint *removed* from its slice and the same endpoint *added* back (a
+//! new endpoint to the controller), each timed from the write to the proxy's state.
 //!
 //! The processes are `target/release/podgate` (benches cannot use `CARGO_BIN_EXE_*`):
 //!
@@ -54,14 +56,15 @@ fn address(cluster: usize, service: usize, endpoint: usize) -> String {
 }
 
 /// The EndpointSlice of Service `s` in `cluster`; endpoints in `terminating` are
-/// terminating (serving, not ready), the others ready.
+/// terminating (serving, not ready), `absent` is left out, the others ready.
 fn endpoint_slice(
     cluster: usize,
     s: usize,
     terminating: &BTreeSet<usize>,
+    absent: Option<usize>,
 ) -> k8s_openapi::api::discovery::v1::EndpointSlice {
     let mut b = slice(NAMESPACE, &format!("svc-{s}-abcde"), &format!("svc-{s}")).port("http", 8080);
-    for e in 0..ENDPOINTS {
+    for e in (0..ENDPOINTS).filter(|e| Some(*e) != absent) {
         let addr = address(cluster, s, e);
         b = if terminating.contains(&e) {
             b.terminating(&addr)
@@ -87,7 +90,7 @@ fn load_cluster(sim: &SimCluster, c: usize, services: usize) -> Result<(), Error
     for s in 0..services {
         let svc = format!("svc-{s}");
         sim.apply(&service(NAMESPACE, &svc).port("http", 80).build())?;
-        sim.apply(&endpoint_slice(c, s, &none))?;
+        sim.apply(&endpoint_slice(c, s, &none, None))?;
         if s % CLUSTERS.len() == c {
             let host = format!("app-{s}.example.com");
             sim.apply(
@@ -349,6 +352,47 @@ fn has_endpoint(body: &[u8], cluster: &str, address: &str, state: &str) -> bool 
     })
 }
 
+/// `changes` times: one endpoint removed from its EndpointSlice, then added back, each
+/// waited for in the proxy's state (issue 12: deregistration must not slow with the
+/// cluster's size). Returns the removal and addition latencies and the timeouts.
+fn remove_and_add(
+    sims: &[SimCluster],
+    admin: &mut Admin,
+    terminating: &HashMap<(usize, usize), BTreeSet<usize>>,
+    services: usize,
+    changes: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>, usize), Error> {
+    let none = BTreeSet::new();
+    let (mut removals, mut additions, mut failed) = (Vec::new(), Vec::new(), 0);
+    for i in 0..changes {
+        let c = i % CLUSTERS.len();
+        let s = (i * 7 + 3) % services;
+        let e = (i / CLUSTERS.len()) % ENDPOINTS;
+        let set = terminating.get(&(c, s)).unwrap_or(&none);
+        let want = if set.contains(&e) {
+            "draining"
+        } else {
+            "active"
+        };
+        let path = format!("/v1/upstreams/{NAMESPACE}/svc-{s}/80");
+        let addr = address(c, s, e);
+        for (absent, times) in [(Some(e), &mut removals), (None, &mut additions)] {
+            let written = Instant::now();
+            sims[c].apply(&endpoint_slice(c, s, set, absent))?;
+            let seen = wait_for(Duration::from_secs(10), Duration::from_micros(200), || {
+                let (status, body) = admin.get(&path)?;
+                let present = has_endpoint(&body, CLUSTERS[c], &addr, want);
+                Ok(status == 200 && present == absent.is_none())
+            })?;
+            match seen {
+                Some(t) => times.push(t - written),
+                None => failed += 1,
+            }
+        }
+    }
+    Ok((removals, additions, failed))
+}
+
 /// Polls `check` every `every` until it holds or `timeout` passes; the time it held.
 fn wait_for(
     timeout: Duration,
@@ -376,6 +420,11 @@ struct Results {
     rss_after: (u64, u64),
     latencies: Vec<Duration>,
     failed: usize,
+    /// An endpoint removed from its slice → gone from the proxy's state.
+    removals: Vec<Duration>,
+    /// The same endpoint added back → in the proxy's state again.
+    additions: Vec<Duration>,
+    membership_failed: usize,
     bytes: Vec<u64>,
     pushes: u64,
     cpu_ms_per_change: f64,
@@ -583,7 +632,7 @@ fn run() -> Result<Results, Error> {
         if draining {
             set.insert(e);
         }
-        let obj = endpoint_slice(c, s, set);
+        let obj = endpoint_slice(c, s, set, None);
         let path = format!("/v1/upstreams/{NAMESPACE}/svc-{s}/80");
         let want = if draining { "draining" } else { "active" };
         let addr = address(c, s, e);
@@ -631,6 +680,8 @@ fn run() -> Result<Results, Error> {
             }
         }
     }
+    let (removals, additions, membership_failed) =
+        remove_and_add(&sims, &mut admin, &terminating, services, changes)?;
     let rss_after = memory(pid);
     let load_after = load_average();
     // A controller restart against a proxy that holds everything: the new controller
@@ -671,6 +722,9 @@ fn run() -> Result<Results, Error> {
         rss_after,
         latencies,
         failed,
+        removals,
+        additions,
+        membership_failed,
         bytes,
         pushes,
         cpu_ms_per_change,
@@ -730,6 +784,20 @@ fn main() -> ExitCode {
         ms(pct(&lat, 0.99))
     );
     println!("| change → proxy state, max | | {} |", ms(pct(&lat, 1.0)));
+    for (what, times) in [
+        ("endpoint removed from its slice", &r.removals),
+        ("endpoint added to its slice", &r.additions),
+    ] {
+        let mut sorted = times.clone();
+        sorted.sort();
+        println!(
+            "| {what} → proxy state, p50 / p99 / max ({} changes) | ≤ 5 ms / ≤ 25 ms | {} / {} / {} |",
+            sorted.len(),
+            ms(pct(&sorted, 0.5)),
+            ms(pct(&sorted, 0.99)),
+            ms(pct(&sorted, 1.0))
+        );
+    }
     println!(
         "| bytes pushed per change, p50 / max (HTTP headers included) | ≤ 2 KB | {} B / {} B |",
         b(0.5),
@@ -760,7 +828,10 @@ fn main() -> ExitCode {
         slow.len(),
         slow.join(", ")
     );
-    if r.failed > 0 {
+    if r.membership_failed > 0 {
+        println!("removals or additions timed out: {}", r.membership_failed);
+    }
+    if r.failed > 0 || r.membership_failed > 0 {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

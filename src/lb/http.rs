@@ -68,6 +68,7 @@ impl HttpLb {
         };
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
+            .pool_idle_timeout(POOL_IDLE)
             .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| LbError::Rejected(format!("HTTP client setup: {e}")))?;
@@ -83,11 +84,15 @@ impl HttpLb {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, LbError> {
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| LbError::Transient(format!("{}: {e}", self.name)))?;
+        let request = request.bearer_auth(&self.token);
+        let again = request.try_clone();
+        let response = match (request.send().await, again) {
+            // The LB may close a pooled connection just as a request goes out on it;
+            // every request of the contract is idempotent, so one retry is safe.
+            (Err(e), Some(again)) if stale_connection(&e) => again.send().await,
+            (result, _) => result,
+        }
+        .map_err(|e| LbError::Transient(format!("{}: {}", self.name, chain(&e))))?;
         let status = response.status();
         if status.is_success() {
             return response
@@ -106,6 +111,29 @@ impl HttpLb {
             s => LbError::Transient(format!("{s}: {reason}")),
         })
     }
+}
+
+/// How long an idle connection stays in the client's pool: below the built-in proxy's
+/// 10 s idle timeout (its header-read timeout), so podgate closes first.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
+/// Whether `e` is a request that failed on its way out or before any answer (the
+/// connection closed or reset), rather than a timeout or a refused connection.
+fn stale_connection(e: &reqwest::Error) -> bool {
+    e.is_request() && !e.is_timeout() && !e.is_connect()
+}
+
+/// `e` with its causes (`error sending request …: connection closed before message
+/// completed`): reqwest's own message leaves them out.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Endpoints per batch of a full sync (see `LbAdapter::full_sync_part`).

@@ -65,7 +65,7 @@ pub struct TargetStatus {
     pub state: TargetState,
     /// When the current state began (ms since the Unix epoch).
     pub(crate) since_ms: u64,
-    pub(crate) last_error: Option<String>,
+    pub last_error: Option<String>,
     pub pushes: u64,
     pub failures: u64,
     /// Failures by kind (`LbError::metric_label`: transient, rejected, fenced).

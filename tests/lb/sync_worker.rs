@@ -332,3 +332,53 @@ async fn one_pod_of_many_goes_as_a_patch_and_whole_again_after_a_failure() {
         b[3]
     );
 }
+
+/// The built-in proxy closes an idle admin connection after its header-read timeout;
+/// a drift check due at that very moment on the pooled connection must not count as
+/// a failed push (issue 12, fault 6). Scaled down: 500 ms idle, a drift check every
+/// 500 ms, for 8 s (16 checks at the edge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_checks_on_connections_the_lb_closes_when_idle_never_fail() {
+    use podgate::lb::{HttpLb, HttpLbConfig};
+
+    let (http, admin) = (crate::harness::free_addr(), crate::harness::free_addr());
+    let token = format!("{:032x}", rand::random::<u128>());
+    let mut config = podgate::proxy::ProxyConfig::new(http, admin, &token);
+    config.timeouts.header_read_ms = 500;
+    let proxy = podgate::proxy::start(config)
+        .await
+        .expect("start the proxy");
+    let lb = HttpLb::new(
+        "proxy",
+        HttpLbConfig {
+            base_url: format!("http://{admin}"),
+            token,
+            timeout: Duration::from_secs(10),
+            tls: None,
+        },
+    )
+    .unwrap();
+    let (desired, _, audit) = setup();
+    let worker = Worker::new(
+        Box::new(lb),
+        desired,
+        audit,
+        SyncConfig {
+            drift_interval: Duration::from_millis(500),
+            ..SyncConfig::default()
+        },
+        1,
+    );
+    let status = worker.status();
+    let task = tokio::spawn(worker.run());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let s = status.lock().clone();
+    task.abort();
+    proxy.shutdown().await;
+    assert_eq!(
+        (s.failures, s.state),
+        (0, TargetState::InSync),
+        "{:?}",
+        s.last_error
+    );
+}
