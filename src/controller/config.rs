@@ -264,7 +264,8 @@ pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
     pub(crate) listen: SocketAddr,
     /// File holding the bearer token that admin writes (PUT, POST, DELETE) require.
-    /// Without it, writes are open to whoever reaches `listen`.
+    /// Without it, writes are taken only when `listen` is a loopback address (refused
+    /// with 403 otherwise).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
 }

@@ -21,8 +21,8 @@ use podgate_core::model::ClusterName;
 use podgate_core::weights::config_map::parse_weights;
 use podgate_core::weights::{App, GLOBAL_KEY, Migration, parse_duration};
 
-use super::Weights;
 use super::store::{Edits, StoreError};
+use super::{Weights, Writes};
 
 const MAX_BODY: usize = 64 * 1024;
 const APPLY_WAIT: Duration = Duration::from_secs(2);
@@ -82,11 +82,24 @@ struct StartMigration {
 }
 
 impl Weights {
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        admin_http::bearer_matches(req.headers(), token.as_bytes())
+    /// The answer refusing this write, if it is refused.
+    fn refusal(&self, req: &Request<Incoming>) -> Option<Reply> {
+        match &self.writes {
+            Writes::Loopback => None,
+            Writes::Token(token) if admin_http::bearer_matches(req.headers(), token.as_bytes()) => {
+                None
+            }
+            Writes::Token(_) => Some(error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            )),
+            Writes::Refused { listen } => Some(error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "admin writes need admin.token_file: the admin listener {listen} is not on loopback"
+                ),
+            )),
+        }
     }
 
     /// Writes `edits` and waits until this replica applied them.
@@ -262,9 +275,9 @@ pub(crate) async fn handle(weights: &Weights, req: Request<Incoming>) -> Reply {
             format!("{method} {path} is not served"),
         );
     }
-    if !weights.authorized(&req) {
-        tracing::warn!(%method, %path, "admin write without a valid token refused");
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    if let Some(refused) = weights.refusal(&req) {
+        tracing::warn!(%method, %path, status = %refused.status(), "admin write refused");
+        return refused;
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),

@@ -75,13 +75,35 @@ pub(crate) struct Pause {
     pub(crate) reason: String,
 }
 
+/// Who may write weights and migrations through the admin API.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// Whoever sends the bearer token of `admin.token_file`.
+    Token(String),
+    /// Anyone who reaches the listener: no token is configured and the admin listener
+    /// is bound to a loopback address, so only this machine can.
+    Loopback,
+    /// Nobody: no token is configured and the listener can be reached from elsewhere.
+    Refused { listen: std::net::SocketAddr },
+}
+
+impl Writes {
+    pub(crate) fn new(token: Option<String>, listen: std::net::SocketAddr) -> Self {
+        match token {
+            Some(token) => Self::Token(token),
+            None if listen.ip().is_loopback() => Self::Loopback,
+            None => Self::Refused { listen },
+        }
+    }
+}
+
 /// The controller's weights: see the module documentation.
 pub(crate) struct Weights {
     store: Store,
     desired: Arc<Desired>,
     /// Configured clusters with their configured weights.
     configured: Vec<(ClusterName, u32)>,
-    token: Option<String>,
+    writes: Writes,
     applied: Mutex<Applied>,
     /// Bumped after every apply.
     generation: tokio::sync::watch::Sender<u64>,
@@ -97,7 +119,10 @@ pub(crate) async fn start(
     desired: &Arc<Desired>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<Weights>, ControllerError> {
-    let token = config.admin.token()?;
+    let writes = Writes::new(config.admin.token()?, config.admin.listen);
+    if let Writes::Refused { listen } = &writes {
+        tracing::warn!(%listen, "no admin.token_file and the admin listener is not on loopback: weight and migration writes are refused");
+    }
     let home = config.weights_cluster().ok_or_else(|| {
         ControllerError::Config(super::config::ConfigError::Invalid {
             field: "weights.cluster".to_owned(),
@@ -119,7 +144,7 @@ pub(crate) async fn start(
             .iter()
             .map(|c| (ClusterName::new(&c.name), c.weight))
             .collect(),
-        token,
+        writes,
         applied: Mutex::new(Applied::default()),
         generation: tokio::sync::watch::Sender::new(0),
         pauses: Mutex::new(BTreeMap::new()),
@@ -277,5 +302,33 @@ impl Weights {
             }
             None => pauses.remove(app),
         }
+    }
+}
+
+#[cfg(test)]
+mod writes_tests {
+    use super::Writes;
+
+    #[test]
+    fn without_a_token_only_a_loopback_listener_takes_writes() {
+        let at = |a: &str| a.parse().unwrap();
+        assert_eq!(
+            Writes::new(Some("t".into()), at("0.0.0.0:9900")),
+            Writes::Token("t".into())
+        );
+        assert_eq!(Writes::new(None, at("127.0.0.1:9900")), Writes::Loopback);
+        assert_eq!(Writes::new(None, at("[::1]:9900")), Writes::Loopback);
+        assert_eq!(
+            Writes::new(None, at("0.0.0.0:9900")),
+            Writes::Refused {
+                listen: at("0.0.0.0:9900")
+            }
+        );
+        assert_eq!(
+            Writes::new(None, at("10.0.0.5:9900")),
+            Writes::Refused {
+                listen: at("10.0.0.5:9900")
+            }
+        );
     }
 }
