@@ -507,6 +507,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_duration_names_its_field_and_line() {
+        let err = parse("clusters: [{name: idc}]\nconfirm_after: 10x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("confirm_after") && err.contains("line 2") && err.contains("\"x\""),
+            "{err}"
+        );
+        let err = parse("clusters:\n  - name: idc\n    stale_ttl: 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("clusters[0].stale_ttl") && err.contains("line 3"),
+            "{err}"
+        );
+        let c = parse("clusters:\n  - name: idc\n    stale_ttl: null\n").unwrap();
+        assert_eq!(c.clusters[0].stale_ttl, None);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let err = parse("clusters: [{name: idc}]\nbogus: 1\n")
             .unwrap_err()

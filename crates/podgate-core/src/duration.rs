@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 
 /// Why a duration does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,17 +74,52 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     Ok(total)
 }
 
-/// serde `deserialize_with` for a required duration.
+/// serde `deserialize_with` for a required duration. The parse error is raised while
+/// the deserializer still holds the value, so it reports the field and line (serde's
+/// formats attach them to errors from a visitor, not to errors made afterwards).
 pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse(&text).map_err(serde::de::Error::custom)
+    d.deserialize_str(DurationVisitor)
 }
 
 /// serde `deserialize_with` for an optional duration (`null` or absent → `None`).
 pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|text| parse(&text).map_err(serde::de::Error::custom))
-        .transpose()
+    d.deserialize_option(OptionalVisitor)
+}
+
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a duration such as 10s, 500ms or 1m30s")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+        parse(text).map_err(E::custom)
+    }
+}
+
+struct OptionalVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OptionalVisitor {
+    type Value = Option<Duration>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a duration such as 10s, 500ms or 1m30s, or nothing")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        required(d).map(Some)
+    }
 }
 
 #[cfg(test)]
