@@ -128,10 +128,43 @@ fn run_controller(path: &std::path::Path) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podgate controller: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("podgate controller: {}", causes(&e));
+            // What the operator must fix before a restart can help: 2, as for a bad file.
+            let fix_first = e
+                .downcast_ref::<podgate::controller::ControllerError>()
+                .is_some_and(|c| {
+                    use podgate::cluster::ClusterError;
+                    use podgate::controller::ControllerError;
+                    matches!(
+                        c,
+                        ControllerError::Config(_)
+                            | ControllerError::Admin { .. }
+                            | ControllerError::Cluster(
+                                ClusterError::Kubeconfig { .. } | ClusterError::Infer { .. }
+                            )
+                    )
+                });
+            if fix_first {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// `e` and its causes, each once: podgate's errors already name their cause in their
+/// own message, which anyhow's `{:#}` would print a second time.
+fn causes(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// `addr` if it can be bound now, else the same IP with port 0.
@@ -187,10 +220,9 @@ fn run_proxy(path: &std::path::Path, workers: Option<usize>) -> ExitCode {
     match serve(config, workers) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podgate proxy: {e:#}");
-            if e.downcast_ref::<podgate::proxy::ProxyError>()
-                .is_some_and(|p| matches!(p, podgate::proxy::ProxyError::Config(_)))
-            {
+            eprintln!("podgate proxy: {}", causes(&e));
+            // A bad file, a port in use, unusable certificates: fix first, exit 2.
+            if e.downcast_ref::<podgate::proxy::ProxyError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

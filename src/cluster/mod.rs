@@ -36,9 +36,10 @@ use podgate_core::model::ClusterName;
 /// Why a cluster's client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cluster {cluster}: kubeconfig: {source}")]
+    #[error("cluster {cluster}: kubeconfig {}: {source}", path.display())]
     Kubeconfig {
         cluster: String,
+        path: std::path::PathBuf,
         source: kube::config::KubeconfigError,
     },
     #[error("cluster {cluster}: no kubeconfig given and none could be inferred: {source}")]
@@ -64,6 +65,7 @@ pub(crate) async fn client(
         Some(path) => {
             let err = |source| ClusterError::Kubeconfig {
                 cluster: cluster.to_owned(),
+                path: path.to_owned(),
                 source,
             };
             let kc = Kubeconfig::read_from(path).map_err(err)?;

@@ -118,3 +118,63 @@ fn a_single_threaded_proxy_process_serves_the_admin_api() {
     assert_eq!(health, http::StatusCode::OK);
     assert_eq!(state, http::StatusCode::OK, "the token from the file works");
 }
+
+/// What the operator must fix before a restart can help exits 2 and says why once:
+/// a port already in use (the proxy's data plane, the controller's admin listener), a
+/// kubeconfig that does not parse (named). Exit 1 and the cause printed twice before.
+#[test]
+fn a_port_in_use_or_a_broken_kubeconfig_exits_2_with_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap();
+    let token = dir.path().join("lb.token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let proxy = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &proxy,
+        format!(
+            "listen: {port}\nadmin:\n  listen: 127.0.0.1:0\n  token_file: {}\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let broken = dir.path().join("idc.kubeconfig");
+    std::fs::write(&broken, "not: [a kubeconfig\n").unwrap();
+    let controller = dir.path().join("podgate.yaml");
+    std::fs::write(
+        &controller,
+        format!(
+            "clusters:\n  - name: idc\n    kubeconfig: {}\nadmin:\n  listen: 127.0.0.1:0\n",
+            broken.display()
+        ),
+    )
+    .unwrap();
+    let cases = [
+        ("proxy", &proxy, vec!["Address already in use".to_owned()]),
+        (
+            "controller",
+            &controller,
+            vec![
+                broken.display().to_string(),
+                "failed to parse kubeconfig".to_owned(),
+            ],
+        ),
+    ];
+    for (role, config, said_once) in cases {
+        let out = podgate()
+            .args([role, "-c", config.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{role}: {stderr}");
+        for needle in said_once {
+            assert_eq!(
+                stderr.matches(&*needle).count(),
+                1,
+                "{role}: {needle}: {stderr}"
+            );
+        }
+    }
+    drop(taken);
+}
