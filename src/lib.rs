@@ -13,5 +13,6 @@ pub mod controller;
 pub mod demo;
 pub mod hub;
 pub mod lb;
+pub mod logging;
 pub mod proxy;
 pub mod sync;

@@ -23,6 +23,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text` (colours only on a terminal) or `json`; beats `log_format`
+    /// in the configuration file.
+    #[arg(long, global = true, value_enum, env = "PODGATE_LOG_FORMAT")]
+    log_format: Option<podgate::logging::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -72,8 +76,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Proxy { config, workers } => run_proxy(&config, workers),
-        Command::Controller { config } => run_controller(&config),
+        Command::Proxy { config, workers } => run_proxy(&config, workers, cli.log_format),
+        Command::Controller { config } => run_controller(&config, cli.log_format),
         Command::Demo {
             listen,
             proxy_admin,
@@ -103,7 +107,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Bad configuration exits with 2 and a message naming the field.
-fn run_controller(path: &std::path::Path) -> ExitCode {
+fn run_controller(
+    path: &std::path::Path,
+    log_format: Option<podgate::logging::LogFormat>,
+) -> ExitCode {
     let config = match podgate::controller::config::ControllerConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -111,7 +118,7 @@ fn run_controller(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing();
+    podgate::logging::init(log_format.unwrap_or(config.log_format));
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
             let options = podgate::controller::RunOptions {
@@ -128,7 +135,10 @@ fn run_controller(path: &std::path::Path) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podgate controller: {}", causes(&e));
+            eprintln!(
+                "podgate controller: {}",
+                podgate::logging::causes(e.as_ref())
+            );
             // What the operator must fix before a restart can help: 2, as for a bad file.
             let fix_first = e
                 .downcast_ref::<podgate::controller::ControllerError>()
@@ -151,20 +161,6 @@ fn run_controller(path: &std::path::Path) -> ExitCode {
             }
         }
     }
-}
-
-/// `e` and its causes, each once: podgate's errors already name their cause in their
-/// own message, which anyhow's `{:#}` would print a second time.
-fn causes(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 /// `addr` if it can be bound now, else the same IP with port 0.
@@ -196,15 +192,13 @@ fn run_demo(options: podgate::demo::DemoOptions) -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-}
-
 /// Bad configuration exits with 2 and a message naming the field; a failure at run
 /// time exits with 1.
-fn run_proxy(path: &std::path::Path, workers: Option<usize>) -> ExitCode {
+fn run_proxy(
+    path: &std::path::Path,
+    workers: Option<usize>,
+    log_format: Option<podgate::logging::LogFormat>,
+) -> ExitCode {
     let config = match podgate::proxy::ProxyConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -216,11 +210,11 @@ fn run_proxy(path: &std::path::Path, workers: Option<usize>) -> ExitCode {
         eprintln!("podgate proxy: --workers: must be at least 1");
         return ExitCode::from(2);
     }
-    init_tracing();
+    podgate::logging::init(log_format.unwrap_or(config.log_format));
     match serve(config, workers) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podgate proxy: {}", causes(&e));
+            eprintln!("podgate proxy: {}", podgate::logging::causes(e.as_ref()));
             // A bad file, a port in use, unusable certificates: fix first, exit 2.
             if e.downcast_ref::<podgate::proxy::ProxyError>().is_some() {
                 ExitCode::from(2)

@@ -123,8 +123,13 @@ async fn probe(client: Client, status: StatusCell) {
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
         match client.apiserver_version().await {
-            Ok(_) => status.reachable(),
-            Err(e) => status.failed(format!("API server unreachable: {e}")),
+            Ok(_) => {
+                status.reachable();
+            }
+            Err(e) => {
+                let cause = crate::logging::causes(&e);
+                status.failed(format!("API server unreachable: {cause}"));
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::clock::now_ms;
+use crate::logging::RateLimited;
 use podgate_core::index::Kind;
 
 /// A relist held by the floor guard (see `cluster::guard`, and `cluster::reach` for
@@ -71,6 +72,17 @@ pub struct ClusterStatus {
     pub(crate) errors: u64,
 }
 
+/// What [`StatusCell::failed`] logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Said {
+    /// The cluster went stale: one WARN.
+    WentStale,
+    /// Still stale, a minute after the last line: a reminder.
+    Reminder,
+    /// Nothing above debug.
+    Nothing,
+}
+
 /// Shared between a cluster's watchers and the admin view.
 #[derive(Clone, Debug)]
 pub struct StatusCell {
@@ -78,6 +90,8 @@ pub struct StatusCell {
     kinds: usize,
     /// Becomes `true` once every kind has listed (and stays so).
     synced_once: tokio::sync::watch::Sender<bool>,
+    /// At most one "still stale" reminder a minute, however many watchers fail.
+    reminder: Arc<RateLimited>,
 }
 
 impl StatusCell {
@@ -97,6 +111,7 @@ impl StatusCell {
             inner: Arc::new(Mutex::new(status)),
             kinds,
             synced_once: tokio::sync::watch::Sender::new(false),
+            reminder: Arc::new(RateLimited::new(std::time::Duration::from_mins(1))),
         }
     }
 
@@ -121,6 +136,7 @@ impl StatusCell {
         }
         let all_listed = s.synced_kinds.len() >= self.kinds;
         if all_listed && s.state != ClusterState::Synced {
+            Self::back(&s);
             s.state = ClusterState::Synced;
             s.since_ms = now_ms();
             s.last_error = None;
@@ -132,13 +148,17 @@ impl StatusCell {
     }
 
     /// The API server answered: the cluster is synced again once every kind has listed.
-    pub(crate) fn reachable(&self) {
+    /// Whether it came back now.
+    pub(crate) fn reachable(&self) -> bool {
         let mut s = self.inner.lock();
         if s.state == ClusterState::Stale && s.synced_kinds.len() >= self.kinds {
+            Self::back(&s);
             s.state = ClusterState::Synced;
             s.since_ms = now_ms();
             s.last_error = None;
+            return true;
         }
+        false
     }
 
     /// A stale or expired cluster's API server answered a full list again (see
@@ -146,6 +166,7 @@ impl StatusCell {
     pub(crate) fn recovered(&self) {
         let mut s = self.inner.lock();
         if matches!(s.state, ClusterState::Stale | ClusterState::Expired) {
+            Self::back(&s);
             s.state = ClusterState::Synced;
             s.since_ms = now_ms();
             s.last_error = None;
@@ -174,15 +195,41 @@ impl StatusCell {
         self.inner.lock().guarded_relist = relist;
     }
 
-    /// A watcher failed: the cluster is stale until the next successful event.
-    pub(crate) fn failed(&self, error: String) {
+    /// A watcher or the liveness probe failed: the cluster is stale until the API server
+    /// answers again. Logs once when it goes stale (WARN), then at most a reminder a
+    /// minute while it stays so; every failure is at debug.
+    pub(crate) fn failed(&self, error: String) -> Said {
         let mut s = self.inner.lock();
         s.errors += 1;
-        if s.state == ClusterState::Synced {
+        tracing::debug!(cluster = %s.name, %error, "cluster API request failed");
+        let said = if s.state == ClusterState::Synced {
             s.state = ClusterState::Stale;
             s.since_ms = now_ms();
-        }
+            tracing::warn!(cluster = %s.name, %error, "cluster stale: its API server does not answer; last-known endpoints kept");
+            self.reminder.admit();
+            Said::WentStale
+        } else if matches!(s.state, ClusterState::Stale | ClusterState::Expired)
+            && let Some(failures) = self.reminder.admit()
+        {
+            let stale_for_s = now_ms().saturating_sub(s.since_ms) / 1000;
+            tracing::warn!(cluster = %s.name, %error, stale_for_s, failures, "cluster still stale");
+            Said::Reminder
+        } else {
+            Said::Nothing
+        };
         s.last_error = Some(error);
+        said
+    }
+
+    /// Logs a stale or expired cluster's return (INFO), with how long it was away;
+    /// whether it was away.
+    fn back(s: &ClusterStatus) -> bool {
+        let away = matches!(s.state, ClusterState::Stale | ClusterState::Expired);
+        if away {
+            let stale_for_ms = now_ms().saturating_sub(s.since_ms);
+            tracing::info!(cluster = %s.name, stale_for_ms, "cluster reachable again");
+        }
+        away
     }
 }
 
@@ -222,5 +269,22 @@ mod tests {
         cell.recovered();
         let s = cell.get();
         assert_eq!((s.state, s.last_error), (ClusterState::Synced, None));
+    }
+
+    #[test]
+    fn a_cluster_going_stale_is_said_once_and_its_return_once() {
+        let cell = StatusCell::new("idc", 1);
+        cell.healthy(Kind::EndpointSlice, true);
+        assert_eq!(
+            cell.failed("connection refused".to_owned()),
+            Said::WentStale
+        );
+        // Five watchers and the probe failing, again and again, within a minute.
+        for _ in 0..120 {
+            assert_eq!(cell.failed("connection refused".to_owned()), Said::Nothing);
+        }
+        assert!(cell.reachable(), "its return is said");
+        assert!(!cell.reachable(), "once");
+        assert_eq!(cell.failed("down again".to_owned()), Said::WentStale);
     }
 }

@@ -118,9 +118,13 @@ pub(crate) async fn run<K>(
                     relisted.drain(..).for_each(|obj| f(&obj));
                 }
             }
+            // Routine: the API server forgot the watch's resource version (after its own
+            // restart, or a long disconnect); the watcher lists again by itself.
+            Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                tracing::debug!(%cluster, %kind, "watch expired (410); listing again");
+            }
             Err(e) => {
-                tracing::warn!(%cluster, %kind, error = %e, "watch failed; keeping last-known state");
-                status.failed(format!("{kind}: {e}"));
+                status.failed(format!("{kind}: {}", crate::logging::causes(&e)));
             }
         }
     }

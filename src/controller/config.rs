@@ -79,6 +79,9 @@ fn default_admin_listen() -> SocketAddr {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerConfig {
+    /// `text` (default) or `json` log lines; `--log-format` beats it.
+    #[serde(default)]
+    pub log_format: crate::logging::LogFormat,
     /// IngressClass `spec.controller` podgate serves.
     #[serde(default = "default_controller_name")]
     pub controller_name: String,

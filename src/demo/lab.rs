@@ -147,6 +147,7 @@ impl Lab {
         let proxy_config = ProxyConfig::new(options.listen, options.proxy_admin, &token);
         let proxy = proxy::start(proxy_config).await?;
         let mut config = ControllerConfig {
+            log_format: crate::logging::LogFormat::Text,
             controller_name: "podgate.io/ingress-controller".to_owned(),
             ingress_class: "podgate".to_owned(),
             publish_addresses: vec![proxy.http_addr.ip().to_string()],

@@ -92,7 +92,9 @@ impl HttpLb {
             (Err(e), Some(again)) if stale_connection(&e) => again.send().await,
             (result, _) => result,
         }
-        .map_err(|e| LbError::Transient(format!("{}: {}", self.name, chain(&e))))?;
+        .map_err(|e| {
+            LbError::Transient(format!("{}: {}", self.name, crate::logging::causes(&e)))
+        })?;
         let status = response.status();
         if status.is_success() {
             return response
@@ -121,19 +123,6 @@ const POOL_IDLE: Duration = Duration::from_secs(5);
 /// connection closed or reset), rather than a timeout or a refused connection.
 fn stale_connection(e: &reqwest::Error) -> bool {
     e.is_request() && !e.is_timeout() && !e.is_connect()
-}
-
-/// `e` with its causes (`error sending request …: connection closed before message
-/// completed`): reqwest's own message leaves them out.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Endpoints per batch of a full sync (see `LbAdapter::full_sync_part`).

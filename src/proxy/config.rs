@@ -60,6 +60,9 @@ impl fmt::Debug for Token {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
+    /// `text` (default) or `json` log lines; `--log-format` beats it.
+    #[serde(default)]
+    pub log_format: crate::logging::LogFormat,
     /// Plain HTTP (HTTP/1.1 and h2c).
     pub(crate) listen: SocketAddr,
     /// HTTPS with SNI certificate selection, ALPN h2 and http/1.1.
@@ -212,6 +215,7 @@ impl ProxyConfig {
     /// the token given directly. Use port 0 to let the OS choose.
     pub fn new(listen: SocketAddr, admin_listen: SocketAddr, token: &str) -> Self {
         Self {
+            log_format: crate::logging::LogFormat::Text,
             listen,
             tls_listen: None,
             tls_default_certificate: None,

@@ -113,7 +113,7 @@ impl Forwarder {
                     return Response::from_parts(parts, full(""));
                 }
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    tracing::warn!(upstream = %key, "upstream switched protocols unasked");
+                    crate::logging::warn_limited!(upstream = %key, "upstream switched protocols unasked");
                     return reply(
                         StatusCode::BAD_GATEWAY,
                         "upstream switched protocols unasked",
@@ -142,7 +142,7 @@ impl Forwarder {
             ));
         };
         let Some(pool) = snap.upstreams.get(key) else {
-            tracing::warn!(%host, path, upstream = %key, "route names an unknown upstream");
+            crate::logging::warn_limited!(%host, path, upstream = %key, "route names an unknown upstream");
             return Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("upstream {key} is not configured"),
@@ -159,7 +159,7 @@ impl Forwarder {
     ) -> Result<(Arc<Backend>, InFlight), Refusal> {
         pool.pick(tried).map_err(|e| match e {
             PickError::NoActiveEndpoint => {
-                tracing::warn!(upstream = %key, "no active endpoint");
+                crate::logging::warn_limited!(upstream = %key, "no active endpoint");
                 Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("upstream {key} has no active endpoint"),
@@ -196,7 +196,7 @@ impl Forwarder {
             let request = match attempt.build(&backend.authority) {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot build the upstream request");
+                    crate::logging::warn_limited!(error = %e, "cannot build the upstream request");
                     return Err(reply(StatusCode::BAD_REQUEST, "malformed request target"));
                 }
             };
@@ -217,14 +217,14 @@ impl Forwarder {
                 Ok(Err(e)) => e,
                 Err(_) => {
                     self.failed(key, &backend.stats, backend.addr);
-                    tracing::warn!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
+                    crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
                     return Err(Refusal::timed_out().into_response());
                 }
             };
             self.failed(key, &backend.stats, backend.addr);
             let may_retry = attempt.body.unsent() && (error.is_connect() || idempotent);
             let attempts_left = tried.len() <= self.config.limits.retries;
-            tracing::warn!(
+            crate::logging::warn_limited!(
                 upstream = %key,
                 endpoint = %backend.addr,
                 error = %error_chain(&error),
@@ -325,7 +325,7 @@ async fn tunnel(
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(e) => {
-            tracing::warn!(error = %e, "upgrade failed");
+            crate::logging::warn_limited!(error = %e, "upgrade failed");
             return;
         }
     };

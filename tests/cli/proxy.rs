@@ -178,3 +178,59 @@ fn a_port_in_use_or_a_broken_kubeconfig_exits_2_with_the_cause_once() {
     }
     drop(taken);
 }
+
+/// The first log line of `podgate proxy` started with `args` (stdout is a pipe).
+fn first_log_line(config_extra: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("lb.token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{config_extra}listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token_file: {}\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let mut child = podgate()
+        .args(["proxy", "-c", path.to_str().unwrap(), "--workers", "1"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("PODGATE_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .expect("a log line")
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    line
+}
+
+/// Logs into a pipe or a file carry no colour codes; `log_format: json` (or
+/// `--log-format json`, which beats the file) writes one JSON object per line.
+#[test]
+fn logs_have_no_colours_in_a_pipe_and_come_as_json_on_request() {
+    let text = first_log_line("", &[]);
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("INFO"), "{text:?}");
+    for (extra, args) in [
+        ("log_format: json\n", &[][..]),
+        ("", &["--log-format", "json"][..]),
+    ] {
+        let line = first_log_line(extra, args);
+        let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(json["level"], "INFO", "{line}");
+    }
+    let text = first_log_line("log_format: json\n", &["--log-format", "text"]);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "{text}"
+    );
+}

@@ -231,7 +231,7 @@ where
                 Err(e) => {
                     // Nothing was sent: any request may go elsewhere.
                     self.forwarder.failed(key, &backend.stats, backend.addr);
-                    tracing::warn!(upstream = %key, endpoint = %backend.addr, error = %e,
+                    crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, error = %e,
                         retry = attempts_left, "upstream connect failed");
                     if attempts_left {
                         self.forwarder.metrics().retry();
@@ -274,7 +274,7 @@ where
                 Failure::ClientGone => return false,
                 Failure::TimedOut => {
                     self.forwarder.failed(key, &backend.stats, backend.addr);
-                    tracing::warn!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
+                    crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
                     Refusal::timed_out()
                 }
                 Failure::Bad(e) => {
