@@ -1,10 +1,14 @@
 //! Writes `status.loadBalancer.ingress` of podgate's Ingresses with the configured
 //! publish addresses: only Ingresses of podgate's class, and only when the status
-//! differs (so the MODIFIED event our patch causes does not patch again).
+//! differs (so the MODIFIED event our patch causes does not patch again). An Ingress
+//! that leaves podgate's class and still shows podgate's addresses has them removed.
 //!
 //! A reconciler, not a reaction to one event: whether an Ingress is podgate's can change
 //! because its IngressClass arrived later on another watch, so the watcher records each
-//! Ingress's current status and this task compares all of them with the Index.
+//! Ingress's current status and this task compares all of them with the Index. New and
+//! changed Ingresses go first (a first install has thousands waiting, and the one a
+//! user just created should not wait behind them), and `CONCURRENCY` patches are in
+//! flight at once.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -12,6 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -22,8 +27,45 @@ use podgate_core::model::ClusterName;
 /// How often statuses are compared with the Index.
 const INTERVAL: Duration = Duration::from_millis(500);
 
-/// `(namespace, name)` → the status the cluster last showed us.
-pub(crate) type Seen = Arc<Mutex<HashMap<(String, String), Vec<IngressLoadBalancerIngress>>>>;
+/// Status patches in flight at once.
+const CONCURRENCY: usize = 16;
+
+/// Patches sent between two looks at what changed meanwhile.
+const CHUNK: usize = 64;
+
+type Key = (String, String);
+
+/// What the watcher saw: `(namespace, name)` → the status the cluster last showed us,
+/// and the Ingresses recorded since the reconciler last looked (new or changed).
+#[derive(Default)]
+pub(crate) struct Recorded {
+    current: HashMap<Key, Vec<IngressLoadBalancerIngress>>,
+    fresh: Vec<Key>,
+}
+
+pub(crate) type Seen = Arc<Mutex<Recorded>>;
+
+/// What one Ingress's status needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fix {
+    /// podgate serves it and its status differs: write the publish addresses.
+    Write,
+    /// It left podgate's class but still shows podgate's addresses: remove them.
+    Clear,
+}
+
+/// What `current` needs, given whether podgate serves the Ingress.
+fn fix(
+    serves: bool,
+    current: &[IngressLoadBalancerIngress],
+    want: &[IngressLoadBalancerIngress],
+) -> Option<Fix> {
+    match (serves, current == want) {
+        (true, false) => Some(Fix::Write),
+        (false, true) if !want.is_empty() => Some(Fix::Clear),
+        _ => None,
+    }
+}
 
 /// The `loadBalancer.ingress` entries for the publish addresses: IPs as `ip`, names as
 /// `hostname`.
@@ -52,14 +94,14 @@ pub(crate) fn recorder(seen: Seen) -> Box<dyn Fn(&Ingress) + Send + Sync> {
             .and_then(|s| s.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.clone())
             .unwrap_or_default();
-        seen.lock().insert(
-            (ing.namespace().unwrap_or_default(), ing.name_any()),
-            current,
-        );
+        let key = (ing.namespace().unwrap_or_default(), ing.name_any());
+        let mut seen = seen.lock();
+        seen.current.insert(key.clone(), current);
+        seen.fresh.push(key);
     })
 }
 
-/// Patches the status of every served Ingress whose status differs, until dropped.
+/// Patches the status of every Ingress whose status needs it, until dropped.
 pub(crate) async fn run(
     client: Client,
     cluster: ClusterName,
@@ -71,33 +113,78 @@ pub(crate) async fn run(
         return;
     }
     let want = entries(&addresses);
+    let judge = |keys: &mut dyn Iterator<Item = Key>| -> Vec<(Key, Fix)> {
+        let seen = seen.lock();
+        desired.read(|index| {
+            keys.filter_map(|key| {
+                let current = seen.current.get(&key)?;
+                let fix = fix(index.serves(&cluster, &key.0, &key.1), current, &want)?;
+                Some((key, fix))
+            })
+            .collect()
+        })
+    };
     loop {
         tokio::time::sleep(INTERVAL).await;
-        let stale: Vec<(String, String)> = {
-            let seen = seen.lock();
-            desired.read(|index| {
-                seen.iter()
-                    .filter(|((ns, name), current)| {
-                        **current != want && index.serves(&cluster, ns, name)
-                    })
-                    .map(|(key, _)| key.clone())
-                    .collect()
-            })
-        };
-        for (ns, name) in stale {
-            let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-            let patch = serde_json::json!({ "status": { "loadBalancer": { "ingress": want } } });
-            match api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
+        // One pass: everything that needs a fix, the recently recorded first.
+        let fresh = std::mem::take(&mut seen.lock().fresh);
+        let all: Vec<Key> = seen.lock().current.keys().cloned().collect();
+        let mut queue: std::collections::VecDeque<(Key, Fix)> =
+            judge(&mut fresh.into_iter().chain(all)).into();
+        let mut done: std::collections::HashSet<Key> = std::collections::HashSet::new();
+        while !queue.is_empty() {
+            // What was created or changed meanwhile jumps the queue.
+            let fresh = std::mem::take(&mut seen.lock().fresh);
+            for item in judge(&mut fresh.into_iter()).into_iter().rev() {
+                queue.push_front(item);
+            }
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK
+                && let Some((key, fix)) = queue.pop_front()
             {
-                // Assume it took; the watch will report the truth.
-                Ok(_) => drop(seen.lock().insert((ns, name), want.clone())),
-                Err(kube::Error::Api(e)) if e.code == 404 => drop(seen.lock().remove(&(ns, name))),
-                Err(e) => {
-                    tracing::warn!(%cluster, ingress = %format!("{ns}/{name}"), error = %e, "could not write Ingress status");
+                if done.insert(key.clone()) {
+                    chunk.push((key, fix));
                 }
             }
+            futures::stream::iter(chunk)
+                .for_each_concurrent(CONCURRENCY, |(key, fix)| {
+                    patch(&client, &cluster, &seen, &want, key, fix)
+                })
+                .await;
+        }
+    }
+}
+
+/// Sends one status patch and records what the cluster will show.
+async fn patch(
+    client: &Client,
+    cluster: &ClusterName,
+    seen: &Seen,
+    want: &[IngressLoadBalancerIngress],
+    (ns, name): Key,
+    fix: Fix,
+) {
+    let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    let (body, shown) = match fix {
+        Fix::Write => (
+            serde_json::json!({ "status": { "loadBalancer": { "ingress": want } } }),
+            want.to_vec(),
+        ),
+        Fix::Clear => (
+            serde_json::json!({ "status": { "loadBalancer": { "ingress": null } } }),
+            Vec::new(),
+        ),
+    };
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        // Assume it took; the watch will report the truth.
+        Ok(_) => drop(seen.lock().current.insert((ns, name), shown)),
+        Err(kube::Error::Api(e)) if e.code == 404 => drop(seen.lock().current.remove(&(ns, name))),
+        Err(e) => {
+            let ingress = format!("{ns}/{name}");
+            crate::logging::warn_limited!(%cluster, %ingress, ?fix, error = %crate::logging::causes(&e), "could not write Ingress status");
         }
     }
 }

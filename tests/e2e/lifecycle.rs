@@ -278,3 +278,83 @@ async fn a_cluster_that_does_not_list_holds_the_first_push_back_only_until_the_t
         "tke listed after all: the test proves nothing"
     );
 }
+
+/// Whether the Ingress `app/name` in idc shows a load-balancer status.
+fn has_status(lab: &Lab, name: &str) -> Option<bool> {
+    let ingresses = Gvr::new("networking.k8s.io", "v1", "ingresses");
+    let ing = lab.sim("idc").get(&ingresses, Some("app"), name)?;
+    Some(ing.pointer("/status/loadBalancer/ingress/0").is_some())
+}
+
+/// An Ingress that moves to another controller's class has podgate's status removed
+/// (issue 12, fault 3: it kept podgate's addresses for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_leaving_the_class_loses_podgates_status() {
+    let (lab, _idc, _tke) = app(LabOptions::default(), 28, 1).await;
+    lab.eventually("status on ours", WAIT, || async {
+        has_status(&lab, "web")?.then_some(())
+    })
+    .await
+    .unwrap();
+    lab.apply("idc", &ingress_class("nginx", "k8s.io/ingress-nginx"))
+        .unwrap();
+    lab.apply(
+        "idc",
+        &ingress("app", "web")
+            .class("nginx")
+            .route(HOST, "Prefix", "/", "web", 80)
+            .build(),
+    )
+    .unwrap();
+    lab.eventually("status removed", WAIT, || async {
+        (!has_status(&lab, "web")?).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+/// A first install: a thousand Ingresses await their status and every API request
+/// takes 10 ms. They are patched in parallel (one at a time would take 10 s), and one
+/// created meanwhile goes first (issue 12, fault 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_of_many_ingresses_are_written_in_parallel_newest_first() {
+    let (lab, _idc, _tke) = app(LabOptions::default(), 29, 1).await;
+    let sim = lab.sim("idc");
+    sim.set_latency(Duration::from_millis(10));
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let host = format!("many-{i}.example.com");
+        lab.apply(
+            "idc",
+            &ingress("app", &format!("many-{i}"))
+                .route(&host, "Prefix", "/", "web", 80)
+                .build(),
+        )
+        .unwrap();
+    }
+    lab.apply(
+        "idc",
+        &ingress("app", "newest")
+            .route("newest.example.com", "Prefix", "/", "web", 80)
+            .build(),
+    )
+    .unwrap();
+    lab.eventually("the newest Ingress has its status", WAIT, || async {
+        has_status(&lab, "newest")?.then_some(())
+    })
+    .await
+    .unwrap();
+    let newest = started.elapsed();
+    lab.eventually("every Ingress has its status", WAIT, || async {
+        (0..1000)
+            .all(|i| has_status(&lab, &format!("many-{i}")) == Some(true))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let all = started.elapsed();
+    sim.set_latency(Duration::ZERO);
+    eprintln!("newest after {newest:?}, all after {all:?}");
+    assert!(all < Duration::from_secs(5), "one at a time? all after {all:?}");
+    assert!(newest < Duration::from_secs(2), "{newest:?}");
+}
