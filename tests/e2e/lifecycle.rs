@@ -355,6 +355,9 @@ async fn statuses_of_many_ingresses_are_written_in_parallel_newest_first() {
     let all = started.elapsed();
     sim.set_latency(Duration::ZERO);
     eprintln!("newest after {newest:?}, all after {all:?}");
-    assert!(all < Duration::from_secs(5), "one at a time? all after {all:?}");
+    assert!(
+        all < Duration::from_secs(5),
+        "one at a time? all after {all:?}"
+    );
     assert!(newest < Duration::from_secs(2), "{newest:?}");
 }
