@@ -314,10 +314,10 @@ async fn an_ingress_leaving_the_class_loses_podgates_status() {
 }
 
 /// A first install: a thousand Ingresses await their status and every API request
-/// takes 10 ms. They are patched in parallel (one at a time would take 10 s), and one
-/// created meanwhile goes first (issue 12, fault 3).
+/// takes 10 ms. They are patched in parallel (one at a time took 13 s), and one created
+/// meanwhile has its status within 2 s (issue 12, fault 3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statuses_of_many_ingresses_are_written_in_parallel_newest_first() {
+async fn statuses_of_many_ingresses_are_written_in_parallel() {
     let (lab, _idc, _tke) = app(LabOptions::default(), 29, 1).await;
     let sim = lab.sim("idc");
     sim.set_latency(Duration::from_millis(10));
