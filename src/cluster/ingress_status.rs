@@ -113,29 +113,40 @@ pub(crate) async fn run(
         return;
     }
     let want = entries(&addresses);
-    let judge = |keys: &mut dyn Iterator<Item = Key>| -> Vec<(Key, Fix)> {
+    // What the Ingresses named by `keys` need (`None`: every Ingress seen), in order.
+    let judge = |keys: Option<Vec<Key>>| -> Vec<(Key, Fix)> {
         let seen = seen.lock();
         desired.read(|index| {
-            keys.filter_map(|key| {
-                let current = seen.current.get(&key)?;
-                let fix = fix(index.serves(&cluster, &key.0, &key.1), current, &want)?;
-                Some((key, fix))
-            })
-            .collect()
+            let needs = |(ns, name): &Key, current: &Vec<IngressLoadBalancerIngress>| {
+                fix(index.serves(&cluster, ns, name), current, &want)
+            };
+            match keys {
+                Some(keys) => keys
+                    .into_iter()
+                    .filter_map(|key| {
+                        let fix = needs(&key, seen.current.get(&key)?)?;
+                        Some((key, fix))
+                    })
+                    .collect(),
+                None => seen
+                    .current
+                    .iter()
+                    .filter_map(|(key, current)| Some((key.clone(), needs(key, current)?)))
+                    .collect(),
+            }
         })
     };
     loop {
         tokio::time::sleep(INTERVAL).await;
         // One pass: everything that needs a fix, the recently recorded first.
         let fresh = std::mem::take(&mut seen.lock().fresh);
-        let all: Vec<Key> = seen.lock().current.keys().cloned().collect();
-        let mut queue: std::collections::VecDeque<(Key, Fix)> =
-            judge(&mut fresh.into_iter().chain(all)).into();
+        let mut queue: std::collections::VecDeque<(Key, Fix)> = judge(Some(fresh)).into();
+        queue.extend(judge(None));
         let mut done: std::collections::HashSet<Key> = std::collections::HashSet::new();
         while !queue.is_empty() {
             // What was created or changed meanwhile jumps the queue.
             let fresh = std::mem::take(&mut seen.lock().fresh);
-            for item in judge(&mut fresh.into_iter()).into_iter().rev() {
+            for item in judge(Some(fresh)).into_iter().rev() {
                 queue.push_front(item);
             }
             let mut chunk = Vec::with_capacity(CHUNK);
