@@ -63,26 +63,7 @@ fn plain(line: &str) -> String {
 
 #[test]
 fn a_single_threaded_proxy_process_serves_the_admin_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("lb.token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    let path = dir.path().join("proxy.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token_file: {}\n",
-            token.display()
-        ),
-    )
-    .unwrap();
-    let mut child = podgate()
-        .args(["proxy", "-c", path.to_str().unwrap(), "--workers", "1"])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (_dir, mut child) = spawn_proxy("", &[]);
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut admin = None;
@@ -179,8 +160,10 @@ fn a_port_in_use_or_a_broken_kubeconfig_exits_2_with_the_cause_once() {
     drop(taken);
 }
 
-/// The first log line of `podgate proxy` started with `args` (stdout is a pipe).
-fn first_log_line(config_extra: &str, args: &[&str]) -> String {
+/// `podgate proxy --workers 1` with `config_extra` atop a minimal configuration and
+/// `args`, its log on a pipe (`RUST_LOG=info`, no format set from outside). The
+/// directory holds its files: keep it while the process runs.
+fn spawn_proxy(config_extra: &str, args: &[&str]) -> (tempfile::TempDir, std::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("lb.token");
     std::fs::write(&token, "s3cret\n").unwrap();
@@ -193,7 +176,7 @@ fn first_log_line(config_extra: &str, args: &[&str]) -> String {
         ),
     )
     .unwrap();
-    let mut child = podgate()
+    let child = podgate()
         .args(["proxy", "-c", path.to_str().unwrap(), "--workers", "1"])
         .args(args)
         .env("RUST_LOG", "info")
@@ -203,6 +186,12 @@ fn first_log_line(config_extra: &str, args: &[&str]) -> String {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    (dir, child)
+}
+
+/// The first log line of `podgate proxy` started with `args` (stdout is a pipe).
+fn first_log_line(config_extra: &str, args: &[&str]) -> String {
+    let (_dir, mut child) = spawn_proxy(config_extra, args);
     let line = BufReader::new(child.stdout.take().unwrap())
         .lines()
         .next()
