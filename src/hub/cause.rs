@@ -55,8 +55,6 @@ pub enum Cause {
         cluster: ClusterName,
         object: String,
     },
-    /// The controller's configuration, at start.
-    Configuration,
     /// A test or benchmark driving the hub directly.
     Test(&'static str),
 }
@@ -111,7 +109,6 @@ impl fmt::Display for Cause {
             Self::WeightsConfigMap { cluster, object } => {
                 write!(f, "{cluster}: ConfigMap {object}")
             }
-            Self::Configuration => f.write_str("configuration"),
             Self::Test(what) => f.write_str(what),
         }
     }

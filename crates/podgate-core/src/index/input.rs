@@ -72,22 +72,3 @@ pub enum Input {
         weights: Option<ClusterWeights>,
     },
 }
-
-impl Input {
-    /// The cluster this input is about, if it is about one.
-    pub fn cluster(&self) -> Option<&ClusterName> {
-        match self {
-            Self::Apply { cluster, .. }
-            | Self::Delete { cluster, .. }
-            | Self::Reset { cluster, .. }
-            | Self::ResetPrepared { cluster, .. }
-            | Self::ClusterExpired { cluster, .. }
-            | Self::Routable { cluster, .. }
-            | Self::Target { cluster, .. }
-            | Self::Nodes { cluster, .. }
-            | Self::ClusterWeight { cluster, .. } => Some(cluster),
-            Self::HoldReleased(hold) => Some(&hold.cluster),
-            Self::HoldDown(_) | Self::AppWeights { .. } => None,
-        }
-    }
-}
