@@ -35,12 +35,18 @@ fn reference(report: &Report) -> ObjectReference {
     }
 }
 
-/// Publishes Warning Events for `cluster`'s diagnostics until the task is dropped.
+/// Reports of problems the Index does not know (e.g. items an LB refused) about
+/// objects of one cluster.
+pub(crate) type MoreReports = Arc<dyn Fn(&ClusterName) -> Vec<Report> + Send + Sync>;
+
+/// Publishes Warning Events for `cluster`'s diagnostics, and for `more` reports, until
+/// the task is dropped.
 pub(crate) async fn run(
     client: Client,
     cluster: ClusterName,
     desired: Arc<Desired>,
     controller: String,
+    more: Option<MoreReports>,
 ) {
     let recorder = Recorder::new(
         client,
@@ -50,24 +56,28 @@ pub(crate) async fn run(
         },
     );
     let mut published: BTreeSet<Report> = BTreeSet::new();
+    let mut diagnostics: BTreeSet<Report> = BTreeSet::new();
     let mut seen_generation = None;
     loop {
         tokio::time::sleep(INTERVAL).await;
-        // Diagnostics cost a pass over every Ingress: only when something changed, or
-        // when the last pass left problems unpublished (rate limit, API errors).
+        // Diagnostics cost a pass over every Ingress: only when something changed.
         let generation = desired.diagnostics_generation();
-        if seen_generation == Some(generation) {
-            continue;
+        if seen_generation != Some(generation) {
+            diagnostics = desired
+                .read(podgate_core::index::Index::diagnostics)
+                .into_iter()
+                .filter(|r| r.object.cluster == cluster)
+                .collect();
+            seen_generation = Some(generation);
         }
-        let current: BTreeSet<Report> = desired
-            .read(podgate_core::index::Index::diagnostics)
-            .into_iter()
-            .filter(|r| r.object.cluster == cluster)
-            .collect();
+        let mut current = diagnostics.clone();
+        if let Some(more) = &more {
+            current.extend(more(&cluster));
+        }
         // Problems that went away may be reported again if they come back.
         published.retain(|r| current.contains(r));
+        // What is not published yet (the rate limit, API errors) waits for a later pass.
         let pending: Vec<Report> = current.difference(&published).cloned().collect();
-        seen_generation = (pending.len() <= PER_PASS).then_some(generation);
         for report in pending.iter().take(PER_PASS) {
             tracing::warn!(object = %report.object, reason = report.diagnostic.reason, "{}", report.diagnostic.message);
             let event = Event {
@@ -82,7 +92,6 @@ pub(crate) async fn run(
                     published.insert(report.clone());
                 }
                 Err(e) => {
-                    seen_generation = None; // try again next pass
                     tracing::debug!(%cluster, error = %e, "could not publish Event");
                 }
             }

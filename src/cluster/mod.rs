@@ -7,6 +7,7 @@
 //! its own tasks, and a failed watch changes nothing in the Index.
 
 mod events;
+pub(crate) use events::MoreReports;
 mod guard;
 mod ingress_status;
 mod reach;
@@ -91,7 +92,7 @@ pub(crate) async fn client(
 }
 
 /// What the watchers of every cluster share.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct WatchOptions {
     pub(crate) controller_name: String,
     /// Written to Ingress status; empty → status is left alone.
@@ -103,6 +104,9 @@ pub(crate) struct WatchOptions {
     pub(crate) withdraw_guard: f64,
     /// How long a guarded relist waits for its confirming list.
     pub(crate) confirm_after: std::time::Duration,
+    /// Problems found outside the Index (items an LB refused), published as Events
+    /// like its diagnostics.
+    pub(crate) more_reports: Option<events::MoreReports>,
 }
 
 /// The running watchers of one cluster. Dropping it stops them.
@@ -230,6 +234,7 @@ pub(crate) fn spawn(
             cluster,
             desired,
             options.controller_name.clone(),
+            options.more_reports.clone(),
         ));
     }
     ClusterWatch {

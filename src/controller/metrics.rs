@@ -43,7 +43,8 @@ struct TargetLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     target: String,
-    /// `LbError::metric_label`: transient, rejected or fenced.
+    /// `LbError::metric_label` (transient, rejected, fenced) for failures; for quarantined
+    /// items, the kind of item (upstream, certificate, routes).
     kind: String,
 }
 
@@ -141,7 +142,21 @@ fn register_targets(registry: &mut Registry, targets: &[TargetStatus]) {
     let pushes = Family::<TargetLabels, Counter>::default();
     let failures = Family::<FailureLabels, Counter>::default();
     let in_sync = Family::<TargetLabels, Gauge>::default();
+    let quarantined = Family::<FailureLabels, Gauge>::default();
     for t in targets {
+        for kind in ["upstream", "certificate", "routes"] {
+            let n = t
+                .quarantined
+                .iter()
+                .filter(|q| q.item.kind() == kind)
+                .count();
+            quarantined
+                .get_or_create(&FailureLabels {
+                    target: t.name.clone(),
+                    kind: kind.to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let l = TargetLabels {
             target: t.name.clone(),
         };
@@ -162,6 +177,11 @@ fn register_targets(registry: &mut Registry, targets: &[TargetStatus]) {
         "lb_push_failures",
         "Pushes that failed, per LB instance and kind of error",
         failures,
+    );
+    registry.register(
+        "lb_quarantined_items",
+        "Items an LB instance refused, left out until they change, per kind of item (upstream, certificate, routes)",
+        quarantined,
     );
     registry.register(
         "lb_in_sync",

@@ -298,6 +298,7 @@ pub async fn start(
         events: options.events,
         withdraw_guard: config.withdraw_guard,
         confirm_after: config.confirm_after,
+        more_reports: Some(super::refusals::reports(targets.clone(), desired.clone())),
     };
     let clusters = spawn_clusters(config, &clients, reach, &desired, &watch, &mut tasks)?;
 

@@ -2,8 +2,8 @@
 //! the built-in proxy's admin API, or any company LB that implements the same contract.
 //!
 //! Owns: one authenticated HTTP client per target and the mapping of answers to
-//! [`LbError`]: 409 → `Fenced`, other 4xx → `Rejected`, 5xx and network trouble →
-//! `Transient`. Must never log the token or certificate keys.
+//! [`LbError`]: 409 → `Fenced`, 401/403 → `Transient` (a token, not the batch), other
+//! 4xx → `Rejected`, 5xx and network trouble → `Transient`. Must never log the token or certificate keys.
 
 use std::fmt;
 use std::sync::Arc;
@@ -109,6 +109,10 @@ impl HttpLb {
             .map_or_else(|| text.clone(), |b| b.error.clone());
         Err(match status {
             StatusCode::CONFLICT => LbError::Fenced(parsed.and_then(|b| b.epoch).unwrap_or(0)),
+            // Not the batch's fault: no item is to blame, and a rotated token heals it.
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                LbError::Transient(format!("{status}: {reason} (is the token right?)"))
+            }
             s if s.is_client_error() => LbError::Rejected(format!("{s}: {reason}")),
             s => LbError::Transient(format!("{s}: {reason}")),
         })

@@ -7,8 +7,10 @@
 pub mod audit;
 pub mod batch;
 pub mod metrics;
+pub mod quarantine;
 pub mod worker;
 
 pub use audit::{Audit, AuditEntry};
 pub use metrics::SyncMetrics;
+pub use quarantine::{Item, Quarantined};
 pub use worker::{SyncConfig, TargetState, TargetStatus, Term, Worker, set_term};

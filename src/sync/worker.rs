@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::lb::{LbAdapter, LbError};
+use crate::lb::{BoxFuture, LbAdapter, LbError};
 use podgate_core::index::{Snapshot, UpstreamMap};
 use podgate_core::model::{Batch, StateSummary};
 
 use super::audit::{Audit, AuditEntry};
 use super::batch;
 use super::metrics::SyncMetrics;
+use super::quarantine::{self, Item, Quarantine, Quarantined};
 use crate::clock::now_ms;
 use crate::hub::{Desired, Pending, Work};
 
@@ -49,9 +50,9 @@ pub enum TargetState {
     InSync,
     /// The last push failed in a way a retry may fix; retrying with backoff.
     Failing,
-    /// The LB refused the last batch as invalid; it is sent again only with the next
-    /// change, not in a retry loop.
-    Rejected,
+    /// The LB holds the desired state except items it refused (`quarantined`), which
+    /// are sent again only once they change.
+    Quarantined,
     /// The LB accepted a newer controller's epoch.
     Fenced,
     /// Another replica leads; this one keeps its caches warm and pushes nothing.
@@ -73,6 +74,8 @@ pub struct TargetStatus {
     /// The LB's generation after podgate's last accepted push.
     pub(crate) generation: u64,
     pub(crate) instance: String,
+    /// Items the LB refused, left out until they change.
+    pub quarantined: Vec<Quarantined>,
     /// When the LB last acknowledged a push (for benchmarks measuring propagation).
     #[serde(skip)]
     pub last_ack: Option<std::time::Instant>,
@@ -111,6 +114,19 @@ pub struct Worker {
     /// The upstreams the LB holds as far as acknowledged pushes tell, for patches
     /// (`None`: unknown, or the adapter takes whole upstreams only).
     held: Option<UpstreamMap>,
+    /// What the LB refused, item by item.
+    quarantine: Quarantine,
+}
+
+/// What one push achieved: a refused batch is split until the refused items are found,
+/// so part of it may land.
+#[derive(Default)]
+struct Pushed {
+    /// The LB's answer to the last batch it accepted; `None`: it accepted none.
+    summary: Option<StateSummary>,
+    accepted: std::collections::BTreeSet<Item>,
+    /// Items the LB refused on their own, with its answer.
+    refused: Vec<(Item, String)>,
 }
 
 impl Worker {
@@ -142,6 +158,7 @@ impl Worker {
             term: None,
             fresh_term: false,
             held: None,
+            quarantine: Quarantine::default(),
         }
     }
 
@@ -202,8 +219,6 @@ impl Worker {
     async fn serve(&mut self, mut term: Option<&mut Term>) {
         let epoch = self.epoch;
         let mut backoff = self.config.backoff_min;
-        // A batch the LB refused: sent again together with the next change only.
-        let mut rejected: Option<Work> = None;
         loop {
             let ended = async {
                 match term.as_deref_mut() {
@@ -223,20 +238,12 @@ impl Worker {
                     continue;
                 }
             }
-            let mut work = self.pending.take();
+            let work = self.pending.take();
             if work.is_empty() {
                 continue;
             }
-            if let Some(older) = rejected.take() {
-                work.merge(older);
-            }
             match self.push(&work).await {
                 Ok(()) => backoff = self.config.backoff_min,
-                Err(e @ LbError::Rejected(_)) => {
-                    // Re-sending the same batch cannot help: wait for a change.
-                    self.set_failed(TargetState::Rejected, &e);
-                    rejected = Some(work);
-                }
                 Err(e) => {
                     let state = if matches!(e, LbError::Fenced(_)) {
                         TargetState::Fenced
@@ -257,7 +264,7 @@ impl Worker {
         let result = if work.full {
             self.push_full(work, &snapshot).await
         } else {
-            let batch = batch::build_owned(
+            let mut batch = batch::build_owned(
                 work,
                 &snapshot,
                 None,
@@ -265,10 +272,30 @@ impl Worker {
                 self.owner.as_deref(),
                 self.held.as_ref(),
             );
-            self.send(work, &batch).await
+            self.quarantine.filter(&mut batch, &snapshot);
+            let mut pushed = Pushed::default();
+            if batch.is_empty() {
+                Ok(pushed)
+            } else {
+                self.apply_splitting(work, batch, &mut pushed)
+                    .await
+                    .map(|()| pushed)
+            }
         };
-        self.update_held(work, &snapshot, result.is_ok());
-        let summary = result?;
+        let pushed = match result {
+            Ok(pushed) => pushed,
+            Err(e) => {
+                self.forget_held(work);
+                return Err(e);
+            }
+        };
+        self.settle_quarantine(&pushed, &snapshot);
+        self.update_held(work, &snapshot);
+        let Some(summary) = pushed.summary else {
+            // Nothing was accepted: every item was refused, or left out as refused.
+            self.set_state(self.settled_state(), None);
+            return Ok(());
+        };
         let fresh_term = std::mem::take(&mut self.fresh_term);
         if let Some(since) = work.since
             && !fresh_term
@@ -285,6 +312,9 @@ impl Worker {
         if restarted && !work.full {
             tracing::warn!(lb = self.adapter.name(), "LB restarted: full resync");
             self.held = None;
+            // A new instance (perhaps a new version) may accept what the old refused.
+            self.quarantine.clear();
+            self.publish_quarantine();
             self.pending.request_full();
         }
         {
@@ -295,13 +325,89 @@ impl Worker {
             status.instance.clone_from(&summary.instance);
         }
         self.acked = Some(summary);
-        self.set_state(TargetState::InSync, None);
+        self.set_state(self.settled_state(), None);
         Ok(())
     }
 
+    /// `InSync`, or `Quarantined` while the LB refuses some items.
+    fn settled_state(&self) -> TargetState {
+        if self.quarantine.is_empty() {
+            TargetState::InSync
+        } else {
+            TargetState::Quarantined
+        }
+    }
+
+    /// Applies `batch`; a batch the LB refuses is split in halves, down to the items it
+    /// refuses on their own, so that everything else lands. One refused item among n
+    /// costs about 2·log2(n) requests, once: it is then quarantined.
+    fn apply_splitting<'a>(
+        &'a self,
+        work: &'a Work,
+        batch: Batch,
+        out: &'a mut Pushed,
+    ) -> BoxFuture<'a, Result<(), LbError>> {
+        Box::pin(async move {
+            match self.send(work, &batch).await {
+                Ok(summary) => {
+                    out.accepted.extend(quarantine::items(&batch));
+                    out.summary = Some(summary);
+                    Ok(())
+                }
+                Err(LbError::Rejected(reason)) => {
+                    if let Some((a, b)) = quarantine::split(&batch) {
+                        self.apply_splitting(work, a, out).await?;
+                        return self.apply_splitting(work, b, out).await;
+                    }
+                    let items = quarantine::items(&batch);
+                    if items.is_empty() {
+                        // Nothing to pin the refusal on: the LB refuses batches as such.
+                        return Err(LbError::Rejected(reason));
+                    }
+                    out.refused
+                        .extend(items.into_iter().map(|i| (i, reason.clone())));
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Quarantines what the LB refused in `pushed` and releases what it accepted.
+    fn settle_quarantine(&mut self, pushed: &Pushed, snapshot: &Snapshot) {
+        if pushed.refused.is_empty() && (self.quarantine.is_empty() || pushed.accepted.is_empty()) {
+            return;
+        }
+        self.quarantine.release(&pushed.accepted);
+        for (item, reason) in &pushed.refused {
+            tracing::warn!(
+                lb = self.adapter.name(),
+                %item,
+                error = %reason,
+                "LB refused an item: quarantined until it changes"
+            );
+            self.quarantine
+                .insert(item.clone(), reason.clone(), snapshot);
+        }
+        if !pushed.refused.is_empty() {
+            *self
+                .status
+                .lock()
+                .failures_by_kind
+                .entry("rejected")
+                .or_default() += 1;
+        }
+        self.publish_quarantine();
+    }
+
+    fn publish_quarantine(&self) {
+        self.status.lock().quarantined = self.quarantine.list();
+    }
+
     /// A full sync: what the LB holds is read first (to remove what it should not),
-    /// then everything goes, in parts if the adapter takes parts (routes last).
-    async fn push_full(&self, work: &Work, snapshot: &Snapshot) -> Result<StateSummary, LbError> {
+    /// then everything goes, in parts if the adapter takes parts (routes last), without
+    /// the quarantined items that did not change.
+    async fn push_full(&self, work: &Work, snapshot: &Snapshot) -> Result<Pushed, LbError> {
         let observed = self.adapter.observe_keys().await?;
         let list = snapshot.upstream_list();
         let parts = match self.adapter.full_sync_part() {
@@ -309,9 +415,9 @@ impl Worker {
             None => std::iter::once(0..list.len()).collect(),
         };
         let last = parts.len() - 1;
-        let mut summary = None;
+        let mut pushed = Pushed::default();
         for (i, range) in parts.into_iter().enumerate() {
-            let batch = batch::full_part(
+            let mut batch = batch::full_part(
                 &list,
                 range,
                 i == last,
@@ -320,9 +426,10 @@ impl Worker {
                 self.epoch,
                 self.owner.as_deref(),
             );
-            summary = Some(self.send(work, &batch).await?);
+            self.quarantine.filter(&mut batch, snapshot);
+            self.apply_splitting(work, batch, &mut pushed).await?;
         }
-        summary.ok_or_else(|| LbError::Transient("a full sync without parts".into()))
+        Ok(pushed)
     }
 
     /// Whether this worker's epoch is still its controller's term (always, ungated).
@@ -370,27 +477,45 @@ impl Worker {
         result
     }
 
-    /// Follows what the LB holds after a push of `work` built from `snapshot`. A failed
-    /// push may or may not have landed: its upstreams go whole next time.
-    fn update_held(&mut self, work: &Work, snapshot: &Snapshot, ok: bool) {
+    /// A failed push may or may not have landed: its upstreams go whole next time.
+    fn forget_held(&mut self, work: &Work) {
+        if work.full {
+            self.held = None;
+        } else if let Some(held) = self.held.as_mut() {
+            for key in &work.upstreams {
+                held.remove(key);
+            }
+        }
+    }
+
+    /// Follows what the LB holds after a push of `work` built from `snapshot`: what it
+    /// accepted. A quarantined upstream is not held in its wanted version, so it goes
+    /// whole next time.
+    fn update_held(&mut self, work: &Work, snapshot: &Snapshot) {
         if !self.adapter.accepts_patches() {
             return;
         }
         if work.full {
-            self.held = ok.then(|| snapshot.upstreams.clone());
-            return;
+            self.held = Some(snapshot.upstreams.clone());
         }
         let Some(held) = self.held.as_mut() else {
             return;
         };
-        for key in &work.upstreams {
-            match snapshot.upstreams.get(key) {
-                Some(u) if ok => {
-                    held.insert(key.clone(), u.clone());
+        if !work.full {
+            for key in &work.upstreams {
+                match snapshot.upstreams.get(key) {
+                    Some(u) => {
+                        held.insert(key.clone(), u.clone());
+                    }
+                    None => {
+                        held.remove(key);
+                    }
                 }
-                _ => {
-                    held.remove(key);
-                }
+            }
+        }
+        for q in self.quarantine.list() {
+            if let Item::Upstream(key) = &q.item {
+                held.remove(key);
             }
         }
     }

@@ -38,6 +38,9 @@ struct Script {
     failures: Vec<LbError>,
     /// Every apply, answered or refused.
     attempts: usize,
+    /// Refuses (400) every batch that upserts or patches this Service's upstream, as a
+    /// company LB with stricter validation would.
+    refuse: Option<&'static str>,
     instance: String,
     generation: u64,
 }
@@ -63,6 +66,15 @@ impl LbAdapter for ScriptedLb {
             s.attempts += 1;
             if !s.failures.is_empty() {
                 return Err(s.failures.remove(0));
+            }
+            if let Some(bad) = s.refuse {
+                let named = batch.upsert_upstreams.iter().map(|u| &u.key);
+                let patched = batch.patch_upstreams.iter().map(|p| &p.key);
+                if named.chain(patched).any(|k| &*k.service == bad) {
+                    return Err(LbError::Rejected(format!(
+                        "400 Bad Request: upstream shop/{bad} is invalid"
+                    )));
+                }
             }
             s.batches.push(batch.clone());
             s.generation += 1;
@@ -199,10 +211,51 @@ async fn a_failed_push_is_retried_with_the_same_changes() {
     assert_eq!(results[2], "ok");
 }
 
+/// Waits until `status` is in `state`.
+async fn wait_state(status: &parking_lot::Mutex<podgate::sync::TargetStatus>, state: TargetState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while status.lock().state != state {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {state:?}: {:?}",
+            status.lock().state
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The Service `name` in shop with one ready pod at `addr`, routed at `/name`.
+fn app(desired: &Desired, name: &str, addr: &str) {
+    let objects: [podgate_core::index::Object; 3] = [
+        ingress("shop", name)
+            .route("shop.com", "Prefix", &format!("/{name}"), name, 80)
+            .into(),
+        service("shop", name).port("http", 80).into(),
+        slice("shop", &format!("{name}-1"), name)
+            .port("http", 8080)
+            .ready(addr)
+            .into(),
+    ];
+    for object in objects {
+        let input = Input::Apply {
+            cluster: idc(),
+            object,
+        };
+        desired.apply(&Cause::Test("test"), input);
+    }
+}
+
+/// Issue 12, fault 5: an LB that refuses one upstream must not freeze every later
+/// change; the refused upstream is found, quarantined, and sent again only once it
+/// changes.
 #[tokio::test(start_paused = true)]
-async fn a_rejected_batch_waits_for_the_next_change_instead_of_a_retry_loop() {
+async fn a_refused_upstream_is_quarantined_and_everything_else_lands() {
     let (desired, lb, audit) = setup();
-    lb.script.lock().unwrap().failures = vec![LbError::Rejected("upstream refused".into())];
+    app(&desired, "bad", "10.0.1.1");
+    for name in ["a", "b", "c", "d", "e"] {
+        app(&desired, name, "10.0.2.1");
+    }
+    lb.script.lock().unwrap().refuse = Some("bad");
     let worker = Worker::new(
         Box::new(lb.clone()),
         desired.clone(),
@@ -212,28 +265,81 @@ async fn a_rejected_batch_waits_for_the_next_change_instead_of_a_retry_loop() {
     );
     let status = worker.status();
     tokio::spawn(worker.run());
-    lb.gate.add_permits(100);
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
-    while status.lock().state != TargetState::Rejected {
-        assert!(tokio::time::Instant::now() < deadline, "never rejected");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    // Far past any backoff: the same batch is not sent again by itself.
+    lb.gate.add_permits(1000);
+    wait_state(&status, TargetState::Quarantined).await;
+    let landed = |lb: &ScriptedLb| -> Vec<String> {
+        let s = lb.script.lock().unwrap();
+        let mut names: Vec<String> = s
+            .batches
+            .iter()
+            .flat_map(|b| b.upsert_upstreams.iter().map(|u| u.key.service.to_string()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    assert_eq!(landed(&lb), ["a", "b", "c", "d", "e", "web"]);
+    assert!(
+        lb.script
+            .lock()
+            .unwrap()
+            .batches
+            .iter()
+            .any(|b| b.routes.is_some()),
+        "the route table landed too"
+    );
+    let quarantined = status.lock().quarantined.clone();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(
+        serde_json::to_value(&quarantined[0]).unwrap()["name"],
+        "shop/bad:80"
+    );
+    assert!(quarantined[0].error.contains("invalid"), "{quarantined:?}");
+    // 7 upstreams and the routes: the split finds the one refused item in a few tries.
+    let attempts = lb.script.lock().unwrap().attempts;
+    assert!(
+        attempts <= 8,
+        "{attempts} attempts to find one refused item"
+    );
+
+    // Far past any backoff: nothing is re-sent by itself.
     tokio::time::sleep(Duration::from_mins(5)).await;
     assert_eq!(
         lb.script.lock().unwrap().attempts,
-        1,
-        "re-sent without a change"
+        attempts,
+        "re-sent by itself"
     );
-    assert_eq!(status.lock().failures_by_kind.get("rejected"), Some(&1));
-    // The next change carries the refused work with it.
-    flip(&desired, "10.0.0.9");
-    let b = wait_for(&lb, 1).await;
-    assert!(
-        b[0].routes.is_some(),
-        "the refused full sync went out again"
-    );
-    assert_eq!(status.lock().state, TargetState::InSync);
+
+    // Another app's change goes out at once, without the refused upstream.
+    app(&desired, "a", "10.0.2.2");
+    let sent = lb.script.lock().unwrap().batches.len();
+    let b = wait_for(&lb, sent + 1).await;
+    let last = b.last().unwrap();
+    assert_eq!(&*last.upsert_upstreams[0].key.service, "a");
+    assert_eq!(last.upsert_upstreams.len(), 1, "{last:?}");
+    assert_eq!(lb.script.lock().unwrap().attempts, attempts + 1);
+    assert_eq!(status.lock().state, TargetState::Quarantined);
+
+    // The refused upstream changes: it is tried again (and refused again).
+    app(&desired, "bad", "10.0.1.2");
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    while lb.script.lock().unwrap().attempts < attempts + 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a change was not tried"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_mins(1)).await;
+    assert_eq!(lb.script.lock().unwrap().attempts, attempts + 2);
+
+    // The LB accepts it now: it leaves the quarantine with its next change.
+    lb.script.lock().unwrap().refuse = None;
+    app(&desired, "bad", "10.0.1.3");
+    wait_state(&status, TargetState::InSync).await;
+    assert!(status.lock().quarantined.is_empty());
+    assert!(landed(&lb).contains(&"bad".to_owned()));
+    assert_eq!(status.lock().failures_by_kind.get("rejected"), Some(&2));
 }
 
 #[tokio::test(start_paused = true)]

@@ -338,8 +338,12 @@ async fn the_http_adapter_maps_answers_to_lb_errors() {
         other => panic!("expected Rejected, got {other:?}"),
     }
     match adapter("wrong", proxy.admin_url()).observe().await {
-        Err(LbError::Rejected(m)) => assert!(m.contains("401"), "{m}"),
-        other => panic!("expected Rejected, got {other:?}"),
+        // A wrong token is no batch's fault: retried, never quarantined.
+        Err(e @ LbError::Transient(_)) => {
+            assert!(e.to_string().contains("401"), "{e}");
+            assert!(e.is_retryable());
+        }
+        other => panic!("expected Transient, got {other:?}"),
     }
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());

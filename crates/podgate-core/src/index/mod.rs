@@ -373,6 +373,28 @@ impl Index {
         self.claimed.contains_key(&(c, key))
     }
 
+    /// Whether the Index holds this object of `cluster` (`namespace` empty for an
+    /// IngressClass).
+    pub fn has_object(
+        &self,
+        cluster: &ClusterName,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> bool {
+        let Some(store) = self.clusters.iter().find(|c| c.name == *cluster) else {
+            return false;
+        };
+        let key: ObjectKey = (Arc::from(namespace), Arc::from(name));
+        match kind {
+            Kind::Ingress => store.ingresses.contains_key(&key),
+            Kind::IngressClass => store.classes.contains_key(name),
+            Kind::Service => store.services.contains_key(&key),
+            Kind::EndpointSlice => store.slices.contains_key(&key),
+            Kind::Secret => store.secrets.contains_key(&key),
+        }
+    }
+
     /// Cluster names in configuration order, with their current weights.
     pub fn cluster_weights(&self) -> Vec<(ClusterName, u32)> {
         self.clusters
