@@ -8,6 +8,7 @@ mod lifecycle;
 mod migration;
 mod nodeport;
 mod ownership;
+mod quarantine;
 mod routability;
 mod stale;
 mod weights;
