@@ -353,3 +353,161 @@ async fn the_http_adapter_maps_answers_to_lb_errors() {
         other => panic!("expected Transient, got {other:?}"),
     }
 }
+
+/// A batch with a field the contract does not know, at any depth, is refused naming the
+/// field: a typo must not be silently dropped (a misspelt `default_backend` would serve
+/// 404s while the pusher believes it configured a fallback).
+#[tokio::test]
+async fn an_unknown_field_at_any_depth_is_refused_naming_it() {
+    let pod = Backend::start("web", 11, 4).await;
+    let proxy = configured(&pod).await;
+    let before = state(&proxy).await;
+    let key = r#"{"namespace":"default","service":"web","port":80}"#;
+    let ep = format!(
+        r#"{{"cluster":"idc","address":"{}","port":{},"state":"active","weight":1}}"#,
+        pod.addr.ip(),
+        pod.addr.port()
+    );
+    let with = |json: &str, field: &str| {
+        let end = json.rfind('}').unwrap();
+        format!(r#"{}, "{field}": 1}}"#, &json[..end])
+    };
+    let upstream =
+        |key: &str, ep: &str| format!(r#"{{"key":{key},"shares":[],"endpoints":[{ep}]}}"#);
+    let path = r#"{"kind":"Prefix","path":"/api"}"#;
+    let route = |path: &str| format!(r#"{{"path":{path},"upstream":{key}}}"#);
+    let vhost = |route: &str| format!(r#"{{"routes":[{route}]}}"#);
+    let table = |vhost: &str| format!(r#"{{"hosts":{{"b.example.com":{vhost}}}}}"#);
+    let rows: Vec<(&str, String)> = vec![
+        (
+            "upstream_extra",
+            format!(
+                r#"{{"epoch":6,"upsert_upstreams":[{}]}}"#,
+                with(&upstream(key, &ep), "upstream_extra")
+            ),
+        ),
+        (
+            "key_extra",
+            format!(
+                r#"{{"epoch":6,"upsert_upstreams":[{}]}}"#,
+                upstream(&with(key, "key_extra"), &ep)
+            ),
+        ),
+        (
+            "endpoint_extra",
+            format!(
+                r#"{{"epoch":6,"upsert_upstreams":[{}]}}"#,
+                upstream(key, &with(&ep, "endpoint_extra"))
+            ),
+        ),
+        (
+            "removal_extra",
+            format!(
+                r#"{{"epoch":6,"remove_upstreams":[{}]}}"#,
+                with(key, "removal_extra")
+            ),
+        ),
+        (
+            "patch_endpoint_extra",
+            format!(
+                r#"{{"epoch":6,"patch_upstreams":[{{"key":{key},"upsert_endpoints":[{}]}}]}}"#,
+                with(&ep, "patch_endpoint_extra")
+            ),
+        ),
+        (
+            "table_extra",
+            format!(
+                r#"{{"epoch":6,"routes":{}}}"#,
+                with(&table(&vhost(&route(path))), "table_extra")
+            ),
+        ),
+        (
+            "vhost_extra",
+            format!(
+                r#"{{"epoch":6,"routes":{}}}"#,
+                table(&with(&vhost(&route(path)), "vhost_extra"))
+            ),
+        ),
+        (
+            "any_host_extra",
+            format!(
+                r#"{{"epoch":6,"routes":{{"hosts":{{}},"any_host":{}}}}}"#,
+                with(&vhost(&route(path)), "any_host_extra")
+            ),
+        ),
+        (
+            "route_extra",
+            format!(
+                r#"{{"epoch":6,"routes":{}}}"#,
+                table(&vhost(&with(&route(path), "route_extra")))
+            ),
+        ),
+        (
+            "path_extra",
+            format!(
+                r#"{{"epoch":6,"routes":{}}}"#,
+                table(&vhost(&route(&with(path, "path_extra"))))
+            ),
+        ),
+        (
+            "certificate_extra",
+            r#"{"epoch":6,"upsert_certificates":[{"id":"ns/c","cert_pem":"x","key_pem":"x","certificate_extra":1}]}"#.into(),
+        ),
+    ];
+    for (field, body) in rows {
+        let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {text}");
+        assert!(
+            text.contains(&format!("unknown field `{field}`")),
+            "{field}: the answer should name the field: {text}"
+        );
+        assert_eq!(state(&proxy).await, before, "{field} changed the state");
+    }
+}
+
+/// JSON allows an object key twice and serde keeps the last: for the route table that
+/// would drop one host's rules without a word. Hosts are compared as the proxy matches
+/// them (lower-cased, without a trailing dot).
+#[tokio::test]
+async fn a_host_given_twice_is_refused_naming_it() {
+    let pod = Backend::start("web", 11, 5).await;
+    let proxy = configured(&pod).await;
+    let before = state(&proxy).await;
+    let vhost = r#"{"routes":[{"path":{"kind":"Prefix","path":""},"upstream":{"namespace":"default","service":"web","port":80}}]}"#;
+    for (first, second) in [
+        ("b.example.com", "b.example.com"),
+        ("b.example.com", "B.Example.com."),
+        ("*.example.com", "*.EXAMPLE.com"),
+    ] {
+        let body = format!(
+            r#"{{"epoch":6,"routes":{{"hosts":{{"{first}":{vhost},"{second}":{{"routes":[]}}}}}}}}"#
+        );
+        let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), &body).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{first} + {second}: {text}"
+        );
+        let error: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let named = first.to_ascii_lowercase();
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("host {named:?} appears twice")),
+            "{first} + {second}: the answer should name the host: {text}"
+        );
+        assert_eq!(
+            state(&proxy).await,
+            before,
+            "{first} + {second} changed the state"
+        );
+    }
+    // Two different hosts are fine.
+    let body = format!(
+        r#"{{"epoch":6,"routes":{{"hosts":{{"b.example.com":{vhost},"c.example.com":{vhost}}}}}}}"#
+    );
+    let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(state(&proxy).await.routes.hosts.len(), 2);
+}

@@ -26,6 +26,7 @@ pub enum PathError {
 /// A validated path rule. For `Prefix` the stored path has no trailing slash (`/` is
 /// stored as the empty string), because Kubernetes ignores it.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PathMatch {
     pub kind: PathKind,
     pub path: Arc<str>,

@@ -20,6 +20,7 @@ impl fmt::Debug for Pem {
 
 /// A certificate chain and key, identified by `namespace/secret-name`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Certificate {
     pub id: String,
     pub cert_pem: Pem,

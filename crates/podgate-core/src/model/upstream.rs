@@ -47,6 +47,7 @@ impl fmt::Debug for PortRef {
 
 /// `namespace/service:port`, the identity of an upstream in every LB.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpstreamKey {
     pub namespace: Arc<str>,
     pub service: Arc<str>,
@@ -87,6 +88,7 @@ pub enum EndpointState {
 
 /// One pod address of an upstream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub cluster: ClusterName,
     pub address: IpAddr,
@@ -105,6 +107,7 @@ pub struct Endpoint {
 /// An upstream with all its endpoints, sorted by cluster (in the controller's
 /// configuration order), then address and port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Upstream {
     pub key: UpstreamKey,
     /// Effective traffic share per cluster (configuration order) in per-mille (sums to 1000 when any cluster
