@@ -358,6 +358,10 @@ async fn the_http_adapter_maps_answers_to_lb_errors() {
 /// field: a typo must not be silently dropped (a misspelt `default_backend` would serve
 /// 404s while the pusher believes it configured a fallback).
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one table of cases, one per nested type"
+)]
 async fn an_unknown_field_at_any_depth_is_refused_naming_it() {
     let pod = Backend::start("web", 11, 4).await;
     let proxy = configured(&pod).await;
