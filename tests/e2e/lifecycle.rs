@@ -315,7 +315,10 @@ async fn an_ingress_leaving_the_class_loses_podgates_status() {
 
 /// A first install: a thousand Ingresses await their status and every API request
 /// takes 10 ms. They are patched in parallel (one at a time took 13 s), and one created
-/// meanwhile has its status within 2 s (issue 12, fault 3).
+/// meanwhile goes first (without that it waited 11.5 s; with it, about 1.5 s on a quiet
+/// machine). The bounds guard against those regressions with room for a loaded CI
+/// machine; the target itself (≤ 2 s at 15,000) is `benches/ingress_status.rs`'s
+/// (issue 12, fault 3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_of_many_ingresses_are_written_in_parallel() {
     let (lab, _idc, _tke) = app(LabOptions::default(), 29, 1).await;
@@ -359,5 +362,5 @@ async fn statuses_of_many_ingresses_are_written_in_parallel() {
         all < Duration::from_secs(5),
         "one at a time? all after {all:?}"
     );
-    assert!(newest < Duration::from_secs(2), "{newest:?}");
+    assert!(newest < Duration::from_secs(5), "not first? {newest:?}");
 }
