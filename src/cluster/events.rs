@@ -70,14 +70,21 @@ pub(crate) async fn run(
                 .collect();
             seen_generation = Some(generation);
         }
-        let mut current = diagnostics.clone();
-        if let Some(more) = &more {
-            current.extend(more(&cluster));
-        }
+        let more: BTreeSet<Report> = more
+            .as_ref()
+            .map(|m| m(&cluster))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         // Problems that went away may be reported again if they come back.
-        published.retain(|r| current.contains(r));
+        published.retain(|r| diagnostics.contains(r) || more.contains(r));
         // What is not published yet (the rate limit, API errors) waits for a later pass.
-        let pending: Vec<Report> = current.difference(&published).cloned().collect();
+        let pending: Vec<Report> = diagnostics
+            .iter()
+            .chain(&more)
+            .filter(|r| !published.contains(*r))
+            .cloned()
+            .collect();
         for report in pending.iter().take(PER_PASS) {
             tracing::warn!(object = %report.object, reason = report.diagnostic.reason, "{}", report.diagnostic.message);
             let event = Event {

@@ -144,7 +144,7 @@ fn register_targets(registry: &mut Registry, targets: &[TargetStatus]) {
     let in_sync = Family::<TargetLabels, Gauge>::default();
     let quarantined = Family::<FailureLabels, Gauge>::default();
     for t in targets {
-        for kind in ["upstream", "certificate", "routes"] {
+        for kind in crate::sync::Item::KINDS {
             let n = t
                 .quarantined
                 .iter()

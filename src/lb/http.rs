@@ -3,7 +3,8 @@
 //!
 //! Owns: one authenticated HTTP client per target and the mapping of answers to
 //! [`LbError`]: 409 → `Fenced`, 401/403 → `Transient` (a token, not the batch), other
-//! 4xx → `Rejected`, 5xx and network trouble → `Transient`. Must never log the token or certificate keys.
+//! 4xx → `Rejected`, 5xx and network trouble → `Transient`. Must never log the token or
+//! certificate keys.
 
 use std::fmt;
 use std::sync::Arc;

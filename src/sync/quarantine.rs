@@ -31,6 +31,9 @@ pub enum Item {
 }
 
 impl Item {
+    /// Every [`Item::kind`], for metrics that report each kind, even at zero.
+    pub(crate) const KINDS: [&'static str; 3] = ["upstream", "certificate", "routes"];
+
     /// `upstream`, `certificate` or `routes`: a metric label.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
@@ -106,6 +109,18 @@ impl Quarantine {
         self.items.is_empty()
     }
 
+    pub(crate) fn contains(&self, item: &Item) -> bool {
+        self.items.contains_key(item)
+    }
+
+    /// The quarantined upstreams' keys.
+    pub(crate) fn upstreams(&self) -> impl Iterator<Item = &UpstreamKey> {
+        self.items.keys().filter_map(|item| match item {
+            Item::Upstream(key) => Some(key),
+            _ => None,
+        })
+    }
+
     /// Every quarantined item, in item order.
     pub(crate) fn list(&self) -> Vec<Quarantined> {
         self.items.values().cloned().collect()
@@ -125,9 +140,11 @@ impl Quarantine {
         );
     }
 
-    /// The LB accepted these items: they are no longer refused.
-    pub(crate) fn release(&mut self, accepted: &BTreeSet<Item>) {
+    /// The LB accepted these items: they are no longer refused. Whether any was.
+    pub(crate) fn release(&mut self, accepted: &BTreeSet<Item>) -> bool {
+        let before = self.items.len();
         self.items.retain(|item, _| !accepted.contains(item));
+        self.items.len() != before
     }
 
     /// Forgets everything (an LB that restarted may accept what it refused).
@@ -279,7 +296,7 @@ mod tests {
         q.filter(&mut sent, &snapshot);
         assert_eq!(sent.upsert_upstreams.len(), 3, "changed: sent again");
 
-        q.release(&BTreeSet::from([Item::Upstream(up("b").key)]));
+        assert!(q.release(&BTreeSet::from([Item::Upstream(up("b").key)])));
         assert!(q.is_empty());
     }
 }

@@ -124,6 +124,7 @@ pub struct Worker {
 struct Pushed {
     /// The LB's answer to the last batch it accepted; `None`: it accepted none.
     summary: Option<StateSummary>,
+    /// Quarantined items the LB accepted now.
     accepted: std::collections::BTreeSet<Item>,
     /// Items the LB refused on their own, with its answer.
     refused: Vec<(Item, String)>,
@@ -350,7 +351,13 @@ impl Worker {
         Box::pin(async move {
             match self.send(work, &batch).await {
                 Ok(summary) => {
-                    out.accepted.extend(quarantine::items(&batch));
+                    // Only what was quarantined needs to be known as accepted.
+                    if !self.quarantine.is_empty() {
+                        let released = quarantine::items(&batch)
+                            .into_iter()
+                            .filter(|i| self.quarantine.contains(i));
+                        out.accepted.extend(released);
+                    }
                     out.summary = Some(summary);
                     Ok(())
                 }
@@ -375,10 +382,7 @@ impl Worker {
 
     /// Quarantines what the LB refused in `pushed` and releases what it accepted.
     fn settle_quarantine(&mut self, pushed: &Pushed, snapshot: &Snapshot) {
-        if pushed.refused.is_empty() && (self.quarantine.is_empty() || pushed.accepted.is_empty()) {
-            return;
-        }
-        self.quarantine.release(&pushed.accepted);
+        let released = self.quarantine.release(&pushed.accepted);
         for (item, reason) in &pushed.refused {
             tracing::warn!(
                 lb = self.adapter.name(),
@@ -397,7 +401,9 @@ impl Worker {
                 .entry("rejected")
                 .or_default() += 1;
         }
-        self.publish_quarantine();
+        if released || !pushed.refused.is_empty() {
+            self.publish_quarantine();
+        }
     }
 
     fn publish_quarantine(&self) {
@@ -513,10 +519,8 @@ impl Worker {
                 }
             }
         }
-        for q in self.quarantine.list() {
-            if let Item::Upstream(key) = &q.item {
-                held.remove(key);
-            }
+        for key in self.quarantine.upstreams() {
+            held.remove(key);
         }
     }
 
