@@ -55,13 +55,20 @@ pub enum ClusterError {
     },
 }
 
+/// A cluster's client and the API server it talks to (for log lines and the admin view).
+#[derive(Clone)]
+pub(crate) struct Connection {
+    pub(crate) client: Client,
+    pub(crate) api_server: String,
+}
+
 /// Builds a client from a kubeconfig file (and context), or infers one (in-cluster,
 /// then `$KUBECONFIG`).
 pub(crate) async fn client(
     cluster: &str,
     kubeconfig: Option<&Path>,
     context: Option<&str>,
-) -> Result<Client, ClusterError> {
+) -> Result<Connection, ClusterError> {
     let config = match kubeconfig {
         Some(path) => {
             let err = |source| ClusterError::Kubeconfig {
@@ -85,10 +92,12 @@ pub(crate) async fn client(
                 source,
             })?,
     };
-    Client::try_from(config).map_err(|source| ClusterError::Client {
+    let api_server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|source| ClusterError::Client {
         cluster: cluster.to_owned(),
         source,
-    })
+    })?;
+    Ok(Connection { client, api_server })
 }
 
 /// What the watchers of every cluster share.
@@ -142,10 +151,11 @@ async fn probe(client: Client, status: StatusCell) {
 pub(crate) fn spawn(
     cluster: ClusterName,
     client: Client,
+    api_server: &str,
     desired: Arc<Desired>,
     options: &WatchOptions,
 ) -> ClusterWatch {
-    let status = StatusCell::new(cluster.as_str(), KINDS);
+    let status = StatusCell::new(cluster.as_str(), api_server, KINDS);
     let mut tasks = JoinSet::new();
     let ctx = (cluster.clone(), desired.clone(), status.clone());
     let cfg = watcher::Config::default;

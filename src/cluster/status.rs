@@ -56,6 +56,8 @@ impl ClusterState {
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterStatus {
     pub name: String,
+    /// The API server's address, as the kubeconfig gives it.
+    pub(crate) api_server: String,
     pub state: ClusterState,
     /// When the current state began (ms since the Unix epoch).
     pub(crate) since_ms: u64,
@@ -95,9 +97,10 @@ pub struct StatusCell {
 }
 
 impl StatusCell {
-    pub(crate) fn new(name: &str, kinds: usize) -> Self {
+    pub(crate) fn new(name: &str, api_server: &str, kinds: usize) -> Self {
         let status = ClusterStatus {
             name: name.to_owned(),
+            api_server: api_server.to_owned(),
             state: ClusterState::NeverSynced,
             since_ms: now_ms(),
             synced_kinds: BTreeSet::new(),
@@ -205,14 +208,14 @@ impl StatusCell {
         let said = if s.state == ClusterState::Synced {
             s.state = ClusterState::Stale;
             s.since_ms = now_ms();
-            tracing::warn!(cluster = %s.name, %error, "cluster stale: its API server does not answer; last-known endpoints kept");
+            tracing::warn!(cluster = %s.name, api_server = %s.api_server, %error, "cluster stale: its API server does not answer; last-known endpoints kept");
             self.reminder.admit();
             Said::WentStale
         } else if matches!(s.state, ClusterState::Stale | ClusterState::Expired)
             && let Some(failures) = self.reminder.admit()
         {
             let stale_for_s = now_ms().saturating_sub(s.since_ms) / 1000;
-            tracing::warn!(cluster = %s.name, %error, stale_for_s, failures, "cluster still stale");
+            tracing::warn!(cluster = %s.name, api_server = %s.api_server, %error, stale_for_s, failures, "cluster still stale");
             Said::Reminder
         } else {
             Said::Nothing
@@ -227,7 +230,7 @@ impl StatusCell {
         let away = matches!(s.state, ClusterState::Stale | ClusterState::Expired);
         if away {
             let stale_for_ms = now_ms().saturating_sub(s.since_ms);
-            tracing::info!(cluster = %s.name, stale_for_ms, "cluster reachable again");
+            tracing::info!(cluster = %s.name, api_server = %s.api_server, stale_for_ms, "cluster reachable again");
         }
         away
     }
@@ -239,7 +242,7 @@ mod tests {
 
     #[test]
     fn stale_expired_and_back() {
-        let cell = StatusCell::new("idc", 1);
+        let cell = StatusCell::new("idc", "https://127.0.0.1:6443/", 1);
         cell.failed("down".to_owned());
         cell.expired();
         cell.recovered();
@@ -273,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_cluster_going_stale_is_said_once_and_its_return_once() {
-        let cell = StatusCell::new("idc", 1);
+        let cell = StatusCell::new("idc", "https://127.0.0.1:6443/", 1);
         cell.healthy(Kind::EndpointSlice, true);
         assert_eq!(
             cell.failed("connection refused".to_owned()),
@@ -286,5 +289,54 @@ mod tests {
         assert!(cell.reachable(), "its return is said");
         assert!(!cell.reachable(), "once");
         assert_eq!(cell.failed("down again".to_owned()), Said::WentStale);
+    }
+
+    /// What `f` logs, as the text formatter writes it.
+    fn logged(f: impl FnOnce()) -> String {
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8_lossy(&buf.lock()).into_owned()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_stale_warning_names_the_api_server_and_the_cause() {
+        let cell = StatusCell::new("idc", "https://10.0.0.1:6443/", 1);
+        cell.healthy(Kind::EndpointSlice, true);
+        let out = logged(|| {
+            cell.failed(
+                "API server unreachable: tcp connect error: Connection refused (os error 111)"
+                    .to_owned(),
+            );
+            cell.reachable();
+        });
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "one WARN, one INFO: {out}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("api_server=https://10.0.0.1:6443/"),
+            "{out}"
+        );
+        assert!(lines[0].contains("os error 111"), "the OS error: {out}");
+        assert!(
+            lines[1].contains("INFO") && lines[1].contains("api_server=https://10.0.0.1:6443/"),
+            "{out}"
+        );
     }
 }

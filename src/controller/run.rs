@@ -177,7 +177,7 @@ async fn open_when_listed(
 
 /// One kube client per configured cluster, made once at start and shared by the
 /// watchers, the weights ConfigMap and the leader Lease (a client is a connection pool).
-pub(crate) struct Clients(std::collections::BTreeMap<String, kube::Client>);
+pub(crate) struct Clients(std::collections::BTreeMap<String, cluster::Connection>);
 
 impl Clients {
     async fn connect(config: &ControllerConfig) -> Result<Self, ControllerError> {
@@ -192,6 +192,11 @@ impl Clients {
 
     /// The client of a configured cluster.
     pub(crate) fn of(&self, cluster: &str) -> Result<kube::Client, ControllerError> {
+        Ok(self.connection(cluster)?.client)
+    }
+
+    /// The client of a configured cluster and its API server's address.
+    fn connection(&self, cluster: &str) -> Result<cluster::Connection, ControllerError> {
         self.0.get(cluster).cloned().ok_or_else(|| {
             ControllerError::Config(ConfigError::Invalid {
                 field: "clusters".to_owned(),
@@ -212,9 +217,15 @@ fn spawn_clusters(
 ) -> Result<Vec<ClusterWatch>, ControllerError> {
     let mut clusters = Vec::new();
     for (c, reach) in config.clusters.iter().zip(reach) {
-        let client = clients.of(&c.name)?;
+        let cluster::Connection { client, api_server } = clients.connection(&c.name)?;
         let name = ClusterName::new(&c.name);
-        let watched = cluster::spawn(name.clone(), client.clone(), desired.clone(), watch);
+        let watched = cluster::spawn(
+            name.clone(),
+            client.clone(),
+            &api_server,
+            desired.clone(),
+            watch,
+        );
         cluster::spawn_reach(
             &name,
             &client,
