@@ -69,7 +69,7 @@ fn fix(
 
 /// The `loadBalancer.ingress` entries for the publish addresses: IPs as `ip`, names as
 /// `hostname`.
-fn entries(addresses: &[String]) -> Vec<IngressLoadBalancerIngress> {
+pub(crate) fn entries(addresses: &[String]) -> Vec<IngressLoadBalancerIngress> {
     addresses
         .iter()
         .map(|a| match a.parse::<IpAddr>() {
@@ -86,8 +86,8 @@ fn entries(addresses: &[String]) -> Vec<IngressLoadBalancerIngress> {
 }
 
 /// The hook the Ingress watcher calls for every Ingress it sees.
-pub(crate) fn recorder(seen: Seen) -> Box<dyn Fn(&Ingress) + Send + Sync> {
-    Box::new(move |ing: &Ingress| {
+pub(crate) fn recorder(seen: Seen) -> impl Fn(&Ingress) + Send + Sync {
+    move |ing: &Ingress| {
         let current = ing
             .status
             .as_ref()
@@ -98,7 +98,7 @@ pub(crate) fn recorder(seen: Seen) -> Box<dyn Fn(&Ingress) + Send + Sync> {
         let mut seen = seen.lock();
         seen.current.insert(key.clone(), current);
         seen.fresh.push(key);
-    })
+    }
 }
 
 /// Patches the status of every Ingress whose status needs it, until dropped.

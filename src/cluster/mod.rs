@@ -10,6 +10,8 @@ mod events;
 pub(crate) use events::MoreReports;
 mod guard;
 mod ingress_status;
+mod programmed;
+pub(crate) use programmed::{LbProgress, Progress};
 mod reach;
 mod stale;
 mod status;
@@ -116,6 +118,9 @@ pub(crate) struct WatchOptions {
     /// Problems found outside the Index (items an LB refused), published as Events
     /// like its diagnostics.
     pub(crate) more_reports: Option<events::MoreReports>,
+    /// Where the LB targets stand, for the Normal `Sync` Event on each Ingress they
+    /// have programmed (none without it, or without `events`).
+    pub(crate) lb_progress: Option<LbProgress>,
 }
 
 /// The running watchers of one cluster. Dropping it stops them.
@@ -147,6 +152,52 @@ async fn probe(client: Client, status: StatusCell) {
     }
 }
 
+/// The Ingress watcher, with what it feeds: the status writer and the `Sync` Events.
+fn spawn_ingress_watch(
+    tasks: &mut JoinSet<()>,
+    client: &Client,
+    ctx: (ClusterName, Arc<Desired>, StatusCell),
+    options: &WatchOptions,
+) {
+    let (c, d, s) = ctx;
+    let seen = ingress_status::Seen::default();
+    let status_of = ingress_status::recorder(seen.clone());
+    let addresses = options.publish_addresses.clone();
+    let programmed = programmed::Shared::default();
+    let sync_of = programmed::recorder(programmed.clone(), &addresses);
+    let recorder: watch::AfterApply<Ingress> = Box::new(move |ing, origin| {
+        status_of(ing);
+        sync_of(ing, origin);
+    });
+    tasks.spawn(ingress_status::run(
+        client.clone(),
+        c.clone(),
+        d.clone(),
+        seen,
+        addresses,
+    ));
+    if let (true, Some(progress)) = (options.events, options.lb_progress.clone()) {
+        tasks.spawn(programmed::run(
+            client.clone(),
+            c.clone(),
+            d.clone(),
+            options.controller_name.clone(),
+            programmed,
+            progress,
+        ));
+    }
+    tasks.spawn(watch::run(
+        Api::<Ingress>::all(client.clone()),
+        watcher::Config::default(),
+        Kind::Ingress,
+        c,
+        d,
+        s,
+        Some(recorder),
+        None,
+    ));
+}
+
 /// Starts one watcher per kind for `cluster`.
 pub(crate) fn spawn(
     cluster: ClusterName,
@@ -172,29 +223,7 @@ pub(crate) fn spawn(
             None,
         ));
     }
-    {
-        let (c, d, s) = ctx.clone();
-        let seen = ingress_status::Seen::default();
-        let recorder = ingress_status::recorder(seen.clone());
-        let addresses = options.publish_addresses.clone();
-        tasks.spawn(ingress_status::run(
-            client.clone(),
-            c.clone(),
-            d.clone(),
-            seen,
-            addresses,
-        ));
-        tasks.spawn(watch::run(
-            Api::<Ingress>::all(client.clone()),
-            cfg(),
-            Kind::Ingress,
-            c,
-            d,
-            s,
-            Some(recorder),
-            None,
-        ));
-    }
+    spawn_ingress_watch(&mut tasks, &client, ctx.clone(), options);
     {
         let (c, d, s) = ctx.clone();
         tasks.spawn(watch::run(

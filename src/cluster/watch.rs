@@ -17,8 +17,19 @@ use podgate_core::model::ClusterName;
 use super::guard::RelistGuard;
 use super::status::StatusCell;
 
+/// How an object reached the watcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// In the watcher's first list since the controller started.
+    FirstList,
+    /// In a later list (after a watch expired or the API server was away).
+    Relist,
+    /// A watch event: created or changed while watched.
+    Event,
+}
+
 /// Called with each applied object after the Index took it (e.g. to write status).
-pub(crate) type AfterApply<K> = Box<dyn Fn(&K) + Send + Sync>;
+pub(crate) type AfterApply<K> = Box<dyn Fn(&K, Origin) + Send + Sync>;
 
 /// Watches one kind until the task is dropped. With a `guard` (floor guard), completed
 /// relists and withdrawing events go through it instead of straight to the Index.
@@ -41,6 +52,7 @@ pub(crate) async fn run<K>(
     let mut relist: Vec<Prepared> = Vec::new();
     // Typed copies for `after_apply`, kept only when it is set.
     let mut relisted: Vec<K> = Vec::new();
+    let mut listed_once = false;
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Apply(obj)) => {
@@ -60,7 +72,7 @@ pub(crate) async fn run<K>(
                 };
                 apply_guarded(&desired, guard.as_ref(), &cause, input);
                 if let (Some(f), Some(obj)) = (&after_apply, copy) {
-                    f(&obj);
+                    f(&obj, Origin::Event);
                 }
                 status.healthy(kind, false);
             }
@@ -115,7 +127,12 @@ pub(crate) async fn run<K>(
                 tracing::info!(%cluster, %kind, objects = count, changed_upstreams = changes.upstreams.len(), "listed");
                 status.healthy(kind, true);
                 if let Some(f) = &after_apply {
-                    relisted.drain(..).for_each(|obj| f(&obj));
+                    let origin = if std::mem::replace(&mut listed_once, true) {
+                        Origin::Relist
+                    } else {
+                        Origin::FirstList
+                    };
+                    relisted.drain(..).for_each(|obj| f(&obj, origin));
                 }
             }
             // Routine: the API server forgot the watch's resource version (after its own

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 mod leader;
+mod progress;
 mod refusals;
 mod run;
 pub mod weights;

@@ -310,6 +310,7 @@ pub async fn start(
         withdraw_guard: config.withdraw_guard,
         confirm_after: config.confirm_after,
         more_reports: Some(super::refusals::reports(targets.clone(), desired.clone())),
+        lb_progress: Some(super::progress::of(targets.clone())),
     };
     let clusters = spawn_clusters(config, &clients, reach, &desired, &watch, &mut tasks)?;
 

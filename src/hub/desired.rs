@@ -21,6 +21,10 @@ pub struct Desired {
     /// Bumped by every write that may have changed the diagnostics, so readers of
     /// diagnostics (Events) recompute them only when needed.
     diagnostics_generation: AtomicU64,
+    /// Counts writes that changed something, bumped after their changes reached every
+    /// inbox: a worker that reads `version` before taking its inbox holds everything
+    /// up to that version (see [`Desired::version`]).
+    version: AtomicU64,
 }
 
 impl Desired {
@@ -30,6 +34,7 @@ impl Desired {
             subscribers: Mutex::new(Vec::new()),
             holds: Mutex::new(None),
             diagnostics_generation: AtomicU64::new(0),
+            version: AtomicU64::new(0),
         })
     }
 
@@ -94,7 +99,15 @@ impl Desired {
             for pending in self.subscribers.lock().iter() {
                 pending.add(changes, cause);
             }
+            self.version.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// How many writes have changed something so far. Every change of those writes is
+    /// in every inbox already: a worker that reads this, then takes its inbox and
+    /// pushes it, has the LB holding at least this version.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Every hold a later write starts goes to the returned receiver (replacing any

@@ -76,6 +76,10 @@ pub struct TargetStatus {
     pub(crate) instance: String,
     /// Items the LB refused, left out until they change.
     pub quarantined: Vec<Quarantined>,
+    /// The `Desired::version` the LB holds as far as its last accepted push tells
+    /// (refused items aside): an object applied at or before it is live there.
+    #[serde(skip)]
+    pub(crate) programmed: u64,
     /// When the LB last acknowledged a push (for benchmarks measuring propagation).
     #[serde(skip)]
     pub last_ack: Option<std::time::Instant>,
@@ -239,11 +243,13 @@ impl Worker {
                     continue;
                 }
             }
+            // Read before the inbox is taken: everything up to it is in `work`.
+            let version = self.desired.version();
             let work = self.pending.take();
             if work.is_empty() {
                 continue;
             }
-            match self.push(&work).await {
+            match self.push(&work, version).await {
                 Ok(()) => backoff = self.config.backoff_min,
                 Err(e) => {
                     let state = if matches!(e, LbError::Fenced(_)) {
@@ -260,7 +266,8 @@ impl Worker {
         }
     }
 
-    async fn push(&mut self, work: &Work) -> Result<(), LbError> {
+    /// Pushes `work`, taken from the inbox at `version` of the desired state.
+    async fn push(&mut self, work: &Work, version: u64) -> Result<(), LbError> {
         let snapshot = self.desired.snapshot();
         let result = if work.full {
             self.push_full(work, &snapshot).await
@@ -294,6 +301,7 @@ impl Worker {
         self.update_held(work, &snapshot);
         let Some(summary) = pushed.summary else {
             // Nothing was accepted: every item was refused, or left out as refused.
+            self.status.lock().programmed = version;
             self.set_state(self.settled_state(), None);
             return Ok(());
         };
@@ -324,6 +332,10 @@ impl Worker {
             status.last_ack = Some(std::time::Instant::now());
             status.generation = summary.generation;
             status.instance.clone_from(&summary.instance);
+            // A push that landed on a restarted LB left it holding only that push.
+            if !restarted || work.full {
+                status.programmed = version;
+            }
         }
         self.acked = Some(summary);
         self.set_state(self.settled_state(), None);

@@ -1,8 +1,10 @@
 //! End to end: simulated clusters + controller + proxy + simulated pods (the Lab), over real TCP.
 
 mod controller;
+mod events;
 mod failover;
 mod failover_lab;
+mod front_lb;
 mod leader;
 mod lifecycle;
 mod migration;

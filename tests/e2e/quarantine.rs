@@ -6,11 +6,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response};
 use podgate::demo::{Configure, Lab, LabOptions, pods};
 use podgate_sim::Gvr;
+
+use crate::front_lb;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -24,66 +23,16 @@ fn names_refused(body: &[u8]) -> bool {
     })
 }
 
-/// An LB-contract server in front of the built-in proxy's admin API (set later, once
-/// the lab has started it) that answers 400 to any batch that upserts or patches an
-/// upstream of the namespace `refused`, and passes everything else through.
-async fn strict_lb(behind: Arc<OnceLock<String>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            // Made here, once the lab has set up TLS for reqwest.
-            let (client, behind) = (reqwest::Client::new(), behind.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: Request<hyper::body::Incoming>| {
-                        let (client, behind) = (client.clone(), behind.clone());
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body.collect().await?.to_bytes();
-                            if parts.uri.path() == "/v1/batch" && names_refused(&body) {
-                                let refusal = r#"{"error":"upstream refused/web:80 fails the company's validation"}"#;
-                                return Ok::<_, hyper::Error>(
-                                    Response::builder()
-                                        .status(400)
-                                        .header("content-type", "application/json")
-                                        .body(Full::new(Bytes::from_static(refusal.as_bytes())))
-                                        .unwrap(),
-                                );
-                            }
-                            let target = format!("{}{}", behind.get().unwrap(), parts.uri);
-                            let mut forward = client.request(parts.method, target).body(body);
-                            if let Some(auth) = parts.headers.get("authorization") {
-                                forward = forward.header("authorization", auth);
-                            }
-                            let answer = forward.send().await.unwrap();
-                            let status = answer.status();
-                            let bytes = answer.bytes().await.unwrap();
-                            Ok(Response::builder()
-                                .status(status)
-                                .header("content-type", "application/json")
-                                .body(Full::new(bytes))
-                                .unwrap())
-                        }
-                    },
-                );
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_the_lb_refuses_is_quarantined_and_reported_and_the_rest_lands() {
     let behind = Arc::new(OnceLock::new());
-    let strict = strict_lb(behind.clone()).await;
+    let refuse = |path: &str, body: &[u8]| {
+        (path == "/v1/batch" && names_refused(body)).then_some((
+            400,
+            r#"{"error":"upstream refused/web:80 fails the company's validation"}"#,
+        ))
+    };
+    let strict = front_lb::start(behind.clone(), refuse).await;
     let configure = Configure::new(move |config, _| {
         let target = &mut config.targets[0];
         behind.set(target.url.clone().unwrap()).unwrap();

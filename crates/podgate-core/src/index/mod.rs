@@ -373,6 +373,28 @@ impl Index {
         self.claimed.contains_key(&(c, key))
     }
 
+    /// The upstreams one Ingress of `cluster` names (its rules and default backend),
+    /// whether or not it is podgate's; empty for an unknown Ingress.
+    pub fn backends_of(
+        &self,
+        cluster: &ClusterName,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<UpstreamKey> {
+        let Some(store) = self.clusters.iter().find(|c| c.name == *cluster) else {
+            return Vec::new();
+        };
+        let key: ObjectKey = (Arc::from(namespace), Arc::from(name));
+        let Some(ingress) = store.ingresses.get(&key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<UpstreamKey> = ingress.rules.iter().map(|r| r.upstream.clone()).collect();
+        out.extend(ingress.default_backend.iter().cloned());
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether the Index holds this object of `cluster` (`namespace` empty for an
     /// IngressClass).
     pub fn has_object(
