@@ -7,8 +7,8 @@
 //! because its IngressClass arrived later on another watch, so the watcher records each
 //! Ingress's current status and this task compares all of them with the Index. New and
 //! changed Ingresses go first (a first install has thousands waiting, and the one a
-//! user just created should not wait behind them), and `CONCURRENCY` patches are in
-//! flight at once.
+//! user just created should not wait behind them: watch events go first, and a list's
+//! Ingresses youngest first), and `CONCURRENCY` patches are in flight at once.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
+use super::watch::Origin;
 use crate::hub::Desired;
 use podgate_core::model::ClusterName;
 
@@ -39,8 +40,15 @@ type Key = (String, String);
 /// and the Ingresses recorded since the reconciler last looked (new or changed).
 #[derive(Default)]
 pub(crate) struct Recorded {
-    current: HashMap<Key, Vec<IngressLoadBalancerIngress>>,
+    current: HashMap<Key, Shown>,
     fresh: Vec<Key>,
+}
+
+/// One Ingress as the watcher last saw it.
+struct Shown {
+    status: Vec<IngressLoadBalancerIngress>,
+    /// `creationTimestamp` in seconds: a pass writes the youngest first.
+    created: i64,
 }
 
 pub(crate) type Seen = Arc<Mutex<Recorded>>;
@@ -86,18 +94,28 @@ pub(crate) fn entries(addresses: &[String]) -> Vec<IngressLoadBalancerIngress> {
 }
 
 /// The hook the Ingress watcher calls for every Ingress it sees.
-pub(crate) fn recorder(seen: Seen) -> impl Fn(&Ingress) + Send + Sync {
-    move |ing: &Ingress| {
-        let current = ing
+///
+/// Only watch events count as fresh: a list hands over every Ingress at once, and
+/// those are written youngest first by the full pass.
+pub(crate) fn recorder(seen: Seen) -> impl Fn(&Ingress, Origin) + Send + Sync {
+    move |ing: &Ingress, origin: Origin| {
+        let status = ing
             .status
             .as_ref()
             .and_then(|s| s.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.clone())
             .unwrap_or_default();
         let key = (ing.namespace().unwrap_or_default(), ing.name_any());
+        let created = ing
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second());
         let mut seen = seen.lock();
-        seen.current.insert(key.clone(), current);
-        seen.fresh.push(key);
+        seen.current.insert(key.clone(), Shown { status, created });
+        if origin == Origin::Event {
+            seen.fresh.push(key);
+        }
     }
 }
 
@@ -117,23 +135,28 @@ pub(crate) async fn run(
     let judge = |keys: Option<Vec<Key>>| -> Vec<(Key, Fix)> {
         let seen = seen.lock();
         desired.read(|index| {
-            let needs = |(ns, name): &Key, current: &Vec<IngressLoadBalancerIngress>| {
-                fix(index.serves(&cluster, ns, name), current, &want)
+            let needs = |(ns, name): &Key, current: &Shown| {
+                fix(index.serves(&cluster, ns, name), &current.status, &want)
             };
-            match keys {
-                Some(keys) => keys
+            if let Some(keys) = keys {
+                return keys
                     .into_iter()
                     .filter_map(|key| {
                         let fix = needs(&key, seen.current.get(&key)?)?;
                         Some((key, fix))
                     })
-                    .collect(),
-                None => seen
-                    .current
-                    .iter()
-                    .filter_map(|(key, current)| Some((key.clone(), needs(key, current)?)))
-                    .collect(),
+                    .collect();
             }
+            // Every Ingress seen, the youngest first.
+            let mut all: Vec<(i64, Key, Fix)> = seen
+                .current
+                .iter()
+                .filter_map(|(key, current)| {
+                    Some((current.created, key.clone(), needs(key, current)?))
+                })
+                .collect();
+            all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            all.into_iter().map(|(_, key, fix)| (key, fix)).collect()
         })
     };
     loop {
@@ -191,7 +214,11 @@ async fn patch(
         .await
     {
         // Assume it took; the watch will report the truth.
-        Ok(_) => drop(seen.lock().current.insert((ns, name), shown)),
+        Ok(_) => {
+            if let Some(current) = seen.lock().current.get_mut(&(ns, name)) {
+                current.status = shown;
+            }
+        }
         Err(kube::Error::Api(e)) if e.code == 404 => drop(seen.lock().current.remove(&(ns, name))),
         Err(e) => {
             let ingress = format!("{ns}/{name}");

@@ -166,7 +166,7 @@ fn spawn_ingress_watch(
     let programmed = programmed::Shared::default();
     let sync_of = programmed::recorder(programmed.clone(), &addresses);
     let recorder: watch::AfterApply<Ingress> = Box::new(move |ing, origin| {
-        status_of(ing);
+        status_of(ing, origin);
         sync_of(ing, origin);
     });
     tasks.spawn(ingress_status::run(
