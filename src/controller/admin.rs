@@ -16,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -200,20 +200,35 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
-/// Binds `addr` and serves until the task is dropped. Returns the bound address.
+/// Binds `config.listen` and serves until the task is dropped. Returns the bound
+/// address. HTTP/1.1 only (what the CLI and browsers speak here), so that hyper's
+/// header-read timeout bounds every connection: before its first request, between
+/// requests, and while a head arrives; `max_connections` caps them.
 pub(crate) async fn serve(
-    addr: SocketAddr,
+    config: &super::config::AdminConfig,
     state: Arc<AdminState>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = TcpListener::bind(config.listen).await?;
     let bound = listener.local_addr()?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let header_read = config.header_read_timeout;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
             };
             let state = state.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let service = service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
                     async move {
@@ -225,7 +240,10 @@ pub(crate) async fn serve(
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_read);
                 if let Err(e) = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await

@@ -271,6 +271,24 @@ pub struct AdminConfig {
     /// with 403 otherwise).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Connections open at once; more wait in the kernel's backlog.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to send a request head; also closes a connection idle this
+    /// long, from its start.
+    #[serde(
+        default = "default_admin_header_read",
+        deserialize_with = "duration::required"
+    )]
+    pub header_read_timeout: Duration,
+}
+
+fn default_admin_max_connections() -> usize {
+    64
+}
+
+fn default_admin_header_read() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for AdminConfig {
@@ -278,6 +296,8 @@ impl Default for AdminConfig {
         Self {
             listen: default_admin_listen(),
             token_file: None,
+            max_connections: default_admin_max_connections(),
+            header_read_timeout: default_admin_header_read(),
         }
     }
 }

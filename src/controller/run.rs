@@ -329,12 +329,13 @@ pub async fn start(
         weights,
         term,
     });
-    let (admin_addr, admin_task) = admin::serve(config.admin.listen, admin.clone())
-        .await
-        .map_err(|source| ControllerError::Admin {
-            addr: config.admin.listen,
-            source,
-        })?;
+    let (admin_addr, admin_task) =
+        admin::serve(&config.admin, admin.clone())
+            .await
+            .map_err(|source| ControllerError::Admin {
+                addr: config.admin.listen,
+                source,
+            })?;
     tasks.spawn(async move {
         let _ = admin_task.await;
     });

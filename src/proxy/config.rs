@@ -94,6 +94,17 @@ pub struct AdminConfig {
     /// Serve the admin API over TLS, optionally requiring client certificates (mTLS).
     #[serde(default)]
     pub tls: Option<AdminTls>,
+    /// Admin connections open at once; more wait in the kernel's backlog. Small and
+    /// separate from `limits.max_connections`, so that admin clients can never take
+    /// the data plane's connections or file descriptors.
+    #[serde(default = "AdminConfig::default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl AdminConfig {
+    fn default_max_connections() -> usize {
+        64
+    }
 }
 
 /// TLS for the admin listener. The bearer token is required in any case.
@@ -142,9 +153,10 @@ impl Default for Limits {
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     pub connect_ms: u64,
-    /// Time a client has to send a whole request head (slowloris guard). It also closes
-    /// an HTTP/1 keep-alive connection that stays idle this long, and bounds the TLS
-    /// handshake.
+    /// Time a client has to send a whole request head (slowloris guard). It also bounds
+    /// the TLS handshake, and closes any client or admin connection (HTTP/1.1, h2c, h2)
+    /// that has no request in flight this long, from its start: an HTTP/2 connection
+    /// that only pings is idle.
     pub header_read_ms: u64,
     /// Idle keep-alive connections to upstreams are closed after this.
     pub(crate) upstream_idle_ms: u64,
@@ -224,6 +236,7 @@ impl ProxyConfig {
                 token_file: None,
                 token: Some(Token::new(token)),
                 tls: None,
+                max_connections: AdminConfig::default_max_connections(),
             },
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -264,6 +277,9 @@ impl ProxyConfig {
             None => return invalid("admin.token_file", "is required"),
             Some(t) if t.0.is_empty() => return invalid("admin.token_file", "the token is empty"),
             Some(_) => {}
+        }
+        if !(1..=4096).contains(&self.admin.max_connections) {
+            return invalid("admin.max_connections", "must be between 1 and 4096");
         }
         if self.limits.max_connections == 0 {
             return invalid("limits.max_connections", "must be at least 1");

@@ -16,6 +16,7 @@ mod config;
 mod forward;
 mod h1;
 mod headers;
+mod idle;
 mod metrics;
 mod owners;
 mod router;
@@ -25,7 +26,6 @@ mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -61,7 +61,7 @@ pub struct ProxyHandle {
     /// Where HTTPS is served, if `tls_listen` was configured.
     pub https_addr: Option<SocketAddr>,
     /// Where the admin API is served.
-    pub(crate) admin_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     admin_tls: bool,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -153,7 +153,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         metrics: Arc::clone(&metrics),
         builder: Arc::clone(&builder),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-        handshake_timeout: Duration::from_millis(config.timeouts.header_read_ms),
+        handshake_timeout: config.timeouts.header_read(),
         shutdown: shutdown_rx.clone(),
     };
     let admin = Arc::new(admin::Admin::new(
@@ -165,13 +165,15 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
 
     let mut tasks = vec![
         tokio::spawn(server::serve_plain(http, shared.clone())),
-        tokio::spawn(server::serve_admin(
-            admin_listener,
-            admin_tls.clone(),
+        tokio::spawn(server::serve_admin(server::AdminServer {
+            listener: admin_listener,
+            tls: admin_tls.clone(),
             admin,
             builder,
-            shutdown_rx,
-        )),
+            connections: Arc::new(Semaphore::new(config.admin.max_connections)),
+            timeout: config.timeouts.header_read(),
+            shutdown: shutdown_rx,
+        })),
     ];
     let bound_tls = tls.map(|(l, addr, acceptor)| {
         tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));

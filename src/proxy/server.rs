@@ -29,6 +29,7 @@ use super::body::ProxyBody;
 use super::config::ProxyConfig;
 use super::forward::{Forwarder, Peer};
 use super::h1;
+use super::idle::Activity;
 use super::metrics::Metrics;
 
 /// What every client-facing accept loop shares.
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
     pub(crate) connections: Arc<Semaphore>,
+    /// For the TLS handshake, the first request head, and a connection with nothing in
+    /// flight (`timeouts.header_read_ms`).
     pub(crate) handshake_timeout: Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -163,19 +166,29 @@ where
 {
     shared.metrics.connection_opened();
     let forwarder = Arc::clone(&shared.forwarder);
+    let activity = Activity::new();
+    let tracker = activity.clone();
     let service = move |req: Request<Incoming>| {
         let forwarder = Arc::clone(&forwarder);
-        async move { Ok::<_, Infallible>(forwarder.handle(req, peer).await) }
+        tracker.track(async move { Ok::<_, Infallible>(forwarder.handle(req, peer).await) })
     };
-    serve_connection(io, service, &shared.builder, shared.shutdown.clone()).await;
+    let idle = (activity, shared.handshake_timeout);
+    serve_connection(io, service, &shared.builder, idle, shared.shutdown.clone()).await;
     shared.metrics.connection_closed();
 }
 
-/// Runs one connection; on shutdown, lets in-flight requests finish and closes it.
+/// How long a connection closed for idleness may take to say goodbye (an HTTP/2
+/// GOAWAY) before it is dropped.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs one connection; on shutdown, lets in-flight requests finish and closes it. With
+/// nothing in flight for `idle.1` (from the start: before its first request) it is
+/// closed too.
 async fn serve_connection<I, S, F>(
     io: TokioIo<I>,
     service: S,
     builder: &auto::Builder<TokioExecutor>,
+    (activity, idle): (Activity, Duration),
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -184,11 +197,27 @@ async fn serve_connection<I, S, F>(
 {
     let conn = builder.serve_connection_with_upgrades(io, service_fn(service));
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut in_flight = activity.subscribe();
+    let deadline = tokio::time::sleep(idle);
+    tokio::pin!(deadline);
+    let mut quiet = true;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            Ok(()) = in_flight.changed() => {
+                quiet = *in_flight.borrow_and_update() == 0;
+                if quiet {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                }
+            }
+            () = deadline.as_mut(), if quiet => {
+                conn.as_mut().graceful_shutdown();
+                break tokio::time::timeout(IDLE_GRACE, conn.as_mut()).await.unwrap_or(Ok(()));
+            }
         }
     };
     if let Err(e) = result {
@@ -196,17 +225,40 @@ async fn serve_connection<I, S, F>(
     }
 }
 
-const ADMIN_HANDSHAKE: Duration = Duration::from_secs(10);
+/// What the admin accept loop needs.
+pub(crate) struct AdminServer {
+    pub(crate) listener: TcpListener,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) admin: Arc<Admin>,
+    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    /// The admin listener's own cap (`admin.max_connections`): idle admin clients
+    /// cannot take the data plane's file descriptors.
+    pub(crate) connections: Arc<Semaphore>,
+    /// For the TLS handshake, the first request head and idleness, as on the data plane.
+    pub(crate) timeout: Duration,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
 
 /// Serves the admin API until shutdown.
-pub(crate) async fn serve_admin(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    admin: Arc<Admin>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve_admin(server: AdminServer) {
+    let AdminServer {
+        listener,
+        tls,
+        admin,
+        builder,
+        connections,
+        timeout,
+        mut shutdown,
+    } = server;
     loop {
+        // Over the cap, wait here: the kernel backlog holds new clients.
+        let permit = tokio::select! {
+            p = Arc::clone(&connections).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
@@ -215,6 +267,7 @@ pub(crate) async fn serve_admin(
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
+                drop(permit);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
@@ -224,18 +277,21 @@ pub(crate) async fn serve_admin(
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _permit = permit;
+            let activity = Activity::new();
+            let tracker = activity.clone();
             let service = move |req: Request<Incoming>| {
                 let admin = Arc::clone(&admin);
-                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+                tracker.track(async move { Ok::<_, Infallible>(admin.handle(req).await) })
             };
+            let idle = (activity, timeout);
             let Some(acceptor) = tls else {
-                serve_connection(TokioIo::new(stream), service, &builder, shutdown).await;
+                serve_connection(TokioIo::new(stream), service, &builder, idle, shutdown).await;
                 return;
             };
-            let handshake = tokio::time::timeout(ADMIN_HANDSHAKE, acceptor.accept(stream)).await;
-            match handshake {
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    serve_connection(TokioIo::new(tls), service, &builder, shutdown).await;
+                    serve_connection(TokioIo::new(tls), service, &builder, idle, shutdown).await;
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(client = %addr, error = %e, "admin TLS handshake failed");

@@ -231,3 +231,44 @@ fn the_demo_runs_its_whole_scenario_without_a_failed_request() {
     );
     assert!(stdout.contains("cluster \"idc\": \"stale\""), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_of_the_controller_admin_api_are_capped_and_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let configure = podgate::demo::Configure::new(|config, _| {
+        config.admin.max_connections = 4;
+        config.admin.header_read_timeout = Duration::from_millis(500);
+    });
+    let lab = Lab::start(LabOptions {
+        configure: Some(configure),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let addr = lab.controller.admin_addr;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let early = tokio::time::timeout(Duration::from_millis(200), client.read(&mut buf)).await;
+    assert!(early.is_err(), "a connection over the admin cap was served");
+    let n = tokio::time::timeout(Duration::from_millis(1_500), client.read(&mut buf))
+        .await
+        .expect("served within 1 s of the header-read timeout")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    for s in &mut silent {
+        let closed = tokio::time::timeout(Duration::from_secs(2), async {
+            while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+        assert!(closed.is_ok(), "a silent admin connection stayed open");
+    }
+}
