@@ -2,14 +2,16 @@
 //!
 //! Owns: [`RetryBody`], which hands the client's request body to one upstream attempt
 //! and gives it back untouched if that attempt failed before reading it (so a connect
-//! error can be retried elsewhere, whatever the method); [`Guarded`], which keeps an
+//! error can be retried elsewhere, whatever the method) and records whether the client's
+//! body ended or failed ([`ClientBody`]: a client's fault is not the endpoint's); [`Guarded`], which keeps an
 //! endpoint's in-flight slot until the response body ends; and small error bodies.
 //! Must never collect a body into memory.
 
 use parking_lot::Mutex;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -31,9 +33,28 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 /// The client's body, shared between attempts until one attempt starts reading it.
 #[derive(Debug, Clone)]
 pub(crate) struct BodySlot {
-    inner: Arc<Mutex<Option<Incoming>>>,
+    inner: Arc<Shared>,
     hint: SizeHint,
     empty: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    body: Mutex<Option<Incoming>>,
+    /// How reading the client's body went ([`ClientBody`]).
+    read: AtomicU8,
+}
+
+/// How far the client's body got, as seen by the attempt reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClientBody {
+    /// Not read to its end (yet).
+    Pending,
+    /// Read to its end (or there is none).
+    Ended,
+    /// The client's side failed: a bad chunk, an aborted upload. Not an upstream's
+    /// fault.
+    Failed,
 }
 
 impl BodySlot {
@@ -41,16 +62,30 @@ impl BodySlot {
         let hint = body.size_hint();
         let empty = body.is_end_stream();
         Self {
-            inner: Arc::new(Mutex::new(Some(body))),
+            inner: Arc::new(Shared {
+                body: Mutex::new(Some(body)),
+                read: AtomicU8::new(ClientBody::Pending as u8),
+            }),
             hint,
             empty,
+        }
+    }
+
+    pub(crate) fn client_body(&self) -> ClientBody {
+        if self.empty {
+            return ClientBody::Ended;
+        }
+        match self.inner.read.load(Ordering::Acquire) {
+            1 => ClientBody::Ended,
+            2 => ClientBody::Failed,
+            _ => ClientBody::Pending,
         }
     }
 
     /// Whether no byte of the body has left for an upstream yet, so that the request
     /// can be sent again.
     pub(crate) fn unsent(&self) -> bool {
-        self.empty || self.inner.lock().is_some()
+        self.empty || self.inner.body.lock().is_some()
     }
 
     /// A body for one attempt.
@@ -81,16 +116,25 @@ impl Body for RetryBody {
             return Poll::Ready(None);
         }
         if self.taken.is_none() {
-            let body = self.slot.inner.lock().take();
+            let body = self.slot.inner.body.lock().take();
             match body {
                 Some(b) => self.taken = Some(b),
                 None => return Poll::Ready(Some(Err("request body already consumed".into()))),
             }
         }
-        match self.taken.as_mut() {
-            Some(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            None => Poll::Ready(None),
+        let Some(b) = self.taken.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(b).poll_frame(cx));
+        let read = match &frame {
+            None => Some(ClientBody::Ended),
+            Some(Err(_)) => Some(ClientBody::Failed),
+            Some(Ok(_)) => None,
+        };
+        if let Some(read) = read {
+            self.slot.inner.read.store(read as u8, Ordering::Release);
         }
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::balancer::{Backend, EndpointStats, InFlight, PickError, Pool};
-use super::body::{BodySlot, Guarded, ProxyBody, RetryBody, full};
+use super::body::{BodySlot, ClientBody, Guarded, ProxyBody, RetryBody, full};
 use super::config::ProxyConfig;
 use super::headers;
 use super::metrics::Metrics;
@@ -215,12 +215,30 @@ impl Forwarder {
                     return Ok((resp, in_flight));
                 }
                 Ok(Err(e)) => e,
+                // Still waiting for the client's body: the client is slow, not the
+                // endpoint.
+                Err(_) if attempt.body.client_body() == ClientBody::Pending => {
+                    tracing::debug!(upstream = %key, "client body not received in time");
+                    return Err(reply(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received in time",
+                    ));
+                }
                 Err(_) => {
                     self.failed(key, &backend.stats, backend.addr);
                     crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
                     return Err(Refusal::timed_out().into_response());
                 }
             };
+            if attempt.body.client_body() == ClientBody::Failed {
+                // A bad chunk or an aborted upload: the client's fault, never counted
+                // against the endpoint (or anyone could eject endpoints at will).
+                tracing::debug!(upstream = %key, error = %error_chain(&error), "client body failed");
+                return Err(reply(
+                    StatusCode::BAD_REQUEST,
+                    "request body is malformed or incomplete",
+                ));
+            }
             self.failed(key, &backend.stats, backend.addr);
             let may_retry = attempt.body.unsent() && (error.is_connect() || idempotent);
             let attempts_left = tried.len() <= self.config.limits.retries;

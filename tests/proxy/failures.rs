@@ -231,3 +231,86 @@ async fn a_silent_upstream_times_out_with_504() {
     assert!(a.body.contains("timed out"), "{}", a.body);
     holder.abort();
 }
+
+/// Sends `request` raw and reads until the proxy closes or 2 s pass; the answer so far.
+async fn raw_exchange(
+    proxy: &podgate::proxy::ProxyHandle,
+    request: &[u8],
+    half_close: bool,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr)
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    if half_close {
+        s.shutdown().await.unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_broken_body_never_counts_against_the_endpoint() {
+    let pod = Backend::start("web", 17, 1).await;
+    // Ejection after 3 failures in a row (the harness), so 5 of each would eject.
+    let proxy = proxy_with(|c| c.timeouts.upstream_response_ms = 300).await;
+    push(
+        &proxy,
+        &Batch {
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            routes: Some(one_route("web")),
+            ..Batch::default()
+        },
+    )
+    .await;
+    let head = "POST / HTTP/1.1\r\nHost: f.example.com\r\n";
+    for _ in 0..5 {
+        // A bad chunk size (the general path).
+        let bad = format!("{head}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n\r\n");
+        let answer = raw_exchange(&proxy, bad.as_bytes(), false).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{answer:?}"
+        );
+        // A chunked upload the client aborts.
+        let aborted = format!("{head}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+        let answer = raw_exchange(&proxy, aborted.as_bytes(), true).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{answer:?}"
+        );
+        // A Content-Length upload that stalls (the fast path).
+        let stalled = format!("{head}Content-Length: 100\r\n\r\nhello");
+        let answer = raw_exchange(&proxy, stalled.as_bytes(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    }
+    let (_, metrics) = admin(&proxy, "GET", "/metrics", Some(TOKEN), "").await;
+    assert!(
+        metrics.contains("podgate_proxy_upstream_failures_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("podgate_proxy_ejections_total 0\n"),
+        "{metrics}"
+    );
+    let answer = get(&client(), &proxy, "f.example.com", "/").await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}

@@ -135,6 +135,8 @@ enum Failure {
     Bad(response::BadResponse),
     /// The client went away while its body was relayed.
     ClientGone,
+    /// The client stopped sending its body: its fault, not the endpoint's.
+    ClientStalled,
 }
 
 impl<I> ClientConn<'_, I>
@@ -272,6 +274,10 @@ where
             };
             let refusal = match failure {
                 Failure::ClientGone => return false,
+                Failure::ClientStalled => Refusal::new(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time".into(),
+                ),
                 Failure::TimedOut => {
                     self.forwarder.failed(key, &backend.stats, backend.addr);
                     crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
@@ -345,7 +351,7 @@ where
             let read = tokio::select! {
                 biased;
                 r = self.io.read_buf(&mut self.buf) => r,
-                () = self.deadline.as_mut() => return Err(Failure::TimedOut),
+                () = self.deadline.as_mut() => return Err(Failure::ClientStalled),
             };
             match read {
                 Ok(0) | Err(_) => return Err(Failure::ClientGone),
