@@ -79,6 +79,44 @@ pub struct ProxyConfig {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub outlier: OutlierConfig,
+    /// Peers (addresses or CIDRs) whose `X-Forwarded-*`, `X-Real-IP` and `Forwarded`
+    /// headers describe their client and are kept; from anyone else they are replaced.
+    /// Empty by default: the proxy is the first hop.
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Remove dot-segments and repeated slashes from a request's path before routing
+    /// it, and forward it so (`/a/../b//c` → `/b/c`): the upstream serves what was
+    /// routed. On by default.
+    #[serde(default = "yes")]
+    pub normalize_paths: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Addresses or CIDRs; a plain address is its own /32 or /128.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let texts: Vec<String> = Deserialize::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "trusted_proxies: `{t}` is not an IP address or CIDR"
+                    ))
+                })
+        })
+        .collect()
+}
+
+impl ProxyConfig {
+    /// Whether `peer` is one of `trusted_proxies`.
+    pub(crate) fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -241,6 +279,8 @@ impl ProxyConfig {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             outlier: OutlierConfig::default(),
+            trusted_proxies: Vec::new(),
+            normalize_paths: true,
         }
     }
 
@@ -371,6 +411,14 @@ mod tests {
             (
                 "listen: 0.0.0.0:1\nadmin:\n  listen: 127.0.0.1:1\n  token_file: TOKEN\nlimits:\n  max_connections: 0\n",
                 "limits.max_connections",
+            ),
+            (
+                "listen: 0.0.0.0:1\nadmin:\n  listen: 127.0.0.1:1\n  token_file: TOKEN\ntrusted_proxies: [10.0.0.0/8, proxy.local]\n",
+                "trusted_proxies: `proxy.local`",
+            ),
+            (
+                "listen: 0.0.0.0:1\nadmin:\n  listen: 127.0.0.1:1\n  token_file: TOKEN\n  max_connections: 0\n",
+                "admin.max_connections",
             ),
         ];
         for (yaml, field) in cases {

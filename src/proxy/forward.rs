@@ -75,7 +75,18 @@ impl Forwarder {
         let Ok(host) = host_value.to_str() else {
             return reply(StatusCode::BAD_REQUEST, "request has no valid Host");
         };
-        let (key, pool) = match self.route(host, req.uri().path()) {
+        // Two Hosts: the next hop might route by the other one.
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "request has more than one Host header",
+            );
+        }
+        let normalized = (self.config.normalize_paths
+            && super::path::needs_normalizing(req.uri().path()))
+        .then(|| super::path::normalize(req.uri().path()));
+        let path = normalized.as_deref().unwrap_or(req.uri().path());
+        let (key, pool) = match self.route(host, path) {
             Ok(routed) => routed,
             Err(refusal) => return refusal.into_response(),
         };
@@ -85,15 +96,29 @@ impl Forwarder {
         let (parts, body) = req.into_parts();
         let mut head = parts.headers;
         headers::strip_hop_by_hop(&mut head, upgrade);
-        headers::add_forwarded(&mut head, peer.addr.ip(), peer.tls, host_value.clone());
+        let client =
+            headers::Forwarded::new(peer.addr.ip(), peer.tls, self.config.trusts(peer.addr.ip()));
+        headers::add_forwarded(&mut head, &client, host_value.clone());
         // The host the request was routed by: HTTP/2 carries it in :authority and an
         // absolute-form target overrides Host; HTTP/1.1 upstreams need it as Host.
         head.insert(header::HOST, host_value);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let original = parts.uri.path_and_query();
+        let path_and_query = match (normalized, original) {
+            // Forwarded as routed: the upstream must not see the segments it skipped.
+            (Some(path), original) => {
+                let query = original.and_then(http::uri::PathAndQuery::query);
+                let text = match query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                match http::uri::PathAndQuery::try_from(text) {
+                    Ok(pq) => pq,
+                    Err(_) => return reply(StatusCode::BAD_REQUEST, "malformed request target"),
+                }
+            }
+            (None, Some(pq)) => pq.clone(),
+            (None, None) => http::uri::PathAndQuery::from_static("/"),
+        };
         let body = BodySlot::new(body);
         let attempt = Attempt {
             method: parts.method,
@@ -120,6 +145,11 @@ impl Forwarder {
                     );
                 }
                 let (mut parts, body) = resp.into_parts();
+                // Both framings: hyper read the body by Transfer-Encoding (RFC 9112
+                // §6.3), so the length must not frame it towards the client.
+                if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                }
                 headers::strip_hop_by_hop(&mut parts.headers, None);
                 Response::from_parts(parts, Guarded::wrap(body, in_flight))
             }

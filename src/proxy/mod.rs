@@ -19,6 +19,7 @@ mod headers;
 mod idle;
 mod metrics;
 mod owners;
+mod path;
 mod router;
 mod server;
 mod state;

@@ -181,6 +181,11 @@ async fn answer(
         "connection",
         "keep-alive",
         "x-hop",
+        "upgrade",
+        "http2-settings",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-port",
     ] {
         if let Some(v) = req.headers().get(h) {
             builder = builder.header(format!("x-seen-{h}"), v);

@@ -350,7 +350,8 @@ async fn a_client_stalling_mid_body_gets_a_timeout_not_a_stuck_connection() {
         .unwrap();
     let mut buf = Vec::new();
     let r = read_response(&mut s, &mut buf, false).await;
-    assert_eq!(r.status, 504);
+    // The client's stall, not the upstream's: 408, and the endpoint is not blamed.
+    assert_eq!(r.status, 408);
     assert_eq!(r.header("connection"), Some("close"));
 }
 
@@ -385,4 +386,30 @@ async fn an_upstream_refusing_an_upload_early_is_heard() {
     assert_eq!((r.status, r.body.as_slice()), (413, &b"too big\n"[..]));
     assert_eq!(r.header("connection"), Some("close"));
     writer.abort();
+}
+
+#[tokio::test]
+async fn a_response_with_both_framings_is_read_by_transfer_encoding_on_both_paths() {
+    let pod = RawBackend::start(
+        3,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          a\r\n0123456789\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = routed("te.example.com", pod.endpoint()).await;
+    // HTTP/1.1 takes the fast path, HTTP/1.0 the general one.
+    for version in ["1.1", "1.0"] {
+        let mut s = TcpStream::connect(proxy.http_addr).await.unwrap();
+        let request =
+            format!("GET / HTTP/{version}\r\nHost: te.example.com\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(r.status, 200, "HTTP/{version}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            "0123456789",
+            "HTTP/{version}: {r:?}"
+        );
+    }
 }

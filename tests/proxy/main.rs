@@ -8,5 +8,6 @@ mod http1;
 mod limits;
 mod openapi;
 mod routing;
+mod smuggling;
 mod tls;
 mod websocket;

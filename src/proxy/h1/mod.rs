@@ -70,10 +70,11 @@ where
         to_client: Vec::with_capacity(2048),
         tried: Vec::new(),
         deadline: Box::pin(tokio::time::sleep(Duration::ZERO)),
-        forwarded: Forwarded {
-            client_ip: peer.addr.ip().to_string(),
-            proto: if peer.tls { "https" } else { "http" },
-        },
+        forwarded: Forwarded::new(
+            peer.addr.ip(),
+            peer.tls,
+            forwarder.config().trusts(peer.addr.ip()),
+        ),
         forwarder,
         shutdown,
     };

@@ -6,8 +6,9 @@
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) plus the legacy ones proxies also drop. The
 /// framing field `Transfer-Encoding` is not here: each direction decides about it.
-const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
+    "http2-settings",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",

@@ -42,11 +42,7 @@ pub(crate) struct Request<'b> {
     headers: &'b [httparse::Header<'b>],
 }
 
-/// What the proxy adds about the client connection, computed once per connection.
-pub(crate) struct Forwarded {
-    pub(crate) client_ip: String,
-    pub(crate) proto: &'static str,
-}
+pub(crate) use crate::proxy::headers::Forwarded;
 
 pub(crate) fn parse<'b>(
     buf: &'b [u8],
@@ -64,6 +60,12 @@ pub(crate) fn parse<'b>(
     // A fragment never belongs in a request target; hyper's URI parser drops it, so the
     // general path routes such a target the way the two paths should agree on.
     if method == "CONNECT" || !target.starts_with('/') || target.contains('#') {
+        return Parsed::Handoff;
+    }
+    // Dot-segments or repeated slashes: the general path normalises them (when
+    // configured) before routing, and both paths must route a target alike.
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if crate::proxy::path::needs_normalizing(path) {
         return Parsed::Handoff;
     }
     let headers: &'b [httparse::Header<'b>] = req.headers;
@@ -145,36 +147,63 @@ impl Request<'_> {
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        // What a trusted peer said about its client; from others it is dropped.
         let mut previous_for: Vec<&[u8]> = Vec::new();
+        let mut previous_forwarded: Vec<&[u8]> = Vec::new();
+        let (mut real_ip, mut proto, mut host) = (false, false, false);
         for h in self.headers {
             let name = h.name;
-            if names::is_hop_by_hop(name) || self.connection.names(name) {
-                continue;
-            }
-            if name.eq_ignore_ascii_case("x-forwarded-for") {
-                if let Some(v) = visible_ascii(h.value) {
-                    previous_for.push(v.as_bytes());
-                }
-                continue;
-            }
-            if name.eq_ignore_ascii_case("host")
-                || name.eq_ignore_ascii_case("x-forwarded-proto")
-                || name.eq_ignore_ascii_case("x-forwarded-host")
+            if names::is_hop_by_hop(name)
+                || self.connection.names(name)
+                || name.eq_ignore_ascii_case("host")
             {
                 continue;
+            }
+            if crate::proxy::headers::describes_client(name) {
+                if !forwarded.trusted {
+                    continue;
+                }
+                let Some(v) = visible_ascii(h.value) else {
+                    continue;
+                };
+                if name.eq_ignore_ascii_case("x-forwarded-for") {
+                    previous_for.push(v.as_bytes());
+                    continue;
+                }
+                if name.eq_ignore_ascii_case("forwarded") {
+                    previous_forwarded.push(v.as_bytes());
+                    continue;
+                }
+                real_ip |= name.eq_ignore_ascii_case("x-real-ip");
+                proto |= name.eq_ignore_ascii_case("x-forwarded-proto");
+                host |= name.eq_ignore_ascii_case("x-forwarded-host");
             }
             names::write_header(out, name.as_bytes(), h.value);
         }
         names::write_header(out, b"host", self.host.as_bytes());
-        out.extend_from_slice(b"x-forwarded-for: ");
-        for v in previous_for {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
-        }
+        let list = |out: &mut Vec<u8>, name: &[u8], previous: &[&[u8]]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            for v in previous {
+                out.extend_from_slice(v);
+                out.extend_from_slice(b", ");
+            }
+        };
+        list(out, b"x-forwarded-for", &previous_for);
         out.extend_from_slice(forwarded.client_ip.as_bytes());
         out.extend_from_slice(b"\r\n");
-        names::write_header(out, b"x-forwarded-proto", forwarded.proto.as_bytes());
-        names::write_header(out, b"x-forwarded-host", self.host.as_bytes());
+        list(out, b"forwarded", &previous_forwarded);
+        forwarded.write_element(out, self.host);
+        out.extend_from_slice(b"\r\n");
+        if !real_ip {
+            names::write_header(out, b"x-real-ip", forwarded.client_ip.as_bytes());
+        }
+        if !proto {
+            names::write_header(out, b"x-forwarded-proto", forwarded.proto.as_bytes());
+        }
+        if !host {
+            names::write_header(out, b"x-forwarded-host", self.host.as_bytes());
+        }
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -196,15 +225,16 @@ mod tests {
     use super::*;
 
     fn upstream_head(raw: &str) -> Option<String> {
+        upstream_head_from(raw, false)
+    }
+
+    fn upstream_head_from(raw: &str, trusted: bool) -> Option<String> {
         let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let Parsed::Complete(req) = parse(raw.as_bytes(), &mut storage) else {
             return None;
         };
         let mut out = Vec::new();
-        let fwd = Forwarded {
-            client_ip: "127.0.0.9".into(),
-            proto: "http",
-        };
+        let fwd = Forwarded::new([127, 0, 0, 9].into(), false, trusted);
         req.write_upstream_head(&mut out, &fwd);
         Some(String::from_utf8(out).unwrap())
     }
@@ -217,12 +247,44 @@ mod tests {
              X-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n",
         )
         .unwrap();
+        // The client's own X-Forwarded-* are not believed: it is no trusted proxy.
         assert_eq!(
             head,
             "GET /a?b=1 HTTP/1.1\r\nAccept: */*\r\nhost: A.example.com\r\n\
-             x-forwarded-for: 1.2.3.4, 127.0.0.9\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-for: 127.0.0.9\r\n\
+             forwarded: for=127.0.0.9;host=\"A.example.com\";proto=http\r\n\
+             x-real-ip: 127.0.0.9\r\nx-forwarded-proto: http\r\n\
              x-forwarded-host: A.example.com\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_what_it_says_about_its_client() {
+        let head = upstream_head_from(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n\
+             X-Forwarded-Proto: https\r\nForwarded: for=1.2.3.4\r\nX-Forwarded-Port: 443\r\n\r\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            head,
+            "GET / HTTP/1.1\r\nX-Real-IP: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\
+             X-Forwarded-Port: 443\r\nhost: a\r\nx-forwarded-for: 1.2.3.4, 127.0.0.9\r\n\
+             forwarded: for=1.2.3.4, for=127.0.0.9;host=\"a\";proto=http\r\n\
+             x-forwarded-host: a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_path_to_normalise_goes_to_the_general_path() {
+        for raw in [
+            "GET /foo/../api HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET //api HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /%2e%2e/api?x=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(upstream_head(raw), None, "{raw}");
+        }
+        assert!(upstream_head("GET /api?next=/../x HTTP/1.1\r\nHost: a\r\n\r\n").is_some());
     }
 
     #[test]
@@ -295,7 +357,7 @@ mod tests {
                 if let Parsed::Complete(req) = parse(input, &mut storage) {
                     proptest::prop_assert!(req.head_len <= input.len());
                     let mut out = Vec::new();
-                    req.write_upstream_head(&mut out, &Forwarded { client_ip: "::1".into(), proto: "http" });
+                    req.write_upstream_head(&mut out, &Forwarded::new("::1".parse().unwrap(), false, false));
                 }
             }
         }
