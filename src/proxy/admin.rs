@@ -36,6 +36,23 @@ pub const ADMIN_ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/metrics", true),
 ];
 
+/// `GET /v1/state?endpoints=true|false` (default true); any other value is refused
+/// rather than read as one of the two.
+fn endpoints_wanted(query: Option<&str>) -> Result<bool, &'static str> {
+    let mut wanted = true;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "endpoints" {
+            wanted = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err("query parameter endpoints must be true or false"),
+            };
+        }
+    }
+    Ok(wanted)
+}
+
 /// The body of every admin error answer.
 #[derive(Debug, Serialize)]
 struct ErrorBody<'a> {
@@ -80,11 +97,17 @@ impl Admin {
             if known.is_empty() {
                 return error(StatusCode::NOT_FOUND, "no such admin path", None);
             }
-            return error(
+            let mut resp = error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed here",
                 None,
             );
+            // RFC 9110 §15.5.6: a 405 says what is allowed.
+            let allowed: Vec<&str> = known.iter().map(|r| r.0).collect();
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+            return resp;
         };
         if needs_token && !self.authorized(&req) {
             tracing::warn!(%path, "admin request without a valid token refused");
@@ -99,10 +122,10 @@ impl Admin {
         }
         match (req.method().clone(), template) {
             (Method::POST, "/v1/batch") => self.batch(req).await,
-            (Method::GET, "/v1/state") => {
-                let endpoints = req.uri().query() != Some("endpoints=false");
-                json(StatusCode::OK, &self.store.state(endpoints))
-            }
+            (Method::GET, "/v1/state") => match endpoints_wanted(req.uri().query()) {
+                Ok(endpoints) => json(StatusCode::OK, &self.store.state(endpoints)),
+                Err(reason) => error(StatusCode::BAD_REQUEST, reason, None),
+            },
             (Method::GET, "/v1/summary") => json(StatusCode::OK, &self.store.summary()),
             (Method::GET, UPSTREAM_ROUTE) => self.upstream(&path),
             (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),

@@ -127,7 +127,7 @@ fn vhost() -> VirtualHost {
 
 fn table() -> RouteTable {
     RouteTable {
-        any_host: None,
+        any_host: Some(vhost()),
         hosts: [(HostPattern::parse("a.example.com").unwrap(), vhost())].into(),
         default_backend: Some(key()),
     }
@@ -291,4 +291,82 @@ async fn examples_deserialize_and_a_proxy_accepts_the_requests() {
         }
     }
     assert!(checked >= 4, "only {checked} response examples found");
+}
+
+/// A tool from PyPI the contract tests drive (`.ci/run` installs them). Missing: a loud
+/// skip locally, a failure under CI.
+fn python_tool(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+    {
+        return Some(found);
+    }
+    let msg = format!(
+        "\n!!!!!!!! `{program}` is not installed: this test is SKIPPED. \
+         `pip install {program}` (or run .ci/run). !!!!!!!!\n"
+    );
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{msg}(CI=true: missing programs are a failure)"
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+    None
+}
+
+const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lb-contract.openapi.yaml");
+
+#[test]
+fn the_document_passes_an_openapi_validator() {
+    let Some(validator) = python_tool("openapi-spec-validator") else {
+        return;
+    };
+    let out = std::process::Command::new(validator)
+        .arg(DOC)
+        .output()
+        .expect("openapi-spec-validator runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A property-based fuzzer driven by the document, against a live proxy: no 5xx, no
+/// answer the document does not allow, and no refused request changes the state
+/// (`tests/contract/hooks.py`). Not checked: that every schema-valid batch is taken —
+/// epochs and owners refuse valid batches on purpose, which a schema cannot say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuzzer_driven_by_the_document_finds_nothing() {
+    let Some(schemathesis) = python_tool("schemathesis") else {
+        return;
+    };
+    let proxy = harness::proxy().await;
+    let url = proxy.admin_url();
+    let reports = tempfile::tempdir().unwrap();
+    let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract");
+    let out = tokio::process::Command::new(schemathesis)
+        .args(["run", DOC, "--url", &url, "--checks", "all"])
+        .args(["--exclude-checks", "positive_data_acceptance"])
+        .args(["--max-examples", "40", "--seed", "1", "--workers", "1"])
+        .args(["-H", &format!("Authorization: Bearer {}", harness::TOKEN)])
+        .current_dir(reports.path())
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", hooks)
+        .env("PODGATE_ADMIN_URL", &url)
+        .env("PODGATE_TOKEN", harness::TOKEN)
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("Tested: 7"), "{report}");
 }

@@ -12,10 +12,31 @@ use super::ClusterName;
 /// How an Ingress names the Service port: by number or by name. Kept as written so that
 /// the key is the same in every cluster; each cluster resolves it through its own Service.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "WrittenPort")]
 pub enum PortRef {
     Number(u16),
     Name(Arc<str>),
+}
+
+/// A port as JSON may carry it, before the checks no Service port fails.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WrittenPort {
+    Number(u16),
+    Name(Arc<str>),
+}
+
+impl TryFrom<WrittenPort> for PortRef {
+    type Error = &'static str;
+
+    fn try_from(port: WrittenPort) -> Result<Self, Self::Error> {
+        match port {
+            WrittenPort::Number(0) => Err("port 0 is no Service port (1-65535)"),
+            WrittenPort::Name(name) if name.is_empty() => Err("a port name cannot be empty"),
+            WrittenPort::Number(n) => Ok(Self::Number(n)),
+            WrittenPort::Name(name) => Ok(Self::Name(name)),
+        }
+    }
 }
 
 impl From<u16> for PortRef {
