@@ -2,11 +2,11 @@
 //! every LB holds it — not when the controller merely accepted it — and again for each
 //! change of its spec.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use podgate::demo::{Configure, Lab, LabOptions, pods};
+use podgate::demo::{Lab, pods};
 use podgate_sim::Gvr;
 use podgate_sim::objects::ingress;
 
@@ -27,24 +27,12 @@ fn sync_events(lab: &Lab, namespace: &str) -> Vec<serde_json::Value> {
 async fn an_ingress_gets_a_sync_event_once_every_lb_holds_it_and_again_when_it_changes() {
     // An LB that is down (503 on every batch) until the gate opens.
     let open = Arc::new(AtomicBool::new(false));
-    let behind = Arc::new(OnceLock::new());
     let gate = open.clone();
     let down = move |path: &str, _: &[u8]| {
         (path == "/v1/batch" && !gate.load(Ordering::SeqCst))
             .then_some((503, r#"{"error":"restarting"}"#))
     };
-    let front = front_lb::start(behind.clone(), down).await;
-    let configure = Configure::new(move |config, _| {
-        let target = &mut config.targets[0];
-        behind.set(target.url.clone().unwrap()).unwrap();
-        target.url = Some(front.clone());
-    });
-    let lab = Lab::start(LabOptions {
-        configure: Some(configure),
-        ..LabOptions::default()
-    })
-    .await
-    .unwrap();
+    let lab = front_lb::lab(down).await;
 
     let port = pods::free_port().await.unwrap();
     let shop = pods::start_many("idc", "web", 51, 1, 2, port)

@@ -1,15 +1,35 @@
 //! An LB-contract server in front of the built-in proxy's admin API, for tests of LBs
 //! that behave differently: it answers for itself whatever `answer` claims (a status
 //! and a JSON body, given the path and the request body) and passes everything else
-//! through to the proxy at `behind` (set later, once the lab has started it).
+//! through to the lab's proxy.
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
+use podgate::demo::{Configure, Lab, LabOptions};
 
-pub(crate) async fn start(
+/// A Lab whose one target is the proxy behind a front LB that answers `answer`.
+pub(crate) async fn lab(
+    answer: impl Fn(&str, &[u8]) -> Option<(u16, &'static str)> + Clone + Send + Sync + 'static,
+) -> Lab {
+    let behind = Arc::new(OnceLock::new());
+    let front = start(behind.clone(), answer).await;
+    let configure = Configure::new(move |config, _| {
+        let target = &mut config.targets[0];
+        behind.set(target.url.clone().unwrap()).unwrap();
+        target.url = Some(front.clone());
+    });
+    Lab::start(LabOptions {
+        configure: Some(configure),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn start(
     behind: Arc<OnceLock<String>>,
     answer: impl Fn(&str, &[u8]) -> Option<(u16, &'static str)> + Clone + Send + Sync + 'static,
 ) -> String {

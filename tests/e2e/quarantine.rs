@@ -3,10 +3,9 @@
 //! upstream must be quarantined and reported — admin view, metric, Warning Event —
 //! rather than freeze the target.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use podgate::demo::{Configure, Lab, LabOptions, pods};
+use podgate::demo::pods;
 use podgate_sim::Gvr;
 
 use crate::front_lb;
@@ -25,25 +24,13 @@ fn names_refused(body: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_the_lb_refuses_is_quarantined_and_reported_and_the_rest_lands() {
-    let behind = Arc::new(OnceLock::new());
     let refuse = |path: &str, body: &[u8]| {
         (path == "/v1/batch" && names_refused(body)).then_some((
             400,
             r#"{"error":"upstream refused/web:80 fails the company's validation"}"#,
         ))
     };
-    let strict = front_lb::start(behind.clone(), refuse).await;
-    let configure = Configure::new(move |config, _| {
-        let target = &mut config.targets[0];
-        behind.set(target.url.clone().unwrap()).unwrap();
-        target.url = Some(strict.clone());
-    });
-    let lab = Lab::start(LabOptions {
-        configure: Some(configure),
-        ..LabOptions::default()
-    })
-    .await
-    .unwrap();
+    let lab = front_lb::lab(refuse).await;
 
     // The refused app first; then another app, whose pods must all serve.
     let port = pods::free_port().await.unwrap();

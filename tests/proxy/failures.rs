@@ -267,18 +267,10 @@ async fn raw_exchange(
 async fn a_clients_broken_body_never_counts_against_the_endpoint() {
     let pod = Backend::start("web", 17, 1).await;
     // Ejection after 3 failures in a row (the harness), so 5 of each would eject.
-    let proxy = proxy_with(|c| c.timeouts.upstream_response_ms = 300).await;
-    push(
-        &proxy,
-        &Batch {
-            upsert_upstreams: vec![upstream(
-                "web",
-                &[],
-                vec![pod.endpoint("idc", EndpointState::Active)],
-            )],
-            routes: Some(one_route("web")),
-            ..Batch::default()
-        },
+    let proxy = harness::routed_with(
+        |c| c.timeouts.upstream_response_ms = 300,
+        "f.example.com",
+        pod.endpoint("idc", EndpointState::Active),
     )
     .await;
     let head = "POST / HTTP/1.1\r\nHost: f.example.com\r\n";

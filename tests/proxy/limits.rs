@@ -5,7 +5,7 @@ use crate::harness;
 
 use std::time::Duration;
 
-use harness::{Backend, proxy_with, push, routes, upstream};
+use harness::{Backend, proxy_with, push, routed_with, routes, upstream};
 use podgate_core::model::{Batch, EndpointState, PathMatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,18 +55,8 @@ async fn a_slow_request_head_is_cut_off() {
     let proxy = proxy_with(|c| c.timeouts.header_read_ms = 200).await;
     let mut s = TcpStream::connect(proxy.http_addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: a.exa").await.unwrap();
-    let mut buf = [0u8; 1024];
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
     assert!(
-        closed.is_ok(),
+        closed_within(&mut s, Duration::from_secs(10)).await,
         "a connection that never finished its head stayed open"
     );
 }
@@ -117,17 +107,10 @@ async fn an_idle_keep_alive_connection_is_closed() {
     let mut s = TcpStream::connect(proxy.http_addr).await.unwrap();
     let answer = exchange(&mut s, b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer:?}");
-    let mut buf = [0u8; 1024];
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(10)).await,
+        "an idle keep-alive connection stayed open"
+    );
 }
 
 /// Reads until the peer closes; `false` if it is still open after `within`.
@@ -149,22 +132,13 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 async fn silent_h2_prefaces_that_fill_the_cap_are_closed_and_a_normal_client_is_served() {
     const CAP: usize = 20;
     let pod = Backend::start("web", 14, 1).await;
-    let proxy = proxy_with(|c| {
-        c.limits.max_connections = CAP;
-        c.timeouts.header_read_ms = 500;
-    })
-    .await;
-    push(
-        &proxy,
-        &Batch {
-            upsert_upstreams: vec![upstream(
-                "web",
-                &[],
-                vec![pod.endpoint("idc", EndpointState::Active)],
-            )],
-            routes: Some(routes(&[("d.example.com", PathMatch::prefix("/"), "web")])),
-            ..Batch::default()
+    let proxy = routed_with(
+        |c| {
+            c.limits.max_connections = CAP;
+            c.timeouts.header_read_ms = 500;
         },
+        "d.example.com",
+        pod.endpoint("idc", EndpointState::Active),
     )
     .await;
     // Each sends 16 bytes of the HTTP/2 preface and nothing more.
