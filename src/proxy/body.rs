@@ -3,8 +3,8 @@
 //! Owns: [`RetryBody`], which hands the client's request body to one upstream attempt
 //! and gives it back untouched if that attempt failed before reading it (so a connect
 //! error can be retried elsewhere, whatever the method) and records whether the client's
-//! body ended or failed ([`ClientBody`]: a client's fault is not the endpoint's); [`Guarded`], which keeps an
-//! endpoint's in-flight slot until the response body ends; and small error bodies.
+//! body ended or failed ([`ClientBody`]: a client's fault is not the endpoint's); [`Guarded`], which keeps
+//! a guard (an endpoint's in-flight slot) until a body ends; and small error bodies.
 //! Must never collect a body into memory.
 
 use parking_lot::Mutex;
@@ -17,8 +17,6 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-
-use super::balancer::InFlight;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -146,24 +144,35 @@ impl Body for RetryBody {
     }
 }
 
-/// An upstream response body that holds the endpoint's in-flight slot until it ends.
-#[derive(Debug)]
-pub(crate) struct Guarded {
-    inner: Incoming,
-    _in_flight: InFlight,
+/// A body that holds `guard` until it ends or is dropped: an endpoint's in-flight slot
+/// (the upstream's response), a connection's count of requests in flight
+/// (`idle::Activity`).
+pub(crate) struct Guarded<B, G> {
+    inner: B,
+    _guard: G,
 }
 
-impl Guarded {
-    pub(crate) fn wrap(inner: Incoming, in_flight: InFlight) -> ProxyBody {
+impl<B, G> Guarded<B, G>
+where
+    B: Body<Data = Bytes> + Unpin + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+    G: Unpin + Send + Sync + 'static,
+{
+    pub(crate) fn wrap(inner: B, guard: G) -> ProxyBody {
         Self {
             inner,
-            _in_flight: in_flight,
+            _guard: guard,
         }
         .boxed()
     }
 }
 
-impl Body for Guarded {
+impl<B, G> Body for Guarded<B, G>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    G: Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 

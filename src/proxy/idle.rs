@@ -7,17 +7,12 @@
 //! A request counts from the service call until its response body has ended or was
 //! dropped.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::Response;
-use http_body_util::BodyExt as _;
-use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::watch;
 
-use super::body::{BoxError, ProxyBody};
+use super::body::{Guarded, ProxyBody};
 
 /// Requests in flight on one connection.
 #[derive(Clone)]
@@ -54,13 +49,7 @@ impl Activity {
         let guard = self.start();
         async move {
             let response = answer.await?;
-            Ok(response.map(|inner| {
-                Tracked {
-                    inner,
-                    _guard: guard,
-                }
-                .boxed()
-            }))
+            Ok(response.map(|inner| Guarded::wrap(inner, guard)))
         }
     }
 }
@@ -70,31 +59,5 @@ struct InFlight(Arc<watch::Sender<usize>>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
-/// A response body that holds its request's place in [`Activity`].
-struct Tracked {
-    inner: ProxyBody,
-    _guard: InFlight,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -67,7 +67,9 @@ pub(crate) fn builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
 pub(crate) async fn serve_plain(listener: TcpListener, shared: Shared) {
     let mut shutdown = shared.shutdown.clone();
     loop {
-        let Some((stream, addr, permit)) = accept(&listener, &shared, &mut shutdown).await else {
+        let Some((stream, addr, permit)) =
+            accept(&listener, &shared.connections, &mut shutdown).await
+        else {
             return;
         };
         let shared = shared.clone();
@@ -83,7 +85,9 @@ pub(crate) async fn serve_plain(listener: TcpListener, shared: Shared) {
 pub(crate) async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Shared) {
     let mut shutdown = shared.shutdown.clone();
     loop {
-        let Some((stream, addr, permit)) = accept(&listener, &shared, &mut shutdown).await else {
+        let Some((stream, addr, permit)) =
+            accept(&listener, &shared.connections, &mut shutdown).await
+        else {
             return;
         };
         let shared = shared.clone();
@@ -113,15 +117,16 @@ pub(crate) async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shar
     }
 }
 
+/// The next connection, with its slot under `connections` (`None`: shutdown).
 async fn accept(
     listener: &TcpListener,
-    shared: &Shared,
+    connections: &Arc<Semaphore>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
     loop {
         // Over the connection cap, wait here: the kernel backlog holds new clients.
         let permit = tokio::select! {
-            p = Arc::clone(&shared.connections).acquire_owned() => p.ok()?,
+            p = Arc::clone(connections).acquire_owned() => p.ok()?,
             _ = shutdown.changed() => return None,
         };
         let accepted = tokio::select! {
@@ -250,28 +255,7 @@ pub(crate) async fn serve_admin(server: AdminServer) {
         timeout,
         mut shutdown,
     } = server;
-    loop {
-        // Over the cap, wait here: the kernel backlog holds new clients.
-        let permit = tokio::select! {
-            p = Arc::clone(&connections).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = shutdown.changed() => return,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let (stream, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                drop(permit);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    while let Some((stream, addr, permit)) = accept(&listener, &connections, &mut shutdown).await {
         let admin = Arc::clone(&admin);
         let builder = Arc::clone(&builder);
         let shutdown = shutdown.clone();
