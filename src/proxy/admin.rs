@@ -130,12 +130,12 @@ impl Admin {
             (Method::GET, UPSTREAM_ROUTE) => self.upstream(&path),
             (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
             (Method::GET, "/readyz") => {
-                if self.store.summary().generation > 0 {
+                if self.store.load().complete {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "no batch received yet\n".into(),
+                        "no full state yet: waiting for a controller's full sync\n".into(),
                     )
                 }
             }

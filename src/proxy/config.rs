@@ -89,6 +89,12 @@ pub struct ProxyConfig {
     /// routed. On by default.
     #[serde(default = "yes")]
     pub normalize_paths: bool,
+    /// Where the proxy keeps what it holds (routes, upstreams, certificates with their
+    /// keys; mode 0600), written after every accepted batch and restored at start, so
+    /// that a restarted proxy serves at once. A file that cannot be read is reported
+    /// and ignored. Without it a restarted proxy holds nothing until a controller pushes.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -281,6 +287,7 @@ impl ProxyConfig {
             outlier: OutlierConfig::default(),
             trusted_proxies: Vec::new(),
             normalize_paths: true,
+            state_file: None,
         }
     }
 

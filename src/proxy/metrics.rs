@@ -29,6 +29,7 @@ pub(crate) struct Metrics {
     retries: Counter,
     ejections: Counter,
     batches: Family<ResultLabel, Counter>,
+    state_file_writes: Family<ResultLabel, Counter>,
     generation: Gauge,
     connections: Gauge,
     upstreams: Gauge,
@@ -44,6 +45,7 @@ impl Metrics {
         let retries = Counter::default();
         let ejections = Counter::default();
         let batches = Family::<ResultLabel, Counter>::default();
+        let state_file_writes = Family::<ResultLabel, Counter>::default();
         let generation = Gauge::default();
         let connections = Gauge::default();
         let upstreams = Gauge::default();
@@ -73,6 +75,11 @@ impl Metrics {
             "admin_batches",
             "Admin API batches, by result",
             batches.clone(),
+        );
+        registry.register(
+            "state_file_writes",
+            "Writes of the state file, by result (ok, error)",
+            state_file_writes.clone(),
         );
         registry.register(
             "generation",
@@ -106,6 +113,7 @@ impl Metrics {
             retries,
             ejections,
             batches,
+            state_file_writes,
             generation,
             connections,
             upstreams,
@@ -131,6 +139,12 @@ impl Metrics {
         self.batches.get_or_create(&ResultLabel { result }).inc();
         self.generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+    /// `result` is `ok` or `error`.
+    pub(crate) fn state_file_write(&self, result: &'static str) {
+        self.state_file_writes
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
     /// Sizes of the live state after an accepted batch.
     pub(crate) fn live_state(&self, upstreams: usize, endpoints: usize, hosts: usize) {

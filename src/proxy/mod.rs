@@ -20,6 +20,7 @@ mod idle;
 mod metrics;
 mod owners;
 mod path;
+mod persist;
 mod router;
 mod server;
 mod state;
@@ -126,6 +127,9 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
     let store = Arc::new(state::Store::new());
     let metrics = Arc::new(metrics::Metrics::new());
     let (shutdown, shutdown_rx) = watch::channel(false);
+    if let Some(path) = &config.state_file {
+        restore(&store, &metrics, path);
+    }
 
     let http = bind("listen", config.listen).await?;
     let http_addr = local("listen", &http, config.listen)?;
@@ -158,8 +162,8 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         shutdown: shutdown_rx.clone(),
     };
     let admin = Arc::new(admin::Admin::new(
-        store,
-        metrics,
+        Arc::clone(&store),
+        Arc::clone(&metrics),
         token,
         config.limits.max_admin_body_bytes,
     ));
@@ -176,6 +180,14 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
             shutdown: shutdown_rx,
         })),
     ];
+    if let Some(path) = &config.state_file {
+        tasks.push(persist::spawn_writer(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            path.clone(),
+            shutdown.subscribe(),
+        ));
+    }
     let bound_tls = tls.map(|(l, addr, acceptor)| {
         tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));
         addr
@@ -189,4 +201,31 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         shutdown,
         tasks,
     })
+}
+
+/// Restores the state file into the fresh `store`, or says why not (the proxy then
+/// starts empty and not ready: a controller's full sync fills it).
+fn restore(store: &state::Store, metrics: &metrics::Metrics, path: &std::path::Path) {
+    match persist::restore(store, path) {
+        Ok(true) => {
+            let live = store.load();
+            metrics.live_state(
+                live.upstreams.len(),
+                live.endpoints,
+                live.router.table().hosts.len(),
+            );
+            tracing::info!(
+                path = %path.display(),
+                generation = live.generation,
+                upstreams = live.upstreams.len(),
+                endpoints = live.endpoints,
+                complete = live.complete,
+                "state restored from the state file"
+            );
+        }
+        Ok(false) => {
+            tracing::info!(path = %path.display(), "no state file yet: starting empty");
+        }
+        Err(e) => tracing::error!(error = %e, "state file ignored: starting empty"),
+    }
 }

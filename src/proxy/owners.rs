@@ -25,6 +25,15 @@ pub(crate) struct Owners {
     epochs: BTreeMap<Arc<str>, u64>,
 }
 
+/// What one owner holds (see [`Owners::parts`]).
+pub(crate) struct OwnerPart {
+    pub(crate) owner: Arc<str>,
+    pub(crate) epoch: u64,
+    pub(crate) routes: Option<Arc<RouteTable>>,
+    pub(crate) upstreams: Vec<UpstreamKey>,
+    pub(crate) certificates: Vec<String>,
+}
+
 /// The owner a batch speaks for.
 pub(crate) fn owner_of(batch: &Batch) -> &str {
     batch.owner.as_deref().unwrap_or("")
@@ -114,6 +123,38 @@ impl Owners {
             }
         }
         merged
+    }
+
+    /// Everything each owner holds, the anonymous one included, in owner name order:
+    /// what the state file replays.
+    pub(crate) fn parts(&self) -> Vec<OwnerPart> {
+        let mut out: BTreeMap<Arc<str>, OwnerPart> = BTreeMap::new();
+        for owner in self.epochs.keys().chain(self.routes.keys()) {
+            out.entry(owner.clone()).or_insert_with(|| self.part(owner));
+        }
+        for (key, owner) in &self.upstreams {
+            out.entry(owner.clone())
+                .or_insert_with(|| self.part(owner))
+                .upstreams
+                .push(key.clone());
+        }
+        for (id, owner) in &self.certificates {
+            out.entry(owner.clone())
+                .or_insert_with(|| self.part(owner))
+                .certificates
+                .push(id.clone());
+        }
+        out.into_values().collect()
+    }
+
+    fn part(&self, owner: &Arc<str>) -> OwnerPart {
+        OwnerPart {
+            owner: owner.clone(),
+            epoch: self.epoch(owner),
+            routes: self.routes.get(owner).cloned(),
+            upstreams: Vec::new(),
+            certificates: Vec::new(),
+        }
     }
 
     /// Whether both hold the very same route tables (not copies).

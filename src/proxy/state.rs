@@ -14,9 +14,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
+use tokio::sync::Notify;
 
 use super::balancer::Pool;
 use super::owners::{self, Owners};
+use super::persist::Saved;
 use super::router::Router;
 use super::tls::{self, CertStore};
 use podgate_core::model::{Batch, CertificateInfo, LbState, StateSummary, Upstream, UpstreamKey};
@@ -43,6 +45,24 @@ pub(crate) struct Snapshot {
     pub(crate) owners: Arc<Owners>,
     /// Endpoints over all upstreams, kept up to date by `apply` (for the metrics).
     pub(crate) endpoints: usize,
+    /// Whether this is a full state: a full sync completed (`Batch::complete`) or one
+    /// was restored from the state file. `/readyz` answers 200 only then.
+    pub(crate) complete: bool,
+}
+
+impl Snapshot {
+    fn empty() -> Self {
+        Self {
+            router: Arc::new(Router::default()),
+            upstreams: imbl::HashMap::new(),
+            certs: Arc::new(CertStore::default()),
+            generation: 0,
+            epoch: 0,
+            owners: Arc::default(),
+            endpoints: 0,
+            complete: false,
+        }
+    }
 }
 
 /// The live state and its one writer.
@@ -51,24 +71,74 @@ pub(crate) struct Store {
     current: ArcSwap<Snapshot>,
     writer: Mutex<()>,
     instance: String,
+    /// Woken after every published snapshot (the state file's writer waits on it).
+    changed: Notify,
 }
 
 impl Store {
     pub(crate) fn new() -> Self {
         let instance = format!("{:016x}", rand::random::<u64>());
         Self {
-            current: ArcSwap::from_pointee(Snapshot {
-                router: Arc::new(Router::default()),
-                upstreams: imbl::HashMap::new(),
-                certs: Arc::new(CertStore::default()),
-                generation: 0,
-                epoch: 0,
-                owners: Arc::default(),
-                endpoints: 0,
-            }),
+            current: ArcSwap::from_pointee(Snapshot::empty()),
             writer: Mutex::new(()),
             instance,
+            changed: Notify::new(),
         }
+    }
+
+    pub(crate) fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// Everything held, per owner, with certificate keys: what the state file keeps.
+    pub(crate) fn saved(&self) -> Saved {
+        let snap = self.load_full();
+        let owners = snap
+            .owners
+            .parts()
+            .into_iter()
+            .map(|part| Batch {
+                epoch: part.epoch,
+                owner: (!part.owner.is_empty()).then(|| part.owner.to_string()),
+                upsert_upstreams: part
+                    .upstreams
+                    .iter()
+                    .filter_map(|k| snap.upstreams.get(k).map(|p| p.spec().clone()))
+                    .collect(),
+                routes: part.routes.map(|t| (*t).clone()),
+                upsert_certificates: part
+                    .certificates
+                    .iter()
+                    .filter_map(|id| snap.certs.get(id).map(|e| e.source.clone()))
+                    .collect(),
+                ..Batch::default()
+            })
+            .collect();
+        Saved::new(snap.generation, snap.complete, owners)
+    }
+
+    /// Replays a saved state into this (empty) store: every owner's batch is checked
+    /// like a pushed one. On a refusal the store stays empty.
+    pub(crate) fn restore(&self, saved: Saved) -> Result<(), ApplyError> {
+        for batch in saved.owners {
+            if let Err(e) = self.apply(batch) {
+                self.current.store(Arc::new(Snapshot::empty()));
+                return Err(e);
+            }
+        }
+        let _writer = self.writer.lock();
+        let cur = self.current.load_full();
+        self.current.store(Arc::new(Snapshot {
+            router: Arc::clone(&cur.router),
+            upstreams: cur.upstreams.clone(),
+            certs: Arc::clone(&cur.certs),
+            generation: saved.generation.max(cur.generation),
+            epoch: cur.epoch,
+            owners: Arc::clone(&cur.owners),
+            endpoints: cur.endpoints,
+            complete: saved.complete,
+        }));
+        Ok(())
     }
 
     /// The current snapshot; one lock-free load per request.
@@ -168,6 +238,7 @@ impl Store {
             epoch: batch.epoch.max(cur.epoch),
             owners: Arc::new(owners),
             endpoints,
+            complete: cur.complete || batch.complete,
         };
         let summary = StateSummary {
             instance: self.instance.clone(),
@@ -175,6 +246,7 @@ impl Store {
             epoch: next.epoch,
         };
         self.current.store(Arc::new(next));
+        self.changed.notify_one();
         Ok(summary)
     }
 

@@ -33,6 +33,8 @@ pub enum TlsError {
 pub(crate) struct CertEntry {
     pub(crate) key: Arc<CertifiedKey>,
     pub(crate) names: Vec<String>,
+    /// As installed, for the state file.
+    pub(crate) source: Certificate,
 }
 
 impl fmt::Debug for CertEntry {
@@ -74,6 +76,7 @@ pub(crate) fn parse(cert: &Certificate) -> Result<CertEntry, TlsError> {
     Ok(CertEntry {
         key: Arc::new(key),
         names,
+        source: cert.clone(),
     })
 }
 

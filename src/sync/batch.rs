@@ -108,6 +108,7 @@ pub(crate) fn full_part(
     if !last {
         return batch;
     }
+    batch.complete = true;
     batch.routes = Some(snapshot.route_table());
     batch.upsert_certificates = snapshot.certificates.values().cloned().collect();
     if let Some(observed) = observed {

@@ -219,6 +219,8 @@ pub(crate) fn split(batch: &Batch) -> Option<(Batch, Batch)> {
     let first: BTreeSet<Item> = all[..all.len() / 2].iter().cloned().collect();
     let mut a = batch.clone();
     retain(&mut a, |i| first.contains(i));
+    // A full sync is complete only once its last item landed.
+    a.complete = false;
     let mut b = batch.clone();
     retain(&mut b, |i| !first.contains(i));
     Some((a, b))
@@ -256,6 +258,12 @@ mod tests {
         assert_eq!(items(&a).len(), 3);
         assert!(a.routes.is_none() && b.routes.is_some());
         assert_eq!((a.epoch, b.epoch), (3, 3));
+        let (a, b) = split(&Batch {
+            complete: true,
+            ..whole.clone()
+        })
+        .unwrap();
+        assert!(!a.complete && b.complete, "only the second half completes");
         let mut both: Vec<Item> = items(&a).into_iter().chain(items(&b)).collect();
         both.sort();
         let mut all = items(&whole);

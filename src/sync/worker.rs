@@ -25,7 +25,8 @@ use crate::hub::{Desired, Pending, Work};
 pub struct SyncConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// How often to compare what the LB holds with what podgate last pushed.
+    /// How often to compare what the LB holds with what podgate last pushed (a cheap
+    /// summary read): how soon a restarted LB is noticed when nothing else changes.
     pub drift_interval: Duration,
 }
 
@@ -34,7 +35,7 @@ impl Default for SyncConfig {
         Self {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
-            drift_interval: Duration::from_secs(10),
+            drift_interval: Duration::from_millis(500),
         }
     }
 }
@@ -224,6 +225,8 @@ impl Worker {
     async fn serve(&mut self, mut term: Option<&mut Term>) {
         let epoch = self.epoch;
         let mut backoff = self.config.backoff_min;
+        // A deadline, not a sleep per turn: under steady churn the check still runs.
+        let mut drift_at = tokio::time::Instant::now() + self.config.drift_interval;
         loop {
             let ended = async {
                 match term.as_deref_mut() {
@@ -238,8 +241,9 @@ impl Worker {
                 biased;
                 () = ended => return,
                 () = self.pending.wait() => {}
-                () = tokio::time::sleep(self.config.drift_interval) => {
+                () = tokio::time::sleep_until(drift_at) => {
                     self.check_drift().await;
+                    drift_at = tokio::time::Instant::now() + self.config.drift_interval;
                     continue;
                 }
             }
@@ -259,7 +263,7 @@ impl Worker {
                     };
                     self.set_failed(state, &e);
                     self.pending.restore(work);
-                    tokio::time::sleep(jitter(backoff)).await;
+                    self.back_off(jitter(backoff), e.is_retryable()).await;
                     backoff = (backoff * 2).min(self.config.backoff_max);
                 }
             }
@@ -533,6 +537,43 @@ impl Worker {
         }
         for key in self.quarantine.upstreams() {
             held.remove(key);
+        }
+    }
+
+    /// Waits `delay` before the next attempt. With `watch` the LB's summary is read
+    /// every `drift_interval` meanwhile, and the wait ends at once when the LB answers
+    /// as another instance than the last known one (it restarted) or answers again
+    /// after a failed read (it came back): an LB back from an outage is noticed within
+    /// `drift_interval`, not after a 30 s backoff. An LB that answers but keeps failing
+    /// batches keeps its backoff.
+    async fn back_off(&self, delay: Duration, watch: bool) {
+        let until = tokio::time::Instant::now() + delay;
+        if !watch {
+            return tokio::time::sleep_until(until).await;
+        }
+        let mut known = self.acked.as_ref().map(|a| a.instance.clone());
+        let mut was_down = false;
+        loop {
+            let next = (tokio::time::Instant::now() + self.config.drift_interval).min(until);
+            tokio::time::sleep_until(next).await;
+            if next >= until {
+                return;
+            }
+            match self.adapter.summary().await {
+                Err(_) => was_down = true,
+                Ok(now) => {
+                    let restarted = known.as_ref().is_some_and(|k| *k != now.instance);
+                    if restarted || was_down {
+                        tracing::info!(
+                            lb = self.adapter.name(),
+                            instance = %now.instance,
+                            "LB answers again: retrying now"
+                        );
+                        return;
+                    }
+                    known = Some(now.instance);
+                }
+            }
         }
     }
 

@@ -10,6 +10,7 @@ mod lifecycle;
 mod migration;
 mod nodeport;
 mod ownership;
+mod proxy_restart;
 mod quarantine;
 mod routability;
 mod stale;

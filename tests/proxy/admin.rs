@@ -61,7 +61,7 @@ async fn requests_without_the_token_are_refused() {
         0,
         "a refused batch changed state"
     );
-    // Health needs no token; readiness waits for the first batch.
+    // Health needs no token; readiness waits for a full state.
     assert_eq!(
         admin(&proxy, "GET", "/healthz", None, "").await.0,
         StatusCode::OK
@@ -70,7 +70,15 @@ async fn requests_without_the_token_are_refused() {
         admin(&proxy, "GET", "/readyz", None, "").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let (status, answer) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), batch).await;
+    let (status, _) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), batch).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        admin(&proxy, "GET", "/readyz", None, "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a batch that does not complete a full sync"
+    );
+    let complete = r#"{"epoch": 1, "complete": true}"#;
+    let (status, answer) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), complete).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         admin(&proxy, "GET", "/readyz", None, "").await.0,

@@ -7,6 +7,7 @@ mod harness;
 mod http1;
 mod limits;
 mod openapi;
+mod restart;
 mod routing;
 mod smuggling;
 mod tls;

@@ -184,6 +184,7 @@ fn schemas_match_the_model() {
             key_pem: Pem("k".into()),
         }],
         remove_certificates: vec!["shop/old".into()],
+        complete: true,
     };
     check_schema(&doc, "Batch", &batch);
     check_schema(&doc, "UpstreamKey", &key());

@@ -38,6 +38,11 @@ pub struct Batch {
     /// Certificate ids to remove.
     #[serde(default)]
     pub remove_certificates: Vec<String>,
+    /// This batch ends a full sync: after it the LB holds everything its owner wants.
+    /// The built-in proxy reports ready (`/readyz`) only once it holds such a state
+    /// (or restored one from its state file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub complete: bool,
 }
 
 impl Batch {

@@ -1,0 +1,198 @@
+//! A restarted proxy serves at once: its state file (`state_file:`) is written after
+//! every accepted batch and restored at start; `/readyz` says 200 only with a full
+//! state; a file that cannot be used is ignored and the proxy starts empty.
+
+use crate::harness;
+
+use std::path::Path;
+use std::time::Duration;
+
+use harness::{Backend, TOKEN, admin, client, eventually, get, proxy_with, push, routes, upstream};
+use http::StatusCode;
+use podgate::proxy::ProxyHandle;
+use podgate_core::model::{Batch, Certificate, EndpointState, LbState, PathMatch, Pem};
+
+async fn state(proxy: &ProxyHandle) -> LbState {
+    let (status, body) = admin(proxy, "GET", "/v1/state", Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn ready(proxy: &ProxyHandle) -> StatusCode {
+    admin(proxy, "GET", "/readyz", None, "").await.0
+}
+
+async fn with_state_file(path: &Path) -> ProxyHandle {
+    let path = path.to_owned();
+    proxy_with(move |c| c.state_file = Some(path)).await
+}
+
+/// Waits until the file at `path` holds generation `generation`.
+async fn written(path: &Path, generation: u64) {
+    eventually(
+        "the state file is written",
+        Duration::from_secs(5),
+        || async {
+            std::fs::read(path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| v["generation"] == generation)
+        },
+    )
+    .await;
+}
+
+fn certificate() -> Certificate {
+    let made = rcgen::generate_simple_self_signed(vec!["a.example.com".to_owned()]).unwrap();
+    Certificate {
+        id: "default/a".into(),
+        cert_pem: Pem(made.cert.pem().into()),
+        key_pem: Pem(made.signing_key.serialize_pem().into()),
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_proxy_serves_its_last_state_at_once_and_keeps_its_fencing_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let pod = Backend::start("pod-a", 30, 1).await;
+    let proxy = with_state_file(&file).await;
+    assert_eq!(ready(&proxy).await, StatusCode::SERVICE_UNAVAILABLE);
+    let full = Batch {
+        epoch: 7,
+        owner: Some("podgate.io/ingress-controller".into()),
+        upsert_upstreams: vec![upstream(
+            "web",
+            &[],
+            vec![pod.endpoint("idc", EndpointState::Active)],
+        )],
+        routes: Some(routes(&[("a.example.com", PathMatch::prefix("/"), "web")])),
+        upsert_certificates: vec![certificate()],
+        complete: true,
+        ..Batch::default()
+    };
+    push(&proxy, &full).await;
+    assert_eq!(
+        ready(&proxy).await,
+        StatusCode::OK,
+        "a full sync makes it ready"
+    );
+    // Another owner's items come back as theirs.
+    push(
+        &proxy,
+        &Batch {
+            epoch: 2,
+            upsert_upstreams: vec![upstream("other", &[], vec![])],
+            ..Batch::default()
+        },
+    )
+    .await;
+    written(&file, 2).await;
+    let before = state(&proxy).await;
+    proxy.shutdown().await;
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the file holds keys: owner only");
+
+    let proxy = with_state_file(&file).await;
+    // The very first request is served: no push happened.
+    let answer = get(&client(), &proxy, "a.example.com", "/x").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(ready(&proxy).await, StatusCode::OK);
+    let after = state(&proxy).await;
+    assert_ne!(
+        after.instance, before.instance,
+        "a restart is a new instance"
+    );
+    assert_eq!(
+        LbState {
+            instance: String::new(),
+            ..after
+        },
+        LbState {
+            instance: String::new(),
+            ..before
+        }
+    );
+    let deposed = serde_json::to_string(&Batch {
+        epoch: 6,
+        ..full.clone()
+    })
+    .unwrap();
+    let (status, body) = admin(&proxy, "POST", "/v1/batch", Some(TOKEN), &deposed).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "fencing survives a restart: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_partial_state_is_restored_but_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let pod = Backend::start("pod-a", 30, 2).await;
+    let proxy = with_state_file(&file).await;
+    // The first part of a full sync: upstreams, no routes, not complete.
+    push(
+        &proxy,
+        &Batch {
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert_eq!(ready(&proxy).await, StatusCode::SERVICE_UNAVAILABLE);
+    written(&file, 1).await;
+    proxy.shutdown().await;
+    let proxy = with_state_file(&file).await;
+    assert_eq!(state(&proxy).await.upstreams.len(), 1);
+    assert_eq!(
+        ready(&proxy).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "half a full sync is not a full state"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_or_invalid_state_file_is_ignored_and_then_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let invalid_shares = serde_json::json!({
+        "format": 1, "generation": 4, "complete": true,
+        "owners": [{"upsert_upstreams": [{
+            "key": {"namespace": "default", "service": "web", "port": 80},
+            "shares": [["idc", 999]], "endpoints": []}]}],
+    });
+    for content in [
+        b"{\"format\": 1, \"generation\": 3, \"comp".to_vec(),
+        b"\x00\x01garbage".to_vec(),
+        br#"{"format": 99, "generation": 1, "complete": true, "owners": []}"#.to_vec(),
+        serde_json::to_vec(&invalid_shares).unwrap(),
+    ] {
+        std::fs::write(&file, &content).unwrap();
+        let proxy = with_state_file(&file).await;
+        let held = state(&proxy).await;
+        assert_eq!(
+            (held.generation, held.upstreams.len()),
+            (0, 0),
+            "{}",
+            String::from_utf8_lossy(&content)
+        );
+        assert_eq!(ready(&proxy).await, StatusCode::SERVICE_UNAVAILABLE);
+        push(
+            &proxy,
+            &Batch {
+                complete: true,
+                ..Batch::default()
+            },
+        )
+        .await;
+        written(&file, 1).await;
+        proxy.shutdown().await;
+    }
+}
