@@ -53,6 +53,19 @@ fn endpoints_wanted(query: Option<&str>) -> Result<bool, &'static str> {
     Ok(wanted)
 }
 
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// `admin.listen`: every route, the token where [`ADMIN_ROUTES`] says so.
+    Admin,
+    /// `health_listen`: only `/metrics`, `/healthz` and `/readyz`, all without the
+    /// token (for Prometheus and probes); nothing there can change state.
+    Health,
+}
+
+/// What the health listener serves.
+const HEALTH_ROUTES: &[&str] = &["/metrics", "/healthz", "/readyz"];
+
 /// The body of every admin error answer.
 #[derive(Debug, Serialize)]
 struct ErrorBody<'a> {
@@ -85,8 +98,15 @@ impl Admin {
         }
     }
 
-    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn handle(&self, req: Request<Incoming>, scope: Scope) -> Response<ProxyBody> {
         let path = req.uri().path().to_owned();
+        if scope == Scope::Health && !HEALTH_ROUTES.contains(&path.as_str()) {
+            return error(
+                StatusCode::NOT_FOUND,
+                "only /metrics, /healthz and /readyz are served here; the admin API is on admin.listen",
+                None,
+            );
+        }
         let known: Vec<_> = ADMIN_ROUTES
             .iter()
             .filter(|r| matches_template(r.1, &path))
@@ -109,7 +129,7 @@ impl Admin {
             }
             return resp;
         };
-        if needs_token && !self.authorized(&req) {
+        if needs_token && scope == Scope::Admin && !self.authorized(&req) {
             tracing::warn!(%path, "admin request without a valid token refused");
             let mut resp = error(
                 StatusCode::UNAUTHORIZED,

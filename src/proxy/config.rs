@@ -73,6 +73,11 @@ pub struct ProxyConfig {
     #[serde(default)]
     pub tls_default_certificate: Option<String>,
     pub admin: AdminConfig,
+    /// Optional plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` without the
+    /// admin token (Prometheus, kubelet or load-balancer probes); the admin API stays on
+    /// `admin.listen` behind its token. Capped at `admin.max_connections` of its own.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -282,6 +287,7 @@ impl ProxyConfig {
                 tls: None,
                 max_connections: AdminConfig::default_max_connections(),
             },
+            health_listen: None,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             outlier: OutlierConfig::default(),

@@ -64,6 +64,9 @@ pub struct ProxyHandle {
     pub https_addr: Option<SocketAddr>,
     /// Where the admin API is served.
     pub admin_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served without the token, if
+    /// `health_listen` was configured.
+    pub health_addr: Option<SocketAddr>,
     admin_tls: bool,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -135,6 +138,14 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
     let http_addr = local("listen", &http, config.listen)?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
     let admin_addr = local("admin.listen", &admin_listener, config.admin.listen)?;
+    let health = match config.health_listen {
+        Some(addr) => {
+            let l = bind("health_listen", addr).await?;
+            let local_addr = local("health_listen", &l, addr)?;
+            Some((l, local_addr))
+        }
+        None => None,
+    };
     let tls = match config.tls_listen {
         Some(addr) => {
             let l = bind("tls_listen", addr).await?;
@@ -168,18 +179,32 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         config.limits.max_admin_body_bytes,
     ));
 
+    let admin_server = |listener, tls, scope| server::AdminServer {
+        listener,
+        tls,
+        admin: Arc::clone(&admin),
+        scope,
+        builder: Arc::clone(&builder),
+        connections: Arc::new(Semaphore::new(config.admin.max_connections)),
+        timeout: config.timeouts.header_read(),
+        shutdown: shutdown_rx.clone(),
+    };
     let mut tasks = vec![
         tokio::spawn(server::serve_plain(http, shared.clone())),
-        tokio::spawn(server::serve_admin(server::AdminServer {
-            listener: admin_listener,
-            tls: admin_tls.clone(),
-            admin,
-            builder,
-            connections: Arc::new(Semaphore::new(config.admin.max_connections)),
-            timeout: config.timeouts.header_read(),
-            shutdown: shutdown_rx,
-        })),
+        tokio::spawn(server::serve_admin(admin_server(
+            admin_listener,
+            admin_tls.clone(),
+            admin::Scope::Admin,
+        ))),
     ];
+    let health_addr = health.map(|(listener, addr)| {
+        tasks.push(tokio::spawn(server::serve_admin(admin_server(
+            listener,
+            None,
+            admin::Scope::Health,
+        ))));
+        addr
+    });
     if let Some(path) = &config.state_file {
         tasks.push(persist::spawn_writer(
             Arc::clone(&store),
@@ -192,11 +217,12 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));
         addr
     });
-    tracing::info!(%http_addr, https_addr = ?bound_tls, %admin_addr, "proxy listening");
+    tracing::info!(%http_addr, https_addr = ?bound_tls, %admin_addr, health_addr = ?health_addr, "proxy listening");
     Ok(ProxyHandle {
         http_addr,
         https_addr: bound_tls,
         admin_addr,
+        health_addr,
         admin_tls: admin_tls.is_some(),
         shutdown,
         tasks,

@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::admin::Admin;
+use super::admin::{Admin, Scope};
 use super::body::ProxyBody;
 use super::config::ProxyConfig;
 use super::forward::{Forwarder, Peer};
@@ -235,6 +235,8 @@ pub(crate) struct AdminServer {
     pub(crate) listener: TcpListener,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) admin: Arc<Admin>,
+    /// The admin API, or only its health and metrics routes (`health_listen`).
+    pub(crate) scope: Scope,
     pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
     /// The admin listener's own cap (`admin.max_connections`): idle admin clients
     /// cannot take the data plane's file descriptors.
@@ -250,6 +252,7 @@ pub(crate) async fn serve_admin(server: AdminServer) {
         listener,
         tls,
         admin,
+        scope,
         builder,
         connections,
         timeout,
@@ -266,7 +269,7 @@ pub(crate) async fn serve_admin(server: AdminServer) {
             let tracker = activity.clone();
             let service = move |req: Request<Incoming>| {
                 let admin = Arc::clone(&admin);
-                tracker.track(async move { Ok::<_, Infallible>(admin.handle(req).await) })
+                tracker.track(async move { Ok::<_, Infallible>(admin.handle(req, scope).await) })
             };
             let idle = (activity, timeout);
             let Some(acceptor) = tls else {

@@ -523,3 +523,50 @@ async fn a_host_given_twice_is_refused_naming_it() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(state(&proxy).await.routes.hosts.len(), 2);
 }
+
+/// `health_listen`: metrics and probes without the token; nothing else, and nothing
+/// that writes.
+#[tokio::test]
+async fn the_health_listener_serves_metrics_and_probes_without_the_token_and_nothing_else() {
+    let proxy = harness::proxy_with(|c| {
+        c.health_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
+    let health = proxy.health_addr.expect("health_listen is bound");
+    let call = |method: &str, path: &str, body: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{health}{path}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_owned(),
+            )))
+            .unwrap();
+        async move { harness::send(&client(), req).await }
+    };
+    let metrics = call("GET", "/metrics", "").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics.body.contains("podgate_proxy_generation"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(call("GET", "/healthz", "").await.status, StatusCode::OK);
+    assert_eq!(
+        call("GET", "/readyz", "").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    for (method, path, body) in [
+        ("POST", "/v1/batch", r#"{"complete": true}"#),
+        ("GET", "/v1/state", ""),
+        ("GET", "/v1/summary", ""),
+        ("GET", "/", ""),
+    ] {
+        let answer = call(method, path, body).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert!(answer.body.contains("admin.listen"), "{}", answer.body);
+    }
+    assert_eq!(state(&proxy).await.generation, 0, "nothing changed");
+    // The admin listener still wants its token for metrics.
+    let (status, _) = admin(&proxy, "GET", "/metrics", None, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
