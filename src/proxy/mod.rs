@@ -95,22 +95,30 @@ impl Drop for ProxyHandle {
     }
 }
 
-async fn bind(field: &'static str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ProxyError::Bind {
-            field,
-            addr,
-            source,
-        })
-}
-
-fn local(field: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ProxyError> {
-    l.local_addr().map_err(|source| ProxyError::Bind {
+/// Binds `addr` (port 0 allowed) and returns the listener with the address it got.
+async fn bind(
+    field: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ProxyError> {
+    let failed = |source| ProxyError::Bind {
         field,
         addr,
         source,
-    })
+    };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    Ok((listener, local))
+}
+
+/// [`bind`] for an optional listener.
+async fn bind_if(
+    field: &'static str,
+    addr: Option<SocketAddr>,
+) -> Result<Option<(TcpListener, SocketAddr)>, ProxyError> {
+    match addr {
+        Some(addr) => bind(field, addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Binds every listener (port 0 allowed), spawns the proxy on the current runtime and
@@ -134,22 +142,11 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         restore(&store, &metrics, path);
     }
 
-    let http = bind("listen", config.listen).await?;
-    let http_addr = local("listen", &http, config.listen)?;
-    let admin_listener = bind("admin.listen", config.admin.listen).await?;
-    let admin_addr = local("admin.listen", &admin_listener, config.admin.listen)?;
-    let health = match config.health_listen {
-        Some(addr) => {
-            let l = bind("health_listen", addr).await?;
-            let local_addr = local("health_listen", &l, addr)?;
-            Some((l, local_addr))
-        }
-        None => None,
-    };
-    let tls = match config.tls_listen {
-        Some(addr) => {
-            let l = bind("tls_listen", addr).await?;
-            let local_addr = local("tls_listen", &l, addr)?;
+    let (http, http_addr) = bind("listen", config.listen).await?;
+    let (admin_listener, admin_addr) = bind("admin.listen", config.admin.listen).await?;
+    let health = bind_if("health_listen", config.health_listen).await?;
+    let tls = match bind_if("tls_listen", config.tls_listen).await? {
+        Some((l, local_addr)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(
                 Arc::clone(&store),
                 config.tls_default_certificate.clone(),
