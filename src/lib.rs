@@ -14,5 +14,6 @@ pub mod demo;
 pub mod hub;
 pub mod lb;
 pub mod logging;
+mod process_metrics;
 pub mod proxy;
 pub mod sync;

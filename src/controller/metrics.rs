@@ -55,7 +55,9 @@ struct EndpointLabels {
 }
 
 pub(crate) fn render(inputs: &Inputs) -> String {
-    let mut registry = Registry::with_prefix("podgate");
+    let mut root = Registry::default();
+    crate::process_metrics::register(&mut root, "controller");
+    let registry = root.sub_registry_with_prefix("podgate");
     let clusters = Family::<ClusterLabels, Gauge>::default();
     for c in &inputs.clusters {
         clusters
@@ -96,7 +98,7 @@ pub(crate) fn render(inputs: &Inputs) -> String {
         inputs.sync.convergence.clone(),
     );
 
-    register_targets(&mut registry, &inputs.targets);
+    register_targets(registry, &inputs.targets);
 
     let endpoints = Family::<EndpointLabels, Gauge>::default();
     for e in inputs.upstreams.iter().flat_map(|u| &u.endpoints) {
@@ -128,10 +130,10 @@ pub(crate) fn render(inputs: &Inputs) -> String {
         pushing,
     );
 
-    register_failover(&mut registry, inputs);
+    register_failover(registry, inputs);
 
     let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+    if prometheus_client::encoding::text::encode(&mut out, &root).is_err() {
         out.clear();
     }
     out

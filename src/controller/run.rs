@@ -255,6 +255,7 @@ pub async fn start(
     options: RunOptions,
 ) -> Result<Controller, ControllerError> {
     config.validate()?;
+    crate::process_metrics::mark_start();
     let mut index = Index::new(IndexConfig {
         controller_name: config.controller_name.clone(),
         legacy_class: config.ingress_class.clone(),

@@ -66,6 +66,14 @@ pub(crate) enum Scope {
 /// What the health listener serves.
 const HEALTH_ROUTES: &[&str] = &["/metrics", "/healthz", "/readyz"];
 
+/// `GET /v1/upstreams/...`: the upstream and its endpoints' live counters.
+#[derive(Debug, Serialize)]
+struct UpstreamView {
+    #[serde(flatten)]
+    upstream: podgate_core::model::Upstream,
+    live: Vec<super::balancer::EndpointLive>,
+}
+
 /// The body of every admin error answer.
 #[derive(Debug, Serialize)]
 struct ErrorBody<'a> {
@@ -187,8 +195,8 @@ impl Admin {
             .parse::<u16>()
             .map_or_else(|_| PortRef::from(port), PortRef::Number);
         let key = UpstreamKey::new(namespace, service, port);
-        match self.store.upstream(&key) {
-            Some(upstream) => json(StatusCode::OK, &upstream),
+        match self.store.upstream_live(&key) {
+            Some((upstream, live)) => json(StatusCode::OK, &UpstreamView { upstream, live }),
             None => error(StatusCode::NOT_FOUND, &format!("no upstream {key}"), None),
         }
     }
@@ -225,9 +233,14 @@ impl Admin {
                 );
             }
         };
+        let removed = batch.remove_upstreams.clone();
         match self.store.apply(batch) {
             Ok(summary) => {
                 self.metrics.batch("accepted", summary.generation);
+                // Removals of another owner's upstreams were ignored: those stay.
+                for key in removed.iter().filter(|k| !self.store.holds(k)) {
+                    self.metrics.forget(key);
+                }
                 let live = self.store.load();
                 self.metrics.live_state(
                     live.upstreams.len(),

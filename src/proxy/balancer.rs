@@ -10,12 +10,16 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use serde::Serialize;
 
 use tokio::time::Instant;
 
 use super::config::OutlierConfig;
 use super::h1::upstream::IdleConns;
+use super::metrics::{Metrics, UpstreamMetrics};
 use podgate_core::model::{ClusterName, EndpointState, Upstream};
 
 /// Runtime state of one endpoint address. It survives upstream updates: a push that
@@ -23,6 +27,9 @@ use podgate_core::model::{ClusterName, EndpointState, Upstream};
 #[derive(Debug, Default)]
 pub(crate) struct EndpointStats {
     in_flight: AtomicUsize,
+    /// Attempts sent here, and those that failed (connect error, reset, timeout, 5xx).
+    requests: AtomicU64,
+    errors: AtomicU64,
     /// Idle keep-alive connections of the fast HTTP/1.1 path to this endpoint.
     pub(crate) idle: IdleConns,
     /// Fast path for the common case: nobody ejected, no lock taken.
@@ -71,6 +78,7 @@ impl EndpointStats {
 
     /// Records a failure; returns the ejection time when this failure ejects it.
     pub(crate) fn failure(&self, outlier: &OutlierConfig) -> Option<std::time::Duration> {
+        self.errors.fetch_add(1, Ordering::Relaxed);
         let mut h = self.health.lock();
         h.consecutive_failures += 1;
         if h.consecutive_failures < outlier.consecutive_failures {
@@ -86,10 +94,42 @@ impl EndpointStats {
     }
 }
 
+/// One endpoint's live counters, for `GET /v1/upstreams/...` and the admin view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct EndpointLive {
+    pub(crate) address: std::net::IpAddr,
+    pub(crate) port: u16,
+    pub(crate) in_flight: u64,
+    /// Attempts sent to it since it was first pushed.
+    pub(crate) requests: u64,
+    /// Of those, failed ones (connect error, reset, timeout, 5xx).
+    pub(crate) errors: u64,
+    /// Taken out by passive outlier detection for this many more milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ejected_for_ms: Option<u64>,
+}
+
+impl EndpointStats {
+    fn live(&self, addr: SocketAddr, now: Instant) -> EndpointLive {
+        let until = self.health.lock().ejected_until;
+        EndpointLive {
+            address: addr.ip(),
+            port: addr.port(),
+            in_flight: self.in_flight() as u64,
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            ejected_for_ms: until
+                .filter(|u| *u > now)
+                .map(|u| u64::try_from((u - now).as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
 /// One endpoint as the balancer sees it.
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
+    pub(crate) cluster: ClusterName,
     /// `addr` as a URI authority, made once per update instead of once per request.
     pub(crate) authority: http::uri::Authority,
     pub(crate) stats: Arc<EndpointStats>,
@@ -103,6 +143,7 @@ pub(crate) struct InFlight(Arc<EndpointStats>);
 impl InFlight {
     fn new(stats: &Arc<EndpointStats>) -> Self {
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
         Self(Arc::clone(stats))
     }
 }
@@ -136,6 +177,9 @@ pub(crate) struct Pool {
     groups: Vec<ClusterGroup>,
     /// Every endpoint (active and draining) by address, to carry stats over updates.
     stats: HashMap<SocketAddr, Arc<EndpointStats>>,
+    /// This upstream's metric handles, resolved on its first request and carried over
+    /// updates.
+    metrics: OnceLock<Arc<UpstreamMetrics>>,
 }
 
 impl Pool {
@@ -159,6 +203,7 @@ impl Pool {
             };
             let backend = Arc::new(Backend {
                 addr,
+                cluster: e.cluster.clone(),
                 authority,
                 stats: s,
             });
@@ -185,15 +230,39 @@ impl Pool {
                 g.share = 1;
             }
         }
+        let metrics = OnceLock::new();
+        if let Some(held) = previous.and_then(|p| p.metrics.get()) {
+            let _ = metrics.set(Arc::clone(held));
+        }
         Self {
             spec,
             groups: groups.into_iter().map(|(_, g)| g).collect(),
             stats,
+            metrics,
         }
     }
 
     pub(crate) fn spec(&self) -> &Upstream {
         &self.spec
+    }
+
+    /// This upstream's metric handles (looked up in `metrics` once per pool lineage).
+    pub(crate) fn metrics(&self, metrics: &Metrics) -> &UpstreamMetrics {
+        self.metrics
+            .get_or_init(|| metrics.upstream(&self.spec.key))
+    }
+
+    /// Every endpoint's live counters, in the order of the pushed upstream.
+    pub(crate) fn live(&self) -> Vec<EndpointLive> {
+        let now = Instant::now();
+        self.spec
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let addr = SocketAddr::new(e.address, e.port);
+                Some(self.stats.get(&addr)?.live(addr, now))
+            })
+            .collect()
     }
 
     /// Chooses an endpoint not in `tried`. Ejected endpoints are skipped unless every

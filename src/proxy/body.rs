@@ -10,7 +10,7 @@
 use parking_lot::Mutex;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -41,6 +41,8 @@ struct Shared {
     body: Mutex<Option<Incoming>>,
     /// How reading the client's body went ([`ClientBody`]).
     read: AtomicU8,
+    /// Data bytes read from the client.
+    received: AtomicU64,
 }
 
 /// How far the client's body got, as seen by the attempt reading it.
@@ -63,6 +65,7 @@ impl BodySlot {
             inner: Arc::new(Shared {
                 body: Mutex::new(Some(body)),
                 read: AtomicU8::new(ClientBody::Pending as u8),
+                received: AtomicU64::new(0),
             }),
             hint,
             empty,
@@ -78,6 +81,11 @@ impl BodySlot {
             2 => ClientBody::Failed,
             _ => ClientBody::Pending,
         }
+    }
+
+    /// Data bytes read from the client so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.inner.received.load(Ordering::Relaxed)
     }
 
     /// Whether no byte of the body has left for an upstream yet, so that the request
@@ -127,7 +135,13 @@ impl Body for RetryBody {
         let read = match &frame {
             None => Some(ClientBody::Ended),
             Some(Err(_)) => Some(ClientBody::Failed),
-            Some(Ok(_)) => None,
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    let n = data.len() as u64;
+                    self.slot.inner.received.fetch_add(n, Ordering::Relaxed);
+                }
+                None
+            }
         };
         if let Some(read) = read {
             self.slot.inner.read.store(read as u8, Ordering::Release);
@@ -181,6 +195,62 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body that counts the data bytes it passes on and, when it ends or is dropped
+/// (the client went away), hands the count to `done` once.
+pub(crate) struct Counted<F: FnOnce(u64)> {
+    inner: ProxyBody,
+    sent: u64,
+    done: Option<F>,
+}
+
+impl<F> Counted<F>
+where
+    F: FnOnce(u64) + Unpin + Send + Sync + 'static,
+{
+    pub(crate) fn wrap(inner: ProxyBody, done: F) -> ProxyBody {
+        Self {
+            inner,
+            sent: 0,
+            done: Some(done),
+        }
+        .boxed()
+    }
+}
+
+impl<F: FnOnce(u64)> Drop for Counted<F> {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(self.sent);
+        }
+    }
+}
+
+impl<F: FnOnce(u64) + Unpin> Body for Counted<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(f)) = &frame
+            && let Some(data) = f.data_ref()
+        {
+            self.sent += data.len() as u64;
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -94,6 +94,9 @@ pub struct ProxyConfig {
     /// routed. On by default.
     #[serde(default = "yes")]
     pub normalize_paths: bool,
+    /// One line per answered request; off by default.
+    #[serde(default)]
+    pub access_log: super::access_log::AccessLogConfig,
     /// Where the proxy keeps what it holds (routes, upstreams, certificates with their
     /// keys; mode 0600), written after every accepted batch and restored at start, so
     /// that a restarted proxy serves at once. A file that cannot be read is reported
@@ -183,6 +186,9 @@ pub struct Limits {
     pub(crate) retries: usize,
     /// Largest `POST /v1/batch` body.
     pub max_admin_body_bytes: usize,
+    /// Upstreams with their own metric series; requests of any further upstream are
+    /// counted as `upstream="_other"` (bounded cardinality).
+    pub metrics_upstreams: usize,
 }
 
 impl Default for Limits {
@@ -193,6 +199,7 @@ impl Default for Limits {
             max_connections: 10_000,
             retries: 2,
             max_admin_body_bytes: 256 * 1024 * 1024,
+            metrics_upstreams: 2_000,
         }
     }
 }
@@ -294,6 +301,7 @@ impl ProxyConfig {
             trusted_proxies: Vec::new(),
             normalize_paths: true,
             state_file: None,
+            access_log: super::access_log::AccessLogConfig::default(),
         }
     }
 

@@ -19,11 +19,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::balancer::{Backend, EndpointStats, InFlight, PickError, Pool};
-use super::body::{BodySlot, ClientBody, Guarded, ProxyBody, RetryBody, full};
+use super::access_log::AccessLog;
+use super::balancer::{Backend, InFlight, PickError, Pool};
+use super::body::{BodySlot, ClientBody, Counted, Guarded, ProxyBody, RetryBody, full};
 use super::config::ProxyConfig;
 use super::headers;
 use super::metrics::Metrics;
+use super::record::{self, Record};
 use super::state::Store;
 use podgate_core::model::UpstreamKey;
 
@@ -33,6 +35,7 @@ pub(crate) struct Forwarder {
     client: Client<HttpConnector, RetryBody>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    log: Arc<AccessLog>,
     config: ProxyConfig,
 }
 
@@ -44,7 +47,12 @@ pub(crate) struct Peer {
 }
 
 impl Forwarder {
-    pub(crate) fn new(store: Arc<Store>, metrics: Arc<Metrics>, config: ProxyConfig) -> Self {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        log: Arc<AccessLog>,
+        config: ProxyConfig,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeouts.connect()));
         connector.set_nodelay(true);
@@ -57,18 +65,33 @@ impl Forwarder {
             client,
             store,
             metrics,
+            log,
             config,
         }
     }
 
-    /// Answers one client request. Never fails: every error becomes a response.
+    /// Answers one client request. Never fails: every error becomes a response. The
+    /// request is recorded once the answer's body has gone out.
     pub(crate) async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
-        let response = self.forward(req, peer).await;
-        self.metrics.request(response.status().as_u16());
-        response
+        let mut record = Record::start(&self.log, |log| log_head(&req, peer, log));
+        let response = self.forward(req, peer, &mut record).await;
+        let status = response.status().as_u16();
+        self.metrics.request(status);
+        let (metrics, log) = (Arc::clone(&self.metrics), Arc::clone(&self.log));
+        response.map(|body| {
+            Counted::wrap(body, move |sent| {
+                record.sent = sent;
+                record.finish(status, &metrics, &log);
+            })
+        })
     }
 
-    async fn forward(&self, mut req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: Peer,
+        record: &mut Record,
+    ) -> Response<ProxyBody> {
         let Some(host_value) = request_host(&req) else {
             return reply(StatusCode::BAD_REQUEST, "request has no valid Host");
         };
@@ -90,6 +113,7 @@ impl Forwarder {
             Ok(routed) => routed,
             Err(refusal) => return refusal.into_response(),
         };
+        record.pool = Some(Arc::clone(&pool));
 
         let upgrade = headers::upgrade_protocol(req.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -120,13 +144,14 @@ impl Forwarder {
             (None, None) => http::uri::PathAndQuery::from_static("/"),
         };
         let body = BodySlot::new(body);
+        record.client_body = Some(body.clone());
         let attempt = Attempt {
             method: parts.method,
             path_and_query,
             headers: head,
             body,
         };
-        let outcome = self.attempts(&key, &pool, &attempt).await;
+        let outcome = self.attempts(&key, &pool, &attempt, record).await;
         match outcome {
             Ok((mut resp, in_flight)) => {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -216,6 +241,7 @@ impl Forwarder {
         key: &UpstreamKey,
         pool: &Pool,
         attempt: &Attempt,
+        record: &mut Record,
     ) -> Result<(Response<Incoming>, InFlight), Response<ProxyBody>> {
         let idempotent = idempotent(attempt.method.as_str());
         let mut tried: Vec<SocketAddr> = Vec::new();
@@ -223,6 +249,7 @@ impl Forwarder {
             let (backend, in_flight) =
                 Self::pick(key, pool, &tried).map_err(Refusal::into_response)?;
             tried.push(backend.addr);
+            record.endpoint = Some(Arc::clone(&backend));
             let request = match attempt.build(&backend.authority) {
                 Ok(r) => r,
                 Err(e) => {
@@ -238,7 +265,7 @@ impl Forwarder {
             let error = match sent {
                 Ok(Ok(resp)) => {
                     if resp.status().is_server_error() {
-                        self.failed(key, &backend.stats, backend.addr);
+                        self.failed(pool, &backend);
                     } else {
                         backend.stats.success();
                     }
@@ -255,7 +282,7 @@ impl Forwarder {
                     ));
                 }
                 Err(_) => {
-                    self.failed(key, &backend.stats, backend.addr);
+                    self.failed(pool, &backend);
                     crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
                     return Err(Refusal::timed_out().into_response());
                 }
@@ -269,7 +296,7 @@ impl Forwarder {
                     "request body is malformed or incomplete",
                 ));
             }
-            self.failed(key, &backend.stats, backend.addr);
+            self.failed(pool, &backend);
             let may_retry = attempt.body.unsent() && (error.is_connect() || idempotent);
             let attempts_left = tried.len() <= self.config.limits.retries;
             crate::logging::warn_limited!(
@@ -282,17 +309,55 @@ impl Forwarder {
             if !(may_retry && attempts_left) {
                 return Err(Refusal::upstream_failed().into_response());
             }
-            self.metrics.retry();
+            self.retried(pool, record);
         }
     }
 
     /// Counts a failed attempt on an endpoint, ejecting it after too many in a row.
-    pub(crate) fn failed(&self, key: &UpstreamKey, stats: &EndpointStats, addr: SocketAddr) {
+    pub(crate) fn failed(&self, pool: &Pool, backend: &Backend) {
         self.metrics.upstream_failure();
-        if let Some(duration) = stats.failure(&self.config.outlier) {
+        if let Some(duration) = backend.stats.failure(&self.config.outlier) {
             self.metrics.ejection();
-            tracing::warn!(upstream = %key, endpoint = %addr, ?duration, "endpoint ejected");
+            pool.metrics(&self.metrics).ejection();
+            tracing::warn!(upstream = %pool.spec().key, endpoint = %backend.addr, ?duration, "endpoint ejected");
         }
+    }
+
+    /// Counts a retry of `record`'s request on another endpoint of `pool`.
+    pub(crate) fn retried(&self, pool: &Pool, record: &mut Record) {
+        self.metrics.retry();
+        pool.metrics(&self.metrics).retry();
+        record.retries += 1;
+    }
+
+    pub(crate) fn access_log(&self) -> &AccessLog {
+        &self.log
+    }
+}
+
+/// What the access log keeps of a request head on the general path.
+fn log_head(req: &Request<Incoming>, peer: Peer, log: &AccessLog) -> record::Head {
+    let uri = req.uri();
+    let host = request_host(req)
+        .and_then(|h| h.to_str().ok().map(str::to_owned))
+        .unwrap_or_default();
+    record::Head {
+        at: std::time::SystemTime::now(),
+        client: peer.addr,
+        method: req.method().to_string(),
+        host,
+        path: uri.path().to_owned(),
+        query: log.query.then(|| uri.query().map(str::to_owned)).flatten(),
+        protocol: match req.version() {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        },
+        headers: record::logged_headers(log, |name| {
+            req.headers().get(name).map(HeaderValue::as_bytes)
+        }),
     }
 }
 

@@ -9,6 +9,7 @@
 //! `router`, per-upstream `balancer` pools, `tls` certificates) ← `forward` (one load
 //! per request) ← `h1` (the fast HTTP/1.1 path) or hyper ← `server` (listeners).
 
+mod access_log;
 mod admin;
 mod balancer;
 mod body;
@@ -21,6 +22,7 @@ mod metrics;
 mod owners;
 mod path;
 mod persist;
+mod record;
 mod router;
 mod server;
 mod state;
@@ -33,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+pub use access_log::{AccessLogConfig, AccessLogError};
 pub use admin::ADMIN_ROUTES;
 pub use config::{
     AdminConfig, AdminTls, ConfigError, Limits, OutlierConfig, ProxyConfig, Timeouts, Token,
@@ -53,6 +56,8 @@ pub enum ProxyError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    AccessLog(#[from] access_log::AccessLogError),
 }
 
 /// A running proxy. Dropping it stops accepting and closes connections gracefully.
@@ -129,14 +134,14 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         field: "admin.token_file",
         reason: "is required".into(),
     })?;
-    let admin_tls = match &config.admin.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::admin_server_config(
-            t,
-        )?)),
-        None => None,
-    };
+    let admin_tls = config
+        .admin
+        .tls
+        .as_ref()
+        .map(|t| tls::admin_server_config(t).map(tokio_rustls::TlsAcceptor::from))
+        .transpose()?;
     let store = Arc::new(state::Store::new());
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::new(config.limits.metrics_upstreams));
     let (shutdown, shutdown_rx) = watch::channel(false);
     if let Some(path) = &config.state_file {
         restore(&store, &metrics, path);
@@ -157,18 +162,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
     };
 
     let builder = Arc::new(server::builder(&config));
-    let shared = server::Shared {
-        forwarder: Arc::new(forward::Forwarder::new(
-            Arc::clone(&store),
-            Arc::clone(&metrics),
-            config.clone(),
-        )),
-        metrics: Arc::clone(&metrics),
-        builder: Arc::clone(&builder),
-        connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-        handshake_timeout: config.timeouts.header_read(),
-        shutdown: shutdown_rx.clone(),
-    };
+    let shared = shared(&config, &store, &metrics, &builder, &shutdown_rx)?;
     let admin = Arc::new(admin::Admin::new(
         Arc::clone(&store),
         Arc::clone(&metrics),
@@ -223,6 +217,31 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         admin_tls: admin_tls.is_some(),
         shutdown,
         tasks,
+    })
+}
+
+/// What every data-plane connection shares: the forwarder (with the access log), the
+/// connection cap, timeouts.
+fn shared(
+    config: &ProxyConfig,
+    store: &Arc<state::Store>,
+    metrics: &Arc<metrics::Metrics>,
+    builder: &Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<server::Shared, ProxyError> {
+    let log = access_log::AccessLog::start(&config.access_log, Arc::clone(metrics))?;
+    Ok(server::Shared {
+        forwarder: Arc::new(forward::Forwarder::new(
+            Arc::clone(store),
+            Arc::clone(metrics),
+            Arc::new(log),
+            config.clone(),
+        )),
+        metrics: Arc::clone(metrics),
+        builder: Arc::clone(builder),
+        connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        handshake_timeout: config.timeouts.header_read(),
+        shutdown: shutdown.clone(),
     })
 }
 

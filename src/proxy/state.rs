@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 use tokio::sync::Notify;
 
-use super::balancer::Pool;
+use super::balancer::{EndpointLive, Pool};
 use super::owners::{self, Owners};
 use super::persist::Saved;
 use super::router::Router;
@@ -292,9 +292,23 @@ impl Store {
         }
     }
 
-    /// One upstream as the LB holds it, for `GET /v1/upstreams/{namespace}/{service}/{port}`.
+    /// One upstream as the LB holds it.
+    #[cfg(test)]
     pub(crate) fn upstream(&self, key: &UpstreamKey) -> Option<Upstream> {
         self.load().upstreams.get(key).map(|p| p.spec().clone())
+    }
+
+    /// One upstream with each endpoint's live counters.
+    pub(crate) fn upstream_live(&self, key: &UpstreamKey) -> Option<(Upstream, Vec<EndpointLive>)> {
+        self.load()
+            .upstreams
+            .get(key)
+            .map(|p| (p.spec().clone(), p.live()))
+    }
+
+    /// Whether the live state holds `key`.
+    pub(crate) fn holds(&self, key: &UpstreamKey) -> bool {
+        self.load().upstreams.contains_key(key)
     }
 
     fn load_full(&self) -> Arc<Snapshot> {

@@ -76,6 +76,13 @@ async fn only_the_lease_holder_pushes_and_a_standby_takes_over_when_it_dies() {
         .await
         .unwrap();
     assert!(metrics.contains("\npodgate_pushing 0\n"), "{metrics}");
+    for exported in [
+        "podgate_build_info{",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+    ] {
+        assert!(metrics.contains(exported), "{exported} in {metrics}");
+    }
     assert!(
         s["targets"][0]["pushes"].as_u64() == Some(0),
         "{}",

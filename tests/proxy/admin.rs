@@ -122,7 +122,10 @@ async fn one_upstream_can_be_read_alone_and_metrics_count_the_live_state() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let read: podgate_core::model::Upstream = serde_json::from_str(&body).unwrap();
+    let mut read: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let live = read.as_object_mut().unwrap().remove("live").unwrap();
+    assert_eq!(live[0]["port"], pod.addr.port(), "{live}");
+    let read: podgate_core::model::Upstream = serde_json::from_value(read).unwrap();
     let whole = state(&proxy).await;
     assert_eq!(read, whole.upstreams[0]);
     assert!(!read.endpoints.is_empty());

@@ -6,6 +6,7 @@ mod failures;
 mod harness;
 mod http1;
 mod limits;
+mod observability;
 mod openapi;
 mod restart;
 mod routing;

@@ -40,11 +40,16 @@ use self::handoff::Prefixed;
 use self::request::{Forwarded, Parsed};
 use self::response::Head;
 use self::upstream::UpstreamConn;
+use super::access_log::AccessLog;
 use super::balancer::{Backend, Pool};
 use super::forward::{Forwarder, Peer, Refusal};
+use super::record::{self, Record};
 use podgate_core::model::UpstreamKey;
 
 const READ_BYTES: usize = 8 * 1024;
+
+/// The status recorded when the client went away before an answer (as nginx logs it).
+const CLIENT_GONE: u16 = 499;
 
 /// How a connection left the fast path.
 pub(crate) enum Ended<I> {
@@ -76,6 +81,7 @@ where
             forwarder.config().trusts(peer.addr.ip()),
         ),
         forwarder,
+        peer: peer.addr,
         shutdown,
     };
     loop {
@@ -108,6 +114,8 @@ struct ClientConn<'f, I> {
     deadline: Pin<Box<Sleep>>,
     forwarded: Forwarded,
     forwarder: &'f Forwarder,
+    /// The client, for the access log.
+    peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -125,6 +133,8 @@ struct Exchange {
     is_head: bool,
     close: bool,
     target: Result<(UpstreamKey, Arc<Pool>), Refusal>,
+    /// What the access log keeps of the head, when it is on.
+    head: Option<Box<record::Head>>,
 }
 
 /// Why an attempt on one endpoint failed.
@@ -189,6 +199,8 @@ where
             Parsed::Complete(req) => req,
         };
         let target = self.forwarder.route(req.host, req.path());
+        let log = self.forwarder.access_log();
+        let head = log.is_on().then(|| Box::new(self.log_head(&req, log)));
         self.to_upstream.clear();
         if target.is_ok() {
             req.write_upstream_head(&mut self.to_upstream, &self.forwarded);
@@ -200,59 +212,95 @@ where
             is_head: req.is_head(),
             close: req.close,
             target,
+            head,
         }))
     }
 
-    /// Answers one request; false when the client connection must close.
-    async fn exchange(&mut self, x: Exchange) -> bool {
-        self.buf.advance(x.head_len);
+    fn log_head(&self, req: &request::Request<'_>, log: &AccessLog) -> record::Head {
+        let query = req.target.split_once('?').map(|(_, q)| q.to_owned());
+        record::Head {
+            at: std::time::SystemTime::now(),
+            client: self.peer,
+            method: req.method.to_owned(),
+            host: req.host.to_owned(),
+            path: req.path().to_owned(),
+            query: query.filter(|_| log.query),
+            protocol: "HTTP/1.1",
+            headers: record::logged_headers(log, |name| req.header(name.as_str())),
+        }
+    }
+
+    /// Answers one request and records it; false when the client connection must close.
+    async fn exchange(&mut self, mut x: Exchange) -> bool {
+        let mut record = Record::new(x.head.take());
         // Body bytes still to read from the client.
         let mut body_left = x.content_length;
+        let (keep, status) = self.answer(&x, &mut record, &mut body_left).await;
+        record.received = x.content_length - body_left;
+        record.finish(
+            status,
+            self.forwarder.metrics(),
+            self.forwarder.access_log(),
+        );
+        keep
+    }
+
+    /// Answers one request: whether the client connection stays, and the status
+    /// answered (499: the client went away first).
+    async fn answer(
+        &mut self,
+        x: &Exchange,
+        record: &mut Record,
+        body_left: &mut u64,
+    ) -> (bool, u16) {
+        self.buf.advance(x.head_len);
         let (key, pool) = match &x.target {
             Ok(target) => target,
-            Err(refusal) => return self.refuse(refusal, &x, body_left).await,
+            Err(refusal) => return self.refuse(refusal, x, *body_left).await,
         };
+        record.pool = Some(Arc::clone(pool));
         // A body that is already here goes with the head and can be sent again.
-        if let Ok(n) = usize::try_from(body_left)
+        if let Ok(n) = usize::try_from(*body_left)
             && n <= self.buf.len()
         {
             self.to_upstream.extend_from_slice(&self.buf[..n]);
             self.buf.advance(n);
-            body_left = 0;
+            *body_left = 0;
         }
         let retries = self.forwarder.config().limits.retries;
         self.tried.clear();
         loop {
             let (backend, _in_flight) = match Forwarder::pick(key, pool, &self.tried) {
                 Ok(chosen) => chosen,
-                Err(refusal) => return self.refuse(&refusal, &x, body_left).await,
+                Err(refusal) => return self.refuse(&refusal, x, *body_left).await,
             };
             self.tried.push(backend.addr);
+            record.endpoint = Some(Arc::clone(&backend));
             let attempts_left = self.tried.len() <= retries;
-            let mut upstream = match self.upstream(&backend).await {
+            let mut upstream = match self.upstream(pool, &backend).await {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Nothing was sent: any request may go elsewhere.
-                    self.forwarder.failed(key, &backend.stats, backend.addr);
+                    self.forwarder.failed(pool, &backend);
                     crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, error = %e,
                         retry = attempts_left, "upstream connect failed");
                     if attempts_left {
-                        self.forwarder.metrics().retry();
+                        self.forwarder.retried(pool, record);
                         continue;
                     }
                     return self
-                        .refuse(&Refusal::upstream_failed(), &x, body_left)
+                        .refuse(&Refusal::upstream_failed(), x, *body_left)
                         .await;
                 }
             };
             let timeout = self.forwarder.config().timeouts.upstream_response();
             self.deadline.as_mut().reset(Instant::now() + timeout);
-            let head = match self.send(&mut upstream, &mut body_left).await {
-                Ok(()) => self.response_head(&mut upstream, &x, body_left).await,
+            let head = match self.send(&mut upstream, body_left).await {
+                Ok(()) => self.response_head(&mut upstream, x, *body_left).await,
                 // An upstream may answer before reading the whole body (a 413, a 401)
                 // and close; the write fails then, but its answer is there to relay.
                 Err(Failure::Lost(e)) => self
-                    .response_head(&mut upstream, &x, body_left)
+                    .response_head(&mut upstream, x, *body_left)
                     .await
                     .map_err(|_| Failure::Lost(e)),
                 Err(failure) => Err(failure),
@@ -260,32 +308,34 @@ where
             let failure = match head {
                 Ok(mut resp) => {
                     if resp.status >= 500 {
-                        self.forwarder.failed(key, &backend.stats, backend.addr);
+                        self.forwarder.failed(pool, &backend);
                     } else {
                         backend.stats.success();
                     }
                     // An answer before the whole body: neither connection is at a
                     // message boundary any more.
-                    let early = body_left > 0;
+                    let early = *body_left > 0;
                     resp.reusable &= !early;
-                    let keep = self.relay(upstream, resp, &backend, &x).await;
-                    return keep && !early;
+                    let status = resp.status;
+                    let (keep, sent) = self.relay(upstream, resp, &backend, x).await;
+                    record.sent = sent;
+                    return (keep && !early, status);
                 }
                 Err(failure) => failure,
             };
             let refusal = match failure {
-                Failure::ClientGone => return false,
+                Failure::ClientGone => return (false, CLIENT_GONE),
                 Failure::ClientStalled => Refusal::new(
                     http::StatusCode::REQUEST_TIMEOUT,
                     "request body not received in time".into(),
                 ),
                 Failure::TimedOut => {
-                    self.forwarder.failed(key, &backend.stats, backend.addr);
+                    self.forwarder.failed(pool, &backend);
                     crate::logging::warn_limited!(upstream = %key, endpoint = %backend.addr, "upstream response timed out");
                     Refusal::timed_out()
                 }
                 Failure::Bad(e) => {
-                    self.forwarder.failed(key, &backend.stats, backend.addr);
+                    self.forwarder.failed(pool, &backend);
                     tracing::warn!(upstream = %key, endpoint = %backend.addr, error = %e, "bad upstream response");
                     Refusal::upstream_failed()
                 }
@@ -293,30 +343,35 @@ where
                     // A pooled connection the upstream closed as it was reused is no
                     // sign of a bad endpoint (keep-alive races); a fresh one failing is.
                     if !upstream.reused {
-                        self.forwarder.failed(key, &backend.stats, backend.addr);
+                        self.forwarder.failed(pool, &backend);
                     }
                     // `to_upstream` is emptied once a body starts to stream.
                     let retry = x.idempotent && attempts_left && !self.to_upstream.is_empty();
                     tracing::warn!(upstream = %key, endpoint = %backend.addr, error = %e,
                         retry, "upstream request failed");
                     if retry {
-                        self.forwarder.metrics().retry();
+                        self.forwarder.retried(pool, record);
                         continue;
                     }
                     Refusal::upstream_failed()
                 }
             };
-            return self.refuse(&refusal, &x, body_left).await;
+            return self.refuse(&refusal, x, *body_left).await;
         }
     }
 
-    /// A pooled connection to the endpoint, or a new one.
-    async fn upstream(&self, backend: &Backend) -> std::io::Result<UpstreamConn> {
+    /// A pooled connection to the endpoint, or a new one (its connect time counted
+    /// for `pool`).
+    async fn upstream(&self, pool: &Pool, backend: &Backend) -> std::io::Result<UpstreamConn> {
         let timeouts = &self.forwarder.config().timeouts;
-        match backend.stats.idle.checkout(timeouts.upstream_idle()) {
-            Some(conn) => Ok(conn),
-            None => UpstreamConn::connect(backend.addr, timeouts.connect()).await,
+        if let Some(conn) = backend.stats.idle.checkout(timeouts.upstream_idle()) {
+            return Ok(conn);
         }
+        let started = Instant::now();
+        let conn = UpstreamConn::connect(backend.addr, timeouts.connect()).await?;
+        pool.metrics(self.forwarder.metrics())
+            .connected(started.elapsed());
+        Ok(conn)
     }
 
     /// Sends the head (with the buffered body), then streams the rest of the body; all
@@ -412,19 +467,22 @@ where
         }
     }
 
-    /// Relays the response to the client; returns whether the client connection stays.
+    /// Relays the response to the client; returns whether the client connection stays
+    /// and the body bytes relayed.
     async fn relay(
         &mut self,
         mut up: UpstreamConn,
         resp: response::Response,
         backend: &Backend,
         x: &Exchange,
-    ) -> bool {
+    ) -> (bool, u64) {
         self.forwarder.metrics().request(resp.status);
         up.buf.advance(resp.head_len);
         let mut body = resp.framing;
+        let mut sent = 0u64;
         let mut ok = match body.take(&up.buf) {
             Ok(n) => {
+                sent += n as u64;
                 self.to_client.extend_from_slice(&up.buf[..n]);
                 up.buf.advance(n);
                 self.io.write_all(&self.to_client).await.is_ok()
@@ -444,6 +502,7 @@ where
                 }
                 Ok(_) => match body.take(&up.buf) {
                     Ok(n) => {
+                        sent += n as u64;
                         ok = self.io.write_all(&up.buf[..n]).await.is_ok();
                         up.buf.advance(n);
                     }
@@ -454,21 +513,21 @@ where
         }
         if !ok {
             tracing::debug!(endpoint = %backend.addr, "response relay broke off");
-            return false;
+            return (false, sent);
         }
         if self.io.flush().await.is_err() {
-            return false;
+            return (false, sent);
         }
         if resp.reusable && body.is_done() && up.buf.is_empty() {
             let max_idle = self.forwarder.config().timeouts.upstream_idle();
             backend.stats.idle.checkin(up, max_idle);
         }
-        !(x.close || until_close || *self.shutdown.borrow())
+        (!(x.close || until_close || *self.shutdown.borrow()), sent)
     }
 
     /// Answers with the proxy's own short status; false when the client connection must
     /// close (its request body is not all here to skip).
-    async fn refuse(&mut self, refusal: &Refusal, x: &Exchange, body_left: u64) -> bool {
+    async fn refuse(&mut self, refusal: &Refusal, x: &Exchange, body_left: u64) -> (bool, u16) {
         let skippable = usize::try_from(body_left).is_ok_and(|n| n <= self.buf.len());
         if skippable {
             self.buf.advance(usize::try_from(body_left).unwrap_or(0));
@@ -493,7 +552,7 @@ where
         self.forwarder.metrics().request(status.as_u16());
         let written =
             self.io.write_all(&self.to_client).await.is_ok() && self.io.flush().await.is_ok();
-        written && !close
+        (written && !close, status.as_u16())
     }
 
     async fn close(&mut self) {

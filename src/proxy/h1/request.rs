@@ -125,7 +125,15 @@ pub(crate) fn parse<'b>(
     })
 }
 
-impl Request<'_> {
+impl<'b> Request<'b> {
+    /// The value of the first header `name` (lower case), for the access log.
+    pub(crate) fn header(&self, name: &str) -> Option<&'b [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
     /// The path the request is routed by (the target without its query).
     pub(crate) fn path(&self) -> &str {
         self.target

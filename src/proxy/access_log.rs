@@ -1,0 +1,295 @@
+//! The access log: one line per answered request (`access_log:` in `proxy.yaml`), off
+//! by default, to stdout or a file, as JSON lines or a fixed text format.
+//!
+//! Owns: the configuration, what a line holds ([`Entry`]), both formats, and the writer
+//! thread. Must never block a request: entries go through a bounded queue to one
+//! thread that writes and flushes; when the queue is full the entry is dropped and
+//! counted (`podgate_proxy_access_log_dropped_total`). Query strings and request headers
+//! are left out unless configured: they may carry tokens. A log file moved away (log
+//! rotation) is reopened within a second.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::Metrics;
+
+/// Where lines go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    #[default]
+    Off,
+    Stdout,
+    File,
+}
+
+/// How a line reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// `time client "METHOD host path protocol" status bytes duration upstream endpoint retries`.
+    Text,
+}
+
+/// `access_log:` in `proxy.yaml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    pub to: Destination,
+    /// The file, with `to: file`.
+    pub path: Option<PathBuf>,
+    pub format: Format,
+    /// Log the query string too (it may carry tokens).
+    pub query: bool,
+    /// Request headers to log, by name (e.g. `user-agent`); none by default, since
+    /// headers may carry credentials.
+    pub headers: Vec<String>,
+}
+
+/// One line.
+#[derive(Debug, Serialize)]
+pub(crate) struct Entry {
+    /// RFC 3339, UTC, milliseconds: when the request head arrived.
+    pub(crate) time: String,
+    pub(crate) client: SocketAddr,
+    pub(crate) method: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) query: Option<String>,
+    pub(crate) protocol: &'static str,
+    pub(crate) status: u16,
+    /// Response body bytes sent to the client.
+    pub(crate) bytes_sent: u64,
+    /// Request body bytes read from the client.
+    pub(crate) bytes_received: u64,
+    /// Seconds from the request head to the last byte of the answer.
+    pub(crate) duration: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream: Option<String>,
+    /// `cluster/address:port` of the endpoint that answered (or was tried last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) endpoint: Option<String>,
+    pub(crate) retries: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+/// The time format of [`Entry::time`].
+pub(crate) fn timestamp(at: SystemTime) -> String {
+    jiff::Timestamp::try_from(at).map_or_else(|_| String::new(), |t| format!("{t:.3}"))
+}
+
+impl Entry {
+    fn write_text(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let query = self
+            .query
+            .as_deref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        write!(
+            out,
+            "{} {} \"{} {} {}{} {}\" {} {} {:.6} {} {} retries={}",
+            self.time,
+            self.client,
+            self.method,
+            self.host,
+            self.path,
+            query,
+            self.protocol,
+            self.status,
+            self.bytes_sent,
+            self.duration,
+            self.upstream.as_deref().unwrap_or("-"),
+            self.endpoint.as_deref().unwrap_or("-"),
+            self.retries,
+        )?;
+        for (name, value) in &self.headers {
+            write!(out, " {name}={value:?}")?;
+        }
+        writeln!(out)
+    }
+}
+
+/// Entries waiting for the writer; beyond this they are dropped.
+const QUEUE: usize = 65_536;
+
+/// The request side of the access log: cheap to ask whether it is on.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    queue: Option<SyncSender<Entry>>,
+    pub(crate) query: bool,
+    pub(crate) headers: Vec<http::HeaderName>,
+}
+
+/// Why the access log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessLogError {
+    #[error("access_log.path: is required with `to: file`")]
+    NoPath,
+    #[error("access_log.headers: {0:?} is not a header name")]
+    BadHeader(String),
+    #[error("access_log.path: cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl AccessLog {
+    /// Starts the writer thread when the log is on.
+    pub(crate) fn start(
+        config: &AccessLogConfig,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Result<Self, AccessLogError> {
+        let headers = config
+            .headers
+            .iter()
+            .map(|h| {
+                http::HeaderName::try_from(h.as_str())
+                    .map_err(|_| AccessLogError::BadHeader(h.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sink = match config.to {
+            Destination::Off => None,
+            Destination::Stdout => Some(Sink::Stdout),
+            Destination::File => {
+                let path = config.path.clone().ok_or(AccessLogError::NoPath)?;
+                let file = open(&path).map_err(|source| AccessLogError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(Sink::File { path, file })
+            }
+        };
+        let queue = sink.map(|sink| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+            let format = config.format;
+            std::thread::Builder::new()
+                .name("access-log".into())
+                .spawn(move || write_lines(&rx, sink, format, &metrics))
+                .map(|_| tx)
+        });
+        let queue = match queue {
+            Some(Ok(tx)) => Some(tx),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot start the access log writer: access log off");
+                None
+            }
+            None => None,
+        };
+        Ok(Self {
+            queue,
+            query: config.query,
+            headers,
+        })
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Queues `entry`; drops it when the writer is behind. Returns whether queued.
+    pub(crate) fn write(&self, entry: Entry) -> bool {
+        match &self.queue {
+            Some(q) => match q.try_send(entry) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        }
+    }
+}
+
+enum Sink {
+    Stdout,
+    File { path: PathBuf, file: std::fs::File },
+}
+
+fn open(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Whether `file` is still the one at `path` (not moved away by log rotation).
+fn still_there(path: &std::path::Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(at_path), Ok(open)) => at_path.ino() == open.ino() && at_path.dev() == open.dev(),
+        _ => false,
+    }
+}
+
+/// The writer thread: writes what comes, flushes whenever the queue is empty, checks
+/// every second that the file was not rotated away.
+fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &Metrics) {
+    let stdout = std::io::stdout();
+    let mut out: Box<dyn Write> = match &sink {
+        Sink::Stdout => Box::new(std::io::BufWriter::new(stdout.lock())),
+        Sink::File { file, .. } => match file.try_clone() {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(_) => Box::new(std::io::sink()),
+        },
+    };
+    let mut checked = std::time::Instant::now();
+    let mut dirty = false;
+    loop {
+        let next = match rx.try_recv() {
+            Ok(entry) => Ok(entry),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {
+                // Nothing waiting: what was written goes out now.
+                if std::mem::take(&mut dirty) && out.flush().is_err() {
+                    metrics.access_log_dropped();
+                }
+                rx.recv_timeout(Duration::from_secs(1))
+            }
+        };
+        match next {
+            Ok(entry) => {
+                let written = match format {
+                    Format::Json => serde_json::to_writer(&mut out, &entry)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n")),
+                    Format::Text => entry.write_text(&mut out),
+                };
+                if written.is_err() {
+                    metrics.access_log_dropped();
+                }
+                dirty = true;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = out.flush();
+                return;
+            }
+        }
+        if checked.elapsed() >= Duration::from_secs(1) {
+            checked = std::time::Instant::now();
+            if let Sink::File { path, file } = &mut sink
+                && !still_there(path, file)
+            {
+                let _ = out.flush();
+                match open(path).and_then(|f| Ok((f.try_clone()?, f))) {
+                    Ok((writer, reopened)) => {
+                        *file = reopened;
+                        out = Box::new(std::io::BufWriter::new(writer));
+                    }
+                    Err(e) => crate::logging::warn_limited!(
+                        path = %path.display(), error = %e, "cannot reopen the access log"
+                    ),
+                }
+            }
+        }
+    }
+}
