@@ -179,7 +179,7 @@ pub(crate) struct Pool {
     stats: HashMap<SocketAddr, Arc<EndpointStats>>,
     /// This upstream's metric handles, resolved on its first request and carried over
     /// updates.
-    metrics: OnceLock<Arc<UpstreamMetrics>>,
+    metrics: OnceLock<Option<Arc<UpstreamMetrics>>>,
 }
 
 impl Pool {
@@ -232,7 +232,7 @@ impl Pool {
         }
         let metrics = OnceLock::new();
         if let Some(held) = previous.and_then(|p| p.metrics.get()) {
-            let _ = metrics.set(Arc::clone(held));
+            let _ = metrics.set(held.clone());
         }
         Self {
             spec,
@@ -246,10 +246,12 @@ impl Pool {
         &self.spec
     }
 
-    /// This upstream's metric handles (looked up in `metrics` once per pool lineage).
-    pub(crate) fn metrics(&self, metrics: &Metrics) -> &UpstreamMetrics {
+    /// This upstream's metric handles (looked up in `metrics` once per pool lineage);
+    /// `None` with per-upstream metrics off.
+    pub(crate) fn metrics(&self, metrics: &Metrics) -> Option<&UpstreamMetrics> {
         self.metrics
             .get_or_init(|| metrics.upstream(&self.spec.key))
+            .as_deref()
     }
 
     /// Every endpoint's live counters, in the order of the pushed upstream.

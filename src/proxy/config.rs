@@ -187,7 +187,8 @@ pub struct Limits {
     /// Largest `POST /v1/batch` body.
     pub max_admin_body_bytes: usize,
     /// Upstreams with their own metric series; requests of any further upstream are
-    /// counted as `upstream="_other"` (bounded cardinality).
+    /// counted as `upstream="_other"` (bounded cardinality). 0 turns per-upstream
+    /// metrics off.
     pub metrics_upstreams: usize,
 }
 

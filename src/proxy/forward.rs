@@ -318,7 +318,9 @@ impl Forwarder {
         self.metrics.upstream_failure();
         if let Some(duration) = backend.stats.failure(&self.config.outlier) {
             self.metrics.ejection();
-            pool.metrics(&self.metrics).ejection();
+            if let Some(m) = pool.metrics(&self.metrics) {
+                m.ejection();
+            }
             tracing::warn!(upstream = %pool.spec().key, endpoint = %backend.addr, ?duration, "endpoint ejected");
         }
     }
@@ -326,7 +328,9 @@ impl Forwarder {
     /// Counts a retry of `record`'s request on another endpoint of `pool`.
     pub(crate) fn retried(&self, pool: &Pool, record: &mut Record) {
         self.metrics.retry();
-        pool.metrics(&self.metrics).retry();
+        if let Some(m) = pool.metrics(&self.metrics) {
+            m.retry();
+        }
         record.retries += 1;
     }
 

@@ -269,8 +269,12 @@ impl Metrics {
         }
     }
 
-    /// The handles of `key`'s series (`upstream="_other"` once the cap is reached).
-    pub(crate) fn upstream(&self, key: &UpstreamKey) -> Arc<UpstreamMetrics> {
+    /// The handles of `key`'s series (`upstream="_other"` once the cap is reached);
+    /// `None` when per-upstream metrics are off (`metrics_upstreams: 0`).
+    pub(crate) fn upstream(&self, key: &UpstreamKey) -> Option<Arc<UpstreamMetrics>> {
+        if self.max_labels == 0 {
+            return None;
+        }
         let wanted: Arc<str> = Arc::from(key.to_string());
         let label = {
             let mut labels = self.labels.lock();
@@ -289,7 +293,7 @@ impl Metrics {
             upstream: Arc::clone(&label),
             class,
         };
-        Arc::new(UpstreamMetrics {
+        Some(Arc::new(UpstreamMetrics {
             by_class: CLASSES.map(|c| f.requests.get_or_create(&class(c)).clone()),
             duration: f.duration.get_or_create(&one).clone(),
             connect: f.connect.get_or_create(&one).clone(),
@@ -297,7 +301,7 @@ impl Metrics {
             received: f.received.get_or_create(&one).clone(),
             retries: f.retries.get_or_create(&one).clone(),
             ejections: f.ejections.get_or_create(&one).clone(),
-        })
+        }))
     }
 
     /// `key` left the live state: its series go (requests still in flight on an older

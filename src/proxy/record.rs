@@ -73,9 +73,8 @@ impl Record {
         if let Some(body) = self.client_body.take() {
             self.received = body.received();
         }
-        if let Some(pool) = &self.pool {
-            pool.metrics(metrics)
-                .request(status, took, self.received, self.sent);
+        if let Some(m) = self.pool.as_ref().and_then(|p| p.metrics(metrics)) {
+            m.request(status, took, self.received, self.sent);
         }
         let Some(head) = self.head else { return };
         let head = *head;

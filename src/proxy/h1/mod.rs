@@ -369,8 +369,9 @@ where
         }
         let started = Instant::now();
         let conn = UpstreamConn::connect(backend.addr, timeouts.connect()).await?;
-        pool.metrics(self.forwarder.metrics())
-            .connected(started.elapsed());
+        if let Some(m) = pool.metrics(self.forwarder.metrics()) {
+            m.connected(started.elapsed());
+        }
         Ok(conn)
     }
 
