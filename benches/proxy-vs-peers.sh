@@ -16,6 +16,16 @@
 # --churn also runs (b): while wrk runs against podgate, 1,000 endpoint changes per
 # second go through the admin API; p99 and non-2xx are compared with the idle run.
 #
+# OBSERVE=off (default) runs podgate without per-upstream metrics
+# (`limits.metrics_upstreams: 0`) and all three without access logs; OBSERVE=metrics
+# turns podgate's per-upstream metrics on (no access logs); OBSERVE=on runs
+# podgate with per-upstream metrics and a JSON access log to a file, nginx with its
+# default access log to a file, HAProxy with `option httplog` to a file (stdout).
+# BALANCE=rr gives the peers their default round-robin balancing instead of
+# `random two least_conn` / `random(2)` (podgate stays power of two choices).
+# SYSCALLS=1 also counts each proxy's system calls per request (perf stat
+# raw_syscalls:sys_enter while wrk runs; the counting costs all three alike).
+#
 # Needs: wrk nginx haproxy openssl curl python3 (apt-get install wrk nginx haproxy), and
 # `cargo build --release`. Results go to stdout as a markdown table.
 set -euo pipefail
@@ -26,6 +36,9 @@ CHURN=${3:-}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SCHEMES=${SCHEMES:-"http https"}
+OBSERVE=${OBSERVE:-off}
+BALANCE=${BALANCE:-p2c}
+SYSCALLS=${SYSCALLS:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PODGATE=${PODGATE:-$ROOT/target/release/podgate}
 WORK=$(mktemp -d)
@@ -36,6 +49,26 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+case $OBSERVE in on|off|metrics) ;; *) echo "OBSERVE must be off, metrics or on" >&2; exit 2 ;; esac
+case $BALANCE in p2c|rr) ;; *) echo "BALANCE must be p2c or rr" >&2; exit 2 ;; esac
+if [ "$OBSERVE" = on ]; then
+    NGINX_LOG="access_log $WORK/nginx-access.log;"
+    HAPROXY_LOG="log stdout format raw local0"
+    HAPROXY_HTTPLOG=$'log global\n    option httplog'
+    PODGATE_OBSERVE="access_log: {to: file, path: $WORK/podgate-access.log, format: json}"
+else
+    NGINX_LOG="access_log off;"
+    HAPROXY_LOG="" HAPROXY_HTTPLOG=""
+    PODGATE_OBSERVE="limits: {metrics_upstreams: 0}"
+    # metrics: podgate's per-upstream metrics on (its default), no access log anywhere.
+    [ "$OBSERVE" = metrics ] && PODGATE_OBSERVE=""
+fi
+if [ "$BALANCE" = rr ]; then
+    NGINX_BALANCE="" HAPROXY_BALANCE="balance roundrobin"
+else
+    NGINX_BALANCE="random two least_conn;" HAPROXY_BALANCE="balance random(2)"
+fi
 
 HOST=bench.example.com
 BACKEND_PORT=18081
@@ -79,10 +112,10 @@ pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log error;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    $NGINX_LOG
     keepalive_requests 1000000;
     upstream web {
-        random two least_conn;
+        $NGINX_BALANCE
         server 127.1.0.1:$BACKEND_PORT; server 127.1.0.2:$BACKEND_PORT;
         server 127.1.0.3:$BACKEND_PORT; server 127.1.0.4:$BACKEND_PORT;
         keepalive 128;
@@ -122,9 +155,11 @@ cat > "$WORK/haproxy.cfg" <<CONF
 global
     nbthread 1
     maxconn 4000
+    $HAPROXY_LOG
     ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
     mode http
+    $HAPROXY_HTTPLOG
     timeout connect 2s
     timeout client 60s
     timeout server 60s
@@ -139,13 +174,13 @@ frontend fe
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     use_backend web if { req.hdr(host),field(1,:) -i $HOST }
 backend web
-    balance random(2)
+    $HAPROXY_BALANCE
     server b1 127.1.0.1:$BACKEND_PORT
     server b2 127.1.0.2:$BACKEND_PORT
     server b3 127.1.0.3:$BACKEND_PORT
     server b4 127.1.0.4:$BACKEND_PORT
 CONF
-taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" &
+taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy-access.log" &
 PIDS+=($!)
 HAPROXY_PID=$!
 
@@ -158,6 +193,7 @@ tls_default_certificate: bench/tls
 admin:
   listen: 127.0.0.1:$P_ADMIN
   token_file: $WORK/lb.token
+$PODGATE_OBSERVE
 CONF
 RUST_LOG=warn,rustls=error taskset -c "$PROXY_CPU" "$PODGATE" proxy -c "$WORK/proxy.yaml" --workers 1 &
 PIDS+=($!)
@@ -195,17 +231,27 @@ done
 # utime,stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 "," $15}' "/proc/$1/stat"; }
 
-# run NAME PID URL -> "rps p50 p99 non2xx cpu_us_per_req user_us_per_req sys_us_per_req"
+# run NAME PID URL -> "rps p50 p99 non2xx cpu_us_per_req user_us_per_req sys_us_per_req syscalls_per_req"
 run() {
-    local pid=$2 url=$3 before after out
+    local pid=$2 url=$3 before after out perf_out=$WORK/syscalls-$1.txt counter=""
     before=$(cpu_ticks "$pid")
+    if [ -n "$SYSCALLS" ]; then
+        perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$perf_out" -- sleep "$DUR" &
+        counter=$!
+    fi
     out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency \
         -H "Host: $HOST" "$url" 2>&1)
     after=$(cpu_ticks "$pid")
+    syscalls=nan
+    if [ -n "$counter" ]; then
+        wait "$counter" || true
+        syscalls=$(awk -F, '/raw_syscalls/ {print $1}' "$perf_out")
+    fi
     echo "$out" > "$WORK/wrk-$1.txt"
-    python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+    python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" "${syscalls:-nan}" <<'PY'
 import re, sys
 out, hz = sys.argv[1], int(sys.argv[4])
+syscalls = float(sys.argv[5]) if sys.argv[5] not in ("", "nan") else float("nan")
 (ub, sb), (ua, sa) = (map(int, sys.argv[i].split(",")) for i in (2, 3))
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
@@ -226,13 +272,14 @@ if m:
     bad += sum(int(x) for x in m.groups())
 per_req = lambda ticks: ticks / hz * 1e6 / max(total, 1)
 user_us, sys_us = per_req(ua - ub), per_req(sa - sb)
-print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad} {user_us + sys_us:.1f} {user_us:.1f} {sys_us:.1f}")
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad} {user_us + sys_us:.1f} {user_us:.1f} {sys_us:.1f} {syscalls / max(total, 1):.2f}")
 PY
 }
 
 ROUNDS=${ROUNDS:-3}
 echo "# $(date -u +%FT%TZ) $(uname -m) $(nproc) CPUs; ${DUR}s per run, $CONNS connections, wrk -t1"
 echo "# proxy CPU $PROXY_CPU, wrk + backends CPU $LOAD_CPU; $ROUNDS interleaved rounds, median of each metric"
+echo "# OBSERVE=$OBSERVE (metrics and access logs), BALANCE=$BALANCE (the peers' balancing)"
 echo
 # Rounds interleave the three proxies so that noise from other work on the machine hits
 # them alike; the median of each metric is reported.
@@ -267,6 +314,12 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
+if [ "$OBSERVE" = on ]; then
+    # Proof that the logs were on: lines each proxy wrote.
+    echo "# access log lines: podgate $(wc -l < "$WORK/podgate-access.log"), nginx $(wc -l < "$WORK/nginx-access.log"), haproxy $(wc -l < "$WORK/haproxy-access.log")"
+    echo "# podgate line: $(tail -1 "$WORK/podgate-access.log")"
+    echo
+fi
 python3 - "$WORK/results" <<'PY'
 import statistics, sys
 rows = {}
@@ -274,13 +327,13 @@ for line in open(sys.argv[1]):
     scheme, name, *vals = line.split()
     rows.setdefault((scheme, name), []).append(list(map(float, vals)))
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
-print("| scheme | proxy | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req | of which user / kernel |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| scheme | proxy | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req | of which user / kernel | syscalls/req |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 schemes = sorted({s for s, _ in med}, reverse=True)
 for s in schemes:
     for n in ("podgate", "nginx", "haproxy"):
-        rps, p50, p99, bad, cpu, user, kernel = med[(s, n)]
-        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {bad:.0f} | {cpu:.1f} | {user:.1f} / {kernel:.1f} |")
+        rps, p50, p99, bad, cpu, user, kernel, calls = med[(s, n)]
+        print(f"| {s} | {n} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {bad:.0f} | {cpu:.1f} | {user:.1f} / {kernel:.1f} | {calls:.2f} |")
 print()
 print("| scheme | req/s podgate/nginx | req/s podgate/HAProxy | p99 podgate/nginx | p99 podgate/HAProxy | CPU/req podgate/nginx | CPU/req podgate/HAProxy |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

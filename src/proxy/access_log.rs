@@ -11,12 +11,14 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::time::{Duration, SystemTime};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::metrics::Metrics;
+use super::record::Head;
+use podgate_core::model::{ClusterName, UpstreamKey};
 
 /// Where lines go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -54,47 +56,77 @@ pub struct AccessLogConfig {
     pub headers: Vec<String>,
 }
 
-/// One line.
-#[derive(Debug, Serialize)]
+/// One answered request, as the request path hands it over: no formatting there.
+#[derive(Debug)]
 pub(crate) struct Entry {
-    /// RFC 3339, UTC, milliseconds: when the request head arrived.
-    pub(crate) time: String,
-    pub(crate) client: SocketAddr,
-    pub(crate) method: String,
-    pub(crate) host: String,
-    pub(crate) path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) query: Option<String>,
-    pub(crate) protocol: &'static str,
+    pub(crate) head: Box<Head>,
     pub(crate) status: u16,
     /// Response body bytes sent to the client.
-    pub(crate) bytes_sent: u64,
+    pub(crate) sent: u64,
     /// Request body bytes read from the client.
-    pub(crate) bytes_received: u64,
-    /// Seconds from the request head to the last byte of the answer.
-    pub(crate) duration: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) upstream: Option<String>,
-    /// `cluster/address:port` of the endpoint that answered (or was tried last).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) endpoint: Option<String>,
+    pub(crate) received: u64,
+    /// From the request head to the last byte of the answer.
+    pub(crate) took: Duration,
+    pub(crate) upstream: Option<UpstreamKey>,
+    /// The endpoint that answered (or was tried last).
+    pub(crate) endpoint: Option<(ClusterName, SocketAddr)>,
     pub(crate) retries: u32,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) headers: Vec<(String, String)>,
 }
 
-/// The time format of [`Entry::time`].
-pub(crate) fn timestamp(at: SystemTime) -> String {
-    jiff::Timestamp::try_from(at).map_or_else(|_| String::new(), |t| format!("{t:.3}"))
+/// One line, as written (the JSON fields; the text format prints the same values).
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    /// RFC 3339, UTC, milliseconds: when the request head arrived.
+    time: String,
+    client: SocketAddr,
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
+    protocol: &'static str,
+    status: u16,
+    bytes_sent: u64,
+    bytes_received: u64,
+    /// Seconds.
+    duration: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
+    /// `cluster/address:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    retries: u32,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    headers: &'a [(String, String)],
 }
 
 impl Entry {
+    fn line(&self) -> Line<'_> {
+        let h = &self.head;
+        Line {
+            time: jiff::Timestamp::try_from(h.at)
+                .map_or_else(|_| String::new(), |t| format!("{t:.3}")),
+            client: h.client,
+            method: &h.method,
+            host: &h.host,
+            path: &h.path,
+            query: h.query.as_deref(),
+            protocol: h.protocol,
+            status: self.status,
+            bytes_sent: self.sent,
+            bytes_received: self.received,
+            duration: self.took.as_secs_f64(),
+            upstream: self.upstream.as_ref().map(ToString::to_string),
+            endpoint: self.endpoint.as_ref().map(|(c, a)| format!("{c}/{a}")),
+            retries: self.retries,
+            headers: &h.headers,
+        }
+    }
+}
+
+impl Line<'_> {
     fn write_text(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let query = self
-            .query
-            .as_deref()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
+        let query = self.query.map(|q| format!("?{q}")).unwrap_or_default();
         write!(
             out,
             "{} {} \"{} {} {}{} {}\" {} {} {:.6} {} {} retries={}",
@@ -112,7 +144,7 @@ impl Entry {
             self.endpoint.as_deref().unwrap_or("-"),
             self.retries,
         )?;
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers {
             write!(out, " {name}={value:?}")?;
         }
         writeln!(out)
@@ -230,60 +262,60 @@ fn still_there(path: &std::path::Path, file: &std::fs::File) -> bool {
     }
 }
 
-/// The writer thread: writes what comes, flushes whenever the queue is empty, checks
-/// every second that the file was not rotated away.
+/// How often the writer drains the queue and flushes. Requests never wake it: a
+/// wake-up and a write per request cost more than the request itself.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// The writer thread: every [`FLUSH_EVERY`] it writes what was queued and flushes; every
+/// second it checks that the file was not rotated away. Ends (after a last flush) when
+/// the proxy drops the queue.
 fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &Metrics) {
-    let stdout = std::io::stdout();
-    let mut out: Box<dyn Write> = match &sink {
-        Sink::Stdout => Box::new(std::io::BufWriter::new(stdout.lock())),
-        Sink::File { file, .. } => match file.try_clone() {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(_) => Box::new(std::io::sink()),
-        },
+    let writer = |sink: &Sink| -> Box<dyn Write> {
+        match sink {
+            Sink::Stdout => Box::new(std::io::BufWriter::with_capacity(BUFFER, std::io::stdout())),
+            Sink::File { file, .. } => match file.try_clone() {
+                Ok(f) => Box::new(std::io::BufWriter::with_capacity(BUFFER, f)),
+                Err(_) => Box::new(std::io::sink()),
+            },
+        }
     };
+    let mut out = writer(&sink);
     let mut checked = std::time::Instant::now();
-    let mut dirty = false;
     loop {
-        let next = match rx.try_recv() {
-            Ok(entry) => Ok(entry),
-            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-            Err(TryRecvError::Empty) => {
-                // Nothing waiting: what was written goes out now.
-                if std::mem::take(&mut dirty) && out.flush().is_err() {
-                    metrics.access_log_dropped();
+        std::thread::sleep(FLUSH_EVERY);
+        let ended = loop {
+            match rx.try_recv() {
+                Ok(entry) => {
+                    let line = entry.line();
+                    let written = match format {
+                        Format::Json => serde_json::to_writer(&mut out, &line)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| out.write_all(b"\n")),
+                        Format::Text => line.write_text(&mut out),
+                    };
+                    if written.is_err() {
+                        metrics.access_log_dropped();
+                    }
                 }
-                rx.recv_timeout(Duration::from_secs(1))
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
             }
         };
-        match next {
-            Ok(entry) => {
-                let written = match format {
-                    Format::Json => serde_json::to_writer(&mut out, &entry)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| out.write_all(b"\n")),
-                    Format::Text => entry.write_text(&mut out),
-                };
-                if written.is_err() {
-                    metrics.access_log_dropped();
-                }
-                dirty = true;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = out.flush();
-                return;
-            }
+        if out.flush().is_err() {
+            metrics.access_log_dropped();
+        }
+        if ended {
+            return;
         }
         if checked.elapsed() >= Duration::from_secs(1) {
             checked = std::time::Instant::now();
             if let Sink::File { path, file } = &mut sink
                 && !still_there(path, file)
             {
-                let _ = out.flush();
-                match open(path).and_then(|f| Ok((f.try_clone()?, f))) {
-                    Ok((writer, reopened)) => {
+                match open(path) {
+                    Ok(reopened) => {
                         *file = reopened;
-                        out = Box::new(std::io::BufWriter::new(writer));
+                        out = writer(&sink);
                     }
                     Err(e) => crate::logging::warn_limited!(
                         path = %path.display(), error = %e, "cannot reopen the access log"
@@ -293,3 +325,6 @@ fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &M
         }
     }
 }
+
+/// The writer's buffer: a flush every 50 ms is one write for hundreds of lines.
+const BUFFER: usize = 256 * 1024;

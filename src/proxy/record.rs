@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::access_log::{AccessLog, Entry, timestamp};
+use super::access_log::{AccessLog, Entry};
 use super::balancer::{Backend, Pool};
 use super::body::BodySlot;
 use super::metrics::Metrics;
@@ -77,26 +77,15 @@ impl Record {
             m.request(status, took, self.received, self.sent);
         }
         let Some(head) = self.head else { return };
-        let head = *head;
         let entry = Entry {
-            time: timestamp(head.at),
-            client: head.client,
-            method: head.method,
-            host: head.host,
-            path: head.path,
-            query: head.query,
-            protocol: head.protocol,
+            head,
             status,
-            bytes_sent: self.sent,
-            bytes_received: self.received,
-            duration: took.as_secs_f64(),
-            upstream: self.pool.as_ref().map(|p| p.spec().key.to_string()),
-            endpoint: self
-                .endpoint
-                .as_ref()
-                .map(|b| format!("{}/{}", b.cluster, b.addr)),
+            sent: self.sent,
+            received: self.received,
+            took,
+            upstream: self.pool.as_ref().map(|p| p.spec().key.clone()),
+            endpoint: self.endpoint.as_ref().map(|b| (b.cluster.clone(), b.addr)),
             retries: self.retries,
-            headers: head.headers,
         };
         if !log.write(entry) {
             metrics.access_log_dropped();
