@@ -264,7 +264,7 @@ fn still_there(path: &std::path::Path, file: &std::fs::File) -> bool {
 
 /// How often the writer drains the queue and flushes. Requests never wake it: a
 /// wake-up and a write per request cost more than the request itself.
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
 
 /// The writer thread: every [`FLUSH_EVERY`] it writes what was queued and flushes; every
 /// second it checks that the file was not rotated away. Ends (after a last flush) when
@@ -326,5 +326,5 @@ fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &M
     }
 }
 
-/// The writer's buffer: a flush every 50 ms is one write for hundreds of lines.
+/// The writer's buffer: a flush every 10 ms is one write for hundreds of lines.
 const BUFFER: usize = 256 * 1024;
