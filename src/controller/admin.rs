@@ -157,8 +157,28 @@ const ROUTES: &[&str] = &[
     "/metrics",
 ];
 
-fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// `admin.listen`: the whole admin view and its writes.
+    Admin,
+    /// `health_listen`: `/metrics`, `/healthz` and `/readyz` alone, for probes and
+    /// Prometheus on a pod address, where the write API must not be reachable.
+    Health,
+}
+
+/// What the health listener serves.
+const HEALTH_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+fn handle(state: &AdminState, req: &Request<Incoming>, scope: Scope) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    if scope == Scope::Health && !HEALTH_ROUTES.contains(&path) {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("not found; routes: {}\n", HEALTH_ROUTES.join(" ")),
+        );
+    }
     if req.method() != Method::GET {
         return if ROUTES.contains(&path) {
             respond(
@@ -200,15 +220,17 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
-/// Binds `config.listen` and serves until the task is dropped. Returns the bound
+/// Binds `addr` and serves `scope` until the task is dropped. Returns the bound
 /// address. HTTP/1.1 only (what the CLI and browsers speak here), so that hyper's
 /// header-read timeout bounds every connection: before its first request, between
-/// requests, and while a head arrives; `max_connections` caps them.
+/// requests, and while a head arrives; `max_connections` caps them (per listener).
 pub(crate) async fn serve(
+    addr: SocketAddr,
+    scope: Scope,
     config: &super::config::AdminConfig,
     state: Arc<AdminState>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let header_read = config.header_read_timeout;
@@ -232,11 +254,12 @@ pub(crate) async fn serve(
                 let service = service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
                     async move {
-                        let response = if super::weights::owns(req.uri().path()) {
-                            super::weights::handle(&state.weights, req).await
-                        } else {
-                            handle(&state, &req)
-                        };
+                        let response =
+                            if scope == Scope::Admin && super::weights::owns(req.uri().path()) {
+                                super::weights::handle(&state.weights, req).await
+                            } else {
+                                handle(&state, &req, scope)
+                            };
                         Ok::<_, Infallible>(response)
                     }
                 });

@@ -97,6 +97,11 @@ pub struct ControllerConfig {
     pub targets: Vec<Target>,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Optional second listener with `/metrics`, `/healthz` and `/readyz` only, no
+    /// token and no writes: for the kubelet's probes and Prometheus on the pod's
+    /// address while `admin.listen` stays on loopback. Shares `admin`'s limits.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
     /// Where run-time weights and migrations are kept (see `controller::weights`).
     #[serde(default)]
     pub weights: WeightsConfig,

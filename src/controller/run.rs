@@ -24,11 +24,34 @@ pub enum ControllerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
-    #[error("admin listener {addr}: {source}")]
+    #[error("admin or health listener {addr}: {source}")]
     Admin {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Binds `admin.listen` and, if configured, `health_listen`; their tasks join `tasks`.
+async fn serve_admin(
+    config: &ControllerConfig,
+    admin: &Arc<AdminState>,
+    tasks: &mut JoinSet<()>,
+) -> Result<(SocketAddr, Option<SocketAddr>), ControllerError> {
+    let mut listen = async |addr: SocketAddr, scope| {
+        let (bound, task) = admin::serve(addr, scope, &config.admin, admin.clone())
+            .await
+            .map_err(|source| ControllerError::Admin { addr, source })?;
+        tasks.spawn(async move {
+            let _ = task.await;
+        });
+        Ok::<_, ControllerError>(bound)
+    };
+    let admin_addr = listen(config.admin.listen, admin::Scope::Admin).await?;
+    let health_addr = match config.health_listen {
+        Some(addr) => Some(listen(addr, admin::Scope::Health).await?),
+        None => None,
+    };
+    Ok((admin_addr, health_addr))
 }
 
 /// Knobs that the configuration file does not expose (tests shorten them).
@@ -42,6 +65,8 @@ pub struct RunOptions {
 /// A running controller. Dropping it stops every task.
 pub struct Controller {
     pub admin_addr: SocketAddr,
+    /// The health listener's address, when `health_listen` was configured.
+    pub health_addr: Option<SocketAddr>,
     pub desired: Arc<Desired>,
     pub admin: Arc<AdminState>,
     /// Asks the leader election to stand down and hand the Lease back.
@@ -330,19 +355,11 @@ pub async fn start(
         weights,
         term,
     });
-    let (admin_addr, admin_task) =
-        admin::serve(&config.admin, admin.clone())
-            .await
-            .map_err(|source| ControllerError::Admin {
-                addr: config.admin.listen,
-                source,
-            })?;
-    tasks.spawn(async move {
-        let _ = admin_task.await;
-    });
+    let (admin_addr, health_addr) = serve_admin(config, &admin, &mut tasks).await?;
     tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), leader_election = config.leader_election.is_some(), "controller started");
     Ok(Controller {
         admin_addr,
+        health_addr,
         desired,
         admin,
         resign,

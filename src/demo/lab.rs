@@ -163,6 +163,7 @@ impl Lab {
                 listen: options.controller_admin,
                 ..AdminConfig::default()
             },
+            health_listen: None,
             hold_down: options.hold_down,
             withdraw_guard: options.withdraw_guard,
             confirm_after: options.confirm_after,

@@ -272,3 +272,52 @@ async fn silent_clients_of_the_controller_admin_api_are_capped_and_closed() {
         assert!(closed.is_ok(), "a silent admin connection stayed open");
     }
 }
+
+/// `health_listen` serves probes and metrics without a token, and nothing else: the
+/// write API stays on `admin.listen`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_listener_serves_probes_and_metrics_but_no_admin_route() {
+    let configure = podgate::demo::Configure::new(|config, _| {
+        config.health_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    });
+    let lab = Lab::start(LabOptions {
+        configure: Some(configure),
+        ..LabOptions::default()
+    })
+    .await
+    .unwrap();
+    let health = lab.controller.health_addr.expect("health listener bound");
+    assert_ne!(health, lab.controller.admin_addr);
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            let response = http
+                .get(format!("http://{health}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("podgate_build_info"), "{metrics}");
+    assert!(matches!(get("/readyz").await.0, 200 | 503));
+    for route in ["/v1/state", "/v1/weights", "/v1/migrations", "/"] {
+        let (status, body) = get(route).await;
+        assert_eq!(status, 404, "{route} on the health listener: {body}");
+    }
+    let write = http
+        .put(format!("http://{health}/v1/weights/global"))
+        .body(r#"{"idc":0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        write.status().as_u16(),
+        404,
+        "a write reached the health listener"
+    );
+}
