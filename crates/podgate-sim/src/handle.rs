@@ -63,7 +63,9 @@ impl SimCluster {
         let lenient = Leniency {
             allow_loopback_endpoints: opts.allow_loopback_endpoints,
         };
-        let shared = Arc::new(Shared::new(opts.history, lenient, opts.bookmark_interval));
+        let mut shared = Shared::new(opts.history, lenient, opts.bookmark_interval);
+        shared.bearer_token = opts.bearer_token.clone();
+        let shared = Arc::new(shared);
         let listener = bind(
             opts.addr
                 .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),

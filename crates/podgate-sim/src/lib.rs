@@ -91,6 +91,10 @@ pub struct SimOptions {
     /// How often a watch that asked for bookmarks gets one. Default: 60 s, like the
     /// real server; clients must not depend on them.
     pub bookmark_interval: Duration,
+    /// Requests must carry `Authorization: Bearer <token>` (a ServiceAccount token);
+    /// others get 401 Unauthorized. Default: none (every request is served, as with
+    /// `kubectl proxy`).
+    pub bearer_token: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -100,6 +104,7 @@ impl Default for SimOptions {
             history: 1000,
             addr: None,
             bookmark_interval: Duration::from_mins(1),
+            bearer_token: None,
         }
     }
 }

@@ -116,6 +116,9 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     Counters::bump(&shared.counters.requests);
+    if !authorized(&shared, &req) {
+        return Ok(error_response(&ApiError::unauthorized()));
+    }
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -127,6 +130,18 @@ async fn handle(
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     })
+}
+
+/// Whether `req` carries the bearer token the server asks for (if it asks for one).
+fn authorized(shared: &Shared, req: &Request<Incoming>) -> bool {
+    let Some(token) = &shared.bearer_token else {
+        return true;
+    };
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| given == token)
 }
 
 async fn dispatch(

@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) lenient: Leniency,
     pub(crate) bookmark_interval: Duration,
+    /// `SimOptions::bearer_token`: when set, every request must carry it.
+    pub(crate) bearer_token: Option<String>,
     /// The current resourceVersion, published after every committed write.
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) control: watch::Sender<WatchControl>,
@@ -102,6 +104,7 @@ impl Shared {
             faults: Faults::default(),
             lenient,
             bookmark_interval,
+            bearer_token: None,
             changed,
             control,
         }

@@ -136,6 +136,17 @@ impl ApiError {
         Self::new(400, "BadRequest", message.into(), None)
     }
 
+    /// A request without the bearer token the server was started with; the real
+    /// server answers exactly this, with no details.
+    pub(crate) fn unauthorized() -> Self {
+        Self {
+            code: 401,
+            reason: "Unauthorized".to_owned(),
+            message: "Unauthorized".to_owned(),
+            details: None,
+        }
+    }
+
     pub(crate) fn method_not_allowed() -> Self {
         Self::new(
             405,
