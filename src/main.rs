@@ -14,10 +14,20 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `podgate --version`: the version, the git commit and the build date (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PODGATE_GIT_COMMIT"),
+    ", built ",
+    env!("PODGATE_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "podgate",
-    version,
+    version = VERSION,
     about = "Pod IPs from Kubernetes clusters straight into an L7 load balancer"
 )]
 struct Cli {
@@ -33,11 +43,13 @@ struct Cli {
 enum Command {
     /// Control plane: watch clusters, push pod IPs to the configured LBs.
     Controller {
+        /// The controller's configuration (podgate.yaml; see deploy/podgate.yaml).
         #[arg(short, long)]
         config: PathBuf,
     },
     /// Data plane: the built-in L7 proxy, driven by its admin API.
     Proxy {
+        /// The proxy's configuration (proxy.yaml; see deploy/proxy.yaml).
         #[arg(short, long)]
         config: PathBuf,
         /// Worker threads; 1 runs everything on one thread (current_thread runtime).
@@ -71,6 +83,24 @@ enum Command {
     },
     /// Move an application's traffic to one cluster in steps; `--cancel` stops it.
     Migrate(podgate::cli::args::MigrateArgs),
+    /// Validate a controller or proxy configuration without starting anything: exit 0
+    /// if it would start, 2 with the offending field otherwise.
+    Check {
+        /// The configuration file to check.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Which configuration it is. Default: a controller's if it names `clusters`.
+        #[arg(long, value_enum)]
+        role: Option<podgate::cli::check::Role>,
+    },
+    /// Print a kubeconfig for one watched cluster from its API address, CA and a
+    /// ServiceAccount token (docs/operating.md).
+    Kubeconfig(podgate::cli::kubeconfig::KubeconfigArgs),
+    /// Print a shell completion script, e.g. `podgate completions bash > /etc/bash_completion.d/podgate`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +126,18 @@ fn main() -> ExitCode {
         }
         Command::Weights { action } => podgate::cli::args::run_weights(action),
         Command::Migrate(args) => podgate::cli::args::run_migrate(args),
+        Command::Check { config, role } => podgate::cli::check::run(&config, role),
+        Command::Kubeconfig(args) => podgate::cli::kubeconfig::run(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "podgate",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -267,5 +309,31 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every option and argument of every subcommand says what it is for.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let command = super::Cli::command();
+        command.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&command, "podgate", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
     }
 }

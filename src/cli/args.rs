@@ -13,6 +13,7 @@ use super::{AdminClient, CliError};
 /// Where the controller's admin API is.
 #[derive(clap::Args)]
 pub struct AdminArgs {
+    /// The controller's admin API (`admin.listen`).
     #[arg(
         long,
         env = "PODGATE_CONTROLLER",
@@ -38,11 +39,13 @@ pub enum WeightsAction {
     /// Set weights, e.g. `idc=20 tke=80` (a cluster not listed gets 0); with `--clear`
     /// instead, go back to the configuration (or, with `--app`, to the annotations).
     Set {
+        /// `cluster=weight` pairs, e.g. `idc=20 tke=80`.
         #[arg(required_unless_present = "clear")]
         weights: Vec<String>,
         /// Only this application (namespace/service).
         #[arg(long)]
         app: Option<String>,
+        /// Remove the run-time weights instead of setting them.
         #[arg(long, conflicts_with = "weights")]
         clear: bool,
         #[command(flatten)]

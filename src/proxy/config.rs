@@ -327,6 +327,16 @@ impl ProxyConfig {
         Ok(config)
     }
 
+    /// Everything `load` checks plus what `start` reads before it binds (the admin
+    /// listener's certificates): `podgate check`.
+    pub fn check(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::load(path)?;
+        if let Some(tls) = &config.admin.tls {
+            super::tls::admin_server_config(tls)?;
+        }
+        Ok(config)
+    }
+
     /// Checks values that parse but make no sense. [`crate::proxy::start`] calls it too.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason: &str| {
