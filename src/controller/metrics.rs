@@ -1,6 +1,7 @@
 //! Prometheus metrics of the controller, rendered from current state at scrape time.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -196,6 +197,11 @@ fn register_targets(registry: &mut Registry, targets: &[TargetStatus]) {
 fn register_failover(registry: &mut Registry, inputs: &Inputs) {
     let held = Family::<OneCluster, Gauge>::default();
     let guarded = Family::<OneCluster, Gauge>::default();
+    // Only while a withdrawal is held: how long, and how long until it is confirmed
+    // (an alert compares the two; a hold outliving its confirmation is stuck).
+    let held_for = Family::<OneCluster, Gauge<f64, AtomicU64>>::default();
+    let confirm_after = Family::<OneCluster, Gauge<f64, AtomicU64>>::default();
+    let now_ms = crate::clock::now_ms();
     for c in &inputs.clusters {
         let l = OneCluster {
             cluster: c.name.clone(),
@@ -205,7 +211,27 @@ fn register_failover(registry: &mut Registry, inputs: &Inputs) {
         guarded
             .get_or_create(&l)
             .set(i64::try_from(withdrawn).unwrap_or(i64::MAX));
+        if let Some(g) = &c.guarded_relist {
+            #[allow(clippy::cast_precision_loss)] // milliseconds fit f64 exactly for ages of years
+            let seconds = |ms: u64| ms as f64 / 1000.0;
+            held_for
+                .get_or_create(&l)
+                .set(seconds(now_ms.saturating_sub(g.since_ms)));
+            confirm_after
+                .get_or_create(&l)
+                .set(seconds(g.confirm_after_ms));
+        }
     }
+    registry.register(
+        "guarded_withdrawal_held_seconds",
+        "How long the floor guard has held a withdrawal, per cluster (only while one is held)",
+        held_for,
+    );
+    registry.register(
+        "guarded_withdrawal_confirm_after_seconds",
+        "When the held withdrawal should be confirmed by a fresh list (confirm_after), per cluster",
+        confirm_after,
+    );
     for h in &inputs.holds {
         held.get_or_create(&OneCluster {
             cluster: h.cluster.to_string(),

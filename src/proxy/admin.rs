@@ -242,11 +242,7 @@ impl Admin {
                     self.metrics.forget(key);
                 }
                 let live = self.store.load();
-                self.metrics.live_state(
-                    live.upstreams.len(),
-                    live.endpoints,
-                    live.router.table().hosts.len(),
-                );
+                self.metrics.live_state(&live);
                 tracing::info!(
                     generation = summary.generation,
                     epoch = summary.epoch,

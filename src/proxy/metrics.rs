@@ -167,6 +167,7 @@ pub(crate) struct Metrics {
     upstreams: Gauge,
     endpoints: Gauge,
     hosts: Gauge,
+    complete: Gauge,
 }
 
 impl Metrics {
@@ -189,11 +190,23 @@ impl Metrics {
         let ejections = Counter::default();
         let batches = Family::<ResultLabel, Counter>::default();
         let state_file_writes = Family::<ResultLabel, Counter>::default();
-        let generation = Gauge::default();
-        let connections = Gauge::default();
-        let upstreams = Gauge::default();
-        let endpoints = Gauge::default();
-        let hosts = Gauge::default();
+        let mut gauge = |name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let generation = gauge("generation", "Generation of the live state");
+        let connections = gauge("client_connections", "Client connections open");
+        let upstreams = gauge("upstreams", "Upstreams in the live state");
+        let endpoints = gauge(
+            "endpoints",
+            "Endpoints over all upstreams in the live state",
+        );
+        let hosts = gauge("hosts", "Host entries in the live route table");
+        let complete = gauge(
+            "state_complete",
+            "1 once the proxy holds a full state (a full sync or a restored state file): what /readyz answers",
+        );
         registry.register(
             "requests",
             "Requests answered, by status code",
@@ -224,31 +237,6 @@ impl Metrics {
             "Writes of the state file, by result (ok, error)",
             state_file_writes.clone(),
         );
-        registry.register(
-            "generation",
-            "Generation of the live state",
-            generation.clone(),
-        );
-        registry.register(
-            "client_connections",
-            "Client connections open",
-            connections.clone(),
-        );
-        registry.register(
-            "upstreams",
-            "Upstreams in the live state",
-            upstreams.clone(),
-        );
-        registry.register(
-            "endpoints",
-            "Endpoints over all upstreams in the live state",
-            endpoints.clone(),
-        );
-        registry.register(
-            "hosts",
-            "Host entries in the live route table",
-            hosts.clone(),
-        );
         Self {
             registry: root,
             per_upstream,
@@ -266,6 +254,7 @@ impl Metrics {
             upstreams,
             endpoints,
             hosts,
+            complete,
         }
     }
 
@@ -341,8 +330,14 @@ impl Metrics {
             .inc();
     }
     /// Sizes of the live state after an accepted batch.
-    pub(crate) fn live_state(&self, upstreams: usize, endpoints: usize, hosts: usize) {
+    pub(crate) fn live_state(&self, live: &super::state::Snapshot) {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let (upstreams, endpoints, hosts) = (
+            live.upstreams.len(),
+            live.endpoints,
+            live.router.table().hosts.len(),
+        );
+        self.complete.set(i64::from(live.complete));
         self.upstreams.set(gauge(upstreams));
         self.endpoints.set(gauge(endpoints));
         self.hosts.set(gauge(hosts));

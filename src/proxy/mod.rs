@@ -251,11 +251,7 @@ fn restore(store: &state::Store, metrics: &metrics::Metrics, path: &std::path::P
     match persist::restore(store, path) {
         Ok(true) => {
             let live = store.load();
-            metrics.live_state(
-                live.upstreams.len(),
-                live.endpoints,
-                live.router.table().hosts.len(),
-            );
+            metrics.live_state(&live);
             tracing::info!(
                 path = %path.display(),
                 generation = live.generation,
