@@ -37,6 +37,8 @@ pub struct AdminState {
     pub(crate) weights: Arc<super::weights::Weights>,
     /// `Some(epoch)` while this replica pushes to the LBs (it leads and has listed).
     pub(crate) term: crate::sync::Term,
+    /// `confirm_after` of the floor guard, for its metrics.
+    pub(crate) confirm_after: std::time::Duration,
 }
 
 /// `GET /v1/clusters`: one cluster.
@@ -119,6 +121,7 @@ impl AdminState {
             sync: self.metrics.clone(),
             holds: self.desired.read(podgate_core::index::Index::holds),
             pushing: self.term.borrow().is_some(),
+            confirm_after: self.confirm_after,
         }
     }
 

@@ -19,6 +19,7 @@ pub(crate) struct Inputs {
     pub(crate) targets: Vec<TargetStatus>,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     pub(crate) sync: SyncMetrics,
+    pub(crate) confirm_after: std::time::Duration,
     /// Holds (hold-down) in force.
     pub(crate) holds: Vec<Hold>,
     /// Whether this replica pushes to the LBs (leads and has listed).
@@ -164,6 +165,13 @@ fn register_targets(registry: &mut Registry, targets: &[TargetStatus]) {
             target: t.name.clone(),
         };
         pushes.get_or_create(&l).inc_by(t.pushes);
+        // Every kind at 0 first: `rate()` and alerts see a failure's first increase.
+        for kind in crate::lb::LbError::METRIC_LABELS {
+            let _ = failures.get_or_create(&FailureLabels {
+                target: t.name.clone(),
+                kind: kind.to_owned(),
+            });
+        }
         for (kind, n) in &t.failures_by_kind {
             let l = FailureLabels {
                 target: t.name.clone(),
@@ -197,8 +205,8 @@ fn register_targets(registry: &mut Registry, targets: &[TargetStatus]) {
 fn register_failover(registry: &mut Registry, inputs: &Inputs) {
     let held = Family::<OneCluster, Gauge>::default();
     let guarded = Family::<OneCluster, Gauge>::default();
-    // Only while a withdrawal is held: how long, and how long until it is confirmed
-    // (an alert compares the two; a hold outliving its confirmation is stuck).
+    // How long a withdrawal has been held (0: none), and when a fresh list should
+    // have confirmed it: an alert compares the two, a hold outliving it is stuck.
     let held_for = Family::<OneCluster, Gauge<f64, AtomicU64>>::default();
     let confirm_after = Family::<OneCluster, Gauge<f64, AtomicU64>>::default();
     let now_ms = crate::clock::now_ms();
@@ -211,20 +219,21 @@ fn register_failover(registry: &mut Registry, inputs: &Inputs) {
         guarded
             .get_or_create(&l)
             .set(i64::try_from(withdrawn).unwrap_or(i64::MAX));
-        if let Some(g) = &c.guarded_relist {
-            #[allow(clippy::cast_precision_loss)] // milliseconds fit f64 exactly for ages of years
-            let seconds = |ms: u64| ms as f64 / 1000.0;
-            held_for
-                .get_or_create(&l)
-                .set(seconds(now_ms.saturating_sub(g.since_ms)));
-            confirm_after
-                .get_or_create(&l)
-                .set(seconds(g.confirm_after_ms));
-        }
+        #[allow(clippy::cast_precision_loss)] // milliseconds fit f64 exactly for ages of years
+        let seconds = |ms: u64| ms as f64 / 1000.0;
+        let (held_ms, confirm_ms) = c.guarded_relist.as_ref().map_or(
+            (
+                0,
+                u64::try_from(inputs.confirm_after.as_millis()).unwrap_or(u64::MAX),
+            ),
+            |g| (now_ms.saturating_sub(g.since_ms), g.confirm_after_ms),
+        );
+        held_for.get_or_create(&l).set(seconds(held_ms));
+        confirm_after.get_or_create(&l).set(seconds(confirm_ms));
     }
     registry.register(
         "guarded_withdrawal_held_seconds",
-        "How long the floor guard has held a withdrawal, per cluster (only while one is held)",
+        "How long the floor guard has held a withdrawal, per cluster (0: none held)",
         held_for,
     );
     registry.register(

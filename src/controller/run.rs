@@ -354,6 +354,7 @@ pub async fn start(
         metrics,
         weights,
         term,
+        confirm_after: config.confirm_after,
     });
     let (admin_addr, health_addr) = serve_admin(config, &admin, &mut tasks).await?;
     tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), leader_election = config.leader_election.is_some(), "controller started");

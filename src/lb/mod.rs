@@ -41,6 +41,9 @@ impl LbError {
     }
 
     /// A short label for metrics.
+    /// Every value `metric_label` returns, so that each series exists from the start.
+    pub(crate) const METRIC_LABELS: [&'static str; 3] = ["transient", "rejected", "fenced"];
+
     pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Self::Transient(_) => "transient",
