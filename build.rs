@@ -9,8 +9,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PODGATE_BUILD_DATE");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // A new commit or checkout moves HEAD or the branch it names.
-    for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
-        if std::path::Path::new(path).exists() {
+    let mut watched = vec![".git/HEAD".to_owned(), ".git/packed-refs".to_owned()];
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD")
+        && let Some(branch) = head.trim().strip_prefix("ref: ")
+    {
+        watched.push(format!(".git/{branch}"));
+    }
+    for path in watched {
+        if std::path::Path::new(&path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
