@@ -74,10 +74,12 @@ pub(crate) struct Entry {
 }
 
 /// One line, as written (the JSON fields; the text format prints the same values).
+/// Borrows everything from its [`Entry`]; values that are not strings already are
+/// formatted straight into the output (`Shown`), so writing a line allocates nothing.
 #[derive(Debug, Serialize)]
 struct Line<'a> {
     /// RFC 3339, UTC, milliseconds: when the request head arrived.
-    time: String,
+    time: Shown<Time>,
     client: SocketAddr,
     method: &'a str,
     host: &'a str,
@@ -91,21 +93,60 @@ struct Line<'a> {
     /// Seconds.
     duration: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    upstream: Option<String>,
+    upstream: Option<Shown<&'a UpstreamKey>>,
     /// `cluster/address:port`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    endpoint: Option<String>,
+    endpoint: Option<Shown<EndpointName<'a>>>,
     retries: u32,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     headers: &'a [(String, String)],
+}
+
+/// A value serialised as the string its `Display` writes, without an allocation.
+#[derive(Debug)]
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// When the request head arrived, as RFC 3339 with milliseconds (empty if the clock
+/// is before 1970).
+#[derive(Debug)]
+struct Time(Option<jiff::Timestamp>);
+
+impl std::fmt::Display for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(t) => write!(f, "{t:.3}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `cluster/address:port`.
+#[derive(Debug)]
+struct EndpointName<'a>(&'a ClusterName, SocketAddr);
+
+impl std::fmt::Display for EndpointName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.0, self.1)
+    }
 }
 
 impl Entry {
     fn line(&self) -> Line<'_> {
         let h = &self.head;
         Line {
-            time: jiff::Timestamp::try_from(h.at)
-                .map_or_else(|_| String::new(), |t| format!("{t:.3}")),
+            time: Shown(Time(jiff::Timestamp::try_from(h.at).ok())),
             client: h.client,
             method: &h.method,
             host: &h.host,
@@ -116,8 +157,11 @@ impl Entry {
             bytes_sent: self.sent,
             bytes_received: self.received,
             duration: self.took.as_secs_f64(),
-            upstream: self.upstream.as_ref().map(ToString::to_string),
-            endpoint: self.endpoint.as_ref().map(|(c, a)| format!("{c}/{a}")),
+            upstream: self.upstream.as_ref().map(Shown),
+            endpoint: self
+                .endpoint
+                .as_ref()
+                .map(|(c, a)| Shown(EndpointName(c, *a))),
             retries: self.retries,
             headers: &h.headers,
         }
@@ -125,29 +169,37 @@ impl Entry {
 }
 
 impl Line<'_> {
-    fn write_text(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let query = self.query.map(|q| format!("?{q}")).unwrap_or_default();
+    fn write_text(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let (mark, query) = self.query.map_or(("", ""), |q| ("?", q));
         write!(
             out,
-            "{} {} \"{} {} {}{} {}\" {} {} {:.6} {} {} retries={}",
+            "{} {} \"{} {} {}{}{} {}\" {} {} {:.6} ",
             self.time,
             self.client,
             self.method,
             self.host,
             self.path,
+            mark,
             query,
             self.protocol,
             self.status,
             self.bytes_sent,
             self.duration,
-            self.upstream.as_deref().unwrap_or("-"),
-            self.endpoint.as_deref().unwrap_or("-"),
-            self.retries,
         )?;
+        match &self.upstream {
+            Some(u) => write!(out, "{u} ")?,
+            None => out.extend_from_slice(b"- "),
+        }
+        match &self.endpoint {
+            Some(e) => write!(out, "{e}")?,
+            None => out.push(b'-'),
+        }
+        write!(out, " retries={}", self.retries)?;
         for (name, value) in self.headers {
             write!(out, " {name}={value:?}")?;
         }
-        writeln!(out)
+        out.push(b'\n');
+        Ok(())
     }
 }
 
@@ -266,20 +318,11 @@ fn still_there(path: &std::path::Path, file: &std::fs::File) -> bool {
 /// wake-up and a write per request cost more than the request itself.
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
 
-/// The writer thread: every [`FLUSH_EVERY`] it writes what was queued and flushes; every
-/// second it checks that the file was not rotated away. Ends (after a last flush) when
-/// the proxy drops the queue.
+/// The writer thread: every [`FLUSH_EVERY`] it formats what was queued into one buffer
+/// and writes that at once; every second it checks that the file was not rotated away.
+/// Ends (after a last write) when the proxy drops the queue.
 fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &Metrics) {
-    let writer = |sink: &Sink| -> Box<dyn Write> {
-        match sink {
-            Sink::Stdout => Box::new(std::io::BufWriter::with_capacity(BUFFER, std::io::stdout())),
-            Sink::File { file, .. } => match file.try_clone() {
-                Ok(f) => Box::new(std::io::BufWriter::with_capacity(BUFFER, f)),
-                Err(_) => Box::new(std::io::sink()),
-            },
-        }
-    };
-    let mut out = writer(&sink);
+    let mut batch = Vec::with_capacity(BUFFER);
     let mut checked = std::time::Instant::now();
     loop {
         std::thread::sleep(FLUSH_EVERY);
@@ -287,23 +330,26 @@ fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &M
             match rx.try_recv() {
                 Ok(entry) => {
                     let line = entry.line();
+                    let start = batch.len();
                     let written = match format {
-                        Format::Json => serde_json::to_writer(&mut out, &line)
-                            .map_err(std::io::Error::from)
-                            .and_then(|()| out.write_all(b"\n")),
-                        Format::Text => line.write_text(&mut out),
+                        Format::Json => serde_json::to_writer(&mut batch, &line)
+                            .map(|()| batch.push(b'\n'))
+                            .map_err(std::io::Error::from),
+                        Format::Text => line.write_text(&mut batch),
                     };
                     if written.is_err() {
+                        batch.truncate(start);
                         metrics.access_log_dropped();
+                    }
+                    if batch.len() >= BUFFER {
+                        flush(&mut sink, &mut batch, metrics);
                     }
                 }
                 Err(TryRecvError::Empty) => break false,
                 Err(TryRecvError::Disconnected) => break true,
             }
         };
-        if out.flush().is_err() {
-            metrics.access_log_dropped();
-        }
+        flush(&mut sink, &mut batch, metrics);
         if ended {
             return;
         }
@@ -313,10 +359,7 @@ fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &M
                 && !still_there(path, file)
             {
                 match open(path) {
-                    Ok(reopened) => {
-                        *file = reopened;
-                        out = writer(&sink);
-                    }
+                    Ok(reopened) => *file = reopened,
                     Err(e) => crate::logging::warn_limited!(
                         path = %path.display(), error = %e, "cannot reopen the access log"
                     ),
@@ -324,6 +367,25 @@ fn write_lines(rx: &Receiver<Entry>, mut sink: Sink, format: Format, metrics: &M
             }
         }
     }
+}
+
+/// Writes the formatted lines in one call (the file is opened for appending, so the
+/// lines of one batch stay together) and empties the buffer; a failure drops the batch.
+fn flush(sink: &mut Sink, batch: &mut Vec<u8>, metrics: &Metrics) {
+    if batch.is_empty() {
+        return;
+    }
+    let written = match sink {
+        Sink::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(batch).and_then(|()| out.flush())
+        }
+        Sink::File { file, .. } => file.write_all(batch),
+    };
+    if written.is_err() {
+        metrics.access_log_dropped();
+    }
+    batch.clear();
 }
 
 /// The writer's buffer: a flush every 10 ms is one write for hundreds of lines.

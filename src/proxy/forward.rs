@@ -348,7 +348,7 @@ fn log_head(req: &Request<Incoming>, peer: Peer, log: &AccessLog) -> record::Hea
     record::Head {
         at: std::time::SystemTime::now(),
         client: peer.addr,
-        method: req.method().to_string(),
+        method: record::method_name(req.method().as_str()),
         host,
         path: uri.path().to_owned(),
         query: log.query.then(|| uri.query().map(str::to_owned)).flatten(),

@@ -22,7 +22,7 @@ use super::metrics::Metrics;
 pub(crate) struct Head {
     pub(crate) at: SystemTime,
     pub(crate) client: SocketAddr,
-    pub(crate) method: String,
+    pub(crate) method: std::borrow::Cow<'static, str>,
     pub(crate) host: String,
     pub(crate) path: String,
     pub(crate) query: Option<String>,
@@ -91,6 +91,17 @@ impl Record {
             metrics.access_log_dropped();
         }
     }
+}
+
+/// The request method for the log: the common ones without an allocation.
+pub(crate) fn method_name(method: &str) -> std::borrow::Cow<'static, str> {
+    const COMMON: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    COMMON
+        .iter()
+        .find(|m| **m == method)
+        .map_or_else(|| method.to_owned().into(), |m| (*m).into())
 }
 
 /// Header values for the configured `access_log.headers`, given a lookup by name.

@@ -217,14 +217,17 @@ where
     }
 
     fn log_head(&self, req: &request::Request<'_>, log: &AccessLog) -> record::Head {
-        let query = req.target.split_once('?').map(|(_, q)| q.to_owned());
+        let query = log
+            .query
+            .then(|| req.target.split_once('?').map(|(_, q)| q.to_owned()))
+            .flatten();
         record::Head {
             at: std::time::SystemTime::now(),
             client: self.peer,
-            method: req.method.to_owned(),
+            method: record::method_name(req.method),
             host: req.host.to_owned(),
             path: req.path().to_owned(),
-            query: query.filter(|_| log.query),
+            query,
             protocol: "HTTP/1.1",
             headers: record::logged_headers(log, |name| req.header(name.as_str())),
         }
