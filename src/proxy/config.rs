@@ -56,6 +56,10 @@ impl fmt::Debug for Token {
     }
 }
 
+fn default_state_file_interval_ms() -> u64 {
+    1000
+}
+
 /// `proxy.yaml`. Field names are part of podgate's interface.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,11 +102,19 @@ pub struct ProxyConfig {
     #[serde(default)]
     pub access_log: super::access_log::AccessLogConfig,
     /// Where the proxy keeps what it holds (routes, upstreams, certificates with their
-    /// keys; mode 0600), written after every accepted batch and restored at start, so
+    /// keys; mode 0600), written after accepted batches (see `state_file_interval_ms`)
+    /// off the request path and restored at start, so
     /// that a restarted proxy serves at once. A file that cannot be read is reported
     /// and ignored. Without it a restarted proxy holds nothing until a controller pushes.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// At most one state-file write per this many milliseconds: a write after a quiet
+    /// spell happens at once, the batches of a rollout are coalesced. A write is the
+    /// whole state (at 150,000 endpoints, tens of MB); a proxy killed in between
+    /// restarts from a state this much older, which the controller corrects within a
+    /// second. Default 1000.
+    #[serde(default = "default_state_file_interval_ms")]
+    pub state_file_interval_ms: u64,
 }
 
 fn yes() -> bool {
@@ -302,6 +314,7 @@ impl ProxyConfig {
             trusted_proxies: Vec::new(),
             normalize_paths: true,
             state_file: None,
+            state_file_interval_ms: default_state_file_interval_ms(),
             access_log: super::access_log::AccessLogConfig::default(),
         }
     }

@@ -201,6 +201,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
             Arc::clone(&store),
             Arc::clone(&metrics),
             path.clone(),
+            std::time::Duration::from_millis(config.state_file_interval_ms),
             shutdown.subscribe(),
         ));
     }

@@ -124,25 +124,42 @@ pub(crate) fn write(path: &Path, saved: &Saved) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes the store's state to `path` after every change until `shutdown`. Batches
-/// that arrive while a write runs are covered by the next one; a failed write is
-/// retried every second until one succeeds.
+/// Writes the store's state to `path` after every change until `shutdown`, at most
+/// once per `interval` (measured from the start of the previous write): batches that
+/// arrive meanwhile are covered by the next write. A failed write is retried every
+/// second until one succeeds. At `shutdown`, a change not yet written is written.
 pub(crate) fn spawn_writer(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     path: PathBuf,
+    interval: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut written = store.load().generation;
+        let mut last_write: Option<tokio::time::Instant> = None;
+        let mut stopping = false;
         loop {
             let generation = store.load().generation;
             if generation == written {
+                if stopping {
+                    return;
+                }
                 tokio::select! {
                     () = store.changed().notified() => continue,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
+            if let Some(at) = last_write
+                && !stopping
+            {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at + interval) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => stopping = true,
+                }
+            }
+            last_write = Some(tokio::time::Instant::now());
+            let generation = store.load().generation;
             let (s, p) = (Arc::clone(&store), path.clone());
             let result = tokio::task::spawn_blocking(move || write(&p, &s.saved()))
                 .await
@@ -159,6 +176,9 @@ pub(crate) fn spawn_writer(
                         error = %e,
                         "cannot write the state file: a restart would start from an older state"
                     );
+                    if stopping {
+                        return;
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(RETRY) => {}
                         _ = shutdown.wait_for(|stop| *stop) => return,

@@ -196,3 +196,38 @@ async fn a_corrupt_or_invalid_state_file_is_ignored_and_then_replaced() {
         proxy.shutdown().await;
     }
 }
+
+/// A rollout's burst of batches costs a few writes of the whole state, not one each,
+/// and the last batch still reaches the file.
+#[tokio::test]
+async fn a_burst_of_batches_is_coalesced_into_a_few_writes_and_the_last_one_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let pod = Backend::start("pod-a", 31, 1).await;
+    let proxy = with_state_file(&file).await;
+    let batches: u64 = 40;
+    for i in 0..batches {
+        let mut endpoint = pod.endpoint("idc", EndpointState::Active);
+        endpoint.weight = u32::try_from(i + 1).unwrap();
+        push(
+            &proxy,
+            &Batch {
+                epoch: 1,
+                upsert_upstreams: vec![upstream("web", &[], vec![endpoint])],
+                ..Batch::default()
+            },
+        )
+        .await;
+    }
+    written(&file, batches).await;
+    let (_, metrics) = admin(&proxy, "GET", "/metrics", Some(TOKEN), "").await;
+    let writes: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("podgate_proxy_state_file_writes_total{result=\"ok\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no write count in {metrics}"));
+    assert!(
+        (1..=4).contains(&writes),
+        "{writes} writes of the whole state for {batches} batches"
+    );
+}
