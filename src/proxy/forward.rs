@@ -17,6 +17,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, hea
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::timed_connect::{ConnectTime, TimedConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::access_log::AccessLog;
@@ -32,7 +34,7 @@ use podgate_core::model::UpstreamKey;
 /// Shared by every connection of every listener.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    client: Client<HttpConnector, RetryBody>,
+    client: Client<TimedConnector, RetryBody>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     log: Arc<AccessLog>,
@@ -60,7 +62,7 @@ impl Forwarder {
             .pool_idle_timeout(config.timeouts.upstream_idle())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            .build(TimedConnector(connector));
         Self {
             client,
             store,
@@ -264,6 +266,14 @@ impl Forwarder {
             .await;
             let error = match sent {
                 Ok(Ok(resp)) => {
+                    if let Some(took) = resp
+                        .extensions()
+                        .get::<ConnectTime>()
+                        .and_then(ConnectTime::take)
+                        && let Some(m) = pool.metrics(&self.metrics)
+                    {
+                        m.connected(took);
+                    }
                     if resp.status().is_server_error() {
                         self.failed(pool, &backend);
                     } else {

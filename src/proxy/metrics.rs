@@ -372,7 +372,7 @@ fn register_upstream_families(registry: &mut Registry, f: &UpstreamFamilies) {
     );
     registry.register_with_unit(
         "upstream_connect_duration",
-        "Time to open a new connection to an endpoint, per upstream (HTTP/1.1 fast path)",
+        "Time to open a new connection to an endpoint, per upstream",
         Unit::Seconds,
         f.connect.clone(),
     );

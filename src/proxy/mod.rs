@@ -26,6 +26,7 @@ mod record;
 mod router;
 mod server;
 mod state;
+mod timed_connect;
 mod tls;
 
 use std::net::SocketAddr;
