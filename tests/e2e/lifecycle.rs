@@ -33,16 +33,7 @@ async fn app(options: LabOptions, subnet: u8, per_cluster: u8) -> (Lab, Vec<Pod>
 
 /// The proxy's own view of the app's upstream: `(address, state)` of each endpoint.
 async fn proxy_endpoints(lab: &Lab) -> Vec<(String, String)> {
-    let token = std::fs::read_to_string(lab.dir.path().join("lb.token")).unwrap();
-    let state: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/state", lab.proxy.admin_url()))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = lab.proxy_state().await.unwrap();
     state["upstreams"]
         .as_array()
         .into_iter()

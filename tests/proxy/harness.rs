@@ -378,3 +378,20 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// An HTTP/2 connection with prior knowledge (h2c) to the proxy's plain listener.
+pub(crate) async fn h2c(
+    proxy: &ProxyHandle,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(proxy.http_addr)
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    sender
+}

@@ -46,16 +46,7 @@ async fn two_upstreams(proxy: &ProxyHandle, pod: &Backend) {
 
 /// One request over h2c (the general path through hyper).
 async fn h2c_get(proxy: &ProxyHandle, host: &str, path: &str) -> StatusCode {
-    let tcp = tokio::net::TcpStream::connect(proxy.http_addr)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = harness::h2c(proxy).await;
     let req = Request::get(format!("http://{host}{path}"))
         .body(http_body_util::Empty::<Bytes>::new())
         .unwrap();

@@ -262,16 +262,7 @@ async fn h2c_prior_knowledge_is_served() {
         },
     )
     .await;
-    let tcp = tokio::net::TcpStream::connect(proxy.http_addr)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2c handshake");
-    tokio::spawn(conn);
+    let mut sender = harness::h2c(&proxy).await;
     for _ in 0..3 {
         let req = Request::get("http://h2.example.com/two")
             .body(http_body_util::Empty::<Bytes>::new())
