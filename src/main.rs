@@ -268,6 +268,8 @@ fn run_proxy(
 }
 
 fn serve(config: podgate::proxy::ProxyConfig, workers: Option<usize>) -> anyhow::Result<()> {
+    // Sockets from a predecessor (a handover) or systemd, taken before any thread starts.
+    let mut inherited = podgate::proxy::handover::Inherited::from_env();
     let runtime = match workers {
         Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -282,12 +284,55 @@ fn serve(config: podgate::proxy::ProxyConfig, workers: Option<usize>) -> anyhow:
     }
     .context("cannot start the runtime")?;
     runtime.block_on(async {
-        let handle = podgate::proxy::start(config).await?;
-        shutdown_signal().await;
+        let handle = podgate::proxy::start_with(config, &mut inherited).await?;
+        drop(inherited);
+        podgate::proxy::handover::notify_ready();
+        while let Signal::Reload = signal().await {
+            // SIGHUP: a new process of this binary takes over the sockets; this one
+            // drains. If the new one fails, this one keeps serving.
+            match hand_over(&handle).await {
+                Ok(pid) => {
+                    tracing::info!(successor = pid, "handed over: draining");
+                    break;
+                }
+                Err(e) => tracing::error!(error = %podgate::logging::causes(e.as_ref()), "handover failed: still serving"),
+            }
+        }
         tracing::info!("shutting down");
         handle.shutdown().await;
         Ok(())
     })
+}
+
+/// Saves the state file and starts a successor on this proxy's sockets.
+async fn hand_over(handle: &podgate::proxy::ProxyHandle) -> anyhow::Result<u32> {
+    handle
+        .save_state()
+        .await
+        .context("cannot write the state file")?;
+    let sockets = handle.sockets().context("cannot duplicate the sockets")?;
+    Ok(podgate::proxy::handover::start_successor(sockets).await?)
+}
+
+/// What a signal asks the proxy to do.
+enum Signal {
+    /// SIGTERM or Ctrl-C: drain and exit.
+    Stop,
+    /// SIGHUP: hand over to a new process, then drain and exit.
+    Reload,
+}
+
+/// The next signal that asks for something.
+async fn signal() -> Signal {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        shutdown_signal().await;
+        return Signal::Stop;
+    };
+    tokio::select! {
+        () = shutdown_signal() => Signal::Stop,
+        _ = hangup.recv() => Signal::Reload,
+    }
 }
 
 async fn shutdown_signal() {

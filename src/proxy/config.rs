@@ -231,6 +231,9 @@ pub struct Timeouts {
     pub(crate) upstream_idle_ms: u64,
     /// Time an upstream has to send its response head.
     pub upstream_response_ms: u64,
+    /// At SIGTERM or after a handover: how long requests in flight may take to finish
+    /// before the process exits anyway (idle keep-alive connections close at once).
+    pub shutdown_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -240,6 +243,7 @@ impl Default for Timeouts {
             header_read_ms: 10_000,
             upstream_idle_ms: 60_000,
             upstream_response_ms: 60_000,
+            shutdown_ms: 20_000,
         }
     }
 }
@@ -256,6 +260,9 @@ impl Timeouts {
     }
     pub(crate) fn upstream_response(&self) -> Duration {
         Duration::from_millis(self.upstream_response_ms)
+    }
+    pub(crate) fn shutdown(&self) -> Duration {
+        Duration::from_millis(self.shutdown_ms)
     }
 }
 

@@ -16,6 +16,7 @@ mod body;
 mod config;
 mod forward;
 mod h1;
+pub mod handover;
 mod headers;
 mod idle;
 mod metrics;
@@ -76,6 +77,14 @@ pub struct ProxyHandle {
     admin_tls: bool,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The listening sockets by name, kept to hand over to a successor.
+    sockets: Vec<(&'static str, std::net::TcpListener)>,
+    /// Connection slots of every listener and how many there are: all back means every
+    /// connection has closed.
+    slots: Vec<(Arc<Semaphore>, u32)>,
+    shutdown_timeout: std::time::Duration,
+    store: Arc<state::Store>,
+    state_file: Option<std::path::PathBuf>,
 }
 
 impl ProxyHandle {
@@ -85,13 +94,43 @@ impl ProxyHandle {
         format!("{scheme}://{}", self.admin_addr)
     }
 
-    /// Stops accepting, lets in-flight requests finish on open connections, and waits
-    /// until the accept loops have ended.
+    /// Stops accepting, lets in-flight requests finish (idle keep-alive connections
+    /// close at once, busy ones after their answer), and waits until every connection
+    /// has closed, at most `timeouts.shutdown_ms`.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
+        let all_closed = async {
+            for (slots, n) in &self.slots {
+                let _ = slots.acquire_many(*n).await;
+            }
+        };
+        if tokio::time::timeout(self.shutdown_timeout, all_closed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "connections still open at the shutdown timeout: closing them");
+        }
+    }
+
+    /// Writes the state file now (if there is one), so that a successor starts from
+    /// everything this proxy holds.
+    pub async fn save_state(&self) -> std::io::Result<()> {
+        match &self.state_file {
+            Some(path) => persist::save(Arc::clone(&self.store), path.clone()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Duplicates of the listening sockets, by name, for a successor process
+    /// ([`handover::start_successor`]). These stay open here until the proxy stops.
+    pub fn sockets(&self) -> std::io::Result<Vec<(&'static str, std::os::fd::OwnedFd)>> {
+        self.sockets
+            .iter()
+            .map(|(name, l)| Ok((*name, l.try_clone()?.into())))
+            .collect()
     }
 }
 
@@ -101,46 +140,80 @@ impl Drop for ProxyHandle {
     }
 }
 
-/// Binds `addr` (port 0 allowed) and returns the listener with the address it got.
-async fn bind(
-    field: &'static str,
-    addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), ProxyError> {
-    let failed = |source| ProxyError::Bind {
-        field,
-        addr,
-        source,
-    };
-    let listener = TcpListener::bind(addr).await.map_err(failed)?;
-    let local = listener.local_addr().map_err(failed)?;
-    Ok((listener, local))
+/// Where the listeners come from: inherited sockets first (a predecessor's, or
+/// systemd's), else bound here; each kept under its name for a successor.
+struct Binder<'a> {
+    inherited: &'a mut handover::Inherited,
+    sockets: Vec<(&'static str, std::net::TcpListener)>,
 }
 
-/// [`bind`] for an optional listener.
-async fn bind_if(
-    field: &'static str,
-    addr: Option<SocketAddr>,
-) -> Result<Option<(TcpListener, SocketAddr)>, ProxyError> {
-    match addr {
-        Some(addr) => bind(field, addr).await.map(Some),
-        None => Ok(None),
+impl Binder<'_> {
+    /// The listener `name` for `addr` (port 0 allowed), with the address it got.
+    fn bind(
+        &mut self,
+        name: &'static str,
+        field: &'static str,
+        addr: SocketAddr,
+    ) -> Result<(TcpListener, SocketAddr), ProxyError> {
+        let failed = |source| ProxyError::Bind {
+            field,
+            addr,
+            source,
+        };
+        let listener = match self.inherited.take(name, addr) {
+            Some(l) => l,
+            None => std::net::TcpListener::bind(addr).map_err(failed)?,
+        };
+        listener.set_nonblocking(true).map_err(failed)?;
+        let local = listener.local_addr().map_err(failed)?;
+        self.sockets
+            .push((name, listener.try_clone().map_err(failed)?));
+        Ok((TcpListener::from_std(listener).map_err(failed)?, local))
+    }
+
+    /// [`Binder::bind`] for an optional listener.
+    fn bind_if(
+        &mut self,
+        name: &'static str,
+        field: &'static str,
+        addr: Option<SocketAddr>,
+    ) -> Result<Option<(TcpListener, SocketAddr)>, ProxyError> {
+        addr.map(|addr| self.bind(name, field, addr)).transpose()
     }
 }
 
 /// Binds every listener (port 0 allowed), spawns the proxy on the current runtime and
 /// returns its addresses. Must be called inside a tokio runtime.
+#[allow(clippy::unused_async)] // async: it spawns, so it must run inside a runtime
 pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
-    config.validate()?;
+    start_with(config, &mut handover::Inherited::default()).await
+}
+
+/// The admin API's token and TLS settings, checked.
+fn admin_settings(
+    config: &ProxyConfig,
+) -> Result<(Token, Option<tokio_rustls::TlsAcceptor>), ProxyError> {
     let token = config.admin.token.clone().ok_or(ConfigError::Invalid {
         field: "admin.token_file",
         reason: "is required".into(),
     })?;
-    let admin_tls = config
+    let tls = config
         .admin
         .tls
         .as_ref()
         .map(|t| tls::admin_server_config(t).map(tokio_rustls::TlsAcceptor::from))
         .transpose()?;
+    Ok((token, tls))
+}
+
+/// [`start`], listening on the `inherited` sockets where they fit the configuration.
+#[allow(clippy::unused_async)] // async: it spawns, so it must run inside a runtime
+pub async fn start_with(
+    config: ProxyConfig,
+    inherited: &mut handover::Inherited,
+) -> Result<ProxyHandle, ProxyError> {
+    config.validate()?;
+    let (token, admin_tls) = admin_settings(&config)?;
     let store = Arc::new(state::Store::new());
     let metrics = Arc::new(metrics::Metrics::new(config.limits.metrics_upstreams));
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -148,10 +221,14 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         restore(&store, &metrics, path);
     }
 
-    let (http, http_addr) = bind("listen", config.listen).await?;
-    let (admin_listener, admin_addr) = bind("admin.listen", config.admin.listen).await?;
-    let health = bind_if("health_listen", config.health_listen).await?;
-    let tls = match bind_if("tls_listen", config.tls_listen).await? {
+    let mut binder = Binder {
+        inherited,
+        sockets: Vec::new(),
+    };
+    let (http, http_addr) = binder.bind("http", "listen", config.listen)?;
+    let (admin_listener, admin_addr) = binder.bind("admin", "admin.listen", config.admin.listen)?;
+    let health = binder.bind_if("health", "health_listen", config.health_listen)?;
+    let tls = match binder.bind_if("tls", "tls_listen", config.tls_listen)? {
         Some((l, local_addr)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(
                 Arc::clone(&store),
@@ -171,15 +248,25 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         config.limits.max_admin_body_bytes,
     ));
 
-    let admin_server = |listener, tls, scope| server::AdminServer {
-        listener,
-        tls,
-        admin: Arc::clone(&admin),
-        scope,
-        builder: Arc::clone(&builder),
-        connections: Arc::new(Semaphore::new(config.admin.max_connections)),
-        timeout: config.timeouts.header_read(),
-        shutdown: shutdown_rx.clone(),
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let mut slots = vec![(
+        Arc::clone(&shared.connections),
+        count(config.limits.max_connections),
+    )];
+    let admin_slots = count(config.admin.max_connections);
+    let mut admin_server = |listener, tls, scope| {
+        let connections = Arc::new(Semaphore::new(config.admin.max_connections));
+        slots.push((Arc::clone(&connections), admin_slots));
+        server::AdminServer {
+            listener,
+            tls,
+            admin: Arc::clone(&admin),
+            scope,
+            builder: Arc::clone(&builder),
+            connections,
+            timeout: config.timeouts.header_read(),
+            shutdown: shutdown_rx.clone(),
+        }
     };
     let mut tasks = vec![
         tokio::spawn(server::serve_plain(http, shared.clone())),
@@ -219,6 +306,11 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
         admin_tls: admin_tls.is_some(),
         shutdown,
         tasks,
+        sockets: binder.sockets,
+        slots,
+        shutdown_timeout: config.timeouts.shutdown(),
+        store,
+        state_file: config.state_file.clone(),
     })
 }
 

@@ -160,10 +160,7 @@ pub(crate) fn spawn_writer(
             }
             last_write = Some(tokio::time::Instant::now());
             let generation = store.load().generation;
-            let (s, p) = (Arc::clone(&store), path.clone());
-            let result = tokio::task::spawn_blocking(move || write(&p, &s.saved()))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let result = save(Arc::clone(&store), path.clone()).await;
             match result {
                 Ok(()) => {
                     written = generation;
@@ -187,6 +184,19 @@ pub(crate) fn spawn_writer(
             }
         }
     })
+}
+
+/// Writes the store's current state to `path` off the runtime's threads. Writers take
+/// turns, each with the state as it is when its turn comes, so a slower writer never
+/// replaces a newer file with an older state.
+pub(crate) async fn save(store: Arc<Store>, path: PathBuf) -> std::io::Result<()> {
+    static TURN: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    tokio::task::spawn_blocking(move || {
+        let _turn = TURN.lock();
+        write(&path, &store.saved())
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// How long after a failed write the next is tried.

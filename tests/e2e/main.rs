@@ -10,6 +10,8 @@ mod lifecycle;
 mod migration;
 mod nodeport;
 mod ownership;
+mod proxy_process;
+mod proxy_reload;
 mod proxy_restart;
 mod quarantine;
 mod routability;

@@ -48,6 +48,10 @@ use podgate_core::model::UpstreamKey;
 
 const READ_BYTES: usize = 8 * 1024;
 
+/// How long an idle connection stays open once the proxy shuts down, for a request
+/// that may already be on its way.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// The status recorded when the client went away before an answer (as nginx logs it).
 const CLIENT_GONE: u16 = 499;
 
@@ -158,6 +162,10 @@ where
     async fn next_request(&mut self) -> Next {
         let limits = &self.forwarder.config().limits;
         let mut armed = false;
+        // Shutting down while idle: wait a moment for the next request (answered with
+        // `Connection: close`) rather than closing at once, where a request already on
+        // its way would meet the close.
+        let mut lingering = false;
         loop {
             if !self.buf.is_empty() {
                 match self.parse() {
@@ -177,10 +185,19 @@ where
                 biased;
                 r = self.io.read_buf(&mut self.buf) => r,
                 () = self.deadline.as_mut() => {
-                    tracing::debug!("client sent no whole request head in time");
+                    if !lingering {
+                        tracing::debug!("client sent no whole request head in time");
+                    }
                     return Next::Closed;
                 }
-                _ = self.shutdown.changed(), if idle => return Next::Closed,
+                _ = self.shutdown.changed(), if idle && !lingering => {
+                    lingering = true;
+                    let until = Instant::now() + LINGER;
+                    if until < self.deadline.deadline() {
+                        self.deadline.as_mut().reset(until);
+                    }
+                    continue;
+                }
             };
             match read {
                 Ok(0) | Err(_) => return Next::Closed,
