@@ -137,3 +137,42 @@ async fn a_proxy_replaced_by_a_new_process_under_load_drops_nothing() {
         counts.errors.lock().unwrap()
     );
 }
+
+/// A successor that cannot start (here: the configuration broke meanwhile) changes
+/// nothing: the running proxy says why and keeps serving on its sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_cannot_start_leaves_the_running_proxy_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lb.token"), TOKEN).unwrap();
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut proxy = crate::proxy_process::spawn(dir.path(), any, any).await;
+    std::fs::write(
+        dir.path().join("proxy.yaml"),
+        "listen: [not, an, address]\n",
+    )
+    .unwrap();
+    signal(proxy.child.id().unwrap(), "HUP");
+    let failed = tokio::time::timeout(WAIT, async {
+        while let Some(line) = proxy.logs.recv().await {
+            if line["fields"]["message"] == "handover failed: still serving" {
+                return line["fields"]["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        }
+        panic!("the proxy's log ended");
+    })
+    .await
+    .expect("the failed handover is reported");
+    assert!(failed.contains("exited before it was ready"), "{failed}");
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "the proxy stopped"
+    );
+    let health = reqwest::get(format!("http://{}/healthz", proxy.admin))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(summary_instance(proxy.admin, TOKEN).await.len() > 4);
+}
