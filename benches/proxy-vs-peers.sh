@@ -25,6 +25,9 @@
 # `random two least_conn` / `random(2)` (podgate stays power of two choices).
 # SYSCALLS=1 also counts each proxy's system calls per request (perf stat
 # raw_syscalls:sys_enter while wrk runs; the counting costs all three alike).
+# PROXY_QUOTA=50 caps each proxy at that percentage of one core (a cgroup v1 `cpu`
+# quota per proxy, needs root), so that the proxy and not the load side is the
+# bottleneck and req/s compares the proxies' efficiency under the same CPU budget.
 #
 # Needs: wrk nginx haproxy openssl curl python3 (apt-get install wrk nginx haproxy), and
 # `cargo build --release`. Results go to stdout as a markdown table.
@@ -43,9 +46,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PODGATE=${PODGATE:-$ROOT/target/release/podgate}
 WORK=$(mktemp -d)
 PIDS=()
+CGROUPS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    for g in "${CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -276,10 +281,26 @@ print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad} {user_us + sys_us:.1f} {user_us:.1f}
 PY
 }
 
+# PROXY_QUOTA: each proxy (all its processes and threads) in a cgroup of its own.
+if [ -n "${PROXY_QUOTA:-}" ]; then
+    cap() {
+        local g=/sys/fs/cgroup/cpu/proxy-bench-$1-$$
+        mkdir "$g"
+        CGROUPS+=("$g")
+        echo $((PROXY_QUOTA * 1000)) > "$g/cpu.cfs_quota_us"
+        echo 100000 > "$g/cpu.cfs_period_us"
+        shift
+        for pid in "$@"; do echo "$pid" > "$g/cgroup.procs"; done
+    }
+    cap podgate "$PODGATE_PID"
+    cap nginx "$NGINX_PID" $(pgrep -P "$NGINX_PID")
+    cap haproxy "$HAPROXY_PID"
+fi
+
 ROUNDS=${ROUNDS:-3}
 echo "# $(date -u +%FT%TZ) $(uname -m) $(nproc) CPUs; ${DUR}s per run, $CONNS connections, wrk -t1"
 echo "# proxy CPU $PROXY_CPU, wrk + backends CPU $LOAD_CPU; $ROUNDS interleaved rounds, median of each metric"
-echo "# OBSERVE=$OBSERVE (metrics and access logs), BALANCE=$BALANCE (the peers' balancing)"
+echo "# OBSERVE=$OBSERVE (metrics and access logs), BALANCE=$BALANCE (the peers' balancing)${PROXY_QUOTA:+, each proxy capped at $PROXY_QUOTA % of a core}"
 echo
 # Rounds interleave the three proxies so that noise from other work on the machine hits
 # them alike; the median of each metric is reported.
