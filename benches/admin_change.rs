@@ -43,6 +43,7 @@ fn endpoint(i: usize, j: usize, state: EndpointState) -> Endpoint {
 
 fn upstream(i: usize, endpoints: Vec<Endpoint>) -> Upstream {
     Upstream {
+        health_check: None,
         key: key(i),
         shares: vec![("idc".into(), 500), ("tke".into(), 500)],
         endpoints,

@@ -35,12 +35,15 @@ impl Pod {
         let body = Bytes::from(format!("{cluster} {name}\n"));
         let counter = hits.clone();
         let task = tokio::spawn(async move {
+            // The connections are the pod's: when it dies (drop), they die with it.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                while connections.try_join_next().is_some() {}
                 let (body, counter) = (body.clone(), counter.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |_req: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::Relaxed);
                         let response = Response::new(Full::new(body.clone()));

@@ -34,6 +34,8 @@ pub(crate) struct EndpointStats {
     pub(crate) idle: IdleConns,
     /// Fast path for the common case: nobody ejected, no lock taken.
     ejected: AtomicBool,
+    /// Failing its active health checks (`health.rs`): no new requests.
+    pub(crate) unhealthy: AtomicBool,
     health: Mutex<Health>,
 }
 
@@ -49,7 +51,11 @@ impl EndpointStats {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Out of the rotation: failing its health checks, or ejected for passive failures.
     fn is_ejected(&self, now: Instant) -> bool {
+        if self.unhealthy.load(Ordering::Relaxed) {
+            return true;
+        }
         if !self.ejected.load(Ordering::Relaxed) {
             return false;
         }
@@ -107,6 +113,9 @@ pub(crate) struct EndpointLive {
     /// Taken out by passive outlier detection for this many more milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ejected_for_ms: Option<u64>,
+    /// Failing its active health checks (absent: passing, or no checks).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) unhealthy: bool,
 }
 
 impl EndpointStats {
@@ -121,6 +130,7 @@ impl EndpointStats {
             ejected_for_ms: until
                 .filter(|u| *u > now)
                 .map(|u| u64::try_from((u - now).as_millis()).unwrap_or(u64::MAX)),
+            unhealthy: self.unhealthy.load(Ordering::Relaxed),
         }
     }
 }
@@ -246,6 +256,18 @@ impl Pool {
         &self.spec
     }
 
+    /// Every endpoint's address with its stats (active and draining).
+    pub(crate) fn endpoint_stats(&self) -> &HashMap<SocketAddr, Arc<EndpointStats>> {
+        &self.stats
+    }
+
+    /// [`Pool::metrics`], as a handle of its own.
+    pub(crate) fn metrics_handle(&self, metrics: &Metrics) -> Option<Arc<UpstreamMetrics>> {
+        self.metrics
+            .get_or_init(|| metrics.upstream(&self.spec.key))
+            .clone()
+    }
+
     /// This upstream's metric handles (looked up in `metrics` once per pool lineage);
     /// `None` with per-upstream metrics off.
     pub(crate) fn metrics(&self, metrics: &Metrics) -> Option<&UpstreamMetrics> {
@@ -360,6 +382,7 @@ mod tests {
     fn pool(shares: &[(&str, u32)], endpoints: Vec<Endpoint>) -> Pool {
         Pool::new(
             Upstream {
+                health_check: None,
                 key: UpstreamKey::new("ns", "svc", PortRef::Number(80)),
                 shares: shares.iter().map(|(c, s)| ((*c).into(), *s)).collect(),
                 endpoints,

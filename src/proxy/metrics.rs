@@ -69,6 +69,7 @@ struct UpstreamFamilies {
     received: Family<UpstreamLabel, Counter>,
     retries: Family<UpstreamLabel, Counter>,
     ejections: Family<UpstreamLabel, Counter>,
+    unhealthy: Family<UpstreamLabel, Gauge>,
 }
 
 impl UpstreamFamilies {
@@ -81,6 +82,7 @@ impl UpstreamFamilies {
             received: Family::default(),
             retries: Family::default(),
             ejections: Family::default(),
+            unhealthy: Family::default(),
         }
     }
 
@@ -99,6 +101,7 @@ impl UpstreamFamilies {
         }
         self.duration.remove(&upstream);
         self.connect.remove(&upstream);
+        self.unhealthy.remove(&upstream);
     }
 }
 
@@ -113,6 +116,7 @@ pub(crate) struct UpstreamMetrics {
     received: Counter,
     retries: Counter,
     ejections: Counter,
+    unhealthy: Gauge,
 }
 
 impl UpstreamMetrics {
@@ -134,6 +138,14 @@ impl UpstreamMetrics {
     }
     pub(crate) fn ejection(&self) {
         self.ejections.inc();
+    }
+    /// An endpoint failed its health checks (`true`) or passed them again.
+    pub(crate) fn health(&self, unhealthy: bool) {
+        if unhealthy {
+            self.unhealthy.inc();
+        } else {
+            self.unhealthy.dec();
+        }
     }
 }
 
@@ -290,6 +302,7 @@ impl Metrics {
             received: f.received.get_or_create(&one).clone(),
             retries: f.retries.get_or_create(&one).clone(),
             ejections: f.ejections.get_or_create(&one).clone(),
+            unhealthy: f.unhealthy.get_or_create(&one).clone(),
         }))
     }
 
@@ -397,5 +410,10 @@ fn register_upstream_families(registry: &mut Registry, f: &UpstreamFamilies) {
         "upstream_ejections",
         "Endpoints ejected by passive outlier detection, per upstream",
         f.ejections.clone(),
+    );
+    registry.register(
+        "upstream_unhealthy_endpoints",
+        "Endpoints failing their active health checks (no new requests), per upstream",
+        f.unhealthy.clone(),
     );
 }

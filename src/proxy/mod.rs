@@ -18,6 +18,7 @@ mod forward;
 mod h1;
 pub mod handover;
 mod headers;
+mod health;
 mod idle;
 mod metrics;
 mod owners;
@@ -284,15 +285,7 @@ pub async fn start_with(
         ))));
         addr
     });
-    if let Some(path) = &config.state_file {
-        tasks.push(persist::spawn_writer(
-            Arc::clone(&store),
-            Arc::clone(&metrics),
-            path.clone(),
-            std::time::Duration::from_millis(config.state_file_interval_ms),
-            shutdown.subscribe(),
-        ));
-    }
+    tasks.extend(background(&config, &store, &metrics, &shutdown));
     let bound_tls = tls.map(|(l, addr, acceptor)| {
         tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));
         addr
@@ -312,6 +305,30 @@ pub async fn start_with(
         store,
         state_file: config.state_file.clone(),
     })
+}
+
+/// The tasks beside the listeners: active health checks and the state-file writer.
+fn background(
+    config: &ProxyConfig,
+    store: &Arc<state::Store>,
+    metrics: &Arc<metrics::Metrics>,
+    shutdown: &watch::Sender<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![health::spawn(
+        Arc::clone(store),
+        Arc::clone(metrics),
+        shutdown.subscribe(),
+    )];
+    if let Some(path) = &config.state_file {
+        tasks.push(persist::spawn_writer(
+            Arc::clone(store),
+            Arc::clone(metrics),
+            path.clone(),
+            std::time::Duration::from_millis(config.state_file_interval_ms),
+            shutdown.subscribe(),
+        ));
+    }
+    tasks
 }
 
 /// What every data-plane connection shares: the forwarder (with the access log), the

@@ -222,6 +222,7 @@ mod tests {
 
     fn upstream(name: &str) -> Upstream {
         Upstream {
+            health_check: None,
             key: key(name),
             shares: vec![],
             endpoints: vec![Endpoint {

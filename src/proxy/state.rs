@@ -21,7 +21,9 @@ use super::owners::{self, Owners};
 use super::persist::Saved;
 use super::router::Router;
 use super::tls::{self, CertStore};
-use podgate_core::model::{Batch, CertificateInfo, LbState, StateSummary, Upstream, UpstreamKey};
+use podgate_core::model::{
+    Batch, CertificateInfo, HealthCheck, LbState, StateSummary, Upstream, UpstreamKey,
+};
 
 /// Why a batch was refused. Nothing changed in either case.
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +266,7 @@ impl Store {
                     spec.clone()
                 } else {
                     Upstream {
+                        health_check: None,
                         key: spec.key.clone(),
                         shares: spec.shares.clone(),
                         endpoints: Vec::new(),
@@ -329,6 +332,9 @@ fn validate_upstreams(batch: &Batch) -> Result<(), ApplyError> {
         if batch.remove_upstreams.contains(&u.key) {
             return invalid(format!("upstream {} is both upserted and removed", u.key));
         }
+        if let Some(Err(e)) = u.health_check.as_ref().map(HealthCheck::validate) {
+            return invalid(format!("upstream {}: health_check: {e}", u.key));
+        }
         let mut addrs = HashSet::new();
         for e in &u.endpoints {
             if e.port == 0 {
@@ -372,6 +378,7 @@ mod tests {
 
     fn upstream(name: &str, port: u16) -> Upstream {
         Upstream {
+            health_check: None,
             key: UpstreamKey::new("ns", name, PortRef::Number(80)),
             shares: vec![],
             endpoints: vec![Endpoint {

@@ -146,6 +146,7 @@ mod tests {
     /// podgate wants none of them.
     fn observed() -> LbState {
         let up = |name: &str| Upstream {
+            health_check: None,
             key: key(name),
             shares: Vec::new(),
             endpoints: Vec::new(),
@@ -182,6 +183,7 @@ mod tests {
     fn a_full_sync_in_parts_sends_every_upstream_once_and_the_routes_last() {
         let up = |name: &str, n: usize| {
             Arc::new(Upstream {
+                health_check: None,
                 key: key(name),
                 shares: Vec::new(),
                 endpoints: (0..n)

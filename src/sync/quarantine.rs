@@ -233,6 +233,7 @@ mod tests {
 
     fn up(name: &str) -> Upstream {
         Upstream {
+            health_check: None,
             key: UpstreamKey::new("ns", name, PortRef::Number(80)),
             shares: Vec::new(),
             endpoints: Vec::new(),

@@ -5,6 +5,7 @@ mod events;
 mod failover;
 mod failover_lab;
 mod front_lb;
+mod health_checks;
 mod leader;
 mod lifecycle;
 mod migration;

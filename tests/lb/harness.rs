@@ -222,6 +222,7 @@ pub(crate) fn upstream(svc: &str, endpoints: Vec<Endpoint>) -> Upstream {
     let mut endpoints = endpoints;
     endpoints.sort_by(|a, b| (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port)));
     Upstream {
+        health_check: None,
         key: key(svc),
         shares: vec![(ClusterName::new("idc"), 1000)],
         endpoints,

@@ -335,6 +335,7 @@ pub(crate) fn upstream(
     endpoints: Vec<Endpoint>,
 ) -> Upstream {
     Upstream {
+        health_check: None,
         key: key(service),
         shares: shares.iter().map(|(c, s)| ((*c).into(), *s)).collect(),
         endpoints,

@@ -98,6 +98,7 @@ fn endpoint() -> Endpoint {
 
 fn upstream() -> Upstream {
     Upstream {
+        health_check: None,
         key: key(),
         shares: vec![("idc".into(), 1000)],
         endpoints: vec![endpoint()],

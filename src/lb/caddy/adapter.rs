@@ -373,6 +373,7 @@ fn read_upstream(route: &Value, applied: &BTreeMap<UpstreamKey, Upstream>) -> Op
     );
     endpoints.sort_by(|a, b| (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port)));
     Some(Upstream {
+        health_check: None,
         shares: desired.map(|u| u.shares.clone()).unwrap_or_default(),
         key,
         endpoints,

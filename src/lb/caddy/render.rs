@@ -333,6 +333,7 @@ mod tests {
             weight: w,
         };
         let up = Upstream {
+            health_check: None,
             key: UpstreamKey::new("n", "s", PortRef::Number(80)),
             shares: vec![],
             endpoints: vec![

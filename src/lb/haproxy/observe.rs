@@ -58,6 +58,7 @@ impl HaproxyAdapter {
                 (&a.cluster, a.address, a.port).cmp(&(&b.cluster, b.address, b.port))
             });
             upstreams.push(Upstream {
+                health_check: None,
                 shares: desired.map(|u| u.shares.clone()).unwrap_or_default(),
                 key,
                 endpoints,

@@ -226,6 +226,7 @@ mod tests {
     #[test]
     fn diff_adds_reweights_drains_and_removes() {
         let up = Upstream {
+            health_check: None,
             key: UpstreamKey::new("ns", "web", PortRef::Number(80)),
             shares: vec![],
             endpoints: vec![

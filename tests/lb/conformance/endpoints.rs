@@ -122,6 +122,7 @@ pub(crate) async fn weights_split_traffic(kind: Kind) {
     let a = Pod::start("a", &ip(1)).await;
     let b = Pod::start("b", &ip(2)).await;
     let web = Upstream {
+        health_check: None,
         key: key("web"),
         shares: vec![
             (ClusterName::new("idc"), 750),

@@ -71,6 +71,8 @@ pub(crate) struct ServicePortRecord {
 pub(crate) struct ServiceRecord {
     pub(crate) ports: Vec<ServicePortRecord>,
     pub(crate) weights: Option<ClusterWeights>,
+    /// `podgate.io/health-check`, when valid.
+    pub(crate) health_check: Option<crate::model::HealthCheck>,
     pub(crate) diagnostics: Vec<Diagnostic>,
 }
 

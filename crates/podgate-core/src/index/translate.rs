@@ -18,6 +18,7 @@ use super::records::{
     ClassRecord, ClassRequest, IngressRecord, ObjectKey, RuleRecord, SecretRecord,
     ServicePortRecord, ServiceRecord, SliceEndpoint, SliceRecord,
 };
+use crate::model::HEALTH_CHECK_ANNOTATION;
 use crate::model::shares::{ClusterWeights, WEIGHTS_ANNOTATION};
 
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -45,6 +46,23 @@ fn weights(meta: &ObjectMeta, diagnostics: &mut Vec<Diagnostic>) -> Option<Clust
             diagnostics.push(Diagnostic::new(
                 "InvalidWeights",
                 format!("annotation {WEIGHTS_ANNOTATION} ignored: {e}"),
+            ));
+            None
+        }
+    }
+}
+
+fn health_check(
+    meta: &ObjectMeta,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<crate::model::HealthCheck> {
+    let raw = annotation(meta, HEALTH_CHECK_ANNOTATION)?;
+    match crate::model::HealthCheck::parse(raw) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                "InvalidHealthCheck",
+                format!("annotation {HEALTH_CHECK_ANNOTATION} ignored: {e}"),
             ));
             None
         }
@@ -79,11 +97,13 @@ pub(crate) fn service(svc: &Service, interner: &mut Interner) -> ServiceRecord {
         })
         .collect();
     let weights = weights(&svc.metadata, &mut diagnostics);
+    let health_check = health_check(&svc.metadata, &mut diagnostics);
     let mut ports: Vec<ServicePortRecord> = ports;
     ports.shrink_to_fit();
     ServiceRecord {
         ports,
         weights,
+        health_check,
         diagnostics,
     }
 }

@@ -28,6 +28,11 @@ pub(crate) fn compute(
         .iter()
         .find_map(|c| c.services.get(&service_key)?.weights.as_ref());
     let chosen = app_weights.or(service_weights).or(ingress_weights);
+    // The health check, like the Service's weights: the first cluster that sets one.
+    let health_check = clusters
+        .iter()
+        .filter(|c| !c.expired)
+        .find_map(|c| c.services.get(&service_key)?.health_check.clone());
     let weight_of = |c: &ClusterStore| chosen.map_or(c.weight, |w| w.get(&c.name));
 
     // Every (cluster, address, port) of the service's slices, in one vector.
@@ -107,6 +112,7 @@ pub(crate) fn compute(
         }
     }
     Upstream {
+        health_check,
         key: key.clone(),
         shares,
         endpoints,

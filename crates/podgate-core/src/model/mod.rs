@@ -6,6 +6,7 @@
 
 mod cluster;
 mod contract;
+mod health;
 mod host;
 mod patch;
 mod path;
@@ -16,6 +17,7 @@ mod upstream;
 
 pub use cluster::ClusterName;
 pub use contract::{Batch, CertificateInfo, LbState, OwnerState, StateSummary};
+pub use health::{HEALTH_CHECK_ANNOTATION, HealthCheck, HealthCheckError, HealthMethod};
 pub use host::{HostError, HostPattern, normalize_request_host};
 pub use patch::{PatchError, UpstreamPatch};
 pub use path::{PathError, PathKind, PathMatch};

@@ -55,9 +55,13 @@ impl UpstreamPatch {
     /// The patch that turns `old` into `new`, or `None` when only the whole upstream can
     /// say it: a cluster that had no endpoint gains one (where its endpoints go depends
     /// on the pusher's cluster order), an address moves to another cluster, or the
-    /// endpoints are not grouped by cluster.
+    /// endpoints are not grouped by cluster, or the health check changed.
     pub fn between(old: &Upstream, new: &Upstream) -> Option<Self> {
-        if old.key != new.key || !grouped(&old.endpoints) || !grouped(&new.endpoints) {
+        if old.key != new.key
+            || old.health_check != new.health_check
+            || !grouped(&old.endpoints)
+            || !grouped(&new.endpoints)
+        {
             return None;
         }
         let held: HashMap<SocketAddr, &Endpoint> =
@@ -197,6 +201,7 @@ impl Upstream {
             key: self.key.clone(),
             shares: patch.shares.clone().unwrap_or_else(|| self.shares.clone()),
             endpoints,
+            health_check: self.health_check.clone(),
         })
     }
 }
@@ -222,6 +227,7 @@ mod tests {
 
     fn up(endpoints: Vec<Endpoint>) -> Upstream {
         Upstream {
+            health_check: None,
             key: UpstreamKey::new("ns", "web", PortRef::Number(80)),
             shares: vec![(ClusterName::new("idc"), 1000)],
             endpoints,

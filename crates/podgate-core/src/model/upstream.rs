@@ -136,6 +136,10 @@ pub struct Upstream {
     /// no entry: its share went to the others.
     pub shares: Vec<(ClusterName, u32)>,
     pub endpoints: Vec<Endpoint>,
+    /// Active health checks, from the Service annotation `podgate.io/health-check`.
+    /// Absent: none (an LB that does not know the field sees no change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<super::HealthCheck>,
 }
 
 impl Upstream {
