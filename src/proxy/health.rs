@@ -50,6 +50,7 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let mut checkers: HashMap<(UpstreamKey, SocketAddr), Checker> = HashMap::new();
         let mut seen = None;
+        let mut changes = store.follow();
         loop {
             let live = store.load();
             if seen != Some(live.generation) {
@@ -57,7 +58,7 @@ pub(crate) fn spawn(
                 reconcile(&live, &metrics, &mut checkers);
             }
             tokio::select! {
-                () = store.changed().notified() => {}
+                _ = changes.changed() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }

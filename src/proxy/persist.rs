@@ -127,18 +127,21 @@ pub(crate) fn write(path: &Path, saved: &Saved) -> std::io::Result<()> {
 /// Writes the store's state to `path` after every change until `shutdown`, at most
 /// once per `interval` (measured from the start of the previous write): batches that
 /// arrive meanwhile are covered by the next write. A failed write is retried every
-/// second until one succeeds. At `shutdown`, a change not yet written is written.
+/// second until one succeeds. At `shutdown`, a change not yet written is written. Once
+/// `allowed` is cleared (a successor took over) it writes nothing more.
 pub(crate) fn spawn_writer(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     path: PathBuf,
     interval: std::time::Duration,
+    allowed: Arc<std::sync::atomic::AtomicBool>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut written = store.load().generation;
         let mut last_write: Option<tokio::time::Instant> = None;
         let mut stopping = false;
+        let mut changes = store.follow();
         loop {
             let generation = store.load().generation;
             if generation == written {
@@ -146,7 +149,7 @@ pub(crate) fn spawn_writer(
                     return;
                 }
                 tokio::select! {
-                    () = store.changed().notified() => continue,
+                    _ = changes.changed() => continue,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
@@ -157,6 +160,9 @@ pub(crate) fn spawn_writer(
                     () = tokio::time::sleep_until(at + interval) => {}
                     _ = shutdown.wait_for(|stop| *stop) => stopping = true,
                 }
+            }
+            if !allowed.load(std::sync::atomic::Ordering::Relaxed) {
+                return; // handed over: the file is the successor's
             }
             last_write = Some(tokio::time::Instant::now());
             let generation = store.load().generation;

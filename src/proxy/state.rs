@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use tokio::sync::Notify;
 
 use super::balancer::{EndpointLive, Pool};
 use super::owners::{self, Owners};
@@ -73,8 +72,10 @@ pub(crate) struct Store {
     current: ArcSwap<Snapshot>,
     writer: Mutex<()>,
     instance: String,
-    /// Woken after every published snapshot (the state file's writer waits on it).
-    changed: Notify,
+    /// The generation of every published snapshot, for whoever follows the state (the
+    /// state file's writer, the health checks): each has its own receiver, none misses
+    /// a change.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -84,12 +85,13 @@ impl Store {
             current: ArcSwap::from_pointee(Snapshot::empty()),
             writer: Mutex::new(()),
             instance,
-            changed: Notify::new(),
+            changed: tokio::sync::watch::Sender::new(0),
         }
     }
 
-    pub(crate) fn changed(&self) -> &Notify {
-        &self.changed
+    /// Follows the published snapshots: `changed()` wakes after each.
+    pub(crate) fn follow(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Everything held, per owner, with certificate keys: what the state file keeps.
@@ -247,8 +249,9 @@ impl Store {
             generation: next.generation,
             epoch: next.epoch,
         };
+        let generation = next.generation;
         self.current.store(Arc::new(next));
-        self.changed.notify_one();
+        self.changed.send_replace(generation);
         Ok(summary)
     }
 
