@@ -286,16 +286,26 @@ fn serve(config: podgate::proxy::ProxyConfig, workers: Option<usize>) -> anyhow:
     runtime.block_on(async {
         let handle = podgate::proxy::start_with(config, &mut inherited).await?;
         drop(inherited);
+        // Every handler before READY: a SIGHUP or SIGTERM from then on is never lost
+        // (nor does SIGHUP's default action end the process).
+        let mut signals = Signals::new().context("cannot install the signal handlers")?;
         podgate::proxy::handover::notify_ready();
-        while let Signal::Reload = signal().await {
+        while let Signal::Reload = signals.next().await {
             // SIGHUP: a new process of this binary takes over the sockets; this one
-            // drains. If the new one fails, this one keeps serving.
-            match hand_over(&handle).await {
-                Ok(pid) => {
+            // drains. If the new one fails, this one keeps serving; SIGTERM meanwhile
+            // abandons the handover (the new process is killed) and stops.
+            let outcome = tokio::select! {
+                r = hand_over(&handle) => Some(r),
+                Signal::Stop = signals.stop() => None,
+            };
+            match outcome {
+                Some(Ok(pid)) => {
+                    handle.stop_state_writes();
                     tracing::info!(successor = pid, "handed over: draining");
                     break;
                 }
-                Err(e) => tracing::error!(error = %podgate::logging::causes(e.as_ref()), "handover failed: still serving"),
+                Some(Err(e)) => tracing::error!(error = %podgate::logging::causes(e.as_ref()), "handover failed: still serving"),
+                None => break,
             }
         }
         tracing::info!("shutting down");
@@ -316,22 +326,45 @@ async fn hand_over(handle: &podgate::proxy::ProxyHandle) -> anyhow::Result<u32> 
 
 /// What a signal asks the proxy to do.
 enum Signal {
-    /// SIGTERM or Ctrl-C: drain and exit.
+    /// SIGTERM or SIGINT: drain and exit.
     Stop,
     /// SIGHUP: hand over to a new process, then drain and exit.
     Reload,
 }
 
-/// The next signal that asks for something.
-async fn signal() -> Signal {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        shutdown_signal().await;
-        return Signal::Stop;
-    };
-    tokio::select! {
-        () = shutdown_signal() => Signal::Stop,
-        _ = hangup.recv() => Signal::Reload,
+/// The proxy's signal streams, made once: a signal that arrives while nobody waits is
+/// kept for the next wait.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal that asks for something.
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.interrupt.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
+        }
+    }
+
+    /// The next SIGTERM or SIGINT (a SIGHUP meanwhile is ignored: a handover runs).
+    async fn stop(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.interrupt.recv() => Signal::Stop,
+        }
     }
 }
 

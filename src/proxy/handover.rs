@@ -123,8 +123,12 @@ pub async fn start_successor(sockets: Vec<(&'static str, OwnedFd)>) -> Result<u3
         .as_std_mut()
         .fd_mappings(mappings)
         .map_err(|e| HandoverError::Sockets(e.to_string()))?;
-    let mut child = command.spawn().map_err(HandoverError::Spawn)?;
-    let pid = child.id().unwrap_or_default();
+    let mut child = Unready(Some(command.spawn().map_err(HandoverError::Spawn)?));
+    let pid = child
+        .0
+        .as_ref()
+        .and_then(tokio::process::Child::id)
+        .unwrap_or_default();
     tracing::info!(pid, program = %program.display(), "successor started: waiting until it is ready");
 
     let ready = async {
@@ -150,17 +154,33 @@ pub async fn start_successor(sockets: Vec<(&'static str, OwnedFd)>) -> Result<u3
             Err(e) => HandoverError::Spawn(e),
         }),
     };
-    match outcome {
-        Ok(pid) => {
-            // The successor now outlives this process: systemd follows it (MAINPID).
-            if let Some(socket) = systemd_socket() {
-                notify(&socket, &format!("MAINPID={pid}\nREADY=1\n"));
-            }
-            Ok(pid)
+    if outcome.is_ok() {
+        // The successor now outlives this process: systemd follows it (MAINPID).
+        child.0 = None;
+        if let Some(socket) = systemd_socket() {
+            notify(&socket, &format!("MAINPID={pid}\nREADY=1\n"));
         }
-        Err(e) => {
+    }
+    outcome
+}
+
+/// A successor not yet ready: killed if the handover is abandoned (it failed, or this
+/// process was told to stop meanwhile), so that two processes never serve unasked.
+struct Unready(Option<tokio::process::Child>);
+
+impl Unready {
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match &mut self.0 {
+            Some(child) => child.wait().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Unready {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
             let _ = child.start_kill();
-            Err(e)
         }
     }
 }
@@ -182,9 +202,11 @@ const SYSTEMD_NOTIFY: &str = "PODGATE_SYSTEMD_NOTIFY_SOCKET";
 /// systemd's notification socket, if this process (or its first predecessor) was
 /// started by systemd with `Type=notify`.
 fn systemd_socket() -> Option<std::ffi::OsString> {
-    std::env::var_os(SYSTEMD_NOTIFY)
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var_os("NOTIFY_SOCKET"))
+    match std::env::var_os(SYSTEMD_NOTIFY) {
+        // Set by a predecessor: empty means "not under systemd".
+        Some(socket) => (!socket.is_empty()).then_some(socket),
+        None => std::env::var_os("NOTIFY_SOCKET"),
+    }
 }
 
 /// Tells systemd, or the predecessor waiting for this process, that it is ready.

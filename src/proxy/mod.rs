@@ -86,6 +86,8 @@ pub struct ProxyHandle {
     shutdown_timeout: std::time::Duration,
     store: Arc<state::Store>,
     state_file: Option<std::path::PathBuf>,
+    /// Cleared after a handover: the state file is the successor's.
+    state_writes: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ProxyHandle {
@@ -103,6 +105,9 @@ impl ProxyHandle {
         for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
+        // Nothing accepts any more: close the sockets (a successor holds its own), so
+        // that new clients are refused now rather than queued and reset at exit.
+        self.sockets.clear();
         let all_closed = async {
             for (slots, n) in &self.slots {
                 let _ = slots.acquire_many(*n).await;
@@ -114,6 +119,13 @@ impl ProxyHandle {
         {
             tracing::warn!(timeout = ?self.shutdown_timeout, "connections still open at the shutdown timeout: closing them");
         }
+    }
+
+    /// A successor took over: from now on it alone writes the state file (this process
+    /// would replace its newer state with an older one).
+    pub fn stop_state_writes(&self) {
+        self.state_writes
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Writes the state file now (if there is one), so that a successor starts from
@@ -141,6 +153,19 @@ impl Drop for ProxyHandle {
     }
 }
 
+/// A listening socket on `addr` with a backlog of 1024 (tokio's; std's `bind` asks for
+/// 128), which holds the connections that arrive while a successor takes over.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
+}
+
 /// Where the listeners come from: inherited sockets first (a predecessor's, or
 /// systemd's), else bound here; each kept under its name for a successor.
 struct Binder<'a> {
@@ -163,7 +188,7 @@ impl Binder<'_> {
         };
         let listener = match self.inherited.take(name, addr) {
             Some(l) => l,
-            None => std::net::TcpListener::bind(addr).map_err(failed)?,
+            None => listen(addr).map_err(failed)?,
         };
         listener.set_nonblocking(true).map_err(failed)?;
         let local = listener.local_addr().map_err(failed)?;
@@ -285,7 +310,14 @@ pub async fn start_with(
         ))));
         addr
     });
-    tasks.extend(background(&config, &store, &metrics, &shutdown));
+    let state_writes = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    tasks.extend(background(
+        &config,
+        &store,
+        &metrics,
+        &shutdown,
+        &state_writes,
+    ));
     let bound_tls = tls.map(|(l, addr, acceptor)| {
         tasks.push(tokio::spawn(server::serve_tls(l, acceptor, shared)));
         addr
@@ -304,6 +336,7 @@ pub async fn start_with(
         shutdown_timeout: config.timeouts.shutdown(),
         store,
         state_file: config.state_file.clone(),
+        state_writes,
     })
 }
 
@@ -313,6 +346,7 @@ fn background(
     store: &Arc<state::Store>,
     metrics: &Arc<metrics::Metrics>,
     shutdown: &watch::Sender<bool>,
+    state_writes: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![health::spawn(
         Arc::clone(store),
@@ -325,6 +359,7 @@ fn background(
             Arc::clone(metrics),
             path.clone(),
             std::time::Duration::from_millis(config.state_file_interval_ms),
+            Arc::clone(state_writes),
             shutdown.subscribe(),
         ));
     }

@@ -231,3 +231,55 @@ async fn a_burst_of_batches_is_coalesced_into_a_few_writes_and_the_last_one_land
         "{writes} writes of the whole state for {batches} batches"
     );
 }
+
+/// Draining closes the listening sockets at once: a new client is refused (and goes
+/// elsewhere) instead of waiting in a queue nobody accepts from, to be reset at exit.
+#[tokio::test]
+async fn a_draining_proxy_refuses_new_connections_while_requests_finish() {
+    use tokio::io::AsyncWriteExt;
+    let pod = Backend::start("pod-a", 32, 1).await;
+    let proxy = proxy_with(|c| c.timeouts.shutdown_ms = 5_000).await;
+    push(
+        &proxy,
+        &Batch {
+            epoch: 1,
+            upsert_upstreams: vec![upstream(
+                "web",
+                &[],
+                vec![pod.endpoint("idc", EndpointState::Active)],
+            )],
+            routes: Some(routes(&[("a.example.com", PathMatch::prefix("/"), "web")])),
+            ..Batch::default()
+        },
+    )
+    .await;
+    // A request in flight: its body has not arrived yet.
+    let mut busy = tokio::net::TcpStream::connect(proxy.http_addr)
+        .await
+        .unwrap();
+    busy.write_all(b"POST /upload HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    let addr = proxy.http_addr;
+    let draining = tokio::spawn(proxy.shutdown());
+    eventually(
+        "new connections are refused while the drain waits",
+        Duration::from_secs(2),
+        || async {
+            matches!(
+                tokio::net::TcpStream::connect(addr).await,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        },
+    )
+    .await;
+    assert!(
+        !draining.is_finished(),
+        "the drain waits for the request in flight"
+    );
+    busy.write_all(b"0123456789").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), draining)
+        .await
+        .expect("the drain ends when the request is done")
+        .unwrap();
+}
