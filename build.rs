@@ -8,12 +8,27 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PODGATE_GIT_COMMIT");
     println!("cargo:rerun-if-env-changed=PODGATE_BUILD_DATE");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    // A new commit or checkout moves HEAD or the branch it names.
-    let mut watched = vec![".git/HEAD".to_owned(), ".git/packed-refs".to_owned()];
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD")
-        && let Some(branch) = head.trim().strip_prefix("ref: ")
+    // A new commit or checkout moves HEAD or the branch it names (asked of git, so
+    // that worktrees, whose `.git` is a file, are followed too).
+    let git_path = |path: &str| {
+        let out = Command::new("git")
+            .args(["rev-parse", "--git-path", path])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let mut watched: Vec<String> = ["HEAD", "packed-refs"]
+        .iter()
+        .filter_map(|p| git_path(p))
+        .collect();
+    if let Some(head) = watched.first()
+        && let Ok(text) = std::fs::read_to_string(head)
+        && let Some(branch) = text.trim().strip_prefix("ref: ")
+        && let Some(path) = git_path(branch)
     {
-        watched.push(format!(".git/{branch}"));
+        watched.push(path);
     }
     for path in watched {
         if std::path::Path::new(&path).exists() {

@@ -25,6 +25,10 @@ pub struct KubeconfigArgs {
     /// File holding the ServiceAccount token (`token` of the token Secret).
     #[arg(long)]
     pub(crate) token_file: PathBuf,
+    /// Accept an `http://` server (the token then crosses the network in clear text):
+    /// for a local test cluster only.
+    #[arg(long)]
+    pub(crate) allow_http: bool,
 }
 
 /// Why no kubeconfig could be printed.
@@ -70,7 +74,12 @@ pub fn render(args: &KubeconfigArgs) -> Result<String, KubeconfigError> {
         .map_err(|e: http::uri::InvalidUri| KubeconfigError::Server(e.to_string()))?;
     if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.host().is_none() {
         return Err(KubeconfigError::Server(
-            "must be an http(s) URL with a host".to_owned(),
+            "must be an https URL with a host".to_owned(),
+        ));
+    }
+    if uri.scheme_str() == Some("http") && !args.allow_http {
+        return Err(KubeconfigError::Server(
+            "http:// would send the token in clear text; use https:// (or --allow-http for a local test cluster)".to_owned(),
         ));
     }
     let token = String::from_utf8_lossy(&read("--token-file", &args.token_file)?)

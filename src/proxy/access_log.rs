@@ -383,7 +383,10 @@ fn flush(sink: &mut Sink, batch: &mut Vec<u8>, metrics: &Metrics) {
         Sink::File { file, .. } => file.write_all(batch),
     };
     if written.is_err() {
-        metrics.access_log_dropped();
+        // Every line of the batch is lost (a partial write may leave a cut one).
+        #[allow(clippy::naive_bytecount)] // on a failed write only
+        let lines = batch.iter().filter(|b| **b == b'\n').count();
+        metrics.access_log_dropped_lines(u64::try_from(lines).unwrap_or(u64::MAX));
     }
     batch.clear();
 }

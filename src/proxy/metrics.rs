@@ -321,6 +321,9 @@ impl Metrics {
     pub(crate) fn access_log_dropped(&self) {
         self.access_log_dropped.inc();
     }
+    pub(crate) fn access_log_dropped_lines(&self, lines: u64) {
+        self.access_log_dropped.inc_by(lines);
+    }
     pub(crate) fn upstream_failure(&self) {
         self.upstream_failures.inc();
     }

@@ -136,6 +136,7 @@ async fn kubeconfig_prints_one_the_controller_can_watch_a_token_protected_cluste
     let out = podgate()
         .args([
             "kubeconfig",
+            "--allow-http",
             "--cluster",
             "tke",
             "--server",
@@ -182,7 +183,18 @@ fn kubeconfig_refuses_bad_input_naming_the_flag() {
     let token = dir.path().join("token");
     std::fs::write(&token, "  \n").unwrap();
     let token = token.to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "--cluster",
+                "tke",
+                "--server",
+                "http://x",
+                "--token-file",
+                &token,
+            ],
+            "clear text",
+        ),
         (
             &[
                 "--cluster",
