@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use http::StatusCode;
 use podgate::proxy::ADMIN_ROUTES;
 use podgate_core::model::{
-    Batch, Certificate, CertificateInfo, Endpoint, EndpointState, HostPattern, LbState, OwnerState,
-    PathMatch, Pem, PortRef, Route, RouteTable, StateSummary, Upstream, UpstreamKey, UpstreamPatch,
-    VirtualHost,
+    Batch, Certificate, CertificateInfo, Endpoint, EndpointState, HealthCheck, HostPattern,
+    LbState, OwnerState, PathMatch, Pem, PortRef, Route, RouteTable, StateSummary, Upstream,
+    UpstreamKey, UpstreamPatch, VirtualHost,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -98,11 +98,15 @@ fn endpoint() -> Endpoint {
 
 fn upstream() -> Upstream {
     Upstream {
-        health_check: None,
+        health_check: Some(health_check()),
         key: key(),
         shares: vec![("idc".into(), 1000)],
         endpoints: vec![endpoint()],
     }
+}
+
+fn health_check() -> HealthCheck {
+    HealthCheck::parse("GET /healthz interval=2s timeout=500ms healthy=2 unhealthy=3").unwrap()
 }
 
 fn patch() -> UpstreamPatch {
@@ -192,6 +196,7 @@ fn schemas_match_the_model() {
     check_schema(&doc, "UpstreamPatch", &patch());
     check_schema(&doc, "Upstream", &upstream());
     check_schema(&doc, "Endpoint", &endpoint());
+    check_schema(&doc, "HealthCheck", &health_check());
     check_schema(&doc, "RouteTable", &table());
     check_schema(&doc, "VirtualHost", &vhost());
     check_schema(&doc, "Route", &vhost().routes[0]);
@@ -349,6 +354,16 @@ async fn a_fuzzer_driven_by_the_document_finds_nothing() {
         return;
     };
     let proxy = harness::proxy().await;
+    // A full state first, as a controller's first sync gives it: `/readyz` answers 200
+    // (its documented 503 before that is still a 5xx to the fuzzer).
+    harness::push(
+        &proxy,
+        &Batch {
+            complete: true,
+            ..Batch::default()
+        },
+    )
+    .await;
     let url = proxy.admin_url();
     let reports = tempfile::tempdir().unwrap();
     let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract");
