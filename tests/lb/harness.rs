@@ -69,6 +69,8 @@ pub(crate) struct Pod {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
     pub(crate) served: Arc<AtomicUsize>,
+    /// What `/healthz` answers: 200 while true, 503 after.
+    pub(crate) healthy: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -85,25 +87,38 @@ impl Pod {
             .expect("bind a pod on its loopback IP");
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(AtomicUsize::new(0));
-        let (n, s) = (name.to_owned(), served.clone());
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (n, s, h) = (name.to_owned(), served.clone(), healthy.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (n, s) = (n.clone(), s.clone());
+                let (n, s, h) = (n.clone(), s.clone(), h.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        // Health checks are the LB's, not traffic: not counted.
+                        if req.uri().path() == "/healthz" {
+                            let status = if h.load(Ordering::SeqCst) { 200 } else { 503 };
+                            let mut answer = hyper::Response::new(Full::new(Bytes::from("health")));
+                            *answer.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            return futures::future::Either::Left(std::future::ready(Ok::<
+                                _,
+                                Infallible,
+                            >(
+                                answer
+                            )));
+                        }
                         s.fetch_add(1, Ordering::SeqCst);
                         let body = Full::new(Bytes::from(n.clone()));
                         // `/slow…` stands for a long request still in flight.
                         let slow = req.uri().path().starts_with("/slow");
-                        async move {
+                        futures::future::Either::Right(async move {
                             if slow {
                                 tokio::time::sleep(SLOW_REQUEST).await;
                             }
                             Ok::<_, Infallible>(hyper::Response::new(body))
-                        }
+                        })
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -115,6 +130,7 @@ impl Pod {
             name: name.to_owned(),
             addr,
             served,
+            healthy,
             task,
         }
     }

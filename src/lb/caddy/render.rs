@@ -192,6 +192,20 @@ pub(crate) fn spread_slots(slots: &[(String, u32)]) -> Vec<&str> {
         .collect()
 }
 
+/// Caddy's active health checks for `check`. Caddy 2.6 (Debian 12) checks with GET
+/// and takes an endpoint out at its first failure and back at its first pass: no
+/// method, no thresholds (docs/lb-adapters.md). A 2xx or 3xx passes, as in the
+/// contract.
+fn health_checks(check: &podgate_core::model::HealthCheck) -> Value {
+    json!({
+        "active": {
+            "uri": &*check.path,
+            "interval": format!("{}ms", check.interval_ms),
+            "timeout": format!("{}ms", check.timeout_ms),
+        }
+    })
+}
+
 fn upstream_route(ids: &Ids, up: &Upstream) -> Value {
     let slots = slots(up);
     let list: Vec<Value> = spread_slots(&slots)
@@ -201,11 +215,15 @@ fn upstream_route(ids: &Ids, up: &Upstream) -> Value {
     let handler = if list.is_empty() {
         json!({ "handler": "static_response", "status_code": 503, "body": "no endpoint\n" })
     } else {
-        json!({
+        let mut proxy = json!({
             "handler": "reverse_proxy",
             "upstreams": list,
             "load_balancing": { "selection_policy": { "policy": "round_robin" }, "try_duration": "2s" },
-        })
+        });
+        if let Some(check) = &up.health_check {
+            proxy["health_checks"] = health_checks(check);
+        }
+        proxy
     };
     json!({
         "@id": ids.upstream(&up.key),

@@ -39,6 +39,9 @@ pub(super) struct Mirror {
     last_reload: Option<Instant>,
     /// (backend, server) whose deletion HAProxy deferred (connections remained).
     pending_deletes: BTreeSet<(String, String)>,
+    /// The health check each backend of worker `instance` was loaded with (a backend
+    /// setting: a changed check needs a reload). Absent: not known.
+    loaded_checks: BTreeMap<UpstreamKey, Option<podgate_core::model::HealthCheck>>,
 }
 
 impl Mirror {
@@ -163,12 +166,29 @@ impl HaproxyAdapter {
                 .into_iter()
                 .collect();
         }
-        let reloaded = missing(&m.backends);
+        if fresh {
+            // A worker we did not reload loaded the file, written from the mirror.
+            m.loaded_checks = m
+                .upstreams
+                .iter()
+                .map(|(k, u)| (k.clone(), u.health_check.clone()))
+                .collect();
+        }
+        // A check that differs from (or may differ from) what the worker loaded.
+        let checks_changed = ups.iter().any(|(k, u)| match m.loaded_checks.get(k) {
+            Some(loaded) => *loaded != u.health_check,
+            None => u.health_check.is_some(),
+        });
+        let reloaded = missing(&m.backends) || checks_changed;
         if reloaded {
             let cfg = render_config(&self.names, dir, &self.settings.binds, ups.values());
             write_atomic(&self.settings.config_file(), cfg.as_bytes())
                 .map_err(|e| io_err("podgate.cfg", &e))?;
             pid = self.reload(m, pid, &ups).await?;
+            m.loaded_checks = ups
+                .iter()
+                .map(|(k, u)| (k.clone(), u.health_check.clone()))
+                .collect();
             m.backends = self
                 .rt
                 .backends()

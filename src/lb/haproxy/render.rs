@@ -129,6 +129,18 @@ pub(crate) fn render_config<'a>(
             "backend {}\n    balance roundrobin\n    retry-on conn-failure empty-response\n",
             names.backend(&up.key)
         );
+        if let Some(c) = &up.health_check {
+            // The path is plain URL characters (`HealthCheck::validate`): nothing here
+            // can read as configuration syntax.
+            let _ = write!(
+                out,
+                "    option httpchk\n    http-check send meth {} uri {} ver HTTP/1.1 hdr Host localhost hdr User-Agent podgate-health-check\n    http-check expect rstatus ^[23]\n    timeout check {}ms\n",
+                c.method.as_str(),
+                c.path,
+                c.timeout_ms
+            );
+        }
+        let check = super::servers::check_options(up);
         let scale = WeightScale::for_weights(up.endpoints.iter().map(|e| e.weight));
         for e in &up.endpoints {
             let w = match e.state {
@@ -137,7 +149,7 @@ pub(crate) fn render_config<'a>(
             };
             let _ = writeln!(
                 out,
-                "    server {} {} weight {w} {SERVER_OPTIONS}",
+                "    server {} {} weight {w} {SERVER_OPTIONS}{check}",
                 server_name(e),
                 haproxy_addr(e.address, e.port)
             );

@@ -73,6 +73,8 @@ pub(crate) enum ServerOp {
         addr: String,
         weight: u32,
         draining: bool,
+        /// ` check inter … rise … fall …` when the upstream has health checks.
+        check: String,
     },
     Weight {
         name: String,
@@ -89,10 +91,23 @@ pub(crate) enum ServerOp {
     },
 }
 
+/// The `check` options of every server of `up` (HAProxy's own checks: `inter`, `rise`,
+/// `fall`), empty without a health check. The backend's `option httpchk` lines come
+/// from `render.rs`.
+pub(crate) fn check_options(up: &Upstream) -> String {
+    up.health_check.as_ref().map_or_else(String::new, |c| {
+        format!(
+            " check inter {}ms rise {} fall {}",
+            c.interval_ms, c.healthy_threshold, c.unhealthy_threshold
+        )
+    })
+}
+
 /// The operations that turn `live` (one backend's podgate servers) into `desired`.
 /// `desired == None` removes every podgate server (the upstream is gone).
 pub(crate) fn diff_servers(desired: Option<&Upstream>, live: &[LiveServer]) -> Vec<ServerOp> {
     let mut ops = Vec::new();
+    let check = desired.map(check_options).unwrap_or_default();
     let mut want: BTreeMap<String, (String, u32, bool)> = BTreeMap::new();
     if let Some(up) = desired {
         let scale = WeightScale::for_weights(up.endpoints.iter().map(|e| e.weight));
@@ -139,6 +154,7 @@ pub(crate) fn diff_servers(desired: Option<&Upstream>, live: &[LiveServer]) -> V
             addr,
             weight,
             draining,
+            check: check.clone(),
         });
     }
     ops
@@ -159,12 +175,20 @@ pub(crate) async fn run_ops(
                 addr,
                 weight,
                 draining,
+                check,
             } => {
                 rt.run(
-                    &format!("add server {backend}/{name} {addr} weight {weight} {SERVER_OPTIONS}"),
+                    &format!(
+                        "add server {backend}/{name} {addr} weight {weight} {SERVER_OPTIONS}{check}"
+                    ),
                     &["New server registered"],
                 )
                 .await?;
+                // A server added at run time starts with its checks off.
+                if !check.is_empty() {
+                    rt.run(&format!("enable health {backend}/{name}"), &[])
+                        .await?;
+                }
                 let state = if *draining { "drain" } else { "ready" };
                 rt.run(&format!("set server {backend}/{name} state {state}"), &[])
                     .await?;
@@ -260,7 +284,8 @@ mod tests {
                     name: "pg-idc-10.0.0.3-80".into(),
                     addr: "10.0.0.3:80".into(),
                     weight: 5,
-                    draining: false
+                    draining: false,
+                    check: String::new(),
                 },
             ]
         );

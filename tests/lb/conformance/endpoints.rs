@@ -221,3 +221,67 @@ pub(crate) async fn removed_endpoint_finishes_in_flight_requests(kind: Kind) {
 pub(crate) async fn drained_then_removed_endpoint_finishes_in_flight_requests(kind: Kind) {
     in_flight_request_finishes(kind, kind.subnet(6), true).await;
 }
+
+/// Active health checks (`Upstream::health_check`): an endpoint whose `/healthz` fails
+/// takes no new requests after the threshold, and comes back when it passes again;
+/// no LB reload either way.
+pub(crate) async fn failing_health_checks_take_an_endpoint_out(kind: Kind) {
+    let lb = Lb::start(kind).await;
+    let ip = |i: u8| format!("127.1.{}.{i}", kind.subnet(13));
+    let a = Pod::start("a", &ip(1)).await;
+    let b = Pod::start("b", &ip(2)).await;
+    let check = podgate_core::model::HealthCheck::parse(
+        "GET /healthz interval=200ms timeout=150ms healthy=1 unhealthy=2",
+    )
+    .unwrap();
+    let web = Upstream {
+        health_check: Some(check),
+        ..upstream("web", vec![a.active(1), b.active(1)])
+    };
+    lb.apply(&Batch {
+        routes: Some(web_test()),
+        ..endpoints_only(vec![web])
+    })
+    .await;
+    eventually("both serve", SECS, || async {
+        let seen = spread(lb.addr(), "web.test", "/", 20).await;
+        if seen.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    let worker = lb.worker().await;
+
+    b.healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually("b is taken out", SECS, || async {
+        let seen = spread(lb.addr(), "web.test", "/", 10).await;
+        if seen.get("a") == Some(&10) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    // Out for good while failing: no request reaches it.
+    let before = b.count();
+    let seen = spread(lb.addr(), "web.test", "/", 30).await;
+    assert_eq!((seen.get("a"), b.count()), (Some(&30), before), "{seen:?}");
+
+    b.healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually("b is back", SECS, || async {
+        let seen = spread(lb.addr(), "web.test", "/", 20).await;
+        if seen.contains_key("b") {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        lb.worker().await,
+        worker,
+        "health checks must not reload the LB"
+    );
+}

@@ -47,6 +47,7 @@ suite![
     endpoints::weights_split_traffic,
     endpoints::removed_endpoint_finishes_in_flight_requests,
     endpoints::drained_then_removed_endpoint_finishes_in_flight_requests,
+    endpoints::failing_health_checks_take_an_endpoint_out,
     resync::restart_is_seen_and_resynced,
     resync::one_dead_instance_does_not_stop_the_other,
     resync::full_resync_of_an_lb_in_sync_changes_nothing,

@@ -61,7 +61,9 @@ pub enum HealthCheckError {
     Shape,
     #[error("method {0:?}: only GET and HEAD")]
     Method(String),
-    #[error("path {0:?}: must start with / and hold no spaces or control characters")]
+    #[error(
+        "path {0:?}: must start with / and hold only URL characters (no spaces, quotes, backslashes or #)"
+    )]
     Path(String),
     #[error("{key}: {why}")]
     Setting { key: String, why: String },
@@ -79,7 +81,7 @@ impl HealthCheck {
             "HEAD" => HealthMethod::Head,
             other => return Err(HealthCheckError::Method(other.to_owned())),
         };
-        if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b > 0x7e) {
+        if !path_is_plain(path) {
             return Err(HealthCheckError::Path(path.to_owned()));
         }
         let mut check = Self {
@@ -148,13 +150,21 @@ impl HealthCheck {
                 return bad(key, "a count from 1 to 100");
             }
         }
-        if !self.path.starts_with('/')
-            || self.path.bytes().any(|b| b.is_ascii_control() || b > 0x7e)
-        {
+        if !path_is_plain(&self.path) {
             return Err(HealthCheckError::Path(self.path.to_string()));
         }
         Ok(())
     }
+}
+
+/// An absolute path with an optional query, of the characters RFC 3986 allows there
+/// (percent-encoded otherwise): nothing an LB's configuration language could read as
+/// syntax (no space, quote, backslash or `#`).
+fn path_is_plain(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b))
 }
 
 impl fmt::Display for HealthCheck {
@@ -217,6 +227,8 @@ mod tests {
             ("GET", "expected"),
             ("POST /x", "only GET and HEAD"),
             ("GET healthz", "must start with /"),
+            ("GET /a#b", "URL characters"),
+            ("GET /a\"b", "URL characters"),
             ("GET /x interval=5", "interval"),
             ("GET /x interval=10ms", "from 100ms"),
             ("GET /x timeout=5s", "shorter than the interval"),
