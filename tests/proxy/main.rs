@@ -4,6 +4,7 @@ mod admin;
 mod admin_mtls;
 mod failures;
 mod harness;
+mod health;
 mod http1;
 mod limits;
 mod observability;
