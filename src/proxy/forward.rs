@@ -39,6 +39,9 @@ pub(crate) struct Forwarder {
     metrics: Arc<Metrics>,
     log: Arc<AccessLog>,
     config: ProxyConfig,
+    /// One slot per upgraded connection (WebSocket) still open: its client connection
+    /// has ended for hyper, so the drain at shutdown counts the tunnel here.
+    pub(crate) tunnels: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where a request came from.
@@ -63,12 +66,14 @@ impl Forwarder {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(TimedConnector(connector));
+        let tunnels = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
         Self {
             client,
             store,
             metrics,
             log,
             config,
+            tunnels,
         }
     }
 
@@ -160,7 +165,12 @@ impl Forwarder {
                     && let Some(client_side) = client_upgrade
                 {
                     let upstream_side = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(tunnel(client_side, upstream_side, in_flight));
+                    // Tunnels are bounded by the connection cap, so a slot is free.
+                    let slot = Arc::clone(&self.tunnels).try_acquire_owned().ok();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        tunnel(client_side, upstream_side, in_flight).await;
+                    });
                     let (parts, _) = resp.into_parts();
                     return Response::from_parts(parts, full(""));
                 }

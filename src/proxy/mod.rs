@@ -275,10 +275,16 @@ pub async fn start_with(
     ));
 
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let mut slots = vec![(
-        Arc::clone(&shared.connections),
-        count(config.limits.max_connections),
-    )];
+    let mut slots = vec![
+        (
+            Arc::clone(&shared.connections),
+            count(config.limits.max_connections),
+        ),
+        (
+            Arc::clone(&shared.forwarder.tunnels),
+            count(config.limits.max_connections),
+        ),
+    ];
     let admin_slots = count(config.admin.max_connections);
     let mut admin_server = |listener, tls, scope| {
         let connections = Arc::new(Semaphore::new(config.admin.max_connections));
