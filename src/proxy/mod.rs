@@ -275,16 +275,9 @@ pub async fn start_with(
     ));
 
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let mut slots = vec![
-        (
-            Arc::clone(&shared.connections),
-            count(config.limits.max_connections),
-        ),
-        (
-            Arc::clone(&shared.forwarder.tunnels),
-            count(config.limits.max_connections),
-        ),
-    ];
+    let cap = count(config.limits.max_connections);
+    let (conns, tunnels) = (&shared.connections, &shared.forwarder.tunnels);
+    let mut slots = vec![(Arc::clone(conns), cap), (Arc::clone(tunnels), cap)];
     let admin_slots = count(config.admin.max_connections);
     let mut admin_server = |listener, tls, scope| {
         let connections = Arc::new(Semaphore::new(config.admin.max_connections));
