@@ -32,10 +32,34 @@ struct Checker {
     check: HealthCheck,
     stats: Arc<EndpointStats>,
     task: JoinHandle<()>,
+    verdict: Arc<Verdict>,
+}
+
+/// Where a checker records its verdicts. The task flips the endpoint's flag only under
+/// this lock and only while the checker is not stopped, so a checker stopped in the
+/// middle of a check can never take the endpoint out afterwards.
+struct Verdict {
+    stopped: parking_lot::Mutex<bool>,
+    /// The handles the task counts into (and the stop counts back out of).
+    metrics: Option<Arc<UpstreamMetrics>>,
 }
 
 impl Drop for Checker {
     fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Checker {
+    /// Stops checking; an endpoint this checker had taken out takes requests again.
+    fn stop(&self) {
+        let mut stopped = self.verdict.stopped.lock();
+        *stopped = true;
+        if self.stats.unhealthy.swap(false, Ordering::Relaxed)
+            && let Some(m) = &self.verdict.metrics
+        {
+            m.health(false);
+        }
         self.task.abort();
     }
 }
@@ -93,14 +117,8 @@ fn reconcile(
         let keep = wanted
             .get(id)
             .is_some_and(|(check, stats)| *check == c.check && Arc::ptr_eq(stats, &c.stats));
-        if !keep
-            && c.stats.unhealthy.swap(false, Ordering::Relaxed)
-            && let Some(m) = live
-                .upstreams
-                .get(&id.0)
-                .and_then(|p| p.metrics_handle(metrics))
-        {
-            m.health(false);
+        if !keep {
+            c.stop();
         }
         keep
     });
@@ -108,18 +126,29 @@ fn reconcile(
         if checkers.contains_key(&id) {
             continue;
         }
-        let upstream_metrics = live
-            .upstreams
-            .get(&id.0)
-            .and_then(|p| p.metrics_handle(metrics));
+        let verdict = Arc::new(Verdict {
+            stopped: parking_lot::Mutex::new(false),
+            metrics: live
+                .upstreams
+                .get(&id.0)
+                .and_then(|p| p.metrics_handle(metrics)),
+        });
         let task = tokio::spawn(check_forever(
             id.0.clone(),
             id.1,
             check.clone(),
             Arc::clone(&stats),
-            upstream_metrics,
+            Arc::clone(&verdict),
         ));
-        checkers.insert(id, Checker { check, stats, task });
+        checkers.insert(
+            id,
+            Checker {
+                check,
+                stats,
+                task,
+                verdict,
+            },
+        );
     }
 }
 
@@ -129,7 +158,7 @@ async fn check_forever(
     addr: SocketAddr,
     check: HealthCheck,
     stats: Arc<EndpointStats>,
-    metrics: Option<Arc<UpstreamMetrics>>,
+    verdict: Arc<Verdict>,
 ) {
     let interval = Duration::from_millis(u64::from(check.interval_ms));
     tokio::time::sleep(interval.mul_f64(rand::random::<f64>())).await;
@@ -150,10 +179,15 @@ async fn check_forever(
             failures >= check.unhealthy_threshold
         };
         if flip {
+            let stopped = verdict.stopped.lock();
+            if *stopped {
+                return;
+            }
             stats.unhealthy.store(!unhealthy, Ordering::Relaxed);
-            if let Some(m) = &metrics {
+            if let Some(m) = &verdict.metrics {
                 m.health(!unhealthy);
             }
+            drop(stopped);
             if unhealthy {
                 tracing::info!(upstream = %key, endpoint = %addr, "endpoint passes its health checks again");
             } else {
@@ -192,6 +226,7 @@ async fn probe(addr: SocketAddr, check: &HealthCheck) -> bool {
 /// Whether a response's status line says 2xx or 3xx (`None`: not a status line).
 fn status_passes(head: &[u8]) -> Option<bool> {
     let line = head.split(|b| *b == b'\n').next()?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut words = line.split(|b| *b == b' ');
     let version = words.next()?;
     if !version.starts_with(b"HTTP/1.") {
@@ -211,6 +246,7 @@ mod tests {
     #[test]
     fn a_2xx_or_3xx_status_line_passes() {
         assert_eq!(status_passes(b"HTTP/1.1 200 OK\r\n"), Some(true));
+        assert_eq!(status_passes(b"HTTP/1.1 204\r\n"), Some(true));
         assert_eq!(status_passes(b"HTTP/1.0 302 Found\r\n"), Some(true));
         assert_eq!(
             status_passes(b"HTTP/1.1 503 Service Unavailable\r\n"),

@@ -192,10 +192,9 @@ pub(crate) fn spread_slots(slots: &[(String, u32)]) -> Vec<&str> {
         .collect()
 }
 
-/// Caddy's active health checks for `check`. Caddy 2.6 (Debian 12) checks with GET
-/// and takes an endpoint out at its first failure and back at its first pass: no
-/// method, no thresholds (docs/lb-adapters.md). A 2xx or 3xx passes, as in the
-/// contract.
+/// Caddy's active health checks for `check`. Caddy 2.6 (Debian 12) checks with GET,
+/// passes 2xx only (it follows a redirect), and takes an endpoint out at its first
+/// failure and back at its first pass: no method, no thresholds (docs/lb-adapters.md).
 fn health_checks(check: &podgate_core::model::HealthCheck) -> Value {
     json!({
         "active": {

@@ -158,13 +158,14 @@ impl HealthCheck {
 }
 
 /// An absolute path with an optional query, of the characters RFC 3986 allows there
-/// (percent-encoded otherwise): nothing an LB's configuration language could read as
-/// syntax (no space, quote, backslash or `#`).
+/// (percent-encoded otherwise) but the quote `'`: nothing an LB's configuration
+/// language could read as syntax (no space, quote, backslash or `#`; HAProxy reads `'`
+/// as the start of a quoted string).
 fn path_is_plain(path: &str) -> bool {
     path.starts_with('/')
         && path
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?%".contains(&b))
 }
 
 impl fmt::Display for HealthCheck {
@@ -229,6 +230,7 @@ mod tests {
             ("GET healthz", "must start with /"),
             ("GET /a#b", "URL characters"),
             ("GET /a\"b", "URL characters"),
+            ("GET /a'b", "URL characters"),
             ("GET /x interval=5", "interval"),
             ("GET /x interval=10ms", "from 100ms"),
             ("GET /x timeout=5s", "shorter than the interval"),

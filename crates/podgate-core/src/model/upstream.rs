@@ -137,7 +137,8 @@ pub struct Upstream {
     pub shares: Vec<(ClusterName, u32)>,
     pub endpoints: Vec<Endpoint>,
     /// Active health checks, from the Service annotation `podgate.io/health-check`.
-    /// Absent: none (an LB that does not know the field sees no change).
+    /// Absent: none, and the upstream reads as before the field existed (an LB older
+    /// than the field refuses an upstream that carries it: upgrade LBs first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<super::HealthCheck>,
 }
