@@ -300,12 +300,17 @@ fn serve(config: podgate::proxy::ProxyConfig, workers: Option<usize>) -> anyhow:
             };
             match outcome {
                 Some(Ok(pid)) => {
-                    handle.stop_state_writes();
                     tracing::info!(successor = pid, "handed over: draining");
                     break;
                 }
-                Some(Err(e)) => tracing::error!(error = %podgate::logging::causes(e.as_ref()), "handover failed: still serving"),
-                None => break,
+                Some(Err(e)) => {
+                    handle.resume_state_writes();
+                    tracing::error!(error = %podgate::logging::causes(e.as_ref()), "handover failed: still serving");
+                }
+                None => {
+                    handle.resume_state_writes();
+                    break;
+                }
             }
         }
         tracing::info!("shutting down");
@@ -320,6 +325,9 @@ async fn hand_over(handle: &podgate::proxy::ProxyHandle) -> anyhow::Result<u32> 
         .save_state()
         .await
         .context("cannot write the state file")?;
+    // From here the state file is the successor's: this process's writer stops (and
+    // resumes if the handover fails).
+    handle.stop_state_writes();
     let sockets = handle.sockets().context("cannot duplicate the sockets")?;
     Ok(podgate::proxy::handover::start_successor(sockets).await?)
 }

@@ -128,11 +128,17 @@ impl ProxyHandle {
             .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The handover failed: this process writes the state file again.
+    pub fn resume_state_writes(&self) {
+        self.state_writes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Writes the state file now (if there is one), so that a successor starts from
     /// everything this proxy holds.
     pub async fn save_state(&self) -> std::io::Result<()> {
         match &self.state_file {
-            Some(path) => persist::save(Arc::clone(&self.store), path.clone()).await,
+            Some(path) => persist::save(Arc::clone(&self.store), path.clone(), None).await,
             None => Ok(()),
         }
     }

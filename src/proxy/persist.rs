@@ -166,7 +166,7 @@ pub(crate) fn spawn_writer(
             }
             last_write = Some(tokio::time::Instant::now());
             let generation = store.load().generation;
-            let result = save(Arc::clone(&store), path.clone()).await;
+            let result = save(Arc::clone(&store), path.clone(), Some(Arc::clone(&allowed))).await;
             match result {
                 Ok(()) => {
                     written = generation;
@@ -195,10 +195,19 @@ pub(crate) fn spawn_writer(
 /// Writes the store's current state to `path` off the runtime's threads. Writers take
 /// turns, each with the state as it is when its turn comes, so a slower writer never
 /// replaces a newer file with an older state.
-pub(crate) async fn save(store: Arc<Store>, path: PathBuf) -> std::io::Result<()> {
+/// With `allowed`, nothing is written once it is cleared, checked in the writer's turn:
+/// a write still waiting when a successor takes over never lands.
+pub(crate) async fn save(
+    store: Arc<Store>,
+    path: PathBuf,
+    allowed: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> std::io::Result<()> {
     static TURN: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
     tokio::task::spawn_blocking(move || {
         let _turn = TURN.lock();
+        if allowed.is_some_and(|a| !a.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Ok(());
+        }
         write(&path, &store.saved())
     })
     .await
