@@ -256,12 +256,24 @@ impl Caddy {
     /// podgate-meta, so an unchanged server means nothing was posted (and Caddy
     /// re-provisioned nothing).
     async fn fingerprint(&self) -> Vec<String> {
-        let body = self
-            .program
-            .client()
-            .request("GET", "/id/podgate-server", None)
-            .await
-            .unwrap();
+        // Caddy resets admin connections now and then while it applies a config (seen
+        // once in a full CI run): a read is retried, within a deadline.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let body = loop {
+            match self
+                .program
+                .client()
+                .request("GET", "/id/podgate-server", None)
+                .await
+            {
+                Ok(body) => break body,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    eprintln!("reading Caddy's server again: {e}");
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("cannot read Caddy's server: {e}"),
+            }
+        };
         let live: serde_json::Value = serde_json::from_slice(&body).unwrap();
         serde_json::to_string_pretty(&live)
             .unwrap()
