@@ -284,11 +284,11 @@ fn serve(config: podgate::proxy::ProxyConfig, workers: Option<usize>) -> anyhow:
     }
     .context("cannot start the runtime")?;
     runtime.block_on(async {
+        // Every handler before the proxy says it listens: a SIGHUP or SIGTERM from
+        // then on is never lost (nor does SIGHUP's default action end the process).
+        let mut signals = Signals::new().context("cannot install the signal handlers")?;
         let handle = podgate::proxy::start_with(config, &mut inherited).await?;
         drop(inherited);
-        // Every handler before READY: a SIGHUP or SIGTERM from then on is never lost
-        // (nor does SIGHUP's default action end the process).
-        let mut signals = Signals::new().context("cannot install the signal handlers")?;
         podgate::proxy::handover::notify_ready();
         while let Signal::Reload = signals.next().await {
             // SIGHUP: a new process of this binary takes over the sockets; this one
