@@ -254,10 +254,29 @@ impl Lab {
 
     /// What the proxy holds (`GET /v1/state` of its admin API), as the LB sees it.
     pub async fn proxy_state(&self) -> Result<serde_json::Value, LabError> {
+        self.proxy_json("/v1/state").await
+    }
+
+    /// `GET path` of the proxy's admin API (with its token), as JSON.
+    pub async fn proxy_json(&self, path: &str) -> Result<serde_json::Value, LabError> {
+        Ok(self.proxy_get(path).await?.json().await?)
+    }
+
+    /// The proxy's `/metrics`.
+    pub async fn proxy_metrics(&self) -> Result<String, LabError> {
+        Ok(self.proxy_get("/metrics").await?.text().await?)
+    }
+
+    /// The controller's `/metrics`.
+    pub async fn controller_metrics(&self) -> Result<String, LabError> {
+        let url = format!("http://{}/metrics", self.controller.admin_addr);
+        Ok(self.http.get(url).send().await?.text().await?)
+    }
+
+    async fn proxy_get(&self, path: &str) -> Result<reqwest::Response, LabError> {
         let token = std::fs::read_to_string(self.dir.path().join("lb.token"))?;
-        let url = format!("{}/v1/state", self.proxy.admin_url());
-        let request = self.http.get(url).bearer_auth(token.trim());
-        Ok(request.send().await?.json().await?)
+        let url = format!("{}{path}", self.proxy.admin_url());
+        Ok(self.http.get(url).bearer_auth(token.trim()).send().await?)
     }
 
     /// Polls `check` until it returns `Some`, or fails after `timeout`.

@@ -60,11 +60,6 @@ impl Inherited {
             None
         }
     }
-
-    /// Whether no socket was inherited.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// The listeners a proxy hands over, in this order of child file descriptors.

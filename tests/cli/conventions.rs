@@ -4,12 +4,10 @@
 
 use std::process::Command;
 
-fn podgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_podgate"))
-}
+use crate::podgate_bin;
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = podgate().args(args).output().unwrap();
+    let out = podgate_bin().args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -133,7 +131,7 @@ async fn kubeconfig_prints_one_the_controller_can_watch_a_token_protected_cluste
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "tke-token-123\n").unwrap();
-    let out = podgate()
+    let out = podgate_bin()
         .args([
             "kubeconfig",
             "--allow-http",

@@ -3,3 +3,8 @@
 mod conventions;
 mod proxy;
 mod weights;
+
+/// The `podgate` binary under test.
+pub(crate) fn podgate_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_podgate"))
+}

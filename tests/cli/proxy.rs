@@ -2,12 +2,10 @@
 //! names the field; a good one serves the admin API (single-threaded with --workers 1).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-fn podgate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_podgate"))
-}
+use crate::podgate_bin;
+use std::time::{Duration, Instant};
 
 #[test]
 fn bad_configuration_exits_2_naming_the_field() {
@@ -32,7 +30,7 @@ fn bad_configuration_exits_2_naming_the_field() {
     for (yaml, field) in cases {
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, &yaml).unwrap();
-        let out = podgate()
+        let out = podgate_bin()
             .args(["proxy", "-c", path.to_str().unwrap()])
             .output()
             .unwrap();
@@ -142,7 +140,7 @@ fn a_port_in_use_or_a_broken_kubeconfig_exits_2_with_the_cause_once() {
         ),
     ];
     for (role, config, said_once) in cases {
-        let out = podgate()
+        let out = podgate_bin()
             .args([role, "-c", config.to_str().unwrap()])
             .stdin(Stdio::null())
             .output()
@@ -176,7 +174,7 @@ fn spawn_proxy(config_extra: &str, args: &[&str]) -> (tempfile::TempDir, std::pr
         ),
     )
     .unwrap();
-    let child = podgate()
+    let child = podgate_bin()
         .args(["proxy", "-c", path.to_str().unwrap(), "--workers", "1"])
         .args(args)
         .env("RUST_LOG", "info")

@@ -22,28 +22,18 @@ fn every_alert_passes_promtool_and_its_unit_tests() {
     std::fs::write(dir.path().join("podgate.rules.yaml"), rule_file()).unwrap();
     let tests = root().join("deploy/prometheus/podgate.rules.test.yaml");
     std::fs::copy(&tests, dir.path().join("podgate.rules.test.yaml")).unwrap();
-    let check = output(
-        Command::new(&promtool)
-            .args(["check", "rules", "podgate.rules.yaml"])
-            .current_dir(dir.path()),
-    );
-    assert!(
-        check.status.success(),
-        "{}{}",
-        text(&check.stdout),
-        text(&check.stderr)
-    );
-    let test = output(
-        Command::new(&promtool)
-            .args(["test", "rules", "podgate.rules.test.yaml"])
-            .current_dir(dir.path()),
-    );
-    assert!(
-        test.status.success(),
-        "{}{}",
-        text(&test.stdout),
-        text(&test.stderr)
-    );
+    for args in [
+        ["check", "rules", "podgate.rules.yaml"],
+        ["test", "rules", "podgate.rules.test.yaml"],
+    ] {
+        let out = output(Command::new(&promtool).args(args).current_dir(dir.path()));
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
 
     // Every alert has a unit test and a runbook entry.
     let tests = std::fs::read_to_string(&tests).unwrap();

@@ -2,7 +2,6 @@
 //! controller and proxy (a `Lab`: simulated clusters, real proxy, real controller).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use podgate::demo::{Lab, LabOptions};
 
@@ -65,28 +64,8 @@ async fn every_metric_of_the_alerts_and_the_dashboard_is_exported() {
     lab.deploy_pods("metrics", "metrics.example.com", 230, 1)
         .await
         .unwrap();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let controller = http
-        .get(format!("http://{}/metrics", lab.controller.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = std::fs::read_to_string(lab.dir.path().join("lb.token")).unwrap();
-    let proxy = http
-        .get(format!("{}/metrics", lab.proxy.admin_url()))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let controller = lab.controller_metrics().await.unwrap();
+    let proxy = lab.proxy_metrics().await.unwrap();
     let (controller, proxy) = (exported(&controller), exported(&proxy));
     let missing: Vec<&String> = wanted
         .iter()

@@ -97,8 +97,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The controller's `/metrics` text.
 pub(crate) async fn metrics(lab: &Lab) -> Result<String, LabError> {
-    let url = format!("http://{}/metrics", lab.controller.admin_addr);
-    Ok(reqwest::get(url).await?.text().await?)
+    lab.controller_metrics().await
 }
 
 /// Pushes to the LB recorded in the audit ring since `since_ms`.

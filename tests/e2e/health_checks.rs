@@ -11,19 +11,10 @@ use podgate_sim::objects::service;
 
 const CHECK: &str = "GET / interval=200ms timeout=100ms healthy=1 unhealthy=2";
 
-/// The tke endpoints the proxy marks unhealthy.
+/// The endpoints the proxy marks unhealthy.
 async fn unhealthy(lab: &Lab) -> Option<usize> {
-    let token = std::fs::read_to_string(lab.dir.path().join("lb.token")).ok()?;
-    let view: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/upstreams/{NS}/web/80",
-            lab.proxy.admin_url()
-        ))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .ok()?
-        .json()
+    let view = lab
+        .proxy_json(&format!("/v1/upstreams/{NS}/web/80"))
         .await
         .ok()?;
     Some(

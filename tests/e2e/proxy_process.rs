@@ -198,6 +198,23 @@ pub(crate) async fn lab_with_process(dir: &Path) -> (Lab, Process, Vec<Pod>, Vec
     (lab, proxy, idc, tke)
 }
 
+/// One more idc pod for the app of [`lab_with_process`], as a scale-out writes it; every
+/// pod address now, sorted.
+pub(crate) async fn scale_out_idc(lab: &Lab, idc: &mut Vec<Pod>, tke: &[Pod]) -> Vec<String> {
+    let port = idc[0].addr.port();
+    idc.extend(
+        podgate::demo::pods::start_many("idc", "web", 70, 3, 1, port)
+            .await
+            .unwrap(),
+    );
+    lab.apply(
+        "idc",
+        &podgate::demo::pods::slice_of("app", "web-idc", "web", idc, &[]),
+    )
+    .unwrap();
+    ips(idc.iter().chain(tke))
+}
+
 /// The controller's status of the `process` target.
 pub(crate) async fn target(lab: &Lab) -> Option<serde_json::Value> {
     let state = lab.admin_state().await.ok()?;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use podgate::demo::pods;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::proxy_process::{
-    HOST, Load, TOKEN, WAIT, endpoints, ips, lab_with_process, load_with, summary_instance,
+    HOST, Load, TOKEN, WAIT, endpoints, lab_with_process, load_with, scale_out_idc,
+    summary_instance,
 };
 
 /// Sends SIGHUP (or another signal) to `pid`.
@@ -105,15 +105,7 @@ async fn a_proxy_replaced_by_a_new_process_under_load_drops_nothing() {
     // drives it: a pod scaled out reaches it.
     let after = summary_instance(proxy.admin, TOKEN).await;
     assert_ne!(after, before, "a new process is a new instance");
-    let port = idc[0].addr.port();
-    idc.extend(
-        pods::start_many("idc", "web", 70, 3, 1, port)
-            .await
-            .unwrap(),
-    );
-    lab.apply("idc", &pods::slice_of("app", "web-idc", "web", &idc, &[]))
-        .unwrap();
-    let now_all = ips(idc.iter().chain(&tke));
+    let now_all = scale_out_idc(&lab, &mut idc, &tke).await;
     lab.eventually("the new process gets the new pod", WAIT, || async {
         (endpoints(proxy.admin, TOKEN).await? == now_all).then_some(())
     })

@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use podgate::demo::pods;
-
 use crate::proxy_process::{
-    Load, TOKEN, WAIT, endpoints, ips, lab_with_process, load, spawn, summary_instance, target,
-    token_of,
+    Load, TOKEN, WAIT, endpoints, lab_with_process, load, scale_out_idc, spawn, summary_instance,
+    target, token_of,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,15 +28,7 @@ async fn a_proxy_killed_under_load_serves_its_last_state_at_once_and_catches_up_
     let served_before = counts.ok.load(Ordering::Relaxed);
 
     // While it is down, a pod scales out in idc: the file does not know it.
-    let port = idc[0].addr.port();
-    idc.extend(
-        pods::start_many("idc", "web", 70, 3, 1, port)
-            .await
-            .unwrap(),
-    );
-    lab.apply("idc", &pods::slice_of("app", "web-idc", "web", &idc, &[]))
-        .unwrap();
-    let now_all = ips(idc.iter().chain(&tke));
+    let now_all = scale_out_idc(&lab, &mut idc, &tke).await;
     lab.eventually("the controller knows the new pod", WAIT, || async {
         (endpoints(lab.proxy.admin_addr, token_of(&lab).as_str()).await? == now_all).then_some(())
     })

@@ -25,15 +25,7 @@ async fn dead_endpoint(third: u8, fourth: u8) -> podgate_core::model::Endpoint {
     let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
-    podgate_core::model::Endpoint {
-        cluster: "idc".into(),
-        address: addr.ip(),
-        port: addr.port(),
-        zone: None,
-        node: None,
-        state: EndpointState::Active,
-        weight: 1,
-    }
+    harness::endpoint_at(addr, "idc", EndpointState::Active)
 }
 
 #[tokio::test]

@@ -99,15 +99,7 @@ impl Backend {
     }
 
     pub(crate) fn endpoint(&self, cluster: &str, state: EndpointState) -> Endpoint {
-        Endpoint {
-            cluster: cluster.into(),
-            address: self.addr.ip(),
-            port: self.addr.port(),
-            zone: None,
-            node: None,
-            state,
-            weight: 1,
-        }
+        endpoint_at(self.addr, cluster, state)
     }
 }
 
@@ -250,6 +242,19 @@ pub(crate) async fn routed_with(
     )
     .await;
     proxy
+}
+
+/// The endpoint `addr` of `cluster`, weight 1.
+pub(crate) fn endpoint_at(addr: SocketAddr, cluster: &str, state: EndpointState) -> Endpoint {
+    Endpoint {
+        cluster: cluster.into(),
+        address: addr.ip(),
+        port: addr.port(),
+        zone: None,
+        node: None,
+        state,
+        weight: 1,
+    }
 }
 
 /// A plain HTTP/1.1 client with keep-alive.

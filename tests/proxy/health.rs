@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use harness::{TOKEN, admin, proxy, push};
-use podgate_core::model::{Batch, Endpoint, EndpointState, HealthCheck, Upstream};
+use podgate_core::model::{Batch, EndpointState, HealthCheck, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A pod on 127.1.`third`.1 whose n-th health check (from 0) passes when `pattern`
@@ -45,42 +45,54 @@ fn upstream(addr: std::net::SocketAddr, check: &str) -> Upstream {
         ..harness::upstream(
             "web",
             &[],
-            vec![Endpoint {
-                cluster: "idc".into(),
-                address: addr.ip(),
-                port: addr.port(),
-                zone: None,
-                node: None,
-                state: EndpointState::Active,
-                weight: 1,
-            }],
+            vec![harness::endpoint_at(addr, "idc", EndpointState::Active)],
         )
     }
 }
 
-/// Watches the endpoint's health for `checks` more checks; whether it was ever unhealthy.
-async fn ever_unhealthy(
+/// Whether the proxy marks the endpoint of `default/web:80` unhealthy now.
+async fn unhealthy(proxy: &podgate::proxy::ProxyHandle) -> bool {
+    let (_, body) = admin(
+        proxy,
+        "GET",
+        "/v1/upstreams/default/web/80",
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    body.contains("\"unhealthy\":true")
+}
+
+/// Pushes `default/web:80` with the one endpoint `addr`, checked by `check`.
+async fn push_checked(
     proxy: &podgate::proxy::ProxyHandle,
-    counter: &AtomicUsize,
-    checks: usize,
-) -> bool {
+    addr: std::net::SocketAddr,
+    check: &str,
+) {
+    push(
+        proxy,
+        &Batch {
+            epoch: 1,
+            upsert_upstreams: vec![upstream(addr, check)],
+            ..Batch::default()
+        },
+    )
+    .await;
+}
+
+/// Runs `each` until the pod has answered `checks` more checks (within 20 s).
+async fn for_checks<F, Fut>(counter: &AtomicUsize, checks: usize, mut each: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let until = counter.load(Ordering::SeqCst) + checks;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut seen = false;
     while counter.load(Ordering::SeqCst) < until {
         assert!(tokio::time::Instant::now() < deadline, "the checks stopped");
-        let (_, body) = admin(
-            proxy,
-            "GET",
-            "/v1/upstreams/default/web/80",
-            Some(TOKEN),
-            "",
-        )
-        .await;
-        seen |= body.contains("\"unhealthy\":true");
+        each().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,70 +101,37 @@ async fn a_flapping_endpoint_is_bounded_by_the_thresholds() {
     let (addr, checks) = flapping(33, &[false, false, true]).await;
     let proxy = proxy().await;
     let check = "GET /healthz interval=100ms timeout=50ms healthy=2 unhealthy=3";
-    push(
-        &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: vec![upstream(addr, check)],
-            ..Batch::default()
-        },
-    )
+    push_checked(&proxy, addr, check).await;
+    let ever = std::cell::Cell::new(false);
+    for_checks(&checks, 15, || async {
+        if unhealthy(&proxy).await {
+            ever.set(true);
+        }
+    })
     .await;
     assert!(
-        !ever_unhealthy(&proxy, &checks, 15).await,
+        !ever.get(),
         "two failures in a row took it out (unhealthy=3)"
     );
 
     // Three failures, then one pass, again and again: out after the third failure,
     // and one pass never brings it back (healthy=2).
     let (addr, checks) = flapping(34, &[false, false, false, true]).await;
-    push(
-        &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: vec![upstream(addr, check)],
-            ..Batch::default()
-        },
-    )
-    .await;
-    // Out once it has failed three times in a row, and never back with one pass.
-    let until = checks.load(Ordering::SeqCst) + 4;
-    while checks.load(Ordering::SeqCst) < until {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    push_checked(&proxy, addr, check).await;
+    for_checks(&checks, 4, || async {}).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, body) = admin(
-            &proxy,
-            "GET",
-            "/v1/upstreams/default/web/80",
-            Some(TOKEN),
-            "",
-        )
-        .await;
-        if body.contains("\"unhealthy\":true") {
-            break;
-        }
+    while !unhealthy(&proxy).await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "three failures in a row did not take it out: {body}"
+            "three failures in a row did not take it out"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let until = checks.load(Ordering::SeqCst) + 12;
-    while checks.load(Ordering::SeqCst) < until {
-        let (_, body) = admin(
-            &proxy,
-            "GET",
-            "/v1/upstreams/default/web/80",
-            Some(TOKEN),
-            "",
-        )
-        .await;
+    for_checks(&checks, 12, || async {
         assert!(
-            body.contains("\"unhealthy\":true"),
-            "one pass brought it back (healthy=2): {body}"
+            unhealthy(&proxy).await,
+            "one pass brought it back (healthy=2)"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
 }

@@ -238,19 +238,10 @@ async fn a_burst_of_batches_is_coalesced_into_a_few_writes_and_the_last_one_land
 async fn a_draining_proxy_refuses_new_connections_while_requests_finish() {
     use tokio::io::AsyncWriteExt;
     let pod = Backend::start("pod-a", 32, 1).await;
-    let proxy = proxy_with(|c| c.timeouts.shutdown_ms = 5_000).await;
-    push(
-        &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: vec![upstream(
-                "web",
-                &[],
-                vec![pod.endpoint("idc", EndpointState::Active)],
-            )],
-            routes: Some(routes(&[("a.example.com", PathMatch::prefix("/"), "web")])),
-            ..Batch::default()
-        },
+    let proxy = harness::routed_with(
+        |c| c.timeouts.shutdown_ms = 5_000,
+        "a.example.com",
+        pod.endpoint("idc", EndpointState::Active),
     )
     .await;
     // A request in flight: its body has not arrived yet.

@@ -4,8 +4,7 @@
 use crate::harness;
 
 use futures::{SinkExt, StreamExt};
-use harness::{push, routes, upstream};
-use podgate_core::model::{Batch, Endpoint, EndpointState, PathMatch};
+use podgate_core::model::EndpointState;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A WebSocket echo server on `ip`; the task serving it.
@@ -32,38 +31,13 @@ async fn echo_backend(ip: &str) -> (std::net::SocketAddr, tokio::task::JoinHandl
     (backend, echo)
 }
 
-/// A proxy routing `ws.example.com/chat` to `backend`.
+/// A proxy routing `ws.example.com` to `backend`.
 async fn ws_proxy(
     backend: std::net::SocketAddr,
     configure: impl FnOnce(&mut podgate::proxy::ProxyConfig),
 ) -> podgate::proxy::ProxyHandle {
-    let proxy = harness::proxy_with(configure).await;
-    push(
-        &proxy,
-        &Batch {
-            upsert_upstreams: vec![upstream(
-                "ws",
-                &[],
-                vec![Endpoint {
-                    cluster: "idc".into(),
-                    address: backend.ip(),
-                    port: backend.port(),
-                    zone: None,
-                    node: None,
-                    state: EndpointState::Active,
-                    weight: 1,
-                }],
-            )],
-            routes: Some(routes(&[(
-                "ws.example.com",
-                PathMatch::prefix("/chat"),
-                "ws",
-            )])),
-            ..Batch::default()
-        },
-    )
-    .await;
-    proxy
+    let endpoint = harness::endpoint_at(backend, "idc", EndpointState::Active);
+    harness::routed_with(configure, "ws.example.com", endpoint).await
 }
 
 #[tokio::test]
