@@ -33,7 +33,7 @@
 //!
 //! The folder reads like the request path: `server` (HTTP, routing via `route`,
 //! request faults from `faults`) → `list` / `watch` / `write` / `delete` (+ `validate`,
-//! `selector`) → `store` (objects, versions, bounded history); `discovery` and
+//! `selector`, `strategic`) → `store` (objects, versions, bounded history); `discovery` and
 //! `kubeconfig` serve clients; `handle` is the public handle; `status` the error
 //! bodies; `resources` the kinds. `objects` holds builders for the Kubernetes objects
 //! tests and the demo put into it (`slice("shop", "web-1", "web").ready("10.0.0.1")`).
@@ -41,8 +41,10 @@
 //! Known differences from a real API server: no authentication or authorization, no
 //! managedFields, no grace periods (deletes without finalizers are immediate; a
 //! Namespace and its contents go at once), no protobuf, no `dryRun` (refused with
-//! 400), no checks on Service addresses chosen by clients, strategic-merge and apply
-//! patches are treated as JSON merge patches, core and events.k8s.io Events are stored
+//! 400), no checks on Service addresses chosen by clients, strategic merge patches know
+//! only the merge keys in `strategic` (other lists are replaced), apply patches are
+//! treated as JSON merge patches, no kubelet (nothing computes a Pod's `Ready`; nor
+//! does a real API server, k8s-wire 18b), core and events.k8s.io Events are stored
 //! apart, validation covers only what podgate depends on (see `validate`), and
 //! bookmarks come on a fixed interval (plus one just before a watch's deadline).
 
@@ -62,6 +64,7 @@ mod server;
 mod state;
 mod status;
 mod store;
+mod strategic;
 mod validate;
 mod watch;
 mod write;
@@ -71,7 +74,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use handle::SimCluster;
-pub use resources::{Gvr, ResourceKind};
+pub use resources::{Gvr, KindOrigin, ResourceKind};
 pub use state::SimStats;
 pub use status::ApiError;
 pub use tempfile::TempDir;

@@ -81,6 +81,17 @@ pub struct ResourceKind {
     /// The server maintains `metadata.generation` (1 on create, +1 when anything
     /// outside `metadata` and `status` changes).
     pub generation: bool,
+    /// Built in or defined by a CRD: only built-in kinds accept strategic merge patches.
+    pub origin: KindOrigin,
+}
+
+/// Where a kind comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindOrigin {
+    /// A kind of Kubernetes itself.
+    BuiltIn,
+    /// A custom resource (served as a CRD would be).
+    Custom,
 }
 
 impl ResourceKind {
@@ -99,6 +110,7 @@ impl ResourceKind {
             namespaced,
             status_subresource: true,
             generation: true,
+            origin: KindOrigin::Custom,
         }
     }
 
@@ -115,6 +127,7 @@ impl ResourceKind {
             namespaced,
             status_subresource: status,
             generation,
+            origin: KindOrigin::BuiltIn,
         }
     }
 

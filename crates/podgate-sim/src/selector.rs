@@ -2,8 +2,8 @@
 //!
 //! Owns parsing and matching of `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`,
 //! `k in (a,b)`, `k notin (a,b)`, comma meaning AND) and `fieldSelector` on
-//! `metadata.name` and `metadata.namespace` (`=`, `==`, `!=`). A selector it cannot
-//! parse is a 400, never a panic.
+//! `metadata.name`, `metadata.namespace` and the fields each kind supports (`=`, `==`,
+//! `!=`). A selector it cannot parse or a field the kind lacks is a 400, never a panic.
 
 use serde_json::Value;
 
@@ -109,10 +109,37 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector on `metadata.name` / `metadata.namespace`, and `type` (which
-/// the real server supports for Secrets, where podgate uses `type=kubernetes.io/tls`).
+/// A parsed field selector: `metadata.name`, `metadata.namespace`, and the fields the
+/// real server selects on for some kinds (Secrets' `type`; Pods' `status.podIP`,
+/// `spec.nodeName`, … as in 1.26, k8s-wire 19a/19b); [`FieldSelector::check`] refuses
+/// the others for a kind with the real server's 400.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FieldSelector(Vec<(String, bool, String)>);
+
+/// The fields a kind can be selected on besides `metadata.name` and `metadata.namespace`.
+fn kind_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Secret" => &["type"],
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "reason",
+            "type",
+        ],
+        _ => &[],
+    }
+}
 
 impl FieldSelector {
     pub(crate) fn parse(s: &str) -> Result<Self, ApiError> {
@@ -127,15 +154,23 @@ impl FieldSelector {
                     "invalid selector: {s:?}; can't understand {term:?}"
                 )));
             };
-            let field = field.trim();
-            if !matches!(field, "metadata.name" | "metadata.namespace" | "type") {
+            reqs.push((field.trim().to_owned(), equal, value.trim().to_owned()));
+        }
+        Ok(Self(reqs))
+    }
+
+    /// `Err` 400 `field label not supported: …` for a field `kind` cannot be selected on.
+    pub(crate) fn check(&self, kind: &str) -> Result<(), ApiError> {
+        for (field, _, _) in &self.0 {
+            let known = matches!(field.as_str(), "metadata.name" | "metadata.namespace")
+                || kind_fields(kind).contains(&field.as_str());
+            if !known {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
                 )));
             }
-            reqs.push((field.to_owned(), equal, value.trim().to_owned()));
         }
-        Ok(Self(reqs))
+        Ok(())
     }
 
     /// Adds `metadata.name=name` (used by watches on a single object's URL).
@@ -146,12 +181,8 @@ impl FieldSelector {
 
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
-            let pointer = match field.as_str() {
-                "metadata.name" => "/metadata/name",
-                "type" => "/type",
-                _ => "/metadata/namespace",
-            };
-            let actual = obj.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+            let pointer = format!("/{}", field.replace('.', "/"));
+            let actual = obj.pointer(&pointer).and_then(Value::as_str).unwrap_or("");
             (actual == value) == *equal
         })
     }
@@ -201,8 +232,25 @@ mod tests {
         for sel in ["a b", "app in web", "(x"] {
             assert_eq!(LabelSelector::parse(sel).unwrap_err().code, 400, "{sel}");
         }
-        assert_eq!(FieldSelector::parse("spec.x=1").unwrap_err().code, 400);
         assert_eq!(FieldSelector::parse("nonsense").unwrap_err().code, 400);
+        let unsupported = FieldSelector::parse("status.hostIP=192.168.1.10").unwrap();
+        let e = unsupported.check("Pod").unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "field label not supported: status.hostIP")
+        );
+        assert_eq!(
+            FieldSelector::parse("type=kubernetes.io/tls")
+                .unwrap()
+                .check("Service")
+                .unwrap_err()
+                .code,
+            400
+        );
+        FieldSelector::parse("status.podIP=10.244.1.5,spec.nodeName=n")
+            .unwrap()
+            .check("Pod")
+            .unwrap();
     }
 
     #[test]
@@ -224,6 +272,17 @@ mod tests {
                 .matches(&obj)
         );
         assert!(!FieldSelector::default().and_name("y").matches(&obj));
+        let pod = json!({ "metadata": { "name": "web-1" }, "status": { "podIP": "10.244.1.5" } });
+        assert!(
+            FieldSelector::parse("status.podIP=10.244.1.5")
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(
+            !FieldSelector::parse("status.podIP=10.244.1.6")
+                .unwrap()
+                .matches(&pod)
+        );
     }
 
     proptest::proptest! {

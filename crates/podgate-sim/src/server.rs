@@ -228,6 +228,7 @@ async fn resource(
     match (method, t.name.as_deref()) {
         (Method::GET, None) => {
             let q = Query::parse(req.uri().query().unwrap_or(""))?;
+            q.list.fields.check(&kind.kind)?;
             if q.watch || t.watch_path {
                 let rx = watch_stream::start(shared.clone(), kind, ns, q.watch_query())?;
                 return Ok(stream_response(rx));
@@ -237,6 +238,7 @@ async fn resource(
         }
         (Method::GET, Some(name)) => {
             let q = Query::parse(req.uri().query().unwrap_or(""))?;
+            q.list.fields.check(&kind.kind)?;
             if q.watch || t.watch_path {
                 let mut wq = q.watch_query();
                 wq.fields = wq.fields.and_name(name);
@@ -289,6 +291,7 @@ async fn resource(
         }
         (Method::DELETE, None) => {
             let q = Query::parse(req.uri().query().unwrap_or(""))?;
+            q.list.fields.check(&kind.kind)?;
             let deleted =
                 delete::delete_collection(shared, &kind, ns, &q.list.labels, &q.list.fields);
             ok(&deleted)

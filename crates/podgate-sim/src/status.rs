@@ -167,6 +167,16 @@ impl ApiError {
         )
     }
 
+    /// A strategic merge patch on a custom resource (k8s-wire 16c).
+    pub(crate) fn unsupported_media_type_custom() -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_owned(),
+            None,
+        )
+    }
+
     pub(crate) fn too_large() -> Self {
         Self::new(
             413,

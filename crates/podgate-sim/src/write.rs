@@ -34,10 +34,11 @@ pub(crate) enum Part {
 /// How a PATCH body is applied, from its Content-Type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PatchKind {
-    /// `application/merge-patch+json` (RFC 7386). Also used for
-    /// `application/strategic-merge-patch+json`: the sim treats a strategic merge patch
-    /// as a plain merge patch (lists are replaced, never merged by key).
+    /// `application/merge-patch+json` (RFC 7386): lists are replaced.
     Merge,
+    /// `application/strategic-merge-patch+json`: lists with a merge key are merged by
+    /// it (`strategic`); built-in kinds only.
+    Strategic,
     /// `application/json-patch+json` (RFC 6902).
     Json,
     /// `application/apply-patch+yaml`: approximated as a merge patch that creates the
@@ -49,9 +50,8 @@ impl PatchKind {
     pub(crate) fn from_content_type(ct: &str) -> Result<Self, ApiError> {
         let media = ct.split(';').next().unwrap_or("").trim();
         match media {
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                Ok(Self::Merge)
-            }
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
             "application/json-patch+json" => Ok(Self::Json),
             "application/apply-patch+yaml" => Ok(Self::Apply),
             _ => Err(ApiError::unsupported_media_type(ct)),
@@ -164,12 +164,15 @@ pub(crate) fn create(
     }
     if kind.kind == "Namespace" && kind.gvr.group.is_empty() {
         obj["status"] = json!({ "phase": "Active" });
+    } else if kind.kind == "Pod" && kind.gvr.group.is_empty() {
+        obj["status"] = json!({ "phase": "Pending", "qosClass": "BestEffort" });
     } else if kind.status_subresource
         && kind.kind != "Node"
         && let Some(m) = obj.as_object_mut()
     {
         m.remove("status");
     }
+    server_defaults(kind, &mut obj);
     admit(kind, &mut obj, shared.lenient)?;
     let name = meta_str(&obj, "name").unwrap_or("").to_owned();
     let mut store = shared.store();
@@ -287,6 +290,7 @@ fn update_locked(
     if kind.gvr == services() {
         alloc::on_update(old, &mut new);
     }
+    server_defaults(kind, &mut new);
     admit(kind, &mut new, shared.lenient)?;
     if new == **old {
         return Ok(old.clone());
@@ -297,6 +301,40 @@ fn update_locked(
         shared.publish(store.current_rv());
     }
     Ok(stored)
+}
+
+/// What the real server fills in on every write: a Namespace's
+/// `kubernetes.io/metadata.name` label (k8s-wire 19c), and `lastProbeTime` /
+/// `lastTransitionTime` of Pod conditions as `null` when not sent (typed fields,
+/// k8s-wire 18c).
+fn server_defaults(kind: &ResourceKind, obj: &mut Value) {
+    if !kind.gvr.group.is_empty() {
+        return;
+    }
+    match kind.kind.as_str() {
+        "Namespace" => {
+            let name = meta_str(obj, "name").unwrap_or("").to_owned();
+            if let Some(meta) = meta_mut(obj) {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+                }
+            }
+        }
+        "Pod" => {
+            let conditions = obj
+                .pointer_mut("/status/conditions")
+                .and_then(Value::as_array_mut);
+            for c in conditions.into_iter().flatten() {
+                if let Some(c) = c.as_object_mut() {
+                    for time in ["lastProbeTime", "lastTransitionTime"] {
+                        c.entry(time).or_insert(Value::Null);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 pub(super) fn has_finalizers(obj: &Value) -> bool {
@@ -318,8 +356,11 @@ pub(crate) fn patch(
 ) -> Result<(Arc<Value>, bool), ApiError> {
     let parse_err =
         |e: &dyn std::fmt::Display| ApiError::bad_request(format!("error decoding patch: {e}"));
+    if how == PatchKind::Strategic && kind.origin == super::resources::KindOrigin::Custom {
+        return Err(ApiError::unsupported_media_type_custom());
+    }
     let (merge, ops) = match how {
-        PatchKind::Merge => (
+        PatchKind::Merge | PatchKind::Strategic => (
             serde_json::from_slice::<Value>(body).map_err(|e| parse_err(&e))?,
             None,
         ),
@@ -352,6 +393,9 @@ pub(crate) fn patch(
                 "the server rejected our request due to an error in our request: {e}"
             ))
         })?,
+        None if how == PatchKind::Strategic => {
+            super::strategic::apply(&kind.kind, &mut doc, &merge);
+        }
         None => json_patch::merge(&mut doc, &merge),
     }
     check_type(kind, ns, &mut doc)?;

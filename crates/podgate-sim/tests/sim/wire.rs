@@ -467,3 +467,181 @@ async fn bad_input_is_a_400_status_never_a_crash() {
         "still serving"
     );
 }
+
+/// The request body a recording shows in its `# body:` comment.
+fn request_body(file: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/k8s-wire")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# body: "))
+        .expect("a # body: line");
+    serde_json::from_str(line).unwrap()
+}
+
+const SMP: &str = "application/strategic-merge-patch+json";
+const PODS: &str = "/api/v1/namespaces/shop/pods";
+
+/// A Pod as 18a created it, with the kubelet's status of 18b.
+async fn running_pod(sim: &SimCluster, name: &str, ip: &str) {
+    let mut pod = request_body("18a-create-pod-readiness-gate.txt");
+    pod["metadata"]["name"] = json!(name);
+    let created = call(sim, "POST", PODS, "application/json", &pod).await;
+    assert_eq!(created.code, 201);
+    let rec = recording("18a-create-pod-readiness-gate.txt");
+    assert_eq!(created.docs[0]["status"], rec.docs[0]["status"]);
+    assert!(created.docs[0]["metadata"].get("generation").is_none());
+    let mut kubelet = request_body("18b-patch-pod-status-kubelet.txt");
+    kubelet["status"]["podIP"] = json!(ip);
+    kubelet["status"]["podIPs"] = json!([{ "ip": ip }]);
+    let patched = call(
+        sim,
+        "PATCH",
+        &format!("{PODS}/{name}/status"),
+        SMP,
+        &kubelet,
+    )
+    .await;
+    assert_eq!(patched.code, 200);
+    // Nothing adds a Ready condition.
+    assert_eq!(
+        patched.docs[0]["status"]["conditions"],
+        kubelet["status"]["conditions"]
+    );
+}
+
+async fn shop() -> SimCluster {
+    let sim = SimCluster::start("wire", SimOptions::default())
+        .await
+        .unwrap();
+    for (name, labels) in [
+        ("shop", json!({})),
+        (
+            "shop-gated",
+            json!({ "podgate.io/readiness-gate-inject": "enabled" }),
+        ),
+        (
+            "other",
+            json!({ "podgate.io/readiness-gate-inject": "disabled" }),
+        ),
+    ] {
+        let ns = json!({ "metadata": { "name": name, "labels": labels } });
+        let answer = call(&sim, "POST", "/api/v1/namespaces", "application/json", &ns).await;
+        assert_eq!(answer.code, 201);
+    }
+    sim
+}
+
+#[tokio::test]
+async fn pod_status_patches_answer_like_18c_and_18d() {
+    let sim = shop().await;
+    running_pod(&sim, "web-1", "10.244.1.5").await;
+    running_pod(&sim, "web-2", "10.244.1.6").await;
+    let gate = request_body("18c-patch-pod-status-merge-replaces-conditions.txt");
+
+    let merge = call(
+        &sim,
+        "PATCH",
+        &format!("{PODS}/web-1/status"),
+        "application/merge-patch+json",
+        &gate,
+    )
+    .await;
+    let rec = recording("18c-patch-pod-status-merge-replaces-conditions.txt");
+    assert_like(&merge, &rec);
+    assert_eq!(
+        merge.docs[0]["status"]["conditions"],
+        rec.docs[0]["status"]["conditions"]
+    );
+
+    let strategic = call(&sim, "PATCH", &format!("{PODS}/web-2/status"), SMP, &gate).await;
+    let rec = recording("18d-patch-pod-status-strategic-merges-conditions.txt");
+    assert_like(&strategic, &rec);
+    assert_eq!(
+        strategic.docs[0]["status"]["conditions"],
+        rec.docs[0]["status"]["conditions"]
+    );
+    assert_eq!(strategic.docs[0]["status"]["podIP"], "10.244.1.6");
+}
+
+#[tokio::test]
+async fn pod_and_namespace_selectors_answer_like_19a_19b_19c() {
+    let sim = shop().await;
+    running_pod(&sim, "web-1", "10.244.1.5").await;
+    running_pod(&sim, "web-2", "10.244.1.6").await;
+
+    let answer = get(
+        &sim,
+        "/api/v1/pods?labelSelector=app%3Dweb&fieldSelector=status.podIP%3D10.244.1.5",
+    )
+    .await;
+    let rec = recording("19a-list-pods-fieldselector-podip.txt");
+    assert_like(&answer, &rec);
+    let names: Vec<&str> = answer.docs[0]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-1"]);
+    assert!(answer.docs[0]["items"][0].get("kind").is_none());
+
+    let answer = get(
+        &sim,
+        "/api/v1/pods?fieldSelector=status.hostIP%3D192.168.1.10",
+    )
+    .await;
+    let rec = recording("19b-list-pods-fieldselector-unsupported-400.txt");
+    assert_like(&answer, &rec);
+    assert_eq!(answer.docs, rec.docs);
+
+    let answer = get(
+        &sim,
+        "/api/v1/namespaces?labelSelector=podgate.io%2Freadiness-gate-inject%3Denabled",
+    )
+    .await;
+    let rec = recording("19c-list-namespaces-labelselector.txt");
+    assert_like(&answer, &rec);
+    let items = answer.docs[0]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0]["metadata"]["labels"],
+        rec.docs[0]["items"][0]["metadata"]["labels"]
+    );
+}
+
+#[tokio::test]
+async fn custom_resources_refuse_strategic_merge_patches_like_16c() {
+    let sim = SimCluster::start("wire", SimOptions::default())
+        .await
+        .unwrap();
+    sim.register(podgate_sim::ResourceKind::custom(
+        "kubeovn.io",
+        "v1",
+        "subnets",
+        "Subnet",
+        false,
+    ));
+    let path = "/apis/kubeovn.io/v1/subnets";
+    let subnet =
+        json!({ "metadata": { "name": "ovn-default" }, "spec": { "cidrBlock": "10.16.0.0/16" } });
+    assert_eq!(
+        call(&sim, "POST", path, "application/json", &subnet)
+            .await
+            .code,
+        201
+    );
+    let answer = call(
+        &sim,
+        "PATCH",
+        &format!("{path}/ovn-default/status"),
+        SMP,
+        &json!({ "status": {} }),
+    )
+    .await;
+    let rec = recording("16c-patch-httproute-status-strategic-415.txt");
+    assert_like(&answer, &rec);
+    assert_eq!(answer.docs, rec.docs);
+}
