@@ -71,4 +71,17 @@ pub enum Input {
         service: String,
         weights: Option<ClusterWeights>,
     },
+    /// A pod carrying podgate's readiness gate whose containers became ready (`ready`),
+    /// or stopped being ready, started terminating or went away: its not-ready
+    /// endpoints count as Active while `ready` (see `gated.rs`).
+    GatedPod {
+        cluster: ClusterName,
+        address: IpAddr,
+        ready: bool,
+    },
+    /// Every gated pod of `cluster` whose containers are ready, a whole list (a relist).
+    GatedPods {
+        cluster: ClusterName,
+        ready: Vec<IpAddr>,
+    },
 }

@@ -8,6 +8,7 @@
 mod claims;
 mod diagnose;
 mod diagnostics;
+mod gated;
 mod holds;
 mod input;
 mod intern;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 pub use claims::RouteScope;
 pub use diagnostics::{Diagnostic, Kind, ObjectRef, Report};
+pub use gated::GatedLookup;
 pub use holds::Hold;
 pub use input::Input;
 pub use object::{Changes, Object};
@@ -187,6 +189,12 @@ impl Index {
                 service,
                 weights,
             } => self.set_app_weights(&namespace, &service, weights),
+            Input::GatedPod {
+                cluster,
+                address,
+                ready,
+            } => self.set_gated_pod(&cluster, address, ready),
+            Input::GatedPods { cluster, ready } => self.set_gated_pods(&cluster, ready),
         }
     }
 

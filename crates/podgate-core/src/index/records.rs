@@ -114,6 +114,9 @@ pub(crate) struct SliceRecord {
     /// (port name, port number); the name is empty for an unnamed port.
     pub(crate) ports: Vec<(Arc<str>, u16)>,
     pub(crate) endpoints: Vec<SliceEndpoint>,
+    /// Endpoints neither ready nor terminating (a pod starting, or held back by a
+    /// readiness gate), with the state they take once counted (`gated`): Active.
+    pub(crate) starting: Vec<SliceEndpoint>,
 }
 
 impl SliceRecord {

@@ -28,6 +28,8 @@ pub(crate) struct ClusterStore {
     /// twice): the cluster's size for the floor guard, kept up to date by `put_slice`
     /// so that judging one event costs what the event changed, not the cluster.
     pub(crate) guarded_endpoints: usize,
+    /// Pods held back only by podgate's readiness gate (`gated.rs`).
+    pub(crate) gated: super::gated::GatedPods,
 }
 
 impl ClusterStore {
@@ -44,6 +46,7 @@ impl ClusterStore {
             expired: false,
             reach: super::reach::Reach::default(),
             guarded_endpoints: 0,
+            gated: super::gated::GatedPods::default(),
         }
     }
 
@@ -57,6 +60,8 @@ impl ClusterStore {
         let added = record.as_ref().map_or(0, SliceRecord::guarded);
         let removed = self.slices.get(key).map_or(0, SliceRecord::guarded);
         self.guarded_endpoints = (self.guarded_endpoints + added).saturating_sub(removed);
+        self.gated
+            .relink(&key.0, self.slices.get(key), record.as_ref());
         let old = match record {
             Some(r) => {
                 let service = (key.0.clone(), r.service.clone());

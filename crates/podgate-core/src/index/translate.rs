@@ -129,16 +129,19 @@ pub(crate) fn endpoint_slice(
         })
         .collect::<Vec<_>>();
     let mut endpoints: Vec<SliceEndpoint> = Vec::with_capacity(slice.endpoints.len());
+    let mut starting: Vec<SliceEndpoint> = Vec::new();
     for ep in &slice.endpoints {
-        let Some(state) = endpoint_state(ep.conditions.as_ref()) else {
-            continue;
+        let (state, list) = match endpoint_state(ep.conditions.as_ref()) {
+            Some(state) => (state, &mut endpoints),
+            None if is_starting(ep.conditions.as_ref()) => (EndpointState::Active, &mut starting),
+            None => continue,
         };
         let locality = interner.locality(ep.zone.as_deref(), ep.node_name.as_deref());
         // A pod has one address per family; Kubernetes uses only the first.
         let Some(address) = ep.addresses.first().and_then(|a| a.parse().ok()) else {
             continue;
         };
-        endpoints.push(SliceEndpoint {
+        list.push(SliceEndpoint {
             address,
             state,
             locality,
@@ -146,10 +149,12 @@ pub(crate) fn endpoint_slice(
     }
     let mut ports = ports;
     ports.shrink_to_fit();
+    starting.shrink_to_fit();
     Some(SliceRecord {
         service: interner.intern(service),
         ports,
         endpoints,
+        starting,
     })
 }
 
@@ -168,6 +173,12 @@ fn endpoint_state(
     } else {
         None
     }
+}
+
+/// Not ready and not terminating: a pod starting, or one that only its readiness gates
+/// hold back (see `gated`).
+fn is_starting(conditions: Option<&k8s_openapi::api::discovery::v1::EndpointConditions>) -> bool {
+    conditions.is_some_and(|c| c.ready == Some(false) && c.terminating != Some(true))
 }
 
 pub(crate) fn secret(secret: &Secret) -> SecretRecord {

@@ -58,10 +58,16 @@ pub(crate) fn compute(
         }
         for slice in cluster.slices_of(&service_key) {
             if let Some(&(_, port)) = slice.ports.iter().find(|(n, _)| n == port_name) {
+                // Starting endpoints of gated pods whose containers are ready count.
+                let gated = slice
+                    .starting
+                    .iter()
+                    .filter(|ep| cluster.gated.counts(ep.address));
                 found.extend(
                     slice
                         .endpoints
                         .iter()
+                        .chain(gated)
                         // The routability guard: what the LB cannot reach is left out.
                         .filter(|ep| cluster.reach.routable(ep.address))
                         .filter(|ep| !held_out(held, &cluster.name, ep.state))

@@ -3,6 +3,7 @@
 mod common;
 mod endpoints;
 mod failover;
+mod gated;
 mod paths;
 mod props;
 mod reach;
