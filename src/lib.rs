@@ -11,6 +11,7 @@ mod clock;
 pub mod cluster;
 pub mod controller;
 pub mod demo;
+pub mod gate;
 pub mod hub;
 pub mod lb;
 pub mod logging;

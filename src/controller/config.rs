@@ -136,6 +136,51 @@ pub struct ControllerConfig {
     /// `controller::leader`). Without it every replica pushes, fenced by start time.
     #[serde(default)]
     pub leader_election: Option<LeaderElectionConfig>,
+    /// The pod readiness gate `podgate.io/lb-registered` (see `src/gate`): always on
+    /// for namespaces labelled `podgate.io/readiness-gate-inject=enabled`.
+    #[serde(default)]
+    pub readiness_gate: ReadinessGateConfig,
+}
+
+fn default_gate_timeout() -> Duration {
+    Duration::from_mins(1)
+}
+
+/// How the readiness gate behaves, and where its admission webhook listens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessGateConfig {
+    /// A pod that every LB target has not acknowledged after this long gets the gate
+    /// anyway, with a Warning Event (a failing LB must not hold rollouts forever).
+    #[serde(
+        default = "default_gate_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub timeout: Duration,
+    /// The mutating admission webhook that adds the gate to new pods; none without it
+    /// (pod templates can carry the gate themselves).
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for ReadinessGateConfig {
+    fn default() -> Self {
+        Self {
+            timeout: default_gate_timeout(),
+            webhook: None,
+        }
+    }
+}
+
+/// The webhook's own TLS listener (the API server calls it over HTTPS only).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain; re-read when the file changes (a renewed Secret).
+    pub cert_file: PathBuf,
+    /// PEM private key of the certificate.
+    pub key_file: PathBuf,
 }
 
 fn default_lease_name() -> String {

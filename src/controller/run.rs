@@ -29,6 +29,8 @@ pub enum ControllerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Webhook(#[from] crate::gate::webhook::WebhookError),
 }
 
 /// Binds `admin.listen` and, if configured, `health_listen`; their tasks join `tasks`.
@@ -67,6 +69,8 @@ pub struct Controller {
     pub admin_addr: SocketAddr,
     /// The health listener's address, when `health_listen` was configured.
     pub health_addr: Option<SocketAddr>,
+    /// Where the readiness gate's webhook listens, when configured.
+    pub webhook_addr: Option<SocketAddr>,
     pub desired: Arc<Desired>,
     pub admin: Arc<AdminState>,
     /// Asks the leader election to stand down and hand the Lease back.
@@ -274,6 +278,29 @@ fn spawn_clusters(
     Ok(clusters)
 }
 
+/// The readiness gate of every cluster, and its webhook when configured (its address).
+async fn spawn_gates(
+    config: &ControllerConfig,
+    clients: &Clients,
+    gate: &crate::gate::GateOptions,
+    tasks: &mut JoinSet<()>,
+) -> Result<Option<SocketAddr>, ControllerError> {
+    let mut gated = Vec::new();
+    for c in &config.clusters {
+        let client = clients.of(&c.name)?;
+        gated.push(crate::gate::spawn(
+            ClusterName::new(&c.name),
+            client,
+            gate,
+            tasks,
+        ));
+    }
+    Ok(match &config.readiness_gate.webhook {
+        Some(webhook) => Some(crate::gate::webhook::start(webhook, gated, tasks).await?),
+        None => None,
+    })
+}
+
 /// Starts everything the configuration asks for.
 pub async fn start(
     config: &ControllerConfig,
@@ -339,6 +366,15 @@ pub async fn start(
         lb_progress: Some(super::progress::of(targets.clone())),
     };
     let clusters = spawn_clusters(config, &clients, reach, &desired, &watch, &mut tasks)?;
+    let gate = crate::gate::GateOptions {
+        desired: desired.clone(),
+        targets: targets.clone(),
+        term: term.clone(),
+        timeout: config.readiness_gate.timeout,
+        controller: config.controller_name.clone(),
+        events: options.events,
+    };
+    let webhook_addr = spawn_gates(config, &clients, &gate, &mut tasks).await?;
 
     tasks.spawn(open_when_listed(
         clusters.iter().map(|c| c.status.clone()).collect(),
@@ -361,6 +397,7 @@ pub async fn start(
     Ok(Controller {
         admin_addr,
         health_addr,
+        webhook_addr,
         desired,
         admin,
         resign,

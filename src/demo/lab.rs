@@ -171,6 +171,7 @@ impl Lab {
             initial_sync_timeout: Duration::from_secs(30),
             lb_owner: None,
             leader_election: None,
+            readiness_gate: crate::controller::config::ReadinessGateConfig::default(),
         };
         if let Some(configure) = &options.configure {
             (configure.0)(&mut config, &sims);

@@ -55,6 +55,19 @@ pub enum Cause {
         cluster: ClusterName,
         object: String,
     },
+    /// A gated pod's containers became ready (`ready`), or it stopped counting.
+    GatedPod {
+        cluster: ClusterName,
+        namespace: String,
+        name: String,
+        ready: bool,
+    },
+    /// The gated pods of a cluster, after a relist of one opted-in namespace.
+    GatedPods {
+        cluster: ClusterName,
+        namespace: String,
+        ready: usize,
+    },
     /// A test or benchmark driving the hub directly.
     Test(&'static str),
 }
@@ -109,6 +122,27 @@ impl fmt::Display for Cause {
             Self::WeightsConfigMap { cluster, object } => {
                 write!(f, "{cluster}: ConfigMap {object}")
             }
+            Self::GatedPod {
+                cluster,
+                namespace,
+                name,
+                ready,
+            } => {
+                let now = if *ready {
+                    "containers ready, waiting for the LB"
+                } else {
+                    "no longer waiting for the LB"
+                };
+                write!(f, "{cluster}: Pod {namespace}/{name} {now}")
+            }
+            Self::GatedPods {
+                cluster,
+                namespace,
+                ready,
+            } => write!(
+                f,
+                "{cluster}: Pods relist in {namespace} ({ready} gated pods with ready containers in the cluster)"
+            ),
             Self::Test(what) => f.write_str(what),
         }
     }

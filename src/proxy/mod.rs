@@ -29,7 +29,7 @@ mod router;
 mod server;
 mod state;
 mod timed_connect;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
