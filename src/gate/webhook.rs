@@ -23,7 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde_json::{Value, json};
@@ -174,39 +174,36 @@ async fn handle(clusters: &[Arc<Gated>], req: Request<Incoming>) -> Response<Ful
         }
     };
     let opted_in = |ns: &str| clusters.iter().any(|g| g.opted_in(ns));
-    let response = review_response(&request, opted_in);
-    let body = serde_json::to_vec(&response.into_review()).unwrap_or_default();
+    let body = review_response(&request, opted_in).to_string();
     crate::admin_http::respond(StatusCode::OK, "application/json", Full::new(body.into()))
 }
 
 /// The answer to one admission request: always allowed, with the gate added when due.
+/// Written as the recorded answer is (k8s-wire 20c: the patch base64-encoded; kube's
+/// `AdmissionResponse` writes it as an array of numbers).
 pub(crate) fn review_response(
     request: &AdmissionRequest<DynamicObject>,
     opted_in: impl Fn(&str) -> bool,
-) -> AdmissionResponse {
-    let allowed = AdmissionResponse::from(request);
+) -> Value {
+    let mut response = json!({ "uid": request.uid, "allowed": true });
     let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod";
     let namespace = request.namespace.as_deref().unwrap_or("");
-    if !is_pod || request.operation != Operation::Create || !opted_in(namespace) {
-        return allowed;
+    let patch = request
+        .object
+        .as_ref()
+        .filter(|_| is_pod && request.operation == Operation::Create && opted_in(namespace))
+        .and_then(|pod| gate_patch(&pod.data));
+    if let Some(patch) = patch {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(encoded);
     }
-    let Some(pod) = request.object.as_ref() else {
-        return allowed;
-    };
-    let Some(patch) = gate_patch(&pod.data) else {
-        return allowed;
-    };
-    match allowed.clone().with_patch(patch) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "webhook: could not encode the patch; pod admitted without the gate");
-            allowed
-        }
-    }
+    json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response })
 }
 
 /// The JSON patch adding podgate's gate, or `None` when the pod has it (or is odd).
-fn gate_patch(pod: &Value) -> Option<json_patch::Patch> {
+fn gate_patch(pod: &Value) -> Option<Value> {
     let spec = pod.get("spec")?.as_object()?;
     let gate = json!({ "conditionType": CONDITION });
     let op = match spec.get("readinessGates") {
@@ -224,7 +221,7 @@ fn gate_patch(pod: &Value) -> Option<json_patch::Patch> {
         }
         Some(_) => return None,
     };
-    serde_json::from_value(json!([op])).ok()
+    Some(json!([op]))
 }
 
 /// The certificate in use, swapped when the files change.

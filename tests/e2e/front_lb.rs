@@ -1,9 +1,10 @@
 //! An LB-contract server in front of the built-in proxy's admin API, for tests of LBs
 //! that behave differently: it answers for itself whatever `answer` claims (a status
 //! and a JSON body, given the path and the request body) and passes everything else
-//! through to the lab's proxy.
+//! through to the lab's proxy, after `delay` for writes (an LB slow to acknowledge).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,16 +15,30 @@ use podgate::demo::{Configure, Lab, LabOptions};
 pub(crate) async fn lab(
     answer: impl Fn(&str, &[u8]) -> Option<(u16, &'static str)> + Clone + Send + Sync + 'static,
 ) -> Lab {
+    slow_lab(Duration::ZERO, answer, LabOptions::default()).await
+}
+
+/// A Lab (`options`, with its own `configure` kept) whose proxy acknowledges every
+/// write only after `delay`, behind a front LB that answers `answer`.
+pub(crate) async fn slow_lab(
+    delay: Duration,
+    answer: impl Fn(&str, &[u8]) -> Option<(u16, &'static str)> + Clone + Send + Sync + 'static,
+    options: LabOptions,
+) -> Lab {
     let behind = Arc::new(OnceLock::new());
-    let front = start(behind.clone(), answer).await;
-    let configure = Configure::new(move |config, _| {
+    let front = start(behind.clone(), answer, delay).await;
+    let inner = options.configure.clone();
+    let configure = Configure::new(move |config, sims| {
         let target = &mut config.targets[0];
         behind.set(target.url.clone().unwrap()).unwrap();
         target.url = Some(front.clone());
+        if let Some(inner) = &inner {
+            (inner.0)(config, sims);
+        }
     });
     Lab::start(LabOptions {
         configure: Some(configure),
-        ..LabOptions::default()
+        ..options
     })
     .await
     .unwrap()
@@ -32,6 +47,7 @@ pub(crate) async fn lab(
 async fn start(
     behind: Arc<OnceLock<String>>,
     answer: impl Fn(&str, &[u8]) -> Option<(u16, &'static str)> + Clone + Send + Sync + 'static,
+    delay: Duration,
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -58,6 +74,9 @@ async fn start(
                                         .body(Full::new(Bytes::from_static(text.as_bytes())))
                                         .unwrap(),
                                 );
+                            }
+                            if parts.method != hyper::Method::GET && !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
                             }
                             let target = format!("{}{}", behind.get().unwrap(), parts.uri);
                             let mut forward = client.request(parts.method, target).body(body);
