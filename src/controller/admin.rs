@@ -39,6 +39,8 @@ pub struct AdminState {
     pub(crate) term: crate::sync::Term,
     /// `confirm_after` of the floor guard, for its metrics.
     pub(crate) confirm_after: std::time::Duration,
+    /// Each cluster's readiness gate (`/v1/readiness-gate`).
+    pub(crate) gates: Vec<(podgate_core::model::ClusterName, Arc<crate::gate::Gated>)>,
 }
 
 /// `GET /v1/clusters`: one cluster.
@@ -155,6 +157,7 @@ const ROUTES: &[&str] = &[
     "/v1/routes",
     "/v1/upstreams",
     "/v1/targets",
+    "/v1/readiness-gate",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -203,6 +206,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>, scope: Scope) -> Response
         "/v1/routes" => json(&state.desired.snapshot().route_table()),
         "/v1/upstreams" => json(&state.desired.snapshot().upstream_list()),
         "/v1/targets" => json(&state.targets()),
+        "/v1/readiness-gate" => json(&crate::gate::view(&state.gates)),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" if state.ready() => respond(StatusCode::OK, "text/plain", "ready\n"),
         "/readyz" => respond(

@@ -278,27 +278,30 @@ fn spawn_clusters(
     Ok(clusters)
 }
 
+type Gates = Vec<(ClusterName, Arc<crate::gate::Gated>)>;
+
 /// The readiness gate of every cluster, and its webhook when configured (its address).
 async fn spawn_gates(
     config: &ControllerConfig,
     clients: &Clients,
     gate: &crate::gate::GateOptions,
     tasks: &mut JoinSet<()>,
-) -> Result<Option<SocketAddr>, ControllerError> {
-    let mut gated = Vec::new();
+) -> Result<(Gates, Option<SocketAddr>), ControllerError> {
+    let mut gates = Vec::new();
     for c in &config.clusters {
         let client = clients.of(&c.name)?;
-        gated.push(crate::gate::spawn(
-            ClusterName::new(&c.name),
-            client,
-            gate,
-            tasks,
-        ));
+        let name = ClusterName::new(&c.name);
+        let gated = crate::gate::spawn(name.clone(), client, gate, tasks);
+        gates.push((name, gated));
     }
-    Ok(match &config.readiness_gate.webhook {
-        Some(webhook) => Some(crate::gate::webhook::start(webhook, gated, tasks).await?),
+    let webhook = match &config.readiness_gate.webhook {
+        Some(webhook) => {
+            let all = gates.iter().map(|(_, g)| g.clone()).collect();
+            Some(crate::gate::webhook::start(webhook, all, tasks).await?)
+        }
         None => None,
-    })
+    };
+    Ok((gates, webhook))
 }
 
 /// Starts everything the configuration asks for.
@@ -374,7 +377,7 @@ pub async fn start(
         controller: config.controller_name.clone(),
         events: options.events,
     };
-    let webhook_addr = spawn_gates(config, &clients, &gate, &mut tasks).await?;
+    let (gates, webhook_addr) = spawn_gates(config, &clients, &gate, &mut tasks).await?;
 
     tasks.spawn(open_when_listed(
         clusters.iter().map(|c| c.status.clone()).collect(),
@@ -391,6 +394,7 @@ pub async fn start(
         weights,
         term,
         confirm_after: config.confirm_after,
+        gates,
     });
     let (admin_addr, health_addr) = serve_admin(config, &admin, &mut tasks).await?;
     tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), leader_election = config.leader_election.is_some(), "controller started");

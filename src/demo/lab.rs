@@ -249,7 +249,12 @@ impl Lab {
 
     /// The controller's admin view.
     pub async fn admin_state(&self) -> Result<serde_json::Value, LabError> {
-        let url = format!("http://{}/v1/state", self.controller.admin_addr);
+        self.admin_json("/v1/state").await
+    }
+
+    /// `GET path` of the controller's admin view, as JSON.
+    pub async fn admin_json(&self, path: &str) -> Result<serde_json::Value, LabError> {
+        let url = format!("http://{}{path}", self.controller.admin_addr);
         Ok(self.http.get(url).send().await?.json().await?)
     }
 

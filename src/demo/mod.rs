@@ -1,9 +1,10 @@
 //! `podgate demo`: the whole product on one machine, narrated. Two simulated clusters,
 //! simulated pods on 127.1.x.y, the built-in proxy and a controller; a short scenario
-//! (split by cluster weight, re-weight, scale out, drain, fail over, an API server going
-//! away), then the app keeps scaling up and down every few seconds until Ctrl-C so the
+//! (split by cluster weight, re-weight, scale out behind the readiness gate, drain, fail
+//! over, an API server going away), then the app keeps scaling up and down every few seconds until Ctrl-C so the
 //! user can watch pods register and drain.
 
+pub mod kubelet;
 mod lab;
 pub mod pods;
 
@@ -74,6 +75,9 @@ struct Demo {
     port: u16,
     idc: Vec<Pod>,
     tke: Vec<Pod>,
+    /// Pods behind the readiness gate, with the kubelet test double that readies them.
+    gated: Vec<Pod>,
+    kubelet: Option<kubelet::Kubelet>,
 }
 
 /// Runs the demo.
@@ -94,6 +98,8 @@ pub async fn run(options: DemoOptions) -> Result<(), LabError> {
         port,
         idc,
         tke,
+        gated: Vec::new(),
+        kubelet: None,
     };
     demo.setup().await?;
     demo.weights().await?;
@@ -155,17 +161,47 @@ impl Demo {
     }
 
     async fn scale_out(&mut self) -> Result<(), LabError> {
-        say("Scale out in tke: a third pod is registered as soon as it is ready");
-        self.tke
-            .extend(pods::start_many("tke", "web", 2, 3, 1, self.port).await?);
+        say(
+            "Scale out in tke behind podgate's readiness gate: the pod is Ready only once the LB holds it",
+        );
         let (lab, host) = (&self.lab, self.host.as_str());
-        lab.apply("tke", &endpoints("tke", &self.tke, &[], &[]))?;
+        let sim = lab.sim("tke");
+        kubelet::namespace(sim, NS, true);
+        println!(
+            "   namespace {NS} labelled podgate.io/readiness-gate-inject=enabled; the pod carries the gate {}",
+            crate::gate::CONDITION
+        );
+        self.kubelet = Some(kubelet::Kubelet::start(sim, NS, "web", "web", self.port));
+        let pod = Pod::start("tke", "web-3", [127, 1, 2, 3].into(), self.port).await?;
+        kubelet::pod(sim, NS, "web-3", "web", true);
+        kubelet::start(sim, NS, "web-3", &pod.ip()).await;
+        let started = std::time::Instant::now();
+        self.gated.push(pod);
+        println!("   tke/web-3 containers ready: not ready (waiting for the LB)");
+        let message = lab
+            .eventually("tke/web-3 registered", Duration::from_secs(20), || async {
+                let (status, _, message) = kubelet::gate(sim, NS, "web-3")?;
+                (status == "True").then_some(message)
+            })
+            .await?;
+        lab.eventually("tke/web-3 Ready", Duration::from_secs(20), || async {
+            kubelet::is_ready(sim, NS, "web-3").then_some(())
+        })
+        .await?;
+        println!(
+            "   tke/web-3 ready after {} ms: {message}",
+            started.elapsed().as_millis()
+        );
         lab.eventually("web-3 serving", Duration::from_secs(10), || async {
             let s = lab.split(host, 100).await.ok()?;
             s.by_pod.contains_key("tke/web-3").then_some(())
         })
         .await?;
         show(&lab.split(host, 200).await?);
+        println!(
+            "   gated pods: curl http://{}/v1/readiness-gate",
+            lab.controller.admin_addr
+        );
         Ok(())
     }
 

@@ -38,6 +38,51 @@ pub(crate) struct GateOptions {
     pub(crate) events: bool,
 }
 
+/// `GET /v1/readiness-gate`: one gated pod as the admin view shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GatedPodView {
+    pub cluster: String,
+    pub namespace: String,
+    pub name: String,
+    pub address: Option<std::net::IpAddr>,
+    /// `ready`, `not ready (waiting for the LB)`, `not ready (containers)`, `terminating`.
+    pub state: &'static str,
+    /// The gate condition's reason and message, as the pod shows them.
+    pub reason: String,
+    pub message: String,
+}
+
+/// `GET /v1/readiness-gate`: the opted-in namespaces and gated pods of every cluster,
+/// waiting ones first.
+pub(crate) fn view(gates: &[(ClusterName, Arc<Gated>)]) -> serde_json::Value {
+    let mut pods = Vec::new();
+    let mut namespaces = serde_json::Map::new();
+    for (cluster, gated) in gates {
+        namespaces.insert(cluster.to_string(), gated.namespaces().into());
+        for ((namespace, name), v) in gated.pods() {
+            pods.push(GatedPodView {
+                cluster: cluster.to_string(),
+                namespace,
+                name,
+                address: v.address,
+                state: v.state(),
+                reason: v.reason.clone(),
+                message: v.message.clone(),
+            });
+        }
+    }
+    pods.sort_by(|a, b| {
+        let waiting = |p: &GatedPodView| p.state != "not ready (waiting for the LB)";
+        (waiting(a), &a.cluster, &a.namespace, &a.name).cmp(&(
+            waiting(b),
+            &b.cluster,
+            &b.namespace,
+            &b.name,
+        ))
+    });
+    serde_json::json!({ "condition": CONDITION, "namespaces": namespaces, "pods": pods })
+}
+
 /// Starts one cluster's pod watches and its condition writer.
 pub(crate) fn spawn(
     cluster: ClusterName,

@@ -51,6 +51,9 @@ pub(crate) struct PodView {
     /// `deletionTimestamp` set: draining, never gated again.
     pub(crate) terminating: bool,
     pub(crate) gate: GateStatus,
+    /// The gate condition's reason and message as the pod shows them.
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 impl PodView {
@@ -67,12 +70,13 @@ impl PodView {
             return None;
         }
         let status = pod.status.as_ref();
-        let condition = |t: &str| {
+        let find = |t: &str| {
             status
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|cs| cs.iter().find(|c| c.type_ == t))
-                .map(|c| c.status.as_str())
         };
+        let condition = |t: &str| find(t).map(|c| c.status.as_str());
+        let gate = find(CONDITION);
         Some(Self {
             uid: pod.metadata.uid.clone(),
             address: status
@@ -85,7 +89,19 @@ impl PodView {
                 Some(_) => GateStatus::False,
                 None => GateStatus::Absent,
             },
+            reason: gate.and_then(|c| c.reason.clone()).unwrap_or_default(),
+            message: gate.and_then(|c| c.message.clone()).unwrap_or_default(),
         })
+    }
+
+    /// What a person reads: `ready`, `not ready (waiting for the LB)`, …
+    pub(crate) fn state(&self) -> &'static str {
+        match (self.terminating, self.containers_ready, self.gate) {
+            (true, _, _) => "terminating",
+            (false, false, _) => "not ready (containers)",
+            (false, true, GateStatus::True) => "ready",
+            (false, true, _) => "not ready (waiting for the LB)",
+        }
     }
 
     /// The address the LB may take while the gate is pending: containers ready and
@@ -115,6 +131,13 @@ impl Gated {
     pub(crate) fn pods(&self) -> Vec<(PodKey, PodView)> {
         let t = self.table.lock();
         t.pods.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The opted-in namespaces, sorted.
+    pub(crate) fn namespaces(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.table.lock().namespaces.iter().cloned().collect();
+        out.sort();
+        out
     }
 
     /// Whether `namespace` is opted in (its label seen by the Namespace watch).

@@ -6,7 +6,6 @@ mod failover;
 mod failover_lab;
 mod front_lb;
 mod health_checks;
-mod kubelet;
 mod leader;
 mod lifecycle;
 mod migration;

@@ -15,7 +15,7 @@ use podgate_sim::Gvr;
 use podgate_sim::objects::{default_class, ingress, ingress_class, service};
 use serde_json::{Value, json};
 
-use crate::kubelet::{self, Kubelet};
+use podgate::demo::kubelet::{self, Kubelet};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -95,6 +95,27 @@ async fn a_gated_pod_is_served_before_it_is_ready_and_ready_once_every_target_ho
     assert_eq!((status, body.as_str()), (200, "idc web-1\n"));
     assert_eq!(kubelet::gate(sim, "plain", "web-1"), None);
     assert!(!kubelet::is_ready(sim, "plain", "web-1"));
+    // The admin view shows it as an operator reads it.
+    let view = lab.admin_json("/v1/readiness-gate").await.unwrap();
+    assert_eq!(view["namespaces"]["idc"], json!(["gated"]));
+    let pod = &view["pods"][0];
+    assert_eq!(
+        (
+            &pod["cluster"],
+            &pod["namespace"],
+            &pod["name"],
+            &pod["address"]
+        ),
+        (
+            &json!("idc"),
+            &json!("gated"),
+            &json!("web-1"),
+            &json!("127.1.150.1")
+        )
+    );
+    assert_eq!(pod["state"], "ready");
+    assert_eq!(pod["reason"], "Registered");
+    assert_eq!(view["pods"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,6 +152,14 @@ async fn a_target_that_never_acknowledges_holds_the_gate_only_until_the_timeout(
 
     let _web = gated_pod(&lab, "gated", "web-1", [127, 1, 151, 2], port, true).await;
     gate_is(&lab, "gated", "web-1", "False", "WaitingForLb").await;
+    lab.eventually("the admin view shows web-1 waiting", WAIT, || async {
+        let view = lab.admin_json("/v1/readiness-gate").await.ok()?;
+        let pods = view["pods"].as_array()?.clone();
+        pods.into_iter()
+            .find(|p| p["name"] == "web-1" && p["state"] == "not ready (waiting for the LB)")
+    })
+    .await
+    .unwrap();
     let message = gate_is(&lab, "gated", "web-1", "True", "LbRegistrationTimeout").await;
     assert!(
         message.starts_with(

@@ -14,7 +14,7 @@ use podgate::demo::{Lab, LabOptions};
 use podgate_sim::objects::{default_class, ingress, ingress_class, service};
 
 use crate::front_lb;
-use crate::kubelet::{self, Kubelet};
+use podgate::demo::kubelet::{self, Kubelet};
 
 const PODS: u8 = 10;
 /// How long the LB takes to acknowledge each push.

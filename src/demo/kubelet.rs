@@ -7,7 +7,7 @@
 //! the kubelet does, so podgate's condition stays), and stops when dropped.
 //!
 //! Also the pod objects themselves (`pod`, `start`, `terminate`, `gone`), a finalizer
-//! standing in for the kubelet's grace period.
+//! standing in for the kubelet's grace period. Used by the demo and end-to-end tests.
 
 use std::time::Duration;
 
@@ -18,16 +18,16 @@ use kube::api::{ListParams, Patch, PatchParams};
 use podgate_sim::{Gvr, SimCluster};
 use serde_json::{Value, json};
 
-pub(crate) const GATE: &str = "podgate.io/lb-registered";
+pub const GATE: &str = "podgate.io/lb-registered";
 /// Holds a deleted pod as terminating until the test lets it go.
 const FINALIZER: &str = "podgate.test/grace-period";
 
-pub(crate) fn pods() -> Gvr {
+pub fn pods() -> Gvr {
     Gvr::new("", "v1", "pods")
 }
 
 /// A Namespace, opted in to the readiness gate or not.
-pub(crate) fn namespace(sim: &SimCluster, name: &str, opted_in: bool) {
+pub fn namespace(sim: &SimCluster, name: &str, opted_in: bool) {
     let labels = if opted_in {
         json!({ "podgate.io/readiness-gate-inject": "enabled" })
     } else {
@@ -38,7 +38,7 @@ pub(crate) fn namespace(sim: &SimCluster, name: &str, opted_in: bool) {
 }
 
 /// Creates a pod of `app` (Pending, no IP yet), carrying podgate's gate when `gated`.
-pub(crate) fn pod(sim: &SimCluster, ns: &str, name: &str, app: &str, gated: bool) {
+pub fn pod(sim: &SimCluster, ns: &str, name: &str, app: &str, gated: bool) {
     let gates = if gated {
         json!([{ "conditionType": GATE }])
     } else {
@@ -53,7 +53,7 @@ pub(crate) fn pod(sim: &SimCluster, ns: &str, name: &str, app: &str, gated: bool
 }
 
 /// The kubelet started the pod's containers and its readiness probe passes.
-pub(crate) async fn start(sim: &SimCluster, ns: &str, name: &str, ip: &str) {
+pub async fn start(sim: &SimCluster, ns: &str, name: &str, ip: &str) {
     let api: Api<Pod> = Api::namespaced(sim.client().unwrap(), ns);
     let status = json!({ "status": {
         "phase": "Running", "podIP": ip, "podIPs": [{ "ip": ip }],
@@ -68,12 +68,12 @@ pub(crate) async fn start(sim: &SimCluster, ns: &str, name: &str, ip: &str) {
 }
 
 /// The pod is being deleted: terminating until [`gone`].
-pub(crate) fn terminate(sim: &SimCluster, ns: &str, name: &str) {
+pub fn terminate(sim: &SimCluster, ns: &str, name: &str) {
     sim.delete(&pods(), Some(ns), name).unwrap();
 }
 
 /// Its grace period is over: the pod object goes.
-pub(crate) fn gone(sim: &SimCluster, ns: &str, name: &str) {
+pub fn gone(sim: &SimCluster, ns: &str, name: &str) {
     if let Some(mut pod) = sim.get(&pods(), Some(ns), name) {
         pod["metadata"]["finalizers"] = json!([]);
         // Without its status: the write that removes the last finalizer deletes it.
@@ -83,14 +83,14 @@ pub(crate) fn gone(sim: &SimCluster, ns: &str, name: &str) {
 }
 
 /// The gate condition of a pod: `(status, reason, message)`.
-pub(crate) fn gate(sim: &SimCluster, ns: &str, name: &str) -> Option<(String, String, String)> {
+pub fn gate(sim: &SimCluster, ns: &str, name: &str) -> Option<(String, String, String)> {
     let pod = sim.get(&pods(), Some(ns), name)?;
     let c = condition(&pod, GATE)?;
     let s = |k: &str| c[k].as_str().unwrap_or("").to_owned();
     Some((s("status"), s("reason"), s("message")))
 }
 
-pub(crate) fn is_ready(sim: &SimCluster, ns: &str, name: &str) -> bool {
+pub fn is_ready(sim: &SimCluster, ns: &str, name: &str) -> bool {
     sim.get(&pods(), Some(ns), name)
         .and_then(|p| condition(&p, "Ready").map(|c| c["status"] == "True"))
         .unwrap_or(false)
@@ -104,7 +104,7 @@ fn condition<'a>(pod: &'a Value, kind: &str) -> Option<&'a Value> {
 }
 
 /// See the module documentation. Dropping it stops it.
-pub(crate) struct Kubelet {
+pub struct Kubelet {
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -112,7 +112,7 @@ impl Kubelet {
     /// Keeps Ready and the EndpointSlice `{service}-pods` of Service `service` (one port
     /// `http` on `port`) in step with the pods of `ns` labelled `app`, through the API
     /// as the real ones do.
-    pub(crate) fn start(sim: &SimCluster, ns: &str, app: &str, service: &str, port: u16) -> Self {
+    pub fn start(sim: &SimCluster, ns: &str, app: &str, service: &str, port: u16) -> Self {
         let client = sim.client().unwrap();
         let (ns, app, service) = (ns.to_owned(), app.to_owned(), service.to_owned());
         let task = tokio::spawn(async move {
