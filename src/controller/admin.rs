@@ -124,6 +124,7 @@ impl AdminState {
             holds: self.desired.read(podgate_core::index::Index::holds),
             pushing: self.term.borrow().is_some(),
             confirm_after: self.confirm_after,
+            gates: crate::gate::counts(&self.gates),
         }
     }
 

@@ -24,6 +24,8 @@ pub(crate) struct Inputs {
     pub(crate) holds: Vec<Hold>,
     /// Whether this replica pushes to the LBs (leads and has listed).
     pub(crate) pushing: bool,
+    /// Per cluster: gated pods by state, and gates set by the timeout.
+    pub(crate) gates: Vec<crate::gate::GateCounts>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,12 +135,48 @@ pub(crate) fn render(inputs: &Inputs) -> String {
     );
 
     register_failover(registry, inputs);
+    register_gates(registry, &inputs.gates);
 
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &root).is_err() {
         out.clear();
     }
     out
+}
+
+/// The readiness gate: pods by state, timeouts.
+fn register_gates(registry: &mut Registry, gates: &[crate::gate::GateCounts]) {
+    let pods = Family::<ClusterLabels, Gauge>::default();
+    let timeouts = Family::<OneCluster, Counter>::default();
+    for crate::gate::GateCounts {
+        cluster,
+        by_state,
+        timeouts: timed_out,
+    } in gates
+    {
+        for (state, n) in by_state {
+            pods.get_or_create(&ClusterLabels {
+                cluster: cluster.clone(),
+                state: (*state).to_owned(),
+            })
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        timeouts
+            .get_or_create(&OneCluster {
+                cluster: cluster.clone(),
+            })
+            .inc_by(*timed_out);
+    }
+    registry.register(
+        "readiness_gate_pods",
+        "Pods carrying podgate's readiness gate in opted-in namespaces, by state",
+        pods,
+    );
+    registry.register(
+        "readiness_gate_timeouts",
+        "Readiness gates set because not every LB target acknowledged the pod within readiness_gate.timeout",
+        timeouts,
+    );
 }
 
 /// Pushes, failures by kind of error, and whether each LB instance is in sync.

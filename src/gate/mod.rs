@@ -83,6 +83,34 @@ pub(crate) fn view(gates: &[(ClusterName, Arc<Gated>)]) -> serde_json::Value {
     serde_json::json!({ "condition": CONDITION, "namespaces": namespaces, "pods": pods })
 }
 
+/// One cluster's gated pods by state (every state present), and timeouts so far.
+#[derive(Clone, Debug)]
+pub(crate) struct GateCounts {
+    pub(crate) cluster: String,
+    pub(crate) by_state: Vec<(&'static str, usize)>,
+    pub(crate) timeouts: u64,
+}
+
+/// The counts of every cluster, for the metrics.
+pub(crate) fn counts(gates: &[(ClusterName, Arc<Gated>)]) -> Vec<GateCounts> {
+    gates
+        .iter()
+        .map(|(cluster, gated)| {
+            let pods = gated.pods();
+            let by_state = pods::PodView::STATES
+                .iter()
+                .map(|s| (*s, pods.iter().filter(|(_, v)| v.state() == *s).count()))
+                .collect();
+            let timeouts = gated.timeouts.load(std::sync::atomic::Ordering::Relaxed);
+            GateCounts {
+                cluster: cluster.to_string(),
+                by_state,
+                timeouts,
+            }
+        })
+        .collect()
+}
+
 /// Starts one cluster's pod watches and its condition writer.
 pub(crate) fn spawn(
     cluster: ClusterName,

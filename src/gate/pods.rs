@@ -94,6 +94,14 @@ impl PodView {
         })
     }
 
+    /// Every value of [`PodView::state`].
+    pub(crate) const STATES: [&'static str; 4] = [
+        "ready",
+        "not ready (waiting for the LB)",
+        "not ready (containers)",
+        "terminating",
+    ];
+
     /// What a person reads: `ready`, `not ready (waiting for the LB)`, …
     pub(crate) fn state(&self) -> &'static str {
         match (self.terminating, self.containers_ready, self.gate) {
@@ -118,6 +126,8 @@ pub(crate) struct Gated {
     table: Mutex<Table>,
     /// Woken whenever a pod changes.
     pub(crate) changed: Notify,
+    /// Gates set by the timeout (`podgate_readiness_gate_timeouts_total`).
+    pub(crate) timeouts: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]

@@ -193,6 +193,11 @@ impl Writer {
             return None;
         }
         tracing::debug!(cluster = %self.cluster, %pod, registered = verdict.registered, reason = verdict.reason, "readiness gate written");
+        if verdict.warn {
+            self.gated
+                .timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if verdict.warn && self.events {
             let reference = ObjectReference {
                 api_version: Some("v1".to_owned()),

@@ -180,6 +180,14 @@ async fn a_target_that_never_acknowledges_holds_the_gate_only_until_the_timeout(
     assert_eq!(warning["regarding"]["name"], "web-1");
     assert_eq!(warning["regarding"]["kind"], "Pod");
     assert_eq!(warning["note"].as_str(), Some(message.as_str()));
+    let metrics = lab.controller_metrics().await.unwrap();
+    assert!(
+        metrics.contains("podgate_readiness_gate_timeouts_total{cluster=\"idc\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("podgate_readiness_gate_pods{cluster=\"idc\",state=\"terminating\"} 1\n")
+    );
     let (status, reason, _) = kubelet::gate(sim, "gated", "web-0").unwrap();
     assert_eq!(
         (status.as_str(), reason.as_str()),
