@@ -41,16 +41,20 @@ pub struct AdminState {
     pub(crate) confirm_after: std::time::Duration,
     /// Each cluster's readiness gate (`/v1/readiness-gate`).
     pub(crate) gates: Vec<(podgate_core::model::ClusterName, Arc<crate::gate::Gated>)>,
+    /// Each cluster's client, to look a pod up by name (`/v1/why?pod=`).
+    pub(crate) clients: Vec<(String, kube::Client)>,
+    /// The web UI's logins.
+    pub(crate) sessions: super::ui::Sessions,
 }
 
 /// `GET /v1/clusters`: one cluster.
 #[derive(Serialize)]
-struct ClusterView {
+pub(crate) struct ClusterView {
     #[serde(flatten)]
-    status: ClusterStatus,
-    weight: u32,
+    pub(crate) status: ClusterStatus,
+    pub(crate) weight: u32,
     /// Objects the Index holds for this cluster, by kind.
-    objects: BTreeMap<Kind, usize>,
+    pub(crate) objects: BTreeMap<Kind, usize>,
 }
 
 /// `GET /v1/state`: everything at once.
@@ -91,7 +95,7 @@ impl AdminState {
         }
     }
 
-    fn clusters(&self) -> Vec<ClusterView> {
+    pub(crate) fn clusters(&self) -> Vec<ClusterView> {
         self.desired.read(|index| {
             let weights = index.cluster_weights();
             self.clusters
@@ -111,7 +115,7 @@ impl AdminState {
         })
     }
 
-    fn targets(&self) -> Vec<TargetStatus> {
+    pub(crate) fn targets(&self) -> Vec<TargetStatus> {
         self.targets.iter().map(|t| t.lock().clone()).collect()
     }
 
@@ -228,6 +232,37 @@ fn handle(state: &AdminState, req: &Request<Incoming>, scope: Scope) -> Response
     }
 }
 
+/// Every request of the admin listener: writes from another origin are refused first;
+/// then the web UI, the weights routes, the rest.
+async fn route(
+    state: &Arc<AdminState>,
+    req: Request<Incoming>,
+    scope: Scope,
+) -> Response<super::ui::Body> {
+    let path = req.uri().path();
+    if scope == Scope::Admin {
+        let write = !matches!(*req.method(), Method::GET | Method::HEAD);
+        if write && !super::ui::session::same_origin(req.headers()) {
+            tracing::warn!(%path, "admin write from another origin refused");
+            return admin_http::respond(
+                StatusCode::FORBIDDEN,
+                "application/json",
+                super::ui::full(r#"{"error":"a write from another origin is refused"}"#),
+            );
+        }
+        if super::ui::owns(path) {
+            return super::ui::handle(state, req).await;
+        }
+        if super::weights::owns(path) {
+            let session = state.sessions.authenticates(req.headers());
+            return super::weights::handle(&state.weights, req, session)
+                .await
+                .map(http_body_util::BodyExt::boxed_unsync);
+        }
+    }
+    handle(state, &req, scope).map(http_body_util::BodyExt::boxed_unsync)
+}
+
 /// Binds `addr` and serves `scope` until the task is dropped. Returns the bound
 /// address. HTTP/1.1 only (what the CLI and browsers speak here), so that hyper's
 /// header-read timeout bounds every connection: before its first request, between
@@ -261,15 +296,7 @@ pub(crate) async fn serve(
                 let _permit = permit;
                 let service = service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
-                    async move {
-                        let response =
-                            if scope == Scope::Admin && super::weights::owns(req.uri().path()) {
-                                super::weights::handle(&state.weights, req).await
-                            } else {
-                                handle(&state, &req, scope)
-                            };
-                        Ok::<_, Infallible>(response)
-                    }
+                    async move { Ok::<_, Infallible>(route(&state, req, scope).await) }
                 });
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder

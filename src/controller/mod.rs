@@ -7,6 +7,7 @@ mod leader;
 mod progress;
 mod refusals;
 mod run;
+mod ui;
 pub mod weights;
 
 pub use run::{Controller, ControllerError, RunOptions, start};

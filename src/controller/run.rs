@@ -395,6 +395,12 @@ pub async fn start(
         term,
         confirm_after: config.confirm_after,
         gates,
+        clients: clients
+            .0
+            .iter()
+            .map(|(name, c)| (name.clone(), c.client.clone()))
+            .collect(),
+        sessions: super::ui::Sessions::default(),
     });
     let (admin_addr, health_addr) = serve_admin(config, &admin, &mut tasks).await?;
     tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), leader_election = config.leader_election.is_some(), "controller started");

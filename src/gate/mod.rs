@@ -55,10 +55,18 @@ pub struct GatedPodView {
 /// `GET /v1/readiness-gate`: the opted-in namespaces and gated pods of every cluster,
 /// waiting ones first.
 pub(crate) fn view(gates: &[(ClusterName, Arc<Gated>)]) -> serde_json::Value {
-    let mut pods = Vec::new();
     let mut namespaces = serde_json::Map::new();
     for (cluster, gated) in gates {
         namespaces.insert(cluster.to_string(), gated.namespaces().into());
+    }
+    let pods = pod_views(gates);
+    serde_json::json!({ "condition": CONDITION, "namespaces": namespaces, "pods": pods })
+}
+
+/// Every gated pod of every cluster, waiting ones first.
+pub(crate) fn pod_views(gates: &[(ClusterName, Arc<Gated>)]) -> Vec<GatedPodView> {
+    let mut pods = Vec::new();
+    for (cluster, gated) in gates {
         for ((namespace, name), v) in gated.pods() {
             pods.push(GatedPodView {
                 cluster: cluster.to_string(),
@@ -80,7 +88,7 @@ pub(crate) fn view(gates: &[(ClusterName, Arc<Gated>)]) -> serde_json::Value {
             &b.name,
         ))
     });
-    serde_json::json!({ "condition": CONDITION, "namespaces": namespaces, "pods": pods })
+    pods
 }
 
 /// One cluster's gated pods by state (every state present), and timeouts so far.

@@ -63,4 +63,15 @@ impl Audit {
         let entries = self.entries.lock();
         entries.iter().cloned().collect()
     }
+
+    /// The newest `n` entries, newest first.
+    pub(crate) fn latest(&self, n: usize) -> Vec<AuditEntry> {
+        let entries = self.entries.lock();
+        entries.iter().rev().take(n).cloned().collect()
+    }
+
+    /// When the newest entry was recorded (ms since the Unix epoch), 0 when none.
+    pub(crate) fn last_at_ms(&self) -> u64 {
+        self.entries.lock().back().map_or(0, |e| e.at_ms)
+    }
 }

@@ -1,5 +1,6 @@
 //! End to end: simulated clusters + controller + proxy + simulated pods (the Lab), over real TCP.
 
+mod admin_ui;
 mod controller;
 mod events;
 mod failover;

@@ -83,9 +83,10 @@ struct StartMigration {
 
 impl Weights {
     /// The answer refusing this write, if it is refused.
-    fn refusal(&self, req: &Request<Incoming>) -> Option<Reply> {
+    fn refusal(&self, req: &Request<Incoming>, session: bool) -> Option<Reply> {
         match &self.writes {
             Writes::Loopback => None,
+            Writes::Token(_) if session => None,
             Writes::Token(token) if admin_http::bearer_matches(req.headers(), token.as_bytes()) => {
                 None
             }
@@ -259,7 +260,9 @@ impl Weights {
 }
 
 /// Serves one request on these routes.
-pub(crate) async fn handle(weights: &Weights, req: Request<Incoming>) -> Reply {
+/// `session`: the request comes from a logged-in page of the admin UI (its session
+/// cookie and CSRF token checked).
+pub(crate) async fn handle(weights: &Weights, req: Request<Incoming>, session: bool) -> Reply {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     if method == Method::GET && (path == "/v1/weights" || path == MIGRATIONS) {
@@ -275,7 +278,7 @@ pub(crate) async fn handle(weights: &Weights, req: Request<Incoming>) -> Reply {
             format!("{method} {path} is not served"),
         );
     }
-    if let Some(refused) = weights.refusal(&req) {
+    if let Some(refused) = weights.refusal(&req, session) {
         tracing::warn!(%method, %path, status = %refused.status(), "admin write refused");
         return refused;
     }

@@ -75,6 +75,22 @@ pub(crate) struct Pause {
     pub(crate) reason: String,
 }
 
+impl Weights {
+    /// Who may write.
+    pub(crate) fn writes(&self) -> &Writes {
+        &self.writes
+    }
+
+    /// `token`, `loopback` or `refused`, for the UI.
+    pub(crate) fn writes_mode(&self) -> &'static str {
+        match self.writes {
+            Writes::Token(_) => "token",
+            Writes::Loopback => "loopback",
+            Writes::Refused { .. } => "refused",
+        }
+    }
+}
+
 /// Who may write weights and migrations through the admin API.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Writes {

@@ -23,6 +23,7 @@ mod store;
 mod tls_check;
 mod translate;
 mod upstreams;
+mod why;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use reach::EndpointTarget;
 pub use snapshot::{Snapshot, UpstreamMap};
 pub use stale::{SliceChange, Withdrawal};
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
+pub use why::{AddressFinding, UpstreamFate};
 
 use crate::model::{Certificate, ClusterName, HostPattern, Upstream, UpstreamKey, VirtualHost};
 

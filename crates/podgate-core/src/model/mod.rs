@@ -21,7 +21,7 @@ pub use health::{HEALTH_CHECK_ANNOTATION, HealthCheck, HealthCheckError, HealthM
 pub use host::{HostError, HostPattern, normalize_request_host};
 pub use patch::{PatchError, UpstreamPatch};
 pub use path::{PathError, PathKind, PathMatch};
-pub use route::{Route, RouteTable, VirtualHost};
+pub use route::{Route, RouteExplanation, RouteTable, RuleCheck, VirtualHost};
 pub use shares::{ClusterWeights, WeightsError};
 pub use tls::{Certificate, Pem};
 pub use upstream::{Endpoint, EndpointState, PortRef, Upstream, UpstreamKey};

@@ -136,3 +136,169 @@ mod tests {
         assert_eq!(again, table);
     }
 }
+
+/// How one request is routed, step by step (for "explain this URL"): the same
+/// decisions as [`RouteTable::route`], with what was considered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteExplanation {
+    /// The request host after normalisation (lower case, no port, no trailing dot).
+    pub host: String,
+    /// `exact`, `wildcard` (one extra label), `rules without a host`, or `none`.
+    pub host_match: &'static str,
+    /// The host pattern that matched, for `exact` and `wildcard`.
+    pub pattern: Option<HostPattern>,
+    /// The matched host's rules in precedence order, each with whether it matches.
+    pub rules: Vec<RuleCheck>,
+    /// What decided: `path rule`, `the host's default backend`, `the default backend`,
+    /// or `nothing` (404).
+    pub via: &'static str,
+    /// The winning rule, when `via` is `path rule`.
+    pub rule: Option<PathMatch>,
+    pub upstream: Option<UpstreamKey>,
+    /// The certificate id served for the host, if TLS is on.
+    pub tls: Option<String>,
+}
+
+/// One rule of the matched host, checked against the request path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleCheck {
+    pub path: PathMatch,
+    pub upstream: UpstreamKey,
+    pub matches: bool,
+}
+
+impl RouteTable {
+    /// Explains the routing of `request_host` / `request_path` (the path without its
+    /// query string).
+    pub fn explain(&self, request_host: &str, request_path: &str) -> RouteExplanation {
+        let host = super::host::normalize_request_host(request_host);
+        let exact = HostPattern::parse(&host)
+            .ok()
+            .and_then(|h| self.hosts.get_key_value(&h));
+        let wildcard = || {
+            let (_, rest) = host.split_once('.')?;
+            let pattern = HostPattern::parse(&format!("*.{rest}")).ok()?;
+            self.hosts.get_key_value(&pattern)
+        };
+        let (host_match, pattern, vhost) = match exact
+            .map(|e| ("exact", e))
+            .or_else(|| wildcard().map(|w| ("wildcard", w)))
+        {
+            Some((how, (p, v))) => (how, Some(p.clone()), Some(v)),
+            None => match &self.any_host {
+                Some(v) => ("rules without a host", None, Some(v)),
+                None => ("none", None, None),
+            },
+        };
+        let rules: Vec<RuleCheck> = vhost
+            .map(|v| {
+                v.routes
+                    .iter()
+                    .map(|r| RuleCheck {
+                        path: r.path.clone(),
+                        upstream: r.upstream.clone(),
+                        matches: r.path.matches(request_path),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let winner = rules.iter().find(|r| r.matches);
+        let (via, rule, upstream) = match (
+            winner,
+            vhost.and_then(|v| v.default_backend.as_ref()),
+            &self.default_backend,
+        ) {
+            (Some(r), _, _) => ("path rule", Some(r.path.clone()), Some(r.upstream.clone())),
+            (None, Some(d), _) => ("the host's default backend", None, Some(d.clone())),
+            (None, None, Some(d)) => ("the default backend", None, Some(d.clone())),
+            (None, None, None) => ("nothing", None, None),
+        };
+        RouteExplanation {
+            host,
+            host_match,
+            pattern,
+            rules,
+            via,
+            rule,
+            upstream,
+            tls: vhost.and_then(|v| v.tls.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::*;
+    use crate::model::PortRef;
+
+    fn key(svc: &str) -> UpstreamKey {
+        UpstreamKey::new("shop", svc, PortRef::Number(80))
+    }
+
+    fn table() -> RouteTable {
+        let mut hosts = BTreeMap::new();
+        hosts.insert(
+            HostPattern::parse("shop.example.com").unwrap(),
+            VirtualHost {
+                routes: vec![
+                    Route {
+                        path: PathMatch::exact("/api/health"),
+                        upstream: key("health"),
+                    },
+                    Route {
+                        path: PathMatch::prefix("/api"),
+                        upstream: key("api"),
+                    },
+                ],
+                default_backend: Some(key("web")),
+                tls: Some("shop/cert".to_owned()),
+            },
+        );
+        hosts.insert(
+            HostPattern::parse("*.example.com").unwrap(),
+            VirtualHost {
+                routes: vec![Route {
+                    path: PathMatch::prefix("/"),
+                    upstream: key("any"),
+                }],
+                ..VirtualHost::default()
+            },
+        );
+        RouteTable {
+            hosts,
+            any_host: None,
+            default_backend: Some(key("fallback")),
+        }
+    }
+
+    #[test]
+    fn explains_the_same_choice_as_route() {
+        let t = table();
+        for (host, path) in [
+            ("Shop.Example.com:443", "/api/users"),
+            ("shop.example.com", "/api/health"),
+            ("shop.example.com", "/other"),
+            ("x.example.com", "/"),
+            ("a.b.example.com", "/"),
+            ("unknown.test", "/"),
+        ] {
+            let e = t.explain(host, path);
+            assert_eq!(e.upstream.as_ref(), t.route(&e.host, path), "{host}{path}");
+        }
+        let e = t.explain("Shop.Example.com:443", "/api/users");
+        assert_eq!((e.host_match, e.via), ("exact", "path rule"));
+        assert_eq!(e.rule, Some(PathMatch::prefix("/api")));
+        assert_eq!(
+            e.rules.iter().map(|r| r.matches).collect::<Vec<_>>(),
+            [false, true]
+        );
+        assert_eq!(e.tls.as_deref(), Some("shop/cert"));
+        let e = t.explain("shop.example.com", "/other");
+        assert_eq!(e.via, "the host's default backend");
+        let e = t.explain("x.example.com", "/");
+        assert_eq!(e.host_match, "wildcard");
+        assert_eq!(e.pattern.unwrap().as_str(), "*.example.com");
+        let e = t.explain("unknown.test", "/");
+        assert_eq!((e.host_match, e.via), ("none", "the default backend"));
+    }
+}
