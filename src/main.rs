@@ -83,6 +83,14 @@ enum Command {
     },
     /// Move an application's traffic to one cluster in steps; `--cancel` stops it.
     Migrate(podgate::cli::args::MigrateArgs),
+    /// The controller's overview: clusters, LB targets, problems (like the web UI's).
+    Status(podgate::cli::inspect::StatusArgs),
+    /// List upstreams, hosts or pods as the controller has them.
+    Get(podgate::cli::inspect::GetArgs),
+    /// Which rule serves a URL, and which pods would answer with what probability.
+    Explain(podgate::cli::inspect::ExplainArgs),
+    /// Why a pod is or is not in the LB: `podgate why pod shop/web-1` (or its IP).
+    Why(podgate::cli::inspect::WhyArgs),
     /// Validate a controller or proxy configuration without starting anything: exit 0
     /// if it would start, 2 with the offending field otherwise.
     Check {
@@ -126,6 +134,10 @@ fn main() -> ExitCode {
         }
         Command::Weights { action } => podgate::cli::args::run_weights(action),
         Command::Migrate(args) => podgate::cli::args::run_migrate(args),
+        Command::Status(args) => podgate::cli::inspect::run_status(&args),
+        Command::Get(args) => podgate::cli::inspect::run_get(&args),
+        Command::Explain(args) => podgate::cli::inspect::run_explain(&args),
+        Command::Why(args) => podgate::cli::inspect::run_why(&args),
         Command::Check { config, role } => podgate::cli::check::run(&config, role),
         Command::Kubeconfig(args) => podgate::cli::kubeconfig::run(&args),
         Command::Completions { shell } => {

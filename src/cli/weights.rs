@@ -117,6 +117,11 @@ impl AdminClient {
         Err(CliError::Refused { status, message })
     }
 
+    /// `GET path` of the admin API, as JSON (`podgate status`, `get`, `explain`, `why`).
+    pub async fn get(&self, path: &str) -> Result<Value, CliError> {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
     /// `podgate weights get`: the controller's weights view.
     pub async fn get_weights(&self) -> Result<Value, CliError> {
         self.send(reqwest::Method::GET, "/v1/weights", None).await

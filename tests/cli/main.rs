@@ -1,6 +1,7 @@
 //! The command-line clients: `podgate weights` / `podgate migrate` and `podgate proxy` as processes.
 
 mod conventions;
+mod inspect;
 mod proxy;
 mod weights;
 
