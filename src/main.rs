@@ -75,6 +75,9 @@ enum Command {
         /// Exit after the scenario instead of scaling the app until Ctrl-C.
         #[arg(long)]
         once: bool,
+        /// No pauses between the steps (they are paced for a person reading along).
+        #[arg(long)]
+        fast: bool,
     },
     /// Run-time cluster weights, kept by the controller (globally or per application).
     Weights {
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
             admin,
             host,
             once,
+            fast,
         } => {
             let options = podgate::demo::DemoOptions {
                 listen: free_or_any(listen),
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
                 controller_admin: free_or_any(admin),
                 host,
                 once,
+                fast,
             };
             run_demo(options)
         }

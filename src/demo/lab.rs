@@ -29,6 +29,9 @@ pub enum LabError {
     Http(#[from] reqwest::Error),
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    /// A step of the demo the controller refused.
+    #[error("{0}")]
+    Demo(String),
 }
 
 /// The clusters every lab has, in configuration order.

@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub host: String,
     /// Exit after the scenario instead of scaling the app until Ctrl-C.
     pub once: bool,
+    /// No pauses between steps (tests); otherwise each step waits for a reader.
+    pub fast: bool,
 }
 
 /// The app's EndpointSlice in one cluster: every pod ready except those `starting`
@@ -65,12 +67,22 @@ fn show(split: &Split) {
         .iter()
         .map(|(p, n)| format!("{p}: {n}"))
         .collect();
-    println!("   {}  (failed: {})", parts.join(", "), split.failed);
+    let sent = split.by_pod.values().sum::<usize>() + split.failed;
+    println!(
+        "   of {sent} requests: {}  (failed: {})",
+        parts.join(", "),
+        split.failed
+    );
 }
 
 /// The demo's moving parts.
 struct Demo {
     lab: Lab,
+    /// How long a step stays on screen before the next one.
+    pace: Duration,
+    /// The admin token (the web UI's login) and the file holding it.
+    token: String,
+    token_file: std::path::PathBuf,
     host: String,
     port: u16,
     idc: Vec<Pod>,
@@ -82,10 +94,22 @@ struct Demo {
 
 /// Runs the demo.
 pub async fn run(options: DemoOptions) -> Result<(), LabError> {
+    let token = format!("{:032x}", rand::random::<u128>());
+    let dir = podgate_sim::scratch_dir()?;
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, &token)?;
+    let admin_token = token_file.clone();
+    // The weights ConfigMap lives in tke, which stays up while idc's API server goes
+    // away: `podgate weights` and `podgate migrate` work all through the demo.
+    let configure = Configure::new(move |config, _| {
+        config.admin.token_file = Some(admin_token.clone());
+        config.weights.cluster = Some("tke".to_owned());
+    });
     let lab_options = LabOptions {
         listen: options.listen,
         proxy_admin: options.proxy_admin,
         controller_admin: options.controller_admin,
+        configure: Some(configure),
         ..LabOptions::default()
     };
     let lab = Lab::start(lab_options).await?;
@@ -94,6 +118,13 @@ pub async fn run(options: DemoOptions) -> Result<(), LabError> {
     let tke = pods::start_many("tke", "web", 2, 1, 2, port).await?;
     let mut demo = Demo {
         lab,
+        pace: if options.fast {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1500)
+        },
+        token,
+        token_file,
         host: options.host,
         port,
         idc,
@@ -104,16 +135,23 @@ pub async fn run(options: DemoOptions) -> Result<(), LabError> {
     demo.setup().await?;
     demo.weights().await?;
     demo.scale_out().await?;
+    demo.migrate().await?;
     demo.drain().await?;
     demo.failover().await?;
     demo.stale().await?;
     if !options.once {
         demo.keep_scaling().await?;
     }
+    drop(dir);
     Ok(())
 }
 
 impl Demo {
+    /// Lets a person read the step (nothing with `--fast`).
+    async fn pause(&self) {
+        tokio::time::sleep(self.pace).await;
+    }
+
     async fn setup(&self) -> Result<(), LabError> {
         let (lab, host) = (&self.lab, self.host.as_str());
         say("Two clusters, one app: shop/web runs 2 pods in idc and 2 in tke");
@@ -127,20 +165,89 @@ impl Demo {
             },
         )
         .await?;
+        let admin = lab.controller.admin_addr;
+        println!(
+            "   web UI:      http://{admin}/   (watch the steps live; log in to move traffic)"
+        );
+        println!(
+            "   admin token: {}   (in {})",
+            self.token,
+            self.token_file.display()
+        );
         println!(
             "   try:         curl -H 'Host: {host}' http://{}/",
             lab.proxy.http_addr
         );
+        println!("   CLI:         podgate status --controller http://{admin}");
         println!(
-            "   admin view:  curl http://{}/v1/state",
-            lab.controller.admin_addr
+            "                podgate weights set idc=20 tke=80 --controller http://{admin} --token-file {}",
+            self.token_file.display()
         );
         println!(
             "   LB contract: http://{} (the proxy's admin API, bearer token)",
             lab.proxy.admin_addr
         );
+        self.pause().await;
         say("Cluster weights idc=100, tke=100: traffic splits evenly, straight to pod IPs");
         show(&lab.split(host, 200).await?);
+        self.pause().await;
+        Ok(())
+    }
+
+    /// A ramp from idc to tke through the admin API, as `podgate migrate` starts it.
+    async fn migrate(&self) -> Result<(), LabError> {
+        let (lab, host) = (&self.lab, self.host.as_str());
+        let every = if self.pace.is_zero() { "200ms" } else { "2s" };
+        say(&format!(
+            "Migrate shop/web from idc to tke at run time: 25% every {every} (podgate migrate shop/web --to tke --step 25 --every {every})"
+        ));
+        let client = crate::cli::AdminClient::new(
+            &format!("http://{}", lab.controller.admin_addr),
+            Some(&self.token_file),
+        )
+        .map_err(|e| LabError::Demo(e.to_string()))?;
+        client
+            .migrate("shop/web", "tke", 25, every)
+            .await
+            .map_err(|e| LabError::Demo(e.to_string()))?;
+        let mut last = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+        loop {
+            let view = client
+                .get_weights()
+                .await
+                .map_err(|e| LabError::Demo(e.to_string()))?;
+            let m = &view["migrations"]["shop/web"];
+            let weights = m["weights"].as_str().unwrap_or("").to_owned();
+            if weights != last {
+                println!(
+                    "   shop/web weights now {weights} ({})",
+                    m["state"].as_str().unwrap_or("")
+                );
+                last = weights;
+            }
+            if m["state"] == "done" {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError::Timeout("the migration to finish".to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        show(&lab.split(host, 200).await?);
+        self.pause().await;
+        say("Back to the Service's annotation: podgate weights set --clear --app shop/web");
+        client
+            .set_weights(&[], Some("shop/web"))
+            .await
+            .map_err(|e| LabError::Demo(e.to_string()))?;
+        lab.eventually("80/20 again", Duration::from_secs(10), || async {
+            let s = lab.split(host, 100).await.ok()?;
+            (s.cluster("idc") >= 60).then_some(())
+        })
+        .await?;
+        show(&lab.split(host, 200).await?);
+        self.pause().await;
         Ok(())
     }
 
@@ -157,6 +264,7 @@ impl Demo {
         })
         .await?;
         show(&lab.split(host, 200).await?);
+        self.pause().await;
         Ok(())
     }
 
@@ -202,6 +310,7 @@ impl Demo {
             "   gated pods: curl http://{}/v1/readiness-gate",
             lab.controller.admin_addr
         );
+        self.pause().await;
         Ok(())
     }
 
@@ -215,6 +324,7 @@ impl Demo {
         })
         .await?;
         show(&lab.split(host, 200).await?);
+        self.pause().await;
         Ok(())
     }
 
@@ -229,6 +339,7 @@ impl Demo {
         .await?;
         self.idc.clear();
         show(&self.lab.split(host, 200).await?);
+        self.pause().await;
         Ok(())
     }
 

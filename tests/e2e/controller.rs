@@ -208,6 +208,7 @@ fn the_demo_runs_its_whole_scenario_without_a_failed_request() {
         .args([
             "demo",
             "--once",
+            "--fast",
             "--listen",
             "127.0.0.1:0",
             "--admin",
@@ -224,7 +225,21 @@ fn the_demo_runs_its_whole_scenario_without_a_failed_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     let splits: Vec<&str> = stdout.lines().filter(|l| l.contains("(failed: ")).collect();
-    assert_eq!(splits.len(), 6, "{stdout}");
+    assert_eq!(splits.len(), 8, "{stdout}");
+    assert!(splits.iter().all(|l| l.starts_with("   of ")), "{stdout}");
+    assert!(
+        stdout.contains("web UI:      http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("admin token: "), "{stdout}");
+    assert!(
+        stdout.contains("shop/web weights now idc=0,tke=100 (done)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("tke/web-3 containers ready: not ready (waiting for the LB)"),
+        "{stdout}"
+    );
     assert!(
         splits.iter().all(|l| l.ends_with("(failed: 0)")),
         "{stdout}"
