@@ -45,6 +45,8 @@ pub struct AdminState {
     pub(crate) clients: Vec<(String, kube::Client)>,
     /// The web UI's logins.
     pub(crate) sessions: super::ui::Sessions,
+    /// The built-in proxies' live counters, for the apps view.
+    pub(crate) live: super::ui::Live,
 }
 
 /// `GET /v1/clusters`: one cluster.

@@ -224,6 +224,14 @@ impl Clients {
         Ok(self.connection(cluster)?.client)
     }
 
+    /// Every cluster's client, by name.
+    fn all(&self) -> Vec<(String, kube::Client)> {
+        self.0
+            .iter()
+            .map(|(name, c)| (name.clone(), c.client.clone()))
+            .collect()
+    }
+
     /// The client of a configured cluster and its API server's address.
     fn connection(&self, cluster: &str) -> Result<cluster::Connection, ControllerError> {
         self.0.get(cluster).cloned().ok_or_else(|| {
@@ -276,6 +284,31 @@ fn spawn_clusters(
         clusters.push(watched);
     }
     Ok(clusters)
+}
+
+/// Every `kind: podgate` target instance, for the admin view's live counters.
+fn live_sources(config: &ControllerConfig) -> Vec<super::ui::Source> {
+    let mut out = Vec::new();
+    for t in config
+        .targets
+        .iter()
+        .filter(|t| t.kind == crate::lb::config::TargetKind::Podgate)
+    {
+        let token = t
+            .token_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|t| t.trim_end().to_owned())
+            .unwrap_or_default();
+        for url in t.url.iter().chain(&t.urls) {
+            out.push(super::ui::Source {
+                name: format!("{}/{url}", t.name),
+                url: url.clone(),
+                token: token.clone(),
+            });
+        }
+    }
+    out
 }
 
 type Gates = Vec<(ClusterName, Arc<crate::gate::Gated>)>;
@@ -395,12 +428,9 @@ pub async fn start(
         term,
         confirm_after: config.confirm_after,
         gates,
-        clients: clients
-            .0
-            .iter()
-            .map(|(name, c)| (name.clone(), c.client.clone()))
-            .collect(),
+        clients: clients.all(),
         sessions: super::ui::Sessions::default(),
+        live: super::ui::Live::new(live_sources(config)),
     });
     let (admin_addr, health_addr) = serve_admin(config, &admin, &mut tasks).await?;
     tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), leader_election = config.leader_election.is_some(), "controller started");

@@ -37,6 +37,23 @@ pub(crate) struct EndpointStats {
     /// Failing its active health checks (`health.rs`): no new requests.
     pub(crate) unhealthy: AtomicBool,
     health: Mutex<Health>,
+    /// Answered requests by response time (`LATENCY_BOUNDS_MS`), cumulative: readers
+    /// take percentiles of the difference between two reads.
+    latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// Upper bounds (ms) of the response-time buckets of `EndpointLive::latency`; one more
+/// bucket holds everything slower.
+pub(crate) const LATENCY_BOUNDS_MS: [u64; 15] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000,
+];
+const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// `EndpointLive::latency`: the bucket bounds and the counts in each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct LatencyCounts {
+    pub(crate) bounds_ms: &'static [u64],
+    pub(crate) counts: Vec<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +133,8 @@ pub(crate) struct EndpointLive {
     /// Failing its active health checks (absent: passing, or no checks).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) unhealthy: bool,
+    /// Answered requests by response time, since it was first pushed.
+    pub(crate) latency: LatencyCounts,
 }
 
 impl EndpointStats {
@@ -131,7 +150,25 @@ impl EndpointStats {
                 .filter(|u| *u > now)
                 .map(|u| u64::try_from((u - now).as_millis()).unwrap_or(u64::MAX)),
             unhealthy: self.unhealthy.load(Ordering::Relaxed),
+            latency: LatencyCounts {
+                bounds_ms: &LATENCY_BOUNDS_MS,
+                counts: self
+                    .latency
+                    .iter()
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .collect(),
+            },
         }
+    }
+
+    /// Counts one answered request's response time.
+    pub(crate) fn observe(&self, took: std::time::Duration) {
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|b| ms < *b)
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -70,6 +70,9 @@ impl Record {
     /// its upstream and logs it.
     pub(crate) fn finish(mut self, status: u16, metrics: &Metrics, log: &AccessLog) {
         let took = self.started.elapsed();
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.stats.observe(took);
+        }
         if let Some(body) = self.client_body.take() {
             self.received = body.received();
         }

@@ -319,3 +319,46 @@ async fn why_unroutable(lab: &Lab, page: &Client, admin: &str, dir: &Path, port:
     assert!(text.contains("127.1.0.0/16"), "{text}");
     screenshot(page, dir, "why.png").await;
 }
+
+/// The apps view carries the built-in proxy's live counters: requests per second,
+/// errors, p50/p99 from the difference between two reads, in-flight, rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_view_shows_the_proxys_live_rates_and_latency() {
+    let lab = Lab::start(LabOptions::default()).await.unwrap();
+    let _pods = lab
+        .deploy_pods("live", "live.example.com", 172, 1)
+        .await
+        .unwrap();
+    let first = lab.admin_json("/v1/apps?q=live").await.unwrap();
+    let pod = &first["apps"][0]["pods"][0];
+    assert!(
+        pod["live"][0]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("proxy/http://"),
+        "{pod}"
+    );
+    let split = lab.split("live.example.com", 200).await.unwrap();
+    assert_eq!(
+        split.failed,
+        0,
+        "{split:?} {:?}",
+        lab.get("live.example.com", "/").await
+    );
+    let second = lab.admin_json("/v1/apps?q=live").await.unwrap();
+    let rows: Vec<&serde_json::Value> = second["apps"][0]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["live"][0])
+        .collect();
+    let served: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    assert!(served >= 200, "{rows:?}");
+    for r in &rows {
+        assert!(r["requests_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["errors_per_s"].as_f64(), Some(0.0), "{r}");
+        // Loopback pods answer in well under 50 ms.
+        assert!(r["p99_ms"].as_u64().unwrap() <= 50, "{r}");
+        assert_eq!(r["in_flight"], 0);
+    }
+}

@@ -63,6 +63,8 @@ pub(crate) struct PodRow {
     pub(crate) probability: f64,
     /// The readiness gate's view of the pod, when it carries the gate.
     pub(crate) gate: Option<&'static str>,
+    /// What each built-in proxy target sees of it now (`live.rs`).
+    pub(crate) live: Vec<super::live::LiveRow>,
 }
 
 /// The query string's `q`, `page` (from 1) and `per_page`.
@@ -79,7 +81,7 @@ pub(crate) fn query(raw: Option<&str>) -> (String, usize, usize) {
     (q, page, per_page)
 }
 
-pub(crate) fn apps(state: &AdminState, q: &str, page: usize, per_page: usize) -> AppsPage {
+pub(crate) async fn apps(state: &AdminState, q: &str, page: usize, per_page: usize) -> AppsPage {
     let snapshot = state.desired.snapshot();
     let table = snapshot.route_table();
     let mut routes: HashMap<UpstreamKey, Vec<RouteRef>> = HashMap::new();
@@ -125,10 +127,15 @@ pub(crate) fn apps(state: &AdminState, q: &str, page: usize, per_page: usize) ->
         .collect();
     let total = matching.len();
     let targets = state.targets();
-    let apps = matching
+    let shown: Vec<&std::sync::Arc<Upstream>> = matching
         .into_iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
+        .collect();
+    let keys: Vec<UpstreamKey> = shown.iter().map(|u| u.key.clone()).collect();
+    let mut live = state.live.read(&keys).await;
+    let apps = shown
+        .into_iter()
         .map(|u| {
             let target_states = targets
                 .iter()
@@ -155,7 +162,7 @@ pub(crate) fn apps(state: &AdminState, q: &str, page: usize, per_page: usize) ->
                 shares: u.shares.iter().map(|(c, s)| (c.to_string(), *s)).collect(),
                 health_check: u.health_check.as_ref().map(ToString::to_string),
                 targets: target_states,
-                pods: pods(u, &names),
+                pods: pods(u, &names, &mut live),
             }
         })
         .collect();
@@ -182,10 +189,16 @@ fn gated_names(state: &AdminState) -> HashMap<(String, IpAddr), (String, &'stati
 
 /// The pods of one upstream with their share of requests (for `explain`).
 pub(crate) fn pod_rows(state: &AdminState, u: &Upstream) -> Vec<PodRow> {
-    pods(u, &gated_names(state))
+    pods(u, &gated_names(state), &mut HashMap::new())
 }
 
-fn pods(u: &Upstream, names: &HashMap<(String, IpAddr), (String, &'static str)>) -> Vec<PodRow> {
+type LiveRows = HashMap<(UpstreamKey, IpAddr, u16), Vec<super::live::LiveRow>>;
+
+fn pods(
+    u: &Upstream,
+    names: &HashMap<(String, IpAddr), (String, &'static str)>,
+    live: &mut LiveRows,
+) -> Vec<PodRow> {
     let share_of = |cluster: &str| {
         u.shares
             .iter()
@@ -225,6 +238,9 @@ fn pods(u: &Upstream, names: &HashMap<(String, IpAddr), (String, &'static str)>)
                 },
                 weight: e.weight,
                 probability: (probability * 10.0).round() / 10.0,
+                live: live
+                    .remove(&(u.key.clone(), e.address, e.port))
+                    .unwrap_or_default(),
             }
         })
         .collect()

@@ -7,6 +7,7 @@
 
 mod apps;
 mod events;
+mod live;
 mod overview;
 pub(crate) mod session;
 mod why;
@@ -27,6 +28,7 @@ use super::admin::AdminState;
 use super::weights::Writes;
 use crate::admin_http;
 
+pub(crate) use live::{Live, Source};
 pub(crate) use session::Sessions;
 
 /// The admin listener's body type: whole answers and the event stream.
@@ -106,7 +108,7 @@ pub(crate) async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> R
         (Method::GET, "/v1/overview") => json_reply(StatusCode::OK, &overview::overview(state)),
         (Method::GET, "/v1/apps") => {
             let (q, page, per_page) = apps::query(query.as_deref());
-            json_reply(StatusCode::OK, &apps::apps(state, &q, page, per_page))
+            json_reply(StatusCode::OK, &apps::apps(state, &q, page, per_page).await)
         }
         (Method::GET, "/v1/why") => match why::WhyQuery::parse(query.as_deref()) {
             Ok(q) => json_reply(StatusCode::OK, &why::why(state, q).await),

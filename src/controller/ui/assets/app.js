@@ -180,10 +180,19 @@ function renderOverview(o) {
   ];
 }
 
+function liveCells(p) {
+  const l = (p.live || [])[0];
+  if (!l) return ['—', '—', '—', '—', '—'];
+  const rate = (v) => (v === null || v === undefined ? '…' : String(v));
+  const lat = l.p50_ms === null || l.p50_ms === undefined ? '…' : `≤${l.p50_ms} / ≤${l.p99_ms} ms`;
+  const out = l.unhealthy ? badge('unhealthy', 'error') : l.ejected_for_ms ? badge(`ejected ${Math.ceil(l.ejected_for_ms / 1000)} s`, 'warning') : 'in';
+  return [rate(l.requests_per_s), rate(l.errors_per_s), lat, String(l.in_flight), out];
+}
+
 function podRows(app) {
   return app.pods.map((p) => [
     p.cluster, p.name || '—', `${p.address}:${p.port}`, p.node || '—', p.zone || '—',
-    badge(p.state), String(p.weight), `${p.probability}%`, p.gate ? badge(p.gate, 'gate') : '—']);
+    badge(p.state), String(p.weight), `${p.probability}%`, p.gate ? badge(p.gate, 'gate') : '—', ...liveCells(p)]);
 }
 
 function appControls(app, o) {
@@ -233,7 +242,7 @@ function renderApps(data, o) {
     shareBar(app.shares),
     h('p', { class: 'targets' }, 'LB targets: ', Object.entries(app.targets).map(([t, s]) => [badge(s), ` ${t} `])),
     app.health_check ? h('p', { class: 'hint' }, `health check: ${app.health_check}`) : null,
-    table(`Pods of ${app.upstream}`, ['cluster', 'pod', 'address', 'node', 'zone', 'state', 'weight', 'share of requests', 'readiness gate'], podRows(app)),
+    table(`Pods of ${app.upstream}`, ['cluster', 'pod', 'address', 'node', 'zone', 'state', 'weight', 'share of requests', 'readiness gate', 'req/s', 'errors/s', 'p50 / p99', 'in flight', 'rotation'], podRows(app)),
     appControls(app, o)));
   const pages = Math.max(1, Math.ceil(data.total / data.per_page));
   return [
@@ -377,4 +386,6 @@ document.addEventListener('DOMContentLoaded', async () => {
   try { await loadSession(); } catch (e) { say(e.message); }
   await render();
   live();
+  // The proxies' request rates move without the desired state changing.
+  setInterval(() => { if (state.page === 'apps' && !document.hidden) render(); }, 5000);
 });
