@@ -59,7 +59,7 @@ pub struct MigrateArgs {
     /// The application: namespace/service.
     pub(crate) app: String,
     /// The cluster that receives the traffic.
-    #[arg(long, required_unless_present = "cancel")]
+    #[arg(long, required_unless_present_any = ["cancel", "pause", "resume"])]
     pub(crate) to: Option<String>,
     /// Percent of the traffic moved per step.
     #[arg(long, default_value_t = 10)]
@@ -68,8 +68,14 @@ pub struct MigrateArgs {
     #[arg(long, default_value = "30s")]
     pub(crate) every: String,
     /// Stop the migration of `app` where it stands.
-    #[arg(long, conflicts_with = "to")]
+    #[arg(long, conflicts_with_all = ["to", "pause", "resume"])]
     pub(crate) cancel: bool,
+    /// Pause the migration of `app` (it stays where it stands until resumed).
+    #[arg(long, conflicts_with_all = ["to", "resume"])]
+    pub(crate) pause: bool,
+    /// Resume a paused migration of `app`.
+    #[arg(long, conflicts_with = "to")]
+    pub(crate) resume: bool,
     #[command(flatten)]
     pub(crate) admin: AdminArgs,
 }
@@ -103,11 +109,15 @@ pub fn run_migrate(args: MigrateArgs) -> ExitCode {
         step,
         every,
         cancel,
+        pause,
+        resume,
         admin,
     } = args;
     run(&admin, false, |client| async move {
         if cancel {
             client.cancel_migration(&app).await
+        } else if pause || resume {
+            client.pause_migration(&app, pause).await
         } else {
             let to = to.unwrap_or_default();
             client.migrate(&app, &to, step, &every).await

@@ -173,6 +173,17 @@ impl AdminClient {
     }
 
     /// `podgate migrate --cancel ns/svc`: stops the ramp where it stands.
+    /// `podgate migrate APP --pause` (`paused`) or `--resume`.
+    pub async fn pause_migration(&self, app: &str, paused: bool) -> Result<Value, CliError> {
+        App::parse(app).map_err(|e| CliError::Usage(format!("app: {e}")))?;
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/migrations/{app}"),
+            Some(json!({ "paused": paused })),
+        )
+        .await
+    }
+
     pub async fn cancel_migration(&self, app: &str) -> Result<Value, CliError> {
         let app = App::parse(app).map_err(|e| CliError::Usage(format!("app: {e}")))?;
         let path = format!("/v1/migrations/{}/{}", app.namespace, app.service);

@@ -2,7 +2,7 @@
 //! idc to tke in steps, measured at every step; the ramp is kept in the weights
 //! ConfigMap, so it stands still without a controller and resumes after a restart; it
 //! pauses while tke has no Active endpoint (or is held down after recovering);
-//! `--cancel` stops it where it stands.
+//! `--cancel` stops it where it stands; `--pause` holds it until `--resume`.
 
 use crate::weights_harness;
 
@@ -249,5 +249,54 @@ async fn cancel_stops_the_ramp_where_it_stands() {
     assert!(
         client.cancel_migration(APP).await.is_err(),
         "nothing left to cancel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pauses_and_resumes_the_ramp() {
+    let s = all_in_idc(28).await;
+    let client = s.client();
+    client
+        .migrate(APP, "tke", 10, "300ms")
+        .await
+        .expect("migrate");
+    reaches(&s, 10).await;
+    let view = client
+        .pause_migration(APP, true)
+        .await
+        .expect("podgate migrate shop/web --pause");
+    assert_eq!(view["migrations"][APP]["held"], true, "{view}");
+    let paused = s
+        .lab
+        .eventually("paused by an operator", WAIT, || async {
+            migration(&s).await.filter(|m| {
+                m["state"] == "paused" && m["paused"]["reason"] == "paused by an operator"
+            })
+        })
+        .await
+        .unwrap();
+    // A negative check: three intervals pass and the ramp stands.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let still = migration(&s).await.unwrap();
+    assert_eq!(percent(&still), percent(&paused), "{still}");
+    assert!(
+        s.configmap()["migration.shop.web"]
+            .as_str()
+            .unwrap()
+            .contains("\"held\":true")
+    );
+
+    client
+        .pause_migration(APP, false)
+        .await
+        .expect("podgate migrate shop/web --resume");
+    reaches(&s, percent(&paused) + 10).await;
+    let err = client
+        .pause_migration("shop/nothing", true)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no migration of shop/nothing"),
+        "{err}"
     );
 }

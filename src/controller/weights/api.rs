@@ -2,7 +2,8 @@
 //! `GET /v1/weights`; `PUT /v1/weights` with `{"weights": "idc=20,tke=80", "app":
 //! "ns/svc"}` (no app: global; `"weights": null`: back to configuration);
 //! `POST /v1/migrations` with `{"app", "to", "step", "every"}`;
-//! `DELETE /v1/migrations/<ns>/<svc>`. Writes need the bearer token when one is
+//! `DELETE /v1/migrations/<ns>/<svc>`; `PUT /v1/migrations/<ns>/<svc>` with
+//! `{"paused": true|false}` (an operator's pause, kept in the ConfigMap). Writes need the bearer token when one is
 //! configured (constant-time compare). Bad input is a 400 with the reason, and then
 //! nothing changes. Answers once this replica applied the write.
 
@@ -244,6 +245,36 @@ impl Weights {
         (0, from)
     }
 
+    /// `PUT /v1/migrations/<ns>/<svc>` with `{"paused": bool}`.
+    async fn pause_migration(&self, path: &str, body: &[u8]) -> Reply {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Pausing {
+            paused: bool,
+        }
+        let raw = path.strip_prefix("/v1/migrations/").unwrap_or("");
+        let app = match App::parse(raw) {
+            Ok(app) => app,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("app: {e}")),
+        };
+        let pausing: Pausing = match serde_json::from_slice(body) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request: {e}")),
+        };
+        let Some(m) = self.current().0.migrations.get(&app).cloned() else {
+            return error(StatusCode::NOT_FOUND, format!("no migration of {app}"));
+        };
+        tracing::info!(%app, paused = pausing.paused, "migration paused or resumed by an operator");
+        let held = podgate_core::weights::Migration {
+            held: pausing.paused,
+            ..m
+        };
+        let edits: Edits = [(app.migration_key(), Some(held.to_json()))]
+            .into_iter()
+            .collect();
+        self.commit(&edits, StatusCode::OK).await
+    }
+
     async fn cancel_migration(&self, path: &str) -> Reply {
         let raw = path.strip_prefix("/v1/migrations/").unwrap_or("");
         let app = match App::parse(raw) {
@@ -271,7 +302,8 @@ pub(crate) async fn handle(weights: &Weights, req: Request<Incoming>, session: b
     let allowed = matches!(
         (&method, path.as_str()),
         (&Method::PUT, "/v1/weights") | (&Method::POST, MIGRATIONS)
-    ) || (method == Method::DELETE && path.starts_with("/v1/migrations/"));
+    ) || (matches!(method, Method::DELETE | Method::PUT)
+        && path.starts_with("/v1/migrations/"));
     if !allowed {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -292,7 +324,8 @@ pub(crate) async fn handle(weights: &Weights, req: Request<Incoming>, session: b
         }
     };
     match method {
-        Method::PUT => weights.set_weights(&body).await,
+        Method::PUT if path == "/v1/weights" => weights.set_weights(&body).await,
+        Method::PUT => weights.pause_migration(&path, &body).await,
         Method::POST => weights.start_migration(&body).await,
         _ => weights.cancel_migration(&path).await,
     }

@@ -57,7 +57,11 @@ async fn tick(weights: &Weights, pacing: &mut BTreeMap<App, Pacing>) -> Tick {
         let active = weights.has_active(app, &m.target);
         let next = m.next(now, active, pacing.entry(app.clone()).or_default());
         if next == Next::Paused {
-            let reason = weights.inactive_reason(app, &m.target);
+            let reason = if m.held {
+                "paused by an operator".to_owned()
+            } else {
+                weights.inactive_reason(app, &m.target)
+            };
             if weights.set_pause(app, Some(reason.clone())).is_none() {
                 tracing::info!(%app, target = %m.target, percent = m.percent, "migration paused: {reason}");
             }

@@ -31,6 +31,10 @@ pub struct Migration {
     /// When the last step was taken (ms since the Unix epoch); `None` before the first.
     #[serde(default)]
     pub last_step_ms: Option<u64>,
+    /// Paused by an operator: no step is taken until it is resumed (then the next one
+    /// waits a whole interval).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Why a migration is refused.
@@ -66,6 +70,7 @@ impl Migration {
             percent: percent.min(100),
             from,
             last_step_ms: None,
+            held: false,
         };
         m.validate()?;
         Ok(m)
@@ -181,7 +186,7 @@ impl Migration {
             pacing.paused = false;
             return Next::Done;
         };
-        if !target_active {
+        if !target_active || self.held {
             pacing.paused = true;
             return Next::Paused;
         }

@@ -175,7 +175,7 @@ function renderOverview(o) {
     h('section', { 'aria-labelledby': 'problems-h' }, h('h2', { id: 'problems-h' }, 'Problems'), problems),
     table('Clusters', ['cluster', 'state', 'since', 'weight', 'objects', 'last error'], clusterRows(o)),
     table('LB targets', ['target', 'state', 'lag (writes)', 'last push acknowledged', 'pushes', 'failures', 'quarantined', 'last error'], targetRows(o)),
-    table('Migrations', ['app', 'to', 'state', 'weights now', 'paused'], migrations.map(([app, m]) => [app, m.to || '', badge(String(m.state)), m.weights, m.paused ? `${m.paused.reason || 'paused'}` : ''])),
+    table('Migrations', ['app', 'to', 'state', 'weights now', 'paused'], migrations.map(([app, m]) => [app, m.target || '', badge(String(m.state)), m.weights, m.paused ? `${m.paused.reason || 'paused'} · since ${age(m.paused.since_ms)}` : ''])),
     weightsForm(o),
   ];
 }
@@ -198,7 +198,8 @@ function podRows(app) {
 function appControls(app, o) {
   if (!canWrite()) return null;
   const name = `${app.namespace}/${app.service}`;
-  const signature = JSON.stringify([o && o.weights.apps && o.weights.apps[name], o && o.weights.migrations && o.weights.migrations[name] && o.weights.migrations[name].to, o && Object.keys(o.weights.clusters || {})]);
+  const m = o && o.weights.migrations && o.weights.migrations[name];
+  const signature = JSON.stringify([o && o.weights.apps && o.weights.apps[name], m && m.target, m && m.held, o && Object.keys(o.weights.clusters || {})]);
   return keep(`app ${name}`, signature, () => buildAppControls(app, o));
 }
 
@@ -214,10 +215,15 @@ function buildAppControls(app, o) {
   const to = h('select', { name: 'to', 'aria-label': `migrate ${name} to` }, clusters.map((c) => h('option', { value: c }, c)));
   const step = h('input', { type: 'number', name: 'step', min: '1', max: '100', value: '10', 'aria-label': 'step in percent' });
   const every = h('input', { name: 'every', value: '30s', size: '5', 'aria-label': 'time between steps' });
+  const held = migrating && migrating.held;
   const migrate = migrating
-    ? h('button', { type: 'button', onclick: async () => {
-      try { await write('DELETE', `/v1/migrations/${name}`); say(`Migration of ${name} cancelled`, 'ok'); } catch (err) { say(err.message); }
-    } }, `Cancel migration to ${migrating.to}`)
+    ? h('span', {},
+      h('button', { type: 'button', onclick: async () => {
+        try { await write('PUT', `/v1/migrations/${name}`, { paused: !held }); say(`Migration of ${name} ${held ? 'resumed' : 'paused'}`, 'ok'); } catch (err) { say(err.message); }
+      } }, held ? 'Resume migration' : 'Pause migration'), ' ',
+      h('button', { type: 'button', onclick: async () => {
+        try { await write('DELETE', `/v1/migrations/${name}`); say(`Migration of ${name} cancelled`, 'ok'); } catch (err) { say(err.message); }
+      } }, `Cancel migration to ${migrating.target}`))
     : h('form', { class: 'inline', onsubmit: async (e) => {
       e.preventDefault();
       try { await write('POST', '/v1/migrations', { app: name, to: to.value, step: Number(step.value), every: every.value }); say(`Migration of ${name} to ${to.value} started`, 'ok'); } catch (err) { say(`Refused: ${err.message}`); }
