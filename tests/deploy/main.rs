@@ -9,34 +9,17 @@ mod image;
 mod manifests;
 mod metrics;
 mod systemd;
+#[path = "../shared/tool.rs"]
+mod tool;
 
-use std::path::{Path, PathBuf};
+use tool::tool;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// The repository's root.
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `name` on `PATH`, or `None` after saying loudly that the test is skipped (a failure
-/// with `CI=true`).
-fn tool(name: &str, install: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let message = format!(
-            "!!!!!!!! `{name}` is not installed: this test is SKIPPED. Install it with {install}. !!!!!!!!"
-        );
-        assert!(
-            std::env::var("CI").is_err(),
-            "{message}\n(CI=true: missing programs are a failure)"
-        );
-        eprintln!("{message}");
-    }
-    found
 }
 
 /// Runs `command`; the output, or a panic naming the command if it could not start.

@@ -6,7 +6,7 @@
 //! Screenshots go to the test's directory, and to `docs/screenshots/` with
 //! `PODGATE_UPDATE_SCREENSHOTS=1`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,26 +18,6 @@ use serde_json::json;
 const HOST: &str = "shop.example.com";
 const TOKEN: &str = "ui-test-token";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A program on `PATH`; `None` (the test is skipped, loudly) when missing, unless `CI`.
-fn program(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let message = format!(
-            "!!!!!!!! `{name}` is not installed: this test is SKIPPED (apt-get install chromium chromium-driver) !!!!!!!!"
-        );
-        assert!(
-            std::env::var("CI").is_err(),
-            "{message}\n(CI=true: missing programs are a failure)"
-        );
-        eprintln!("{message}");
-    }
-    found
-}
 
 /// chromedriver on a free port; killed when dropped.
 struct Driver {
@@ -134,7 +114,11 @@ async fn lab(dir: &Path) -> Lab {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_ui_in_a_browser_shows_live_state_and_moves_traffic_only_after_login() {
-    let (Some(_), Some(chromedriver)) = (program("chromium"), program("chromedriver")) else {
+    let install = "`apt-get install -y chromium chromium-driver`";
+    let (Some(_), Some(chromedriver)) = (
+        crate::tool::tool("chromium", install),
+        crate::tool::tool("chromedriver", install),
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -20,5 +20,7 @@ mod readiness_gate;
 mod rollout;
 mod routability;
 mod stale;
+#[path = "../shared/tool.rs"]
+mod tool;
 mod weights;
 mod weights_harness;

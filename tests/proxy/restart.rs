@@ -274,3 +274,85 @@ async fn a_draining_proxy_refuses_new_connections_while_requests_finish() {
         .expect("the drain ends when the request is done")
         .unwrap();
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body; `None` when the
+/// connection closes first.
+async fn one_response(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return Some(head);
+            }
+        }
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A shutdown that begins while a keep-alive request waits for its upstream: that
+/// answer went out without `Connection: close`, so the client may send its next request
+/// at once — which is answered (with `Connection: close`), never met by a close.
+#[tokio::test]
+async fn a_shutdown_during_a_request_answers_the_clients_next_one_before_closing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pod = Backend::start("pod-a", 33, 1).await;
+    let proxy = harness::routed_with(
+        |c| c.timeouts.shutdown_ms = 5_000,
+        "a.example.com",
+        pod.endpoint("idc", EndpointState::Active),
+    )
+    .await;
+    let addr = proxy.http_addr;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /hold HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    eventually(
+        "the request reached the pod",
+        Duration::from_secs(5),
+        || async { pod.hits() == 1 },
+    )
+    .await;
+    let draining = tokio::spawn(proxy.shutdown());
+    eventually("the shutdown began", Duration::from_secs(2), || async {
+        matches!(
+            tokio::net::TcpStream::connect(addr).await,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    })
+    .await;
+    pod.release.notify_one();
+    let first = one_response(&mut conn)
+        .await
+        .expect("the held request is answered");
+    assert!(first.starts_with("http/1.1 200"), "{first}");
+    assert!(!first.contains("connection: close"), "{first}");
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let second = one_response(&mut conn)
+        .await
+        .expect("the next request is answered, not met by a close");
+    assert!(second.starts_with("http/1.1 200"), "{second}");
+    assert!(second.contains("connection: close"), "{second}");
+    let mut rest = [0u8; 16];
+    assert!(
+        matches!(conn.read(&mut rest).await, Ok(0)),
+        "then the proxy closes"
+    );
+    tokio::time::timeout(Duration::from_secs(5), draining)
+        .await
+        .expect("the drain ends")
+        .unwrap();
+}

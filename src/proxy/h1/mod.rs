@@ -96,8 +96,10 @@ where
             }
             Next::Closed => break,
         };
-        let keep = conn.exchange(request).await;
-        if !keep || *conn.shutdown.borrow() {
+        // A shutdown that began after this answer was written without `Connection:
+        // close` is `next_request`'s: it lingers for the request the client may already
+        // have sent, and answers that one with the close.
+        if !conn.exchange(request).await {
             break;
         }
     }
@@ -337,7 +339,7 @@ where
                     let early = *body_left > 0;
                     resp.reusable &= !early;
                     let status = resp.status;
-                    let (keep, sent) = self.relay(upstream, resp, &backend, x).await;
+                    let (keep, sent) = self.relay(upstream, resp, &backend).await;
                     record.sent = sent;
                     return (keep && !early, status);
                 }
@@ -495,7 +497,6 @@ where
         mut up: UpstreamConn,
         resp: response::Response,
         backend: &Backend,
-        x: &Exchange,
     ) -> (bool, u64) {
         self.forwarder.metrics().request(resp.status);
         up.buf.advance(resp.head_len);
@@ -543,7 +544,9 @@ where
             let max_idle = self.forwarder.config().timeouts.upstream_idle();
             backend.stats.idle.checkin(up, max_idle);
         }
-        (!(x.close || until_close || *self.shutdown.borrow()), sent)
+        // What the client was told decides, not the shutdown flag now: a shutdown that
+        // began after the head went out leaves a keep-alive answer behind it.
+        (!(resp.closes_client || until_close), sent)
     }
 
     /// Answers with the proxy's own short status; false when the client connection must

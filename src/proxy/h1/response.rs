@@ -30,6 +30,8 @@ pub(crate) struct Response {
     pub(crate) framing: Framing,
     /// Whether the upstream connection may carry another request afterwards.
     pub(crate) reusable: bool,
+    /// The client was told `Connection: close`: the client connection ends after it.
+    pub(crate) closes_client: bool,
 }
 
 /// Why a response cannot be relayed.
@@ -138,6 +140,7 @@ pub(crate) fn parse(
         framing,
         // Both framings at once smells of a confused or malicious upstream.
         reusable: version == 1 && !connection.close && !until_close && !both_framings,
+        closes_client: close_client || until_close,
     }))
 }
 
