@@ -145,6 +145,24 @@ impl SimCluster {
             .ok_or_else(|| SimError::UnknownKind(gvr.to_string()))
     }
 
+    /// Registers the kinds a CustomResourceDefinition's YAML (one document or several)
+    /// defines, with their schemas, as applying it to a real server would; returns them.
+    pub fn register_crds(&self, yaml: &str) -> Result<Vec<Gvr>, SimError> {
+        let mut out = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+            let value: Value = serde::Deserialize::deserialize(doc)
+                .map_err(|e| SimError::Api(ApiError::bad_request(format!("CRD YAML: {e}"))))?;
+            let kinds = ResourceKind::from_crd(&value).ok_or_else(|| {
+                SimError::Api(ApiError::bad_request("not a CustomResourceDefinition"))
+            })?;
+            for k in kinds {
+                out.push(k.gvr.clone());
+                self.register(k);
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates the object, or replaces it unconditionally if it exists (status
     /// included, when given). Validated like an HTTP write; watches see it. The kind
     /// comes from `apiVersion` and `kind`. Returns the stored object.

@@ -43,7 +43,9 @@
 //! Namespace and its contents go at once), no protobuf, no `dryRun` (refused with
 //! 400), no checks on Service addresses chosen by clients, strategic merge patches know
 //! only the merge keys in `strategic` (other lists are replaced), apply patches are
-//! treated as JSON merge patches, no kubelet (nothing computes a Pod's `Ready`; nor
+//! treated as JSON merge patches, CRDs registered from their YAML
+//! (`SimCluster::register_crds`) get their schema's defaults and `maxItems` but no CEL
+//! rules (`schema`), discovery lacks `singularName`/`shortNames`/`categories`, no kubelet (nothing computes a Pod's `Ready`; nor
 //! does a real API server, k8s-wire 18b), core and events.k8s.io Events are stored
 //! apart, validation covers only what podgate depends on (see `validate`), and
 //! bookmarks come on a fixed interval (plus one just before a watch's deadline).
@@ -59,6 +61,7 @@ mod meta;
 pub mod objects;
 mod resources;
 mod route;
+mod schema;
 mod selector;
 mod server;
 mod state;

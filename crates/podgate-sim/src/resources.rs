@@ -83,6 +83,9 @@ pub struct ResourceKind {
     pub generation: bool,
     /// Built in or defined by a CRD: only built-in kinds accept strategic merge patches.
     pub origin: KindOrigin,
+    /// The CRD's OpenAPI v3 schema of this version, when registered from a CRD: its
+    /// defaults are filled in and its `maxItems` enforced (`schema.rs`).
+    pub schema: Option<Arc<serde_json::Value>>,
 }
 
 /// Where a kind comes from.
@@ -111,6 +114,7 @@ impl ResourceKind {
             status_subresource: true,
             generation: true,
             origin: KindOrigin::Custom,
+            schema: None,
         }
     }
 
@@ -128,7 +132,33 @@ impl ResourceKind {
             status_subresource: status,
             generation,
             origin: KindOrigin::BuiltIn,
+            schema: None,
         }
+    }
+
+    /// The kinds a CustomResourceDefinition (as JSON) serves: one per served version,
+    /// with that version's schema. `None` for what is not a v1 CRD.
+    pub fn from_crd(crd: &serde_json::Value) -> Option<Vec<Self>> {
+        if crd.get("kind")?.as_str()? != "CustomResourceDefinition" {
+            return None;
+        }
+        let spec = crd.get("spec")?;
+        let group = spec.get("group")?.as_str()?;
+        let names = spec.get("names")?;
+        let (plural, kind) = (names.get("plural")?.as_str()?, names.get("kind")?.as_str()?);
+        let namespaced =
+            spec.get("scope").and_then(serde_json::Value::as_str) == Some("Namespaced");
+        let mut out = Vec::new();
+        for v in spec.get("versions")?.as_array()? {
+            if v.get("served").and_then(serde_json::Value::as_bool) != Some(true) {
+                continue;
+            }
+            let mut k = Self::custom(group, v.get("name")?.as_str()?, plural, kind, namespaced);
+            k.status_subresource = v.pointer("/subresources/status").is_some();
+            k.schema = v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new);
+            out.push(k);
+        }
+        Some(out)
     }
 
     /// `EndpointSliceList`.

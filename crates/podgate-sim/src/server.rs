@@ -105,6 +105,27 @@ fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
     resp
 }
 
+/// What the real server answers for a path of an API group it does not serve (no such
+/// CRD installed): the Go mux's plain-text 404, not a `Status` (k8s-wire 13).
+fn page_not_found() -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from_static(b"404 page not found"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(code, &e.to_json())
@@ -152,6 +173,20 @@ async fn dispatch(
     let route = parse(req.uri().path());
     let is_get = req.method() == Method::GET;
     let registry = shared.registry();
+    let group = match &route {
+        Route::Group(g) | Route::ResourceList { group: g, .. } => Some(g.as_str()),
+        Route::Resource(t) => Some(t.gvr.group.as_str()),
+        _ => None,
+    };
+    if let Some(g) = group
+        && !g.is_empty()
+        && !registry
+            .group_versions()
+            .iter()
+            .any(|(served, _)| served == g)
+    {
+        return Ok(page_not_found());
+    }
     let doc = match route {
         Route::Resource(target) => return resource(shared, target, req).await,
         _ if !is_get => return Err(ApiError::method_not_allowed()),

@@ -42,6 +42,23 @@ impl FieldError {
         }
     }
 
+    pub(crate) fn too_many(field: String, len: usize, max: u64) -> Self {
+        Self {
+            reason: "FieldValueTooMany",
+            field,
+            message: format!("Too many: {len}: must have at most {max} items"),
+        }
+    }
+
+    /// What the server adds when CEL rules went unchecked because of other errors.
+    pub(crate) fn cel_not_checked() -> Self {
+        Self {
+            reason: "FieldValueInvalid",
+            field: "<nil>".to_owned(),
+            message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".to_owned(),
+        }
+    }
+
     pub(crate) fn required(field: String, why: &str) -> Self {
         Self {
             reason: "FieldValueRequired",

@@ -44,6 +44,16 @@ pub(crate) fn admit(
         ("networking.k8s.io", "Ingress") => ingress(obj, &mut errors),
         _ => {}
     }
+    if let Some(schema) = &kind.schema {
+        super::schema::fill_defaults(schema, obj);
+        let before = errors.len();
+        super::schema::too_many(schema, obj, "", &mut errors);
+        if errors.len() > before && super::schema::has_cel(schema) {
+            errors.push(FieldError::cel_not_checked());
+        }
+        // Custom resources come back with their keys sorted (k8s-wire 14).
+        *obj = super::schema::sorted(obj);
+    }
     if errors.is_empty() {
         Ok(())
     } else {

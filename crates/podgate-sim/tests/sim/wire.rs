@@ -452,7 +452,8 @@ async fn bad_input_is_a_400_status_never_a_crash() {
         );
         assert_eq!(answer.docs[0]["kind"], "Status");
     }
-    let answer = get(&sim, "/apis/nope.io/v1/things").await;
+    // An unknown resource of a served group (an unserved group is a plain-text 404: 13).
+    let answer = get(&sim, "/apis/discovery.k8s.io/v1/things").await;
     assert_eq!(
         (answer.code, answer.docs[0]["reason"].clone()),
         (404, json!("NotFound"))
@@ -642,6 +643,81 @@ async fn custom_resources_refuse_strategic_merge_patches_like_16c() {
     )
     .await;
     let rec = recording("16c-patch-httproute-status-strategic-415.txt");
+    assert_like(&answer, &rec);
+    assert_eq!(answer.docs, rec.docs);
+}
+
+/// A simulated cluster with the Gateway API v1.6.1 standard-channel CRDs applied.
+async fn with_gateway_api() -> SimCluster {
+    let sim = SimCluster::start("wire", SimOptions::default())
+        .await
+        .unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gateway-api");
+    for crd in [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "referencegrants",
+    ] {
+        let yaml = std::fs::read_to_string(dir.join(format!("{crd}.yaml"))).unwrap();
+        assert!(!sim.register_crds(&yaml).unwrap().is_empty(), "{crd}");
+    }
+    sim
+}
+
+const ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes";
+
+#[tokio::test]
+async fn discovery_without_the_crds_is_a_plain_text_404_like_13() {
+    let sim = SimCluster::start("wire", SimOptions::default())
+        .await
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for path in ["/apis/gateway.networking.k8s.io/v1", ROUTES] {
+        let req = http::Request::get(path)
+            .header("host", "sim")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/plain; charset=utf-8",
+            "{path}"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"404 page not found", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_httproute_gets_its_crd_defaults_and_sorted_keys_like_14() {
+    let sim = with_gateway_api().await;
+    let body = request_body("14-create-httproute-defaults.txt");
+    let answer = call(&sim, "POST", ROUTES, "application/json", &body).await;
+    let rec = recording("14-create-httproute-defaults.txt");
+    assert_like(&answer, &rec);
+    assert_eq!(answer.docs[0]["spec"], rec.docs[0]["spec"]);
+    assert_eq!(shape(&answer.docs[0]), shape(&rec.docs[0]));
+    let keys: Vec<&String> = answer.docs[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec"]);
+}
+
+#[tokio::test]
+async fn too_many_rules_answer_like_15b() {
+    let sim = with_gateway_api().await;
+    let rule = json!({ "backendRefs": [{ "name": "web-v1", "port": 8080 }] });
+    let body = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": { "name": "many", "namespace": "default" },
+        "spec": { "rules": vec![rule; 17] },
+    });
+    let answer = call(&sim, "POST", ROUTES, "application/json", &body).await;
+    let rec = recording("15b-create-httproute-too-many-rules-422.txt");
     assert_like(&answer, &rec);
     assert_eq!(answer.docs, rec.docs);
 }
