@@ -561,6 +561,12 @@ fn explain(v: &Value) -> String {
         s(&v["via"])
     };
     let _ = writeln!(out, "Path:      {}: decided by {rule}", s(&v["path"]));
+    if let Some(first) = v["ingresses"].as_array().and_then(|a| a.first()) {
+        let _ = writeln!(out, "Ingress:   {}", s(first));
+        for lost in v["ingresses"].as_array().into_iter().flatten().skip(1) {
+            let _ = writeln!(out, "           (won over {}: older first)", s(lost));
+        }
+    }
     let _ = writeln!(out, "Upstream:  {}", upstream_name(&v["upstream"]));
     if !v["tls"].is_null() {
         let _ = writeln!(out, "TLS:       certificate {}", s(&v["tls"]));

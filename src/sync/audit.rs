@@ -11,6 +11,8 @@ use serde::Serialize;
 pub struct AuditEntry {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// How long the LB took to answer the push (acknowledge it, or refuse it).
+    pub took_ms: u64,
     pub(crate) target: String,
     pub(crate) full: bool,
     pub(crate) upserted: Vec<String>,

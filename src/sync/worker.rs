@@ -468,9 +468,11 @@ impl Worker {
         if !self.in_term() {
             return Err(LbError::Fenced(self.epoch));
         }
+        let started = std::time::Instant::now();
         let result = self.adapter.apply(batch).await;
         self.audit.record(AuditEntry {
             at_ms: 0,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             target: self.adapter.name().to_owned(),
             full: work.full,
             upserted: batch

@@ -89,6 +89,7 @@ async fn status_get_explain_and_why_read_like_kubectl() {
     assert!(out.contains(&format!("Host:      {HOST}: exact")), "{out}");
     assert!(out.contains("decided by rule Prefix /"), "{out}");
     assert!(out.contains("Upstream:  shop/web:80"), "{out}");
+    assert!(out.contains("Ingress:   shop/web in idc"), "{out}");
     assert!(out.contains("Pods that would serve it:"), "{out}");
 
     let (code, out, _) = podgate(&lab, &["why", "pod", "10.98.0.7"]).await;

@@ -119,6 +119,20 @@ fn problems(
     let mut problems = Vec::new();
     for c in clusters {
         let s = &c.status;
+        if let Some(g) = &s.guarded_relist {
+            problems.push(Problem {
+                severity: "warning",
+                subject: format!("cluster {}", s.name),
+                message: format!(
+                    "the floor guard holds a {} relist that would withdraw {} of {} endpoints, until a fresh list confirms it ({} s after it was held)",
+                    g.kind,
+                    g.withdrawn,
+                    g.before,
+                    g.confirm_after_ms / 1000
+                ),
+                since_ms: Some(g.since_ms),
+            });
+        }
         let (severity, message) = match s.state {
             ClusterState::Synced => continue,
             ClusterState::NeverSynced => (

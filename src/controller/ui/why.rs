@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::super::admin::AdminState;
 use crate::cluster::ClusterState;
 use crate::sync::Item;
-use podgate_core::index::AddressFinding;
+use podgate_core::index::{AddressFinding, RouteScope};
 use podgate_core::model::{ClusterName, EndpointState, RouteExplanation};
 
 /// What the Kubernetes API says about a pod asked for by name.
@@ -242,6 +242,9 @@ pub(crate) struct Explain {
     pub(crate) route: RouteExplanation,
     /// Pods of the winning upstream with the share of requests each would get.
     pub(crate) pods: Vec<super::apps::PodRow>,
+    /// The Ingresses claiming the winning entry, the winner (oldest) first; the others
+    /// lost a conflict.
+    pub(crate) ingresses: Vec<String>,
     /// Diagnostics that mention the host (conflicts, bad rules).
     pub(crate) diagnostics: Vec<String>,
 }
@@ -289,11 +292,26 @@ pub(crate) fn explain(state: &AdminState, raw: Option<&str>) -> Result<Explain, 
             )
         })
         .collect();
+    let default = route.via == "the default backend";
+    let scope = match (&route.pattern, route.host_match) {
+        _ if default => Some(RouteScope::Default),
+        (Some(p), _) => Some(RouteScope::Host(p.clone())),
+        (None, "rules without a host") => Some(RouteScope::AnyHost),
+        _ => None,
+    };
+    let ingresses = scope
+        .map(|s| {
+            state
+                .desired
+                .read(|i| i.route_claimants(&s, route.rule.as_ref()))
+        })
+        .unwrap_or_default();
     Ok(Explain {
         url,
         path,
         route,
         pods,
+        ingresses,
         diagnostics,
     })
 }

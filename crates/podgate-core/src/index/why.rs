@@ -120,3 +120,27 @@ impl Index {
         out
     }
 }
+
+impl Index {
+    /// The Ingresses that claim one route entry — `path` of `scope`, or with `None` the
+    /// scope's default backend — the winner (oldest) first, as `namespace/name in
+    /// cluster`. The others lost the conflict.
+    pub fn route_claimants(
+        &self,
+        scope: &super::RouteScope,
+        path: Option<&crate::model::PathMatch>,
+    ) -> Vec<String> {
+        let Some(claims) = self.scopes.get(scope) else {
+            return Vec::new();
+        };
+        let mut owners: Vec<&super::claims::Owner> = claims
+            .routes
+            .iter()
+            .filter(|c| c.path.as_ref() == path)
+            .map(|c| &c.owner)
+            .collect();
+        owners.sort();
+        owners.dedup();
+        owners.iter().map(ToString::to_string).collect()
+    }
+}

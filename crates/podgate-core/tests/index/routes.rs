@@ -325,3 +325,33 @@ fn tls_hosts_use_their_secret_and_a_bad_secret_disables_only_those_hosts() {
     assert_eq!(changes.certificates.len(), 2);
     assert!(index.snapshot().certificates.is_empty());
 }
+
+#[test]
+fn the_claimants_of_a_contested_rule_name_the_oldest_first() {
+    let mut index = index();
+    index.apply(
+        &idc(),
+        ingress("ns", "newer")
+            .created(200)
+            .route("shop.com", "Prefix", "/api", "b", 80),
+    );
+    index.apply(
+        &tke(),
+        ingress("ns", "older")
+            .created(100)
+            .route("shop.com", "Prefix", "/api", "a", 80),
+    );
+    let api = podgate_core::model::PathMatch::prefix("/api");
+    assert_eq!(
+        index.route_claimants(&host("shop.com"), Some(&api)),
+        ["ns/older in tke", "ns/newer in idc"]
+    );
+    assert!(index.route_claimants(&host("shop.com"), None).is_empty());
+    assert!(
+        index
+            .route_claimants(&host("other.com"), Some(&api))
+            .is_empty()
+    );
+    let t = index.snapshot().route_table();
+    assert_eq!(route(&t, "shop.com", "/api"), "ns/a:80");
+}

@@ -279,6 +279,7 @@ function renderExplain(e) {
     h('ol', { class: 'why' },
       h('li', {}, `Host ${e.host}: ${e.host_match}${e.pattern ? ` (${e.pattern})` : ''}`),
       h('li', {}, `Path ${e.path}: decided by ${decided}`),
+      e.ingresses.length ? h('li', {}, `Ingress ${e.ingresses[0]}${e.ingresses.length > 1 ? ` (won over ${e.ingresses.slice(1).join(', ')}: oldest first)` : ''}`) : null,
       h('li', {}, e.upstream ? `Upstream ${e.upstream.namespace}/${e.upstream.service}:${e.upstream.port}` : 'No upstream: 404'),
       e.tls ? h('li', {}, `TLS certificate ${e.tls}`) : null),
     table('Rules of the host, in precedence order', ['path', 'type', 'upstream', 'matches'],
@@ -291,8 +292,8 @@ function renderExplain(e) {
 
 function renderTimeline(o) {
   return [h('h1', {}, 'Timeline'), h('p', { class: 'hint' }, 'Every push to an LB target, newest first, with the objects that caused it.'),
-    table('Pushes', ['when', 'target', 'kind', 'upserted', 'removed', 'caused by', 'result'],
-      o.timeline.map((a) => [when(a.at_ms), a.target, a.full ? 'full sync' : 'change',
+    table('Pushes', ['when', 'target', 'kind', 'acknowledged in', 'upserted', 'removed', 'caused by', 'result'],
+      o.timeline.map((a) => [when(a.at_ms), a.target, a.full ? 'full sync' : 'change', `${a.took_ms} ms`,
         (a.upserted || []).join(', '), (a.removed || []).join(', '), (a.causes || []).join('; '),
         a.result === 'ok' ? badge('ok') : badge(a.result, 'error')]))];
 }
