@@ -189,10 +189,9 @@ fn due(
         if t.waiting.is_empty() {
             return Vec::new();
         }
-        // Read before the Index: a version read after a write is at or after it.
-        let now = desired.version();
         let mut out = Vec::new();
-        desired.read(|index| {
+        // The version with the Index it counts (read under its lock).
+        desired.read_versioned(|index, now| {
             t.waiting.retain(|key, w| {
                 if !index.has_object(cluster, Kind::Ingress, &key.0, &key.1) {
                     return false;

@@ -47,6 +47,10 @@ pub struct AdminState {
     pub(crate) sessions: super::ui::Sessions,
     /// The built-in proxies' live counters, for the apps view.
     pub(crate) live: super::ui::Live,
+    /// `admin.allowed_hosts`.
+    pub(crate) allowed_hosts: Vec<String>,
+    /// Open `/v1/events` streams at most (a quarter of `admin.max_connections`).
+    pub(crate) event_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// `GET /v1/clusters`: one cluster.
@@ -243,6 +247,16 @@ async fn route(
 ) -> Response<super::ui::Body> {
     let path = req.uri().path();
     if scope == Scope::Admin {
+        if !super::ui::session::allowed_host(req.headers(), &state.allowed_hosts) {
+            tracing::warn!(%path, "admin request for another host refused");
+            return admin_http::respond(
+                StatusCode::FORBIDDEN,
+                "application/json",
+                super::ui::full(
+                    r#"{"error":"this Host is not the admin listener's: use its address, or add the name to admin.allowed_hosts"}"#,
+                ),
+            );
+        }
         let write = !matches!(*req.method(), Method::GET | Method::HEAD);
         if write && !super::ui::session::same_origin(req.headers()) {
             tracing::warn!(%path, "admin write from another origin refused");

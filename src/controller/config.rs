@@ -331,6 +331,11 @@ pub struct AdminConfig {
         deserialize_with = "duration::required"
     )]
     pub header_read_timeout: Duration,
+    /// Host names the admin listener answers to besides IP addresses and `localhost`
+    /// (e.g. a Service name someone port-forwards under). Any other `Host` is refused
+    /// with 403, so that a web page cannot reach the admin view through DNS rebinding.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 fn default_admin_max_connections() -> usize {
@@ -344,6 +349,7 @@ fn default_admin_header_read() -> Duration {
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
+            allowed_hosts: Vec::new(),
             listen: default_admin_listen(),
             token_file: None,
             max_connections: default_admin_max_connections(),

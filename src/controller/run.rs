@@ -286,6 +286,12 @@ fn spawn_clusters(
     Ok(clusters)
 }
 
+/// A quarter of the admin listener's connections may be event streams.
+fn event_slots(config: &ControllerConfig) -> Arc<tokio::sync::Semaphore> {
+    let slots = (config.admin.max_connections / 4).max(1);
+    Arc::new(tokio::sync::Semaphore::new(slots))
+}
+
 /// Every `kind: podgate` target instance, for the admin view's live counters.
 fn live_sources(config: &ControllerConfig) -> Vec<super::ui::Source> {
     let mut out = Vec::new();
@@ -329,7 +335,10 @@ async fn spawn_gates(
     }
     let webhook = match &config.readiness_gate.webhook {
         Some(webhook) => {
-            let all = gates.iter().map(|(_, g)| g.clone()).collect();
+            let all = gates
+                .iter()
+                .map(|(c, g)| (c.to_string(), g.clone()))
+                .collect();
             Some(crate::gate::webhook::start(webhook, all, tasks).await?)
         }
         None => None,
@@ -431,6 +440,8 @@ pub async fn start(
         clients: clients.all(),
         sessions: super::ui::Sessions::default(),
         live: super::ui::Live::new(live_sources(config)),
+        allowed_hosts: config.admin.allowed_hosts.clone(),
+        event_slots: event_slots(config),
     });
     let (admin_addr, health_addr) = serve_admin(config, &admin, &mut tasks).await?;
     tracing::info!(%admin_addr, clusters = config.clusters.len(), targets = config.targets.len(), leader_election = config.leader_election.is_some(), "controller started");

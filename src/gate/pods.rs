@@ -155,13 +155,19 @@ impl Gated {
         self.table.lock().namespaces.contains(namespace)
     }
 
+    /// One pod changed. The table and the Index change under the table's lock (taken
+    /// before the Index's, never after), so that relists of other namespaces and this
+    /// event reach the Index in the order they changed the table.
     fn put(&self, cluster: &ClusterName, desired: &Desired, key: &PodKey, view: Option<PodView>) {
-        let old = {
-            let mut t = self.table.lock();
-            match &view {
-                Some(v) => t.pods.insert(key.clone(), v.clone()),
-                None => t.pods.remove(key),
-            }
+        let mut t = self.table.lock();
+        // A namespace no longer watched (its watch was stopped while this event was
+        // on its way) keeps nothing.
+        if !t.namespaces.contains(&key.0) {
+            return;
+        }
+        let old = match &view {
+            Some(v) => t.pods.insert(key.clone(), v.clone()),
+            None => t.pods.remove(key),
         };
         let (before, after) = (old.and_then(|v| v.counts()), view.and_then(|v| v.counts()));
         if before != after {
@@ -186,7 +192,13 @@ impl Gated {
                 say(address, true);
             }
         }
+        drop(t);
         self.changed.notify_one();
+    }
+
+    /// A namespace is opted in: its watch starts (its pods come with its first list).
+    fn watch(&self, namespace: &str) {
+        self.table.lock().namespaces.insert(namespace.to_owned());
     }
 
     /// Replaces one namespace's pods (its watch relisted, or it left: `None`), and hands
@@ -198,12 +210,15 @@ impl Gated {
         namespace: &str,
         pods: Option<&[(PodKey, PodView)]>,
     ) {
+        let mut t = self.table.lock();
+        // The relist of a namespace whose watch was stopped meanwhile changes nothing.
+        if pods.is_some() && !t.namespaces.contains(namespace) {
+            return;
+        }
         let ready: Vec<IpAddr> = {
-            let mut t = self.table.lock();
             t.pods.retain(|k, _| k.0 != namespace);
             match &pods {
                 Some(pods) => {
-                    t.namespaces.insert(namespace.to_owned());
                     t.pods.extend(pods.iter().cloned());
                 }
                 None => {
@@ -212,6 +227,7 @@ impl Gated {
             }
             t.pods.values().filter_map(PodView::counts).collect()
         };
+        // Under the table's lock, as in `put`.
         let cause = Cause::GatedPods {
             cluster: cluster.clone(),
             namespace: namespace.to_owned(),
@@ -224,6 +240,7 @@ impl Gated {
                 ready,
             },
         );
+        drop(t);
         self.changed.notify_one();
     }
 }
@@ -303,6 +320,7 @@ impl Context {
         if watches.0.contains_key(&namespace) {
             return;
         }
+        self.gated.watch(&namespace);
         let task = tokio::spawn(watch_pods(
             Api::namespaced(self.client.clone(), &namespace),
             self.cluster.clone(),

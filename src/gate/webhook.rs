@@ -58,7 +58,7 @@ pub enum WebhookError {
 /// Returns the bound address.
 pub(crate) async fn start(
     config: &WebhookConfig,
-    clusters: Vec<Arc<Gated>>,
+    clusters: Vec<(String, Arc<Gated>)>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<SocketAddr, WebhookError> {
     let files = CertFiles {
@@ -98,7 +98,7 @@ pub(crate) async fn start(
 async fn accept(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
-    clusters: Arc<Vec<Arc<Gated>>>,
+    clusters: Arc<Vec<(String, Arc<Gated>)>>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -135,25 +135,48 @@ async fn accept(
     }
 }
 
-async fn handle(clusters: &[Arc<Gated>], req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    clusters: &[(String, Arc<Gated>)],
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| {
         crate::admin_http::respond(status, "text/plain; charset=utf-8", Full::new(body.into()))
     };
-    if req.uri().path() != PATH {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("not found; the webhook is {PATH}\n"),
-        );
-    }
+    // `/mutate/pods`: any cluster's view of the namespace; `/mutate/pods/<cluster>`
+    // (for a webhook configuration in each of several clusters): that cluster's.
+    let path = req.uri().path().to_owned();
+    let only = match path.strip_prefix(PATH) {
+        Some("") => None,
+        Some(rest)
+            if clusters
+                .iter()
+                .any(|(c, _)| rest.strip_prefix('/') == Some(c.as_str())) =>
+        {
+            Some(rest[1..].to_owned())
+        }
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("not found; the webhook is {PATH} or {PATH}/<cluster>\n"),
+            );
+        }
+    };
     if req.method() != Method::POST {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
             "POST an AdmissionReview\n".into(),
         );
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("body: {e}\n")),
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = match tokio::time::timeout(HEADER_READ, collect).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("body: {e}\n")),
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body came too slowly\n".into(),
+            );
+        }
     };
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -173,7 +196,12 @@ async fn handle(clusters: &[Arc<Gated>], req: Request<Incoming>) -> Response<Ful
             );
         }
     };
-    let opted_in = |ns: &str| clusters.iter().any(|g| g.opted_in(ns));
+    let opted_in = |ns: &str| {
+        clusters
+            .iter()
+            .filter(|(c, _)| only.as_ref().is_none_or(|o| o == c))
+            .any(|(_, g)| g.opted_in(ns))
+    };
     let body = review_response(&request, opted_in).to_string();
     crate::admin_http::respond(StatusCode::OK, "application/json", Full::new(body.into()))
 }

@@ -3,7 +3,8 @@
 //! waited for) until then.
 //!
 //! "Acknowledged" is the same fact the `Sync` Event uses: the `Desired::version` read
-//! when the endpoint was first seen in an upstream, against each target's
+//! (under the Index's lock, with the lookup) when the endpoint was seen in its current
+//! upstreams, against each target's
 //! `TargetStatus::programmed`; a target that refuses one of the pod's upstreams has not
 //! registered it. After `readiness_gate.timeout` a pod gets the gate anyway, with a
 //! Warning Event naming the targets (a failing LB must not hold rollouts forever). A
@@ -55,8 +56,12 @@ pub(crate) struct Writer {
 struct Waiting {
     /// When its containers were first seen ready (the timeout counts from here).
     since: Instant,
-    /// `Desired::version` when its endpoint was first seen in an upstream.
+    /// `Desired::version` when its endpoint was seen in `upstreams`, read with them.
     version: Option<u64>,
+    upstreams: Vec<UpstreamKey>,
+    /// A failed patch waits until then (backoff doubling from 1 s to 30 s).
+    retry_at: Option<Instant>,
+    backoff: Duration,
     /// The False reason and message last written, so that each is written once.
     written: Option<(&'static str, String)>,
     /// True was written: nothing more to do until the pod shows it (or goes).
@@ -98,14 +103,19 @@ impl Writer {
             futures::stream::iter(writes)
                 .map(|(key, uid, verdict)| self.write(&recorder, key, uid, verdict))
                 .buffer_unordered(IN_FLIGHT)
-                .for_each(|done| {
-                    if let Some((key, verdict)) = done
-                        && let Some(w) = waiting.get_mut(&key)
-                    {
-                        if verdict.registered {
-                            w.done = true;
-                        } else {
-                            w.written = Some((verdict.reason, verdict.message));
+                .for_each(|(key, verdict)| {
+                    if let Some(w) = waiting.get_mut(&key) {
+                        match verdict {
+                            Some(v) if v.registered => w.done = true,
+                            Some(v) => {
+                                w.written = Some((v.reason, v.message));
+                                w.retry_at = None;
+                                w.backoff = Duration::from_secs(1);
+                            }
+                            None => {
+                                w.retry_at = Some(Instant::now() + w.backoff);
+                                w.backoff = (w.backoff * 2).min(Duration::from_secs(30));
+                            }
                         }
                     }
                     futures::future::ready(())
@@ -127,8 +137,6 @@ impl Writer {
             .filter(|(_, v)| v.counts().is_some() && v.gate != GateStatus::True)
             .collect();
         waiting.retain(|k, _| pods.iter().any(|(p, _)| p == k));
-        // Read before the Index: a version read after a write is at or after it.
-        let version = self.desired.version();
         let now = Instant::now();
         let mut writes = Vec::new();
         for (key, view) in pods {
@@ -138,17 +146,23 @@ impl Writer {
             let w = waiting.entry(key.clone()).or_insert(Waiting {
                 since: now,
                 version: None,
+                upstreams: Vec::new(),
                 written: None,
                 done: false,
+                retry_at: None,
+                backoff: Duration::from_secs(1),
             });
-            if w.done {
+            if w.done || w.retry_at.is_some_and(|at| now < at) {
                 continue;
             }
-            let lookup = self
-                .desired
-                .read(|index| index.gated_lookup(&self.cluster, address));
-            if !lookup.upstreams.is_empty() && w.version.is_none() {
-                w.version = Some(version);
+            let (lookup, version) = self.desired.read_versioned(|index, version| {
+                (index.gated_lookup(&self.cluster, address), version)
+            });
+            // Seen in other upstreams than before (a new Ingress, back after a hold):
+            // what counts is the version that shows these.
+            if lookup.upstreams != w.upstreams {
+                w.upstreams.clone_from(&lookup.upstreams);
+                w.version = (!lookup.upstreams.is_empty()).then_some(version);
             }
             let verdict = decide(
                 &lookup,
@@ -166,15 +180,15 @@ impl Writer {
         writes
     }
 
-    /// Patches one pod's condition (and publishes the timeout's Event); the key and
-    /// verdict when it landed.
+    /// Patches one pod's condition (and publishes the timeout's Event); the key, and
+    /// the verdict when it landed.
     async fn write(
         &self,
         recorder: &Recorder,
         key: PodKey,
         uid: Option<String>,
         verdict: Verdict,
-    ) -> Option<(PodKey, Verdict)> {
+    ) -> (PodKey, Option<Verdict>) {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.0);
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
         let patch = json!({ "status": { "conditions": [{
@@ -190,7 +204,7 @@ impl Writer {
             .await
         {
             crate::logging::warn_limited!(cluster = %self.cluster, %pod, error = %crate::logging::causes(&e), "readiness gate: could not patch the pod's status");
-            return None;
+            return (key, None);
         }
         tracing::debug!(cluster = %self.cluster, %pod, registered = verdict.registered, reason = verdict.reason, "readiness gate written");
         if verdict.warn {
@@ -218,7 +232,7 @@ impl Writer {
                 tracing::debug!(cluster = %self.cluster, %pod, error = %e, "could not publish Event");
             }
         }
-        Some((key, verdict))
+        (key, Some(verdict))
     }
 }
 

@@ -55,8 +55,10 @@ impl Desired {
         for input in inputs {
             changes.merge(index.dispatch(input));
         }
-        drop(index);
+        // Published under the lock: whoever reads the Index sees `version` counting
+        // every write it sees (the readiness gate relies on that).
         self.publish(cause, &changes);
+        drop(index);
         changes
     }
 
@@ -74,13 +76,16 @@ impl Desired {
             return None;
         }
         let changes = index.dispatch(input);
-        drop(index);
         self.publish(cause, &changes);
+        drop(index);
         Some(changes)
     }
 
     /// Hands one write's changes on: holds to the hold-down timer, everything else to
-    /// every inbox. Inboxes are sets, so writes published out of order merge alike.
+    /// every inbox, then counts the write (`version`). Called with the Index locked, so
+    /// versions follow the order of writes and a reader of the Index under its lock
+    /// (`read_versioned`) sees the version of everything it sees. Takes only the inbox
+    /// and channel locks, which nothing holds while taking the Index's.
     fn publish(&self, cause: &Cause, changes: &Changes) {
         if !changes.held.is_empty()
             && let Some(tx) = self.holds.lock().as_ref()
@@ -101,6 +106,12 @@ impl Desired {
             }
             self.version.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// `f` of the Index and the version it is at (every write it shows is counted).
+    pub(crate) fn read_versioned<R>(&self, f: impl FnOnce(&Index, u64) -> R) -> R {
+        let index = self.index.lock();
+        f(&index, self.version())
     }
 
     /// How many writes have changed something so far. Every change of those writes is

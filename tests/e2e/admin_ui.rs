@@ -346,3 +346,43 @@ async fn the_apps_view_shows_the_proxys_live_rates_and_latency() {
         assert_eq!(r["in_flight"], 0);
     }
 }
+
+/// DNS rebinding and cross-site writes: a `Host` that is not the listener's is refused
+/// (reads too), a write from another origin is refused, a pod name that is not a DNS
+/// name never reaches an API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_refuses_other_hosts_other_origins_and_odd_pod_names() {
+    let lab = Lab::start(LabOptions::default()).await.unwrap();
+    let admin = format!("http://{}", lab.controller.admin_addr);
+    let http = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let rebound = http
+        .get(format!("{admin}/v1/overview"))
+        .header("host", "evil.test:9900")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(rebound), 403);
+    let local = http
+        .get(format!("{admin}/v1/overview"))
+        .header("host", "localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(local), 200);
+    let cross = http
+        .put(format!("{admin}/v1/weights"))
+        .header("origin", "http://evil.test")
+        .json(&json!({ "weights": "idc=0,tke=100" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(cross), 403);
+    let odd = http
+        .get(format!("{admin}/v1/why?pod=shop/a/../../x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.status().as_u16(), 400);
+    assert!(odd.text().await.unwrap().contains("DNS names"));
+}

@@ -345,6 +345,31 @@ async fn the_webhook_adds_the_gate_once_to_pods_of_opted_in_namespaces_and_never
         patch_of(&answer(&text)),
         json!([{ "op": "add", "path": "/spec/readinessGates/-", "value": { "conditionType": "podgate.io/lb-registered" } }])
     );
+    // A configuration per cluster names its cluster: shop-gated is opted in in idc only.
+    let per_cluster =
+        |cluster: &str| url.replace("/mutate/pods?", &format!("/mutate/pods/{cluster}?"));
+    for (cluster, patched) in [("idc", true), ("tke", false)] {
+        let answer = client
+            .post(per_cluster(cluster))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&review("shop-gated", None)).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let a: Value = answer.json().await.unwrap();
+        assert_eq!(
+            a["response"].get("patch").is_some(),
+            patched,
+            "{cluster}: {a}"
+        );
+    }
+    let unknown = client
+        .post(per_cluster("aws"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
     // What is not an AdmissionReview is a 400 with a reason (the API server then fails
     // open, `failurePolicy: Ignore`).
     let (status, text) = post(b"{\"kind\":".to_vec()).await;

@@ -205,12 +205,16 @@ fn pods(
             .find(|(c, _)| c.as_str() == cluster)
             .map_or(0, |(_, s)| *s)
     };
-    let active_in = |cluster: &str| {
-        u.endpoints
-            .iter()
-            .filter(|e| e.cluster.as_str() == cluster && e.state == EndpointState::Active)
-            .count()
-    };
+    // Active endpoints per cluster, counted once (not once per endpoint).
+    let mut active: HashMap<&str, usize> = HashMap::new();
+    for e in u
+        .endpoints
+        .iter()
+        .filter(|e| e.state == EndpointState::Active)
+    {
+        *active.entry(e.cluster.as_str()).or_default() += 1;
+    }
+    let active_in = |cluster: &str| active.get(cluster).copied().unwrap_or(0);
     u.endpoints
         .iter()
         .map(|e| {

@@ -17,12 +17,14 @@ const POLL: Duration = Duration::from_millis(200);
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// A stream of SSE frames until the client disconnects.
+/// `slot` (one of the listener's event-stream slots) is held until the stream ends.
 pub(crate) fn stream(
     state: Arc<AdminState>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
     // Starts by telling the page where things stand, so it never waits for a change.
     let first = Bytes::from_static(b"retry: 1000\n\n");
-    futures::stream::unfold(
+    let frames = futures::stream::unfold(
         (
             state,
             None::<String>,
@@ -55,7 +57,12 @@ pub(crate) fn stream(
                 }
             }
         },
-    )
+    );
+    // The slot goes with the stream.
+    futures::StreamExt::map(frames, move |frame| {
+        let _held = &slot;
+        frame
+    })
 }
 
 /// Everything the page shows changes this string.

@@ -119,7 +119,15 @@ pub(crate) async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> R
             Err(e) => json_reply(StatusCode::BAD_REQUEST, &json!({ "error": e })),
         },
         (Method::GET, "/v1/events") => {
-            let body = StreamBody::new(events::stream(state.clone())).boxed_unsync();
+            // A quarter of the listener's connections at most: probes and the API
+            // always find a slot.
+            let Ok(slot) = state.event_slots.clone().try_acquire_owned() else {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many event streams open; the page falls back to reloading\n",
+                );
+            };
+            let body = StreamBody::new(events::stream(state.clone(), slot)).boxed_unsync();
             let mut r = Response::new(body);
             let h = r.headers_mut();
             h.insert(

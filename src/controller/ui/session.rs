@@ -110,6 +110,28 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Whether the `Host` a request names is one the admin listener answers to: an IP
+/// address, `localhost`, or one of `allowed` (DNS rebinding names an attacker's host).
+/// A request without `Host` (HTTP/1.0 tools) is let through.
+pub(crate) fn allowed_host(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return headers.get(header::HOST).is_none();
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
 /// Whether a write may go on as far as its origin goes: no `Origin` (a CLI, curl) or
 /// this listener's own (`http://` + the `Host` header).
 pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
@@ -163,6 +185,27 @@ mod tests {
             ("origin", "http://evil.test")
         ])));
         assert!(!same_origin(&headers(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn only_ip_addresses_localhost_and_allowed_names_are_answered() {
+        let allowed = ["podgate.podgate-system".to_owned()];
+        for (host, ok) in [
+            ("127.0.0.1:9900", true),
+            ("[::1]:9900", true),
+            ("localhost:9900", true),
+            ("10.0.0.7", true),
+            ("podgate.podgate-system:9900", true),
+            ("evil.test:9900", false),
+            ("evil.test", false),
+        ] {
+            assert_eq!(
+                allowed_host(&headers(&[("host", host)]), &allowed),
+                ok,
+                "{host}"
+            );
+        }
+        assert!(allowed_host(&HeaderMap::new(), &allowed));
     }
 
     #[test]

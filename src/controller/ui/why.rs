@@ -55,6 +55,11 @@ impl WhyQuery {
                     let (ns, name) = v
                         .split_once('/')
                         .ok_or_else(|| format!("pod {v:?}: give it as namespace/name"))?;
+                    if !is_dns_name(ns) || !is_dns_name(name) {
+                        return Err(format!(
+                            "pod {v:?}: namespace and name are DNS names (a-z, 0-9, '-', '.')"
+                        ));
+                    }
                     q.pod = Some((ns.to_owned(), name.to_owned()));
                 }
                 "ip" => {
@@ -72,6 +77,17 @@ impl WhyQuery {
         }
         Ok(q)
     }
+}
+
+/// A Kubernetes object name (DNS subdomain): nothing else reaches the API server.
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with(['-', '.'])
+        && !s.contains("..")
 }
 
 pub(crate) async fn why(state: &AdminState, q: WhyQuery) -> Why {

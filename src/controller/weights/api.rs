@@ -106,7 +106,13 @@ impl Weights {
 
     /// Writes `edits` and waits until this replica applied them.
     async fn commit(&self, edits: &Edits, status: StatusCode) -> Reply {
-        match self.store.write(edits, None).await {
+        self.commit_at(edits, None, status).await
+    }
+
+    /// `commit` with a `resourceVersion` precondition: 409 when the ConfigMap moved on
+    /// since `rv` (another replica's ramp step, a cancel) instead of undoing that.
+    async fn commit_at(&self, edits: &Edits, rv: Option<&str>, status: StatusCode) -> Reply {
+        match self.store.write(edits, rv).await {
             Ok(rv) => {
                 self.wait_applied(&rv, APPLY_WAIT).await;
                 reply(status, &self.view())
@@ -261,7 +267,8 @@ impl Weights {
             Ok(p) => p,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request: {e}")),
         };
-        let Some(m) = self.current().0.migrations.get(&app).cloned() else {
+        let (doc, rv) = self.current();
+        let Some(m) = doc.migrations.get(&app).cloned() else {
             return error(StatusCode::NOT_FOUND, format!("no migration of {app}"));
         };
         tracing::info!(%app, paused = pausing.paused, "migration paused or resumed by an operator");
@@ -272,7 +279,7 @@ impl Weights {
         let edits: Edits = [(app.migration_key(), Some(held.to_json()))]
             .into_iter()
             .collect();
-        self.commit(&edits, StatusCode::OK).await
+        self.commit_at(&edits, rv.as_deref(), StatusCode::OK).await
     }
 
     async fn cancel_migration(&self, path: &str) -> Reply {

@@ -168,6 +168,12 @@ where
         // `Connection: close`) rather than closing at once, where a request already on
         // its way would meet the close.
         let mut lingering = false;
+        // Already shutting down (it began after the last answer went out): linger now.
+        if *self.shutdown.borrow() && self.buf.is_empty() {
+            lingering = true;
+            armed = true;
+            self.deadline.as_mut().reset(Instant::now() + LINGER);
+        }
         loop {
             if !self.buf.is_empty() {
                 match self.parse() {
@@ -556,7 +562,7 @@ where
         if skippable {
             self.buf.advance(usize::try_from(body_left).unwrap_or(0));
         }
-        let close = x.close || !skippable;
+        let close = x.close || !skippable || *self.shutdown.borrow();
         let text = format!("{}\n", refusal.reason);
         let status = refusal.status;
         self.to_client.clear();
