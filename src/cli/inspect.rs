@@ -489,7 +489,7 @@ fn get_pods(apps: &[Value], wide: bool, filter: &str) -> String {
                 .map(|p| {
                     let mut row = vec![
                         s(&p["cluster"]),
-                        format!("{}:{}", s(&p["address"]), s(&p["port"])),
+                        address(&p),
                         s(&a["upstream"]),
                         s(&p["state"]),
                         percent(&p["probability"]),
@@ -513,6 +513,14 @@ fn get_pods(apps: &[Value], wide: bool, filter: &str) -> String {
         head.extend(["POD", "NODE", "ZONE", "WEIGHT", "GATE"]);
     }
     table(&head, &rows)
+}
+
+/// `10.0.0.5:8080`, or the address alone for one the LB does not get (no port).
+fn address(p: &Value) -> String {
+    match p["port"].as_u64() {
+        Some(port) if port > 0 => format!("{}:{port}", s(&p["address"])),
+        _ => s(&p["address"]),
+    }
 }
 
 /// `50%`, `16.7%`.

@@ -63,7 +63,7 @@ async fn status_get_explain_and_why_read_like_kubectl() {
     assert_eq!(
         out,
         format!(
-            "UPSTREAM      HOSTS             SHARES            ACTIVE/PODS\nshop/web:80   {HOST}   idc=50%,tke=50%   2/2\n"
+            "UPSTREAM      HOSTS             SHARES            ACTIVE/PODS\nshop/web:80   {HOST}   idc=50%,tke=50%   2/3\n"
         )
     );
     let (_, out, _) = podgate(&lab, &["get", "hosts"]).await;
@@ -80,6 +80,13 @@ async fn status_get_explain_and_why_read_like_kubectl() {
     );
     assert!(lines[1].starts_with("tke       127.1.176.1:"), "{out}");
     assert!(lines[1].contains("active   50%"), "{out}");
+    // What the LB does not get is listed with why.
+    let (_, out, _) = podgate(&lab, &["get", "pods", "-q", "10.98"]).await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("idc       10.98.0.7   shop/web:80   unroutable   0%")),
+        "{out}"
+    );
     let (_, out, _) = podgate(&lab, &["get", "pods", "-o", "json"]).await;
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json[0]["upstream"], "shop/web:80");

@@ -120,9 +120,14 @@ pub(crate) async fn apps(state: &AdminState, q: &str, page: usize, per_page: usi
     let matching: Vec<&std::sync::Arc<Upstream>> = upstreams
         .iter()
         .filter(|u| {
-            words
-                .iter()
-                .all(|w| matches(u, routes.get(&u.key), &names, w))
+            words.iter().all(|w| {
+                matches(u, routes.get(&u.key), &names, w)
+                    // An address the LB does not get (unroutable, held) is found too.
+                    || (w.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+                        && state.desired.read(|i| i.left_out(&u.key)).iter().any(|l| {
+                            l.address.to_string().contains(w.as_str())
+                        }))
+            })
         })
         .collect();
     let total = matching.len();
@@ -162,7 +167,11 @@ pub(crate) async fn apps(state: &AdminState, q: &str, page: usize, per_page: usi
                 shares: u.shares.iter().map(|(c, s)| (c.to_string(), *s)).collect(),
                 health_check: u.health_check.as_ref().map(ToString::to_string),
                 targets: target_states,
-                pods: pods(u, &names, &mut live),
+                pods: {
+                    let mut rows = pods(u, &names, &mut live);
+                    rows.extend(left_out(state, u, &names));
+                    rows
+                },
             }
         })
         .collect();
@@ -183,6 +192,35 @@ fn gated_names(state: &AdminState) -> HashMap<(String, IpAddr), (String, &'stati
                 (p.cluster, p.address?),
                 (format!("{}/{}", p.namespace, p.name), p.state),
             ))
+        })
+        .collect()
+}
+
+/// The addresses the upstream's slices list but the LB does not get, with why as their
+/// state (`unroutable`, `held`, `expired`, `not ready`).
+fn left_out(
+    state: &AdminState,
+    u: &Upstream,
+    names: &HashMap<(String, IpAddr), (String, &'static str)>,
+) -> Vec<PodRow> {
+    let out = state.desired.read(|i| i.left_out(&u.key));
+    out.into_iter()
+        .map(|l| {
+            let cluster = l.cluster.to_string();
+            let named = names.get(&(cluster.clone(), l.address));
+            PodRow {
+                name: named.map(|(n, _)| n.clone()),
+                gate: named.map(|(_, s)| *s),
+                cluster,
+                address: l.address,
+                port: 0,
+                node: None,
+                zone: None,
+                state: l.reason,
+                weight: 0,
+                probability: 0.0,
+                live: Vec::new(),
+            }
         })
         .collect()
 }

@@ -39,7 +39,7 @@ pub use reach::EndpointTarget;
 pub use snapshot::{Snapshot, UpstreamMap};
 pub use stale::{SliceChange, Withdrawal};
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
-pub use why::{AddressFinding, UpstreamFate};
+pub use why::{AddressFinding, LeftOut, UpstreamFate};
 
 use crate::model::{Certificate, ClusterName, HostPattern, Upstream, UpstreamKey, VirtualHost};
 

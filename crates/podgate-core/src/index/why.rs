@@ -144,3 +144,70 @@ impl Index {
         owners.iter().map(ToString::to_string).collect()
     }
 }
+
+/// An address a Service's slices list that its upstream leaves out, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeftOut {
+    pub cluster: ClusterName,
+    pub address: IpAddr,
+    /// `unroutable` (outside the cluster's routable networks), `held` (the cluster's
+    /// share is held down), `expired` (stale past `stale_ttl`), `not ready`.
+    pub reason: &'static str,
+}
+
+impl Index {
+    /// What the slices of `key`'s Service list that the upstream does not hold.
+    pub fn left_out(&self, key: &UpstreamKey) -> Vec<LeftOut> {
+        let upstream = self.upstream(key);
+        let holds = self.holds();
+        let service = (key.namespace.clone(), key.service.clone());
+        let mut out = Vec::new();
+        for store in &self.clusters {
+            let Some(record) = store.services.get(&service) else {
+                continue;
+            };
+            let Some(port) = record.port_name(&key.port) else {
+                continue;
+            };
+            let held = holds
+                .iter()
+                .any(|h| h.upstream == *key && h.cluster == store.name);
+            for slice in store.slices_of(&service) {
+                if !slice.ports.iter().any(|(n, _)| n == port) {
+                    continue;
+                }
+                let listed = slice.endpoints.iter().map(|e| (e, false));
+                let starting = slice.starting.iter().map(|e| (e, true));
+                for (e, is_starting) in listed.chain(starting) {
+                    let held_here = upstream.as_ref().is_some_and(|u| {
+                        u.endpoints
+                            .iter()
+                            .any(|x| x.address == e.address && x.cluster == store.name)
+                    });
+                    if held_here {
+                        continue;
+                    }
+                    let reason = if store.expired {
+                        "expired"
+                    } else if !store.reach.routable(e.address) {
+                        "unroutable"
+                    } else if is_starting && !store.gated.counts(e.address) {
+                        "not ready"
+                    } else if held {
+                        "held"
+                    } else {
+                        continue;
+                    };
+                    out.push(LeftOut {
+                        cluster: store.name.clone(),
+                        address: e.address,
+                        reason,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.cluster, a.address).cmp(&(&b.cluster, b.address)));
+        out.dedup();
+        out
+    }
+}

@@ -191,7 +191,7 @@ function liveCells(p) {
 
 function podRows(app) {
   return app.pods.map((p) => [
-    p.cluster, p.name || '—', `${p.address}:${p.port}`, p.node || '—', p.zone || '—',
+    p.cluster, p.name || '—', p.port ? `${p.address}:${p.port}` : p.address, p.node || '—', p.zone || '—',
     badge(p.state), String(p.weight), `${p.probability}%`, p.gate ? badge(p.gate, 'gate') : '—', ...liveCells(p)]);
 }
 
