@@ -247,7 +247,11 @@ async fn route(
 ) -> Response<super::ui::Body> {
     let path = req.uri().path();
     if scope == Scope::Admin {
-        if !super::ui::session::allowed_host(req.headers(), &state.allowed_hosts) {
+        // Probes and scrapes name whatever host they were configured with; they read
+        // nothing a rebinding page could use.
+        if !HEALTH_ROUTES.contains(&path)
+            && !super::ui::session::allowed_host(req.headers(), &state.allowed_hosts)
+        {
             tracing::warn!(%path, "admin request for another host refused");
             return admin_http::respond(
                 StatusCode::FORBIDDEN,
