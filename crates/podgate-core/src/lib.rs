@@ -7,6 +7,7 @@
 //! rule can be tested in microseconds.
 
 pub mod duration;
+pub mod gateway;
 pub mod guard;
 pub mod index;
 pub mod model;
