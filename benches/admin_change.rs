@@ -62,6 +62,7 @@ fn load(n: usize) -> Batch {
                 }],
                 default_backend: None,
                 tls: None,
+                rules: Vec::new(),
             },
         );
     }

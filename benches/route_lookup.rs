@@ -35,6 +35,7 @@ fn table() -> RouteTable {
                 routes,
                 default_backend: None,
                 tls: None,
+                rules: Vec::new(),
             },
         );
     }
@@ -48,6 +49,7 @@ fn table() -> RouteTable {
                 }],
                 default_backend: None,
                 tls: None,
+                rules: Vec::new(),
             },
         );
     }

@@ -28,8 +28,9 @@ use super::config::ProxyConfig;
 use super::headers;
 use super::metrics::Metrics;
 use super::record::{self, Record};
+use super::rules;
 use super::state::Store;
-use podgate_core::model::UpstreamKey;
+use podgate_core::model::{HttpRule, RuleFilter, UpstreamKey};
 
 /// Shared by every connection of every listener.
 #[derive(Debug)]
@@ -43,6 +44,10 @@ pub(crate) struct Forwarder {
     /// has ended for hyper, so the drain at shutdown counts the tunnel here.
     pub(crate) tunnels: Arc<tokio::sync::Semaphore>,
 }
+
+/// Where a request goes: the upstream, its pool, and the Gateway API rule whose
+/// filters apply (none for Ingress routes).
+type Routed = (UpstreamKey, Arc<Pool>, Option<Arc<HttpRule>>);
 
 /// Where a request came from.
 #[derive(Clone, Copy, Debug)]
@@ -116,11 +121,12 @@ impl Forwarder {
             && super::path::needs_normalizing(req.uri().path()))
         .then(|| super::path::normalize(req.uri().path()));
         let path = normalized.as_deref().unwrap_or(req.uri().path());
-        let (key, pool) = match self.route(host, path) {
+        let (key, pool, rule) = match self.route_request(host, path, &req, peer.tls) {
             Ok(routed) => routed,
-            Err(refusal) => return refusal.into_response(),
+            Err(answer) => return *answer,
         };
         record.pool = Some(Arc::clone(&pool));
+        let rewritten = rule.as_deref().and_then(|r| rewritten_path(r, path));
 
         let upgrade = headers::upgrade_protocol(req.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -133,8 +139,11 @@ impl Forwarder {
         // The host the request was routed by: HTTP/2 carries it in :authority and an
         // absolute-form target overrides Host; HTTP/1.1 upstreams need it as Host.
         head.insert(header::HOST, host_value);
+        if let Some(r) = &rule {
+            request_headers(r, &mut head);
+        }
         let original = parts.uri.path_and_query();
-        let path_and_query = match (normalized, original) {
+        let path_and_query = match (rewritten.or(normalized), original) {
             // Forwarded as routed: the upstream must not see the segments it skipped.
             (Some(path), original) => {
                 let query = original.and_then(http::uri::PathAndQuery::query);
@@ -188,10 +197,72 @@ impl Forwarder {
                     parts.headers.remove(header::CONTENT_LENGTH);
                 }
                 headers::strip_hop_by_hop(&mut parts.headers, None);
+                for f in rule.iter().flat_map(|r| &r.filters) {
+                    if let RuleFilter::ResponseHeaders(edits) = f {
+                        rules::edit(&mut parts.headers, edits);
+                    }
+                }
                 Response::from_parts(parts, Guarded::wrap(body, in_flight))
             }
             Err(resp) => resp,
         }
+    }
+
+    /// Where a request on the general path goes: through the host's Gateway API
+    /// rules when it has any (a redirect, a 500 for an unresolved share, or an
+    /// upstream with the rule whose filters apply), else as [`Self::route`].
+    fn route_request(
+        &self,
+        host: &str,
+        path: &str,
+        req: &Request<Incoming>,
+        tls: bool,
+    ) -> Result<Routed, Box<Response<ProxyBody>>> {
+        let snap = self.store.load();
+        let query = req.uri().query();
+        let found = rules::first_match(
+            snap.router.rules(host),
+            req.method(),
+            path,
+            req.headers(),
+            query,
+        );
+        let Some(rule) = found else {
+            return match self.route(host, path) {
+                Ok((key, pool)) => Ok((key, pool, None)),
+                Err(refusal) => Err(Box::new(refusal.into_response())),
+            };
+        };
+        if let Some(r) = rule.redirect() {
+            return Err(Box::new(rules::redirect(r, rule, tls, host, path, query)));
+        }
+        let Some(key) = rules::pick_backend(rule) else {
+            return Err(Box::new(reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this share of the route has no backend (a reference that does not resolve, or weight 0)",
+            )));
+        };
+        let Some(pool) = snap.upstreams.get(key) else {
+            crate::logging::warn_limited!(%host, path, upstream = %key, "rule names an unknown upstream");
+            return Err(Box::new(reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("upstream {key} is not configured"),
+            )));
+        };
+        Ok((key.clone(), Arc::clone(pool), Some(Arc::clone(rule))))
+    }
+
+    /// [`Self::route`] for the fast path; `None` when the host has Gateway API rules
+    /// (they match on more than the path and edit what is forwarded: the general path
+    /// serves them).
+    pub(crate) fn route_fast(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> Option<Result<(UpstreamKey, Arc<Pool>), Refusal>> {
+        let snap = self.store.load();
+        let key = snap.router.route_without_rules(host, path).ok()?;
+        Some(upstream_of(&snap, key, host, path))
     }
 
     /// The upstream serving `host` and `path` in the live snapshot.
@@ -201,21 +272,7 @@ impl Forwarder {
         path: &str,
     ) -> Result<(UpstreamKey, Arc<Pool>), Refusal> {
         let snap = self.store.load();
-        let Some(key) = snap.router.route(host, path) else {
-            tracing::debug!(%host, path, "no route");
-            return Err(Refusal::new(
-                StatusCode::NOT_FOUND,
-                "no route for this host and path".into(),
-            ));
-        };
-        let Some(pool) = snap.upstreams.get(key) else {
-            crate::logging::warn_limited!(%host, path, upstream = %key, "route names an unknown upstream");
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("upstream {key} is not configured"),
-            ));
-        };
-        Ok((key.clone(), Arc::clone(pool)))
+        upstream_of(&snap, snap.router.route(host, path), host, path)
     }
 
     /// An endpoint of `pool` not in `tried`, with its in-flight slot taken.
@@ -451,6 +508,54 @@ fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
         return HeaderValue::from_str(authority.as_str()).ok();
     }
     req.headers().get(header::HOST).cloned()
+}
+
+/// The pool of the upstream a route names, or why there is none.
+fn upstream_of(
+    snap: &super::state::Snapshot,
+    key: Option<&UpstreamKey>,
+    host: &str,
+    path: &str,
+) -> Result<(UpstreamKey, Arc<Pool>), Refusal> {
+    let Some(key) = key else {
+        tracing::debug!(%host, path, "no route");
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no route for this host and path".into(),
+        ));
+    };
+    let Some(pool) = snap.upstreams.get(key) else {
+        crate::logging::warn_limited!(%host, path, upstream = %key, "route names an unknown upstream");
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("upstream {key} is not configured"),
+        ));
+    };
+    Ok((key.clone(), Arc::clone(pool)))
+}
+
+/// Applies a rule's request header edits and Host rewrite to the forwarded head.
+fn request_headers(rule: &HttpRule, head: &mut http::HeaderMap) {
+    for f in &rule.filters {
+        match f {
+            RuleFilter::RequestHeaders(edits) => rules::edit(head, edits),
+            RuleFilter::Rewrite(rw) => {
+                let host = rw.hostname.as_deref().map(HeaderValue::from_str);
+                if let Some(Ok(h)) = host {
+                    head.insert(header::HOST, h);
+                }
+            }
+            RuleFilter::ResponseHeaders(_) | RuleFilter::Redirect(_) => {}
+        }
+    }
+}
+
+/// The path a rule's URL rewrite forwards, if it rewrites the path.
+fn rewritten_path(rule: &HttpRule, path: &str) -> Option<String> {
+    rule.filters.iter().find_map(|f| match f {
+        RuleFilter::Rewrite(rw) => rw.path.as_ref().map(|p| p.apply(&rule.path, path)),
+        _ => None,
+    })
 }
 
 /// Splices an upgraded client connection to the upgraded upstream connection.

@@ -26,6 +26,7 @@ mod path;
 mod persist;
 mod record;
 mod router;
+mod rules;
 mod server;
 mod state;
 mod timed_connect;

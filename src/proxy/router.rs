@@ -18,6 +18,8 @@ pub(crate) struct CompiledHost {
     default_backend: Option<UpstreamKey>,
     /// Certificate id for this host, if TLS is on.
     pub(crate) tls: Option<String>,
+    /// Gateway API rules, tried before `routes` (see `rules.rs`).
+    pub(crate) rules: Box<[std::sync::Arc<podgate_core::model::HttpRule>]>,
 }
 
 impl CompiledHost {
@@ -29,6 +31,10 @@ impl CompiledHost {
             .or(self.default_backend.as_ref())
     }
 }
+
+/// A request the fast path must hand to the general path.
+#[derive(Debug)]
+pub(crate) struct GeneralPath;
 
 /// The route table in lookup form, plus the table as pushed (for `GET /v1/state`).
 /// Public so that benchmarks and other data planes can use the same lookup.
@@ -56,6 +62,7 @@ fn compile_host(vhost: &podgate_core::model::VirtualHost) -> CompiledHost {
         routes,
         default_backend: vhost.default_backend.clone(),
         tls: vhost.tls.clone(),
+        rules: super::rules::compile(vhost),
     }
 }
 
@@ -92,6 +99,30 @@ impl Router {
             return None;
         }
         self.wildcard.get(rest).and_then(|&i| self.hosts.get(i))
+    }
+
+    /// The Gateway API rules of the host a request goes to (none for Ingress hosts).
+    pub(crate) fn rules(&self, raw_host: &str) -> &[std::sync::Arc<podgate_core::model::HttpRule>] {
+        self.host(raw_host)
+            .or(self.any_host.as_ref())
+            .map_or(&[], |h| &h.rules)
+    }
+
+    /// [`Self::route`] for the fast path, refused with [`GeneralPath`] when the host
+    /// has Gateway API rules, which only the general path serves. One host lookup
+    /// either way.
+    pub(crate) fn route_without_rules(
+        &self,
+        raw_host: &str,
+        path: &str,
+    ) -> Result<Option<&UpstreamKey>, GeneralPath> {
+        let host = self.host(raw_host).or(self.any_host.as_ref());
+        if host.is_some_and(|h| !h.rules.is_empty()) {
+            return Err(GeneralPath);
+        }
+        Ok(host
+            .and_then(|h| h.route(path))
+            .or(self.table.default_backend.as_ref()))
     }
 
     /// The upstream for a request, with the Ingress fallbacks: host-less rules for an
@@ -155,6 +186,7 @@ mod tests {
                     .collect(),
                 default_backend: default.map(key),
                 tls: None,
+                rules: Vec::new(),
             }
         };
         t.hosts.insert(

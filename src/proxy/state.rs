@@ -186,6 +186,9 @@ impl Store {
             batch.upsert_upstreams.push(whole);
         }
         validate_upstreams(&batch)?;
+        if let Some(table) = &batch.routes {
+            super::rules::check(table).map_err(ApplyError::Invalid)?;
+        }
         cur.owners.check(&batch)?;
         let mut certs = Vec::with_capacity(batch.upsert_certificates.len());
         let mut seen_ids = HashSet::new();

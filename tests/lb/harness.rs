@@ -259,6 +259,7 @@ pub(crate) fn vhost(routes: &[(PathMatch, &str)], default: Option<&str>) -> Virt
         routes,
         default_backend: default.map(key),
         tls: None,
+        rules: Vec::new(),
     }
 }
 

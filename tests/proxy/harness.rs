@@ -178,6 +178,9 @@ async fn answer(
         "forwarded",
         "x-real-ip",
         "x-forwarded-port",
+        "x-edit-set",
+        "x-edit-add",
+        "x-edit-gone",
     ] {
         if let Some(v) = req.headers().get(h) {
             builder = builder.header(format!("x-seen-{h}"), v);

@@ -11,6 +11,7 @@ mod observability;
 mod openapi;
 mod restart;
 mod routing;
+mod rules;
 mod smuggling;
 mod tls;
 mod websocket;

@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use http::StatusCode;
 use podgate::proxy::ADMIN_ROUTES;
 use podgate_core::model::{
-    Batch, Certificate, CertificateInfo, Endpoint, EndpointState, HealthCheck, HostPattern,
-    LbState, OwnerState, PathMatch, Pem, PortRef, Route, RouteTable, StateSummary, Upstream,
-    UpstreamKey, UpstreamPatch, VirtualHost,
+    Batch, Certificate, CertificateInfo, Endpoint, EndpointState, HeaderEdits, HealthCheck,
+    HostPattern, HttpRule, LbState, NameValue, OwnerState, PathMatch, PathRewrite, Pem, PortRef,
+    Redirect, Rewrite, Route, RouteTable, RuleFilter, StateSummary, Upstream, UpstreamKey,
+    UpstreamPatch, VirtualHost, WeightedBackend,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -127,6 +128,58 @@ fn vhost() -> VirtualHost {
         }],
         default_backend: Some(key()),
         tls: Some("shop/tls".into()),
+        rules: vec![rule()],
+    }
+}
+
+fn nv(name: &str, value: &str) -> NameValue {
+    NameValue {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+fn edits() -> HeaderEdits {
+    HeaderEdits {
+        set: vec![nv("x-a", "1")],
+        add: vec![nv("x-b", "2")],
+        remove: vec!["x-c".into()],
+    }
+}
+
+fn redirect() -> Redirect {
+    Redirect {
+        scheme: Some("https".into()),
+        hostname: Some("b.example.com".into()),
+        port: Some(8443),
+        path: Some(PathRewrite::Full("/new".into())),
+        status: 301,
+    }
+}
+
+fn rewrite() -> Rewrite {
+    Rewrite {
+        hostname: Some("internal.example.com".into()),
+        path: Some(PathRewrite::Prefix("/v2".into())),
+    }
+}
+
+fn rule() -> HttpRule {
+    HttpRule {
+        path: PathMatch::prefix("/api"),
+        method: Some("GET".into()),
+        headers: vec![nv("x-canary", "true")],
+        query: vec![nv("debug", "1")],
+        filters: vec![
+            RuleFilter::RequestHeaders(edits()),
+            RuleFilter::ResponseHeaders(edits()),
+            RuleFilter::Rewrite(rewrite()),
+        ],
+        backends: vec![WeightedBackend {
+            upstream: Some(key()),
+            weight: 90,
+        }],
+        source: "shop/web rule 0".into(),
     }
 }
 
@@ -200,6 +253,12 @@ fn schemas_match_the_model() {
     check_schema(&doc, "RouteTable", &table());
     check_schema(&doc, "VirtualHost", &vhost());
     check_schema(&doc, "Route", &vhost().routes[0]);
+    check_schema(&doc, "HttpRule", &rule());
+    check_schema(&doc, "NameValue", &nv("a", "b"));
+    check_schema(&doc, "WeightedBackend", &rule().backends[0]);
+    check_schema(&doc, "HeaderEdits", &edits());
+    check_schema(&doc, "Redirect", &redirect());
+    check_schema(&doc, "Rewrite", &rewrite());
     check_schema(&doc, "PathMatch", &PathMatch::exact("/x"));
     check_schema(&doc, "Certificate", &batch.upsert_certificates[0]);
     let info = CertificateInfo {

@@ -369,6 +369,7 @@ mod tests {
                 routes,
                 default_backend: Some(key("vdef")),
                 tls: None,
+                rules: Vec::new(),
             },
         );
         RouteTable {
@@ -412,6 +413,7 @@ mod tests {
             }],
             default_backend: None,
             tls: None,
+            rules: Vec::new(),
         });
         assert!(
             HostPattern::parse(ANY_HOST).is_err(),

@@ -223,7 +223,9 @@ where
             Parsed::Handoff => return Some(Next::Handoff),
             Parsed::Complete(req) => req,
         };
-        let target = self.forwarder.route(req.host, req.path());
+        let Some(target) = self.forwarder.route_fast(req.host, req.path()) else {
+            return Some(Next::Handoff);
+        };
         let log = self.forwarder.access_log();
         let head = log.is_on().then(|| Box::new(self.log_head(&req, log)));
         self.to_upstream.clear();

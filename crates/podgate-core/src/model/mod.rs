@@ -11,6 +11,7 @@ mod host;
 mod patch;
 mod path;
 mod route;
+mod rule;
 pub mod shares;
 mod tls;
 mod upstream;
@@ -22,6 +23,9 @@ pub use host::{HostError, HostPattern, normalize_request_host};
 pub use patch::{PatchError, UpstreamPatch};
 pub use path::{PathError, PathKind, PathMatch};
 pub use route::{Route, RouteExplanation, RouteTable, RuleCheck, VirtualHost};
+pub use rule::{
+    HeaderEdits, HttpRule, NameValue, PathRewrite, Redirect, Rewrite, RuleFilter, WeightedBackend,
+};
 pub use shares::{ClusterWeights, WeightsError};
 pub use tls::{Certificate, Pem};
 pub use upstream::{Endpoint, EndpointState, PortRef, Upstream, UpstreamKey};

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{HostPattern, PathMatch, UpstreamKey};
+use super::{HostPattern, HttpRule, PathMatch, UpstreamKey};
 
 /// One path rule of a host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,9 @@ pub struct VirtualHost {
     /// Id of the certificate (`namespace/secret`) to serve for this host, if TLS is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// Gateway API rules (contract version 2), tried in order before `routes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<HttpRule>,
 }
 
 impl VirtualHost {
@@ -252,6 +255,7 @@ mod explain_tests {
                 ],
                 default_backend: Some(key("web")),
                 tls: Some("shop/cert".to_owned()),
+                rules: Vec::new(),
             },
         );
         hosts.insert(
