@@ -13,6 +13,7 @@
 //!     master_sockets: [/run/haproxy/a-master.sock, /run/haproxy/b-master.sock]
 //!     config_dirs: [/etc/haproxy/podgate-a, /etc/haproxy/podgate-b]
 //!     listen: ["0.0.0.0:80"]
+//!     tls_listen: ["0.0.0.0:443"]
 //!   - name: caddy
 //!     kind: caddy
 //!     urls: ["http://127.0.0.1:2019"]
@@ -80,6 +81,9 @@ pub struct Target {
     /// haproxy and caddy: addresses of the routing frontend / server podgate renders.
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// haproxy: TLS addresses of the same routing, certificates chosen by SNI.
+    #[serde(default)]
+    pub tls_listen: Vec<SocketAddr>,
     /// haproxy: least time between two reloads (default 2000).
     pub min_reload_interval_ms: Option<u64>,
     /// Timeout of one request to the LB (default: 5 s haproxy, 30 s caddy).
@@ -125,6 +129,7 @@ impl Target {
             config_dir: None,
             config_dirs: Vec::new(),
             listen: Vec::new(),
+            tls_listen: Vec::new(),
             min_reload_interval_ms: None,
             timeout_ms: None,
             server_name: None,
@@ -183,6 +188,7 @@ impl Target {
         if self.kind == Podgate && !self.listen.is_empty() {
             return Err(self.invalid("listen", "does not apply to kind podgate"));
         }
+        self.only_for(Haproxy, "tls_listen", !self.tls_listen.is_empty())?;
         if self.kind == Haproxy && (self.url.is_some() || !self.urls.is_empty()) {
             return Err(self.invalid("url(s)", "kind haproxy is reached through `socket(s)`"));
         }
@@ -244,6 +250,7 @@ impl Target {
                 .transpose()?;
             let mut s = HaproxySettings::new(runtime.clone(), master, dirs[i].clone());
             s.binds.clone_from(&self.listen);
+            s.tls_binds.clone_from(&self.tls_listen);
             s.command_timeout = self.timeout(5_000);
             s.owner = owner.map(str::to_owned);
             if let Some(ms) = self.min_reload_interval_ms {

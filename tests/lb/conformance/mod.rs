@@ -10,6 +10,7 @@ mod contract;
 mod endpoints;
 mod resync;
 mod routing;
+mod tls;
 mod under_test;
 
 pub(crate) use under_test::Haproxy;
@@ -55,3 +56,21 @@ suite![
     contract::never_touches_what_podgate_did_not_register,
     contract::fences_old_epochs,
 ];
+
+// TLS termination, for the kinds that do it so far.
+kind_suite!(
+    proxy_tls,
+    super::Kind::Proxy,
+    [
+        tls::terminates_tls_by_sni_and_rotates_without_reload,
+        tls::certificates_survive_a_restart,
+    ]
+);
+kind_suite!(
+    haproxy_tls,
+    super::Kind::Haproxy,
+    [
+        tls::terminates_tls_by_sni_and_rotates_without_reload,
+        tls::certificates_survive_a_restart,
+    ]
+);
