@@ -18,6 +18,7 @@
 //!     kind: caddy
 //!     urls: ["http://127.0.0.1:2019"]
 //!     listen: ["0.0.0.0:8080"]
+//!     tls_listen: ["0.0.0.0:8443"]
 //!   - name: proxy
 //!     kind: podgate
 //!     url: http://10.0.0.5:9901
@@ -81,7 +82,7 @@ pub struct Target {
     /// haproxy and caddy: addresses of the routing frontend / server podgate renders.
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
-    /// haproxy: TLS addresses of the same routing, certificates chosen by SNI.
+    /// haproxy and caddy: TLS addresses of the same routing, certificates chosen by SNI.
     #[serde(default)]
     pub tls_listen: Vec<SocketAddr>,
     /// haproxy: least time between two reloads (default 2000).
@@ -188,7 +189,9 @@ impl Target {
         if self.kind == Podgate && !self.listen.is_empty() {
             return Err(self.invalid("listen", "does not apply to kind podgate"));
         }
-        self.only_for(Haproxy, "tls_listen", !self.tls_listen.is_empty())?;
+        if self.kind == Podgate && !self.tls_listen.is_empty() {
+            return Err(self.invalid("tls_listen", "does not apply to kind podgate"));
+        }
         if self.kind == Haproxy && (self.url.is_some() || !self.urls.is_empty()) {
             return Err(self.invalid("url(s)", "kind haproxy is reached through `socket(s)`"));
         }
@@ -272,6 +275,7 @@ impl Target {
         for raw in instances {
             let admin = AdminAddr::parse(raw).map_err(|e| self.invalid("urls", e.to_string()))?;
             let mut s = CaddySettings::new(admin.clone(), self.listen.clone());
+            s.tls_listen.clone_from(&self.tls_listen);
             s.timeout = self.timeout(30_000);
             s.owner = owner.map(str::to_owned);
             s.server_name = self

@@ -55,22 +55,6 @@ suite![
     contract::applies_patches_to_what_it_holds,
     contract::never_touches_what_podgate_did_not_register,
     contract::fences_old_epochs,
+    tls::terminates_tls_by_sni_and_rotates_without_reload,
+    tls::certificates_survive_a_restart,
 ];
-
-// TLS termination, for the kinds that do it so far.
-kind_suite!(
-    proxy_tls,
-    super::Kind::Proxy,
-    [
-        tls::terminates_tls_by_sni_and_rotates_without_reload,
-        tls::certificates_survive_a_restart,
-    ]
-);
-kind_suite!(
-    haproxy_tls,
-    super::Kind::Haproxy,
-    [
-        tls::terminates_tls_by_sni_and_rotates_without_reload,
-        tls::certificates_survive_a_restart,
-    ]
-);

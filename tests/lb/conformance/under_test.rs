@@ -245,6 +245,7 @@ impl Haproxy {
 pub(crate) struct Caddy {
     program: programs::Caddy,
     lb: SocketAddr,
+    tls: SocketAddr,
     adapter: CaddyAdapter,
     /// Where the operator's own server (see [`Stage::BeforePodgate`]) listens.
     foreign: SocketAddr,
@@ -253,14 +254,16 @@ pub(crate) struct Caddy {
 impl Caddy {
     async fn start(unix_admin: bool) -> Self {
         let mut program = programs::Caddy::new(unix_admin);
-        let lb = free_addr();
+        let (lb, tls) = (free_addr(), free_addr());
         let addr = program.admin_addr();
-        let adapter =
-            CaddyAdapter::new(format!("caddy/{addr}"), CaddySettings::new(addr, vec![lb])).unwrap();
+        let mut settings = CaddySettings::new(addr.clone(), vec![lb]);
+        settings.tls_listen = vec![tls];
+        let adapter = CaddyAdapter::new(format!("caddy/{addr}"), settings).unwrap();
         program.launch().await;
         Self {
             program,
             lb,
+            tls,
             adapter,
             foreign: free_addr(),
         }
@@ -305,7 +308,6 @@ impl Caddy {
 }
 
 /// One LB of one kind, started and driven through its adapter.
-#[allow(clippy::large_enum_variant)] // one per test
 pub(crate) enum Lb {
     Proxy(Proxy),
     Haproxy(Haproxy),
@@ -344,7 +346,7 @@ impl Lb {
         match self {
             Self::Proxy(p) => p.https,
             Self::Haproxy(h) => h.tls,
-            Self::Caddy(_) => unimplemented!("TLS through Caddy"),
+            Self::Caddy(c) => c.tls,
         }
     }
 
