@@ -13,10 +13,12 @@
 //!     master_sockets: [/run/haproxy/a-master.sock, /run/haproxy/b-master.sock]
 //!     config_dirs: [/etc/haproxy/podgate-a, /etc/haproxy/podgate-b]
 //!     listen: ["0.0.0.0:80"]
+//!     tls_listen: ["0.0.0.0:443"]
 //!   - name: caddy
 //!     kind: caddy
 //!     urls: ["http://127.0.0.1:2019"]
 //!     listen: ["0.0.0.0:8080"]
+//!     tls_listen: ["0.0.0.0:8443"]
 //!   - name: proxy
 //!     kind: podgate
 //!     url: http://10.0.0.5:9901
@@ -80,6 +82,9 @@ pub struct Target {
     /// haproxy and caddy: addresses of the routing frontend / server podgate renders.
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// haproxy and caddy: TLS addresses of the same routing, certificates chosen by SNI.
+    #[serde(default)]
+    pub tls_listen: Vec<SocketAddr>,
     /// haproxy: least time between two reloads (default 2000).
     pub min_reload_interval_ms: Option<u64>,
     /// Timeout of one request to the LB (default: 5 s haproxy, 30 s caddy).
@@ -125,6 +130,7 @@ impl Target {
             config_dir: None,
             config_dirs: Vec::new(),
             listen: Vec::new(),
+            tls_listen: Vec::new(),
             min_reload_interval_ms: None,
             timeout_ms: None,
             server_name: None,
@@ -182,6 +188,9 @@ impl Target {
         self.only_for(Caddy, "server_name", self.server_name.is_some())?;
         if self.kind == Podgate && !self.listen.is_empty() {
             return Err(self.invalid("listen", "does not apply to kind podgate"));
+        }
+        if self.kind == Podgate && !self.tls_listen.is_empty() {
+            return Err(self.invalid("tls_listen", "does not apply to kind podgate"));
         }
         if self.kind == Haproxy && (self.url.is_some() || !self.urls.is_empty()) {
             return Err(self.invalid("url(s)", "kind haproxy is reached through `socket(s)`"));
@@ -244,6 +253,7 @@ impl Target {
                 .transpose()?;
             let mut s = HaproxySettings::new(runtime.clone(), master, dirs[i].clone());
             s.binds.clone_from(&self.listen);
+            s.tls_binds.clone_from(&self.tls_listen);
             s.command_timeout = self.timeout(5_000);
             s.owner = owner.map(str::to_owned);
             if let Some(ms) = self.min_reload_interval_ms {
@@ -265,6 +275,7 @@ impl Target {
         for raw in instances {
             let admin = AdminAddr::parse(raw).map_err(|e| self.invalid("urls", e.to_string()))?;
             let mut s = CaddySettings::new(admin.clone(), self.listen.clone());
+            s.tls_listen.clone_from(&self.tls_listen);
             s.timeout = self.timeout(30_000);
             s.owner = owner.map(str::to_owned);
             s.server_name = self

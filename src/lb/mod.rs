@@ -10,6 +10,7 @@ pub mod config;
 pub mod haproxy;
 pub(crate) mod http;
 pub(crate) mod owner;
+pub(crate) mod tls_check;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -311,3 +311,109 @@ pub(crate) fn stop_child(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A certificate authority for tests: the only root a TLS client of the tests trusts.
+pub(crate) struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A leaf certificate signed by a [`TestCa`], as the contract carries it and as a client
+/// sees it.
+pub(crate) struct TestCert {
+    pub(crate) certificate: podgate_core::model::Certificate,
+    pub(crate) der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TestCa {
+    pub(crate) fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        Self { issuer }
+    }
+
+    /// A new certificate (a new key every time) for `name`, with the id `id`.
+    pub(crate) fn leaf(&self, id: &str, name: &str) -> TestCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        TestCert {
+            certificate: podgate_core::model::Certificate {
+                id: id.to_owned(),
+                cert_pem: podgate_core::model::Pem(cert.pem().into()),
+                key_pem: podgate_core::model::Pem(key.serialize_pem().into()),
+            },
+            der: cert.der().clone(),
+        }
+    }
+
+    fn client(&self) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// One GET over TLS with SNI `host` (and `Host: host`), the certificate verified against
+/// `ca` only: (the leaf the LB presented, status, body). `Err` for a failed handshake
+/// (an unknown name, a certificate `ca` did not sign or not for `host`) or request.
+pub(crate) async fn https_get(
+    lb: SocketAddr,
+    ca: &TestCa,
+    host: &str,
+    path: &str,
+) -> Result<(rustls::pki_types::CertificateDer<'static>, u16, String), String> {
+    let fut = async {
+        let tcp = TcpStream::connect(lb).await.map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let tls = ca
+            .client()
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let presented = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or("no certificate presented")?
+            .clone();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header("host", host)
+            .header("connection", "close")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((
+            presented,
+            status,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| "request timed out".to_owned())?
+}

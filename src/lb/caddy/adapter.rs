@@ -1,7 +1,10 @@
 //! [`CaddyAdapter`]: the LB contract on top of Caddy's admin API.
 //!
-//! Owns: the mirror of what was applied, posting the rendered server once per batch,
-//! creating the path down to `apps.http.servers` when Caddy has none, and `observe`.
+//! Owns: the mirror of what was applied, posting the rendered server once per batch
+//! (and the TLS server beside it with `tls_listen`), podgate's certificates in the TLS
+//! app (loaded before the servers name them, removed after), creating the paths down
+//! to `apps.http.servers` and `apps.tls.certificates.load_pem` when Caddy has none, and
+//! `observe`.
 //! Must never `POST /load` (that would replace the operator's whole configuration).
 
 use crate::lb::SettingsError;
@@ -16,17 +19,21 @@ use super::client::{AdminClient, AdminError};
 use super::render::{
     Ids, Meta, SOURCE_VAR, SOURCE_VHOST_DEFAULT, UP_VAR, dial, parse_pattern, render_server, slots,
 };
+use super::tls::{
+    TlsIds, cert_entry, entry_id, entry_info, read_policies, render_tls_server, tls_server_name,
+};
 use crate::lb::haproxy::names::decode_key;
 use crate::lb::{BoxFuture, LbAdapter, LbError, next_upstreams};
 use podgate_core::model::{
-    Batch, ClusterName, Endpoint, EndpointState, HostPattern, LbState, Route, RouteTable,
-    StateSummary, Upstream, UpstreamKey, VirtualHost,
+    Batch, Certificate, CertificateInfo, ClusterName, Endpoint, EndpointState, HostPattern,
+    LbState, Route, RouteTable, StateSummary, Upstream, UpstreamKey, VirtualHost,
 };
 
 #[derive(Default)]
 struct Mirror {
     upstreams: BTreeMap<UpstreamKey, Upstream>,
     routes: RouteTable,
+    certs: BTreeMap<String, Certificate>,
     generation: u64,
     epoch: u64,
     /// Whether this adapter has applied anything yet (a fresh adapter must compare
@@ -39,6 +46,7 @@ pub struct CaddyAdapter {
     name: String,
     settings: CaddySettings,
     ids: Ids,
+    tls_ids: TlsIds,
     client: AdminClient,
     mirror: Mutex<Mirror>,
 }
@@ -50,6 +58,34 @@ fn lb_error(e: AdminError) -> LbError {
     } else {
         LbError::Transient(e.to_string())
     }
+}
+
+/// A certificate Caddy refused is that certificate's fault (with its id); trouble
+/// reaching Caddy is not.
+#[allow(clippy::needless_pass_by_value)]
+fn cert_error(id: &str, e: AdminError) -> LbError {
+    if e.is_refusal() {
+        LbError::Rejected(format!("certificate {id}: {e}"))
+    } else {
+        LbError::Transient(e.to_string())
+    }
+}
+
+/// The certificates held after `batch`: removals, then upserts (each checked first, so
+/// that Caddy never sees one it would refuse).
+fn next_certificates(
+    held: &BTreeMap<String, Certificate>,
+    batch: &Batch,
+) -> Result<BTreeMap<String, Certificate>, LbError> {
+    let mut certs = held.clone();
+    for id in &batch.remove_certificates {
+        certs.remove(id);
+    }
+    for c in &batch.upsert_certificates {
+        crate::lb::tls_check::check(c)?;
+        certs.insert(c.id.clone(), c.clone());
+    }
+    Ok(certs)
 }
 
 fn random_token() -> String {
@@ -76,6 +112,7 @@ impl CaddyAdapter {
         Ok(Self {
             name,
             ids: Ids::new(settings.owner.as_deref()),
+            tls_ids: TlsIds::new(settings.owner.as_deref()),
             settings,
             client,
             mirror: Mutex::new(Mirror::default()),
@@ -115,56 +152,205 @@ impl CaddyAdapter {
     }
 
     /// Puts the server under `apps.http.servers.<name>`, creating missing parents.
-    async fn post_server(&self, server: Value) -> Result<(), AdminError> {
-        let levels = [
-            "apps",
-            "http",
-            "servers",
-            self.settings.server_name.as_str(),
-        ];
+    async fn post_server(&self, name: &str, server: Value) -> Result<(), AdminError> {
+        self.post_creating(&["apps", "http", "servers", name], server, false)
+            .await
+    }
+
+    /// Posts `value` to the path `levels` (appends the items of the array `value` with
+    /// `append`), creating the missing parents when Caddy has none. A TLS app podgate
+    /// creates has OCSP stapling off: stapling would fetch from the CA.
+    async fn post_creating(
+        &self,
+        levels: &[&str],
+        value: Value,
+        append: bool,
+    ) -> Result<(), AdminError> {
         let full = format!("/config/{}", levels.join("/"));
-        let body = serde_json::to_vec(&server).unwrap_or_default();
-        match self.client.request("POST", &full, Some(body)).await {
+        let target = if append { format!("{full}/...") } else { full };
+        let body = serde_json::to_vec(&value).unwrap_or_default();
+        match self.client.request("POST", &target, Some(body)).await {
             Ok(_) => return Ok(()),
             Err(e) if !e.is_missing_path() => return Err(e),
             Err(_) => {}
         }
-        // Find the deepest existing parent and post the missing rest as one object.
+        let mut tree = value.clone();
+        for key in levels.iter().rev() {
+            tree = json!({ *key: tree });
+        }
+        if levels.get(..2) == Some(&["apps", "tls"][..]) {
+            tree["apps"]["tls"]["disable_ocsp_stapling"] = json!(true);
+        }
+        // Find the deepest existing parent and put the missing rest as one object.
         for depth in (0..levels.len()).rev() {
             let parent = format!("/config/{}", levels[..depth].join("/"));
-            let child = format!("/config/{}", levels[..=depth].join("/"));
             let existing: Value = match self.client.request("GET", &parent, None).await {
                 Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
                 Err(e) if e.is_missing_path() => Value::Null,
                 Err(e) => return Err(e),
             };
             if existing.is_object() || depth == 0 {
-                let server_again = server.clone();
-                let mut value = server;
-                for key in levels[depth + 1..].iter().rev() {
-                    value = json!({ *key: value });
-                }
-                let (path, value) = if existing.is_object() {
-                    (child, value)
+                let (path, sub) = if existing.is_object() {
+                    let sub = levels[..=depth].iter().fold(&tree, |t, k| &t[*k]);
+                    (
+                        format!("/config/{}", levels[..=depth].join("/")),
+                        sub.clone(),
+                    )
                 } else {
-                    ("/config/".to_owned(), json!({ levels[0]: value }))
+                    ("/config/".to_owned(), tree.clone())
                 };
                 // PUT creates and never replaces: another controller sharing this Caddy
                 // may have created the same parent since the GET, and a POST would wipe
-                // its server. Losing that race leaves the parent there: post again.
-                let body = serde_json::to_vec(&value).unwrap_or_default();
+                // what it put there. Losing that race leaves the parent there: post again.
+                let body = serde_json::to_vec(&sub).unwrap_or_default();
                 if self.client.request("PUT", &path, Some(body)).await.is_ok() {
                     return Ok(());
                 }
-                let body = serde_json::to_vec(&server_again).unwrap_or_default();
+                let body = serde_json::to_vec(&value).unwrap_or_default();
                 return self
                     .client
-                    .request("POST", &full, Some(body))
+                    .request("POST", &target, Some(body))
                     .await
                     .map(|_| ());
             }
         }
         Ok(())
+    }
+
+    /// The object with this `@id`, `None` when Caddy has none.
+    async fn get_id(&self, id: &str) -> Result<Option<Value>, LbError> {
+        match self.client.request("GET", &format!("/id/{id}"), None).await {
+            Ok(body) => Ok(serde_json::from_slice(&body).ok()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(lb_error(e)),
+        }
+    }
+
+    /// This owner's `load_pem` entries, by `@id`.
+    async fn live_certs(&self) -> Result<BTreeMap<String, Value>, LbError> {
+        let list = match self
+            .client
+            .request("GET", "/config/apps/tls/certificates/load_pem", None)
+            .await
+        {
+            Ok(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+            Err(e) if e.is_missing_path() => Value::Null,
+            Err(e) => return Err(lb_error(e)),
+        };
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let id = e["@id"].as_str().filter(|id| self.tls_ids.is_cert(id))?;
+                Some((id.to_owned(), e.clone()))
+            })
+            .collect())
+    }
+
+    /// Loads new certificates (one append) and replaces changed ones (one `PATCH` each,
+    /// so no host is without its certificate in between) before any route names them.
+    async fn load_certs(
+        &self,
+        certs: &BTreeMap<String, Certificate>,
+        live: &BTreeMap<String, Value>,
+    ) -> Result<(), LbError> {
+        let mut new = Vec::new();
+        for c in certs.values() {
+            let entry = cert_entry(&self.tls_ids, c);
+            let at = self.tls_ids.cert(&c.id);
+            match live.get(&at) {
+                Some(have) if *have == entry => {}
+                Some(_) => {
+                    let body = serde_json::to_vec(&entry).unwrap_or_default();
+                    self.client
+                        .request("PATCH", &format!("/id/{at}"), Some(body))
+                        .await
+                        .map_err(|e| cert_error(&c.id, e))?;
+                }
+                None => new.push(entry),
+            }
+        }
+        if !new.is_empty() {
+            self.post_creating(
+                &["apps", "tls", "certificates", "load_pem"],
+                Value::Array(new),
+                true,
+            )
+            .await
+            .map_err(lb_error)?;
+        }
+        Ok(())
+    }
+
+    /// Removes this owner's entries that are no longer wanted, once no route names them.
+    async fn drop_certs(
+        &self,
+        certs: &BTreeMap<String, Certificate>,
+        live: &BTreeMap<String, Value>,
+    ) -> Result<(), LbError> {
+        for at in live.keys() {
+            let wanted = certs.keys().any(|id| self.tls_ids.cert(id) == *at);
+            if !wanted {
+                match self
+                    .client
+                    .request("DELETE", &format!("/id/{at}"), None)
+                    .await
+                {
+                    Err(e) if !e.is_not_found() => return Err(lb_error(e)),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The TLS server as it should be for the plain server `plain`; `None` without
+    /// `tls_listen`.
+    fn tls_server(
+        &self,
+        plain: &Value,
+        routes: &RouteTable,
+        certs: &BTreeMap<String, Certificate>,
+    ) -> Option<Value> {
+        (!self.settings.tls_listen.is_empty()).then(|| {
+            render_tls_server(
+                &self.tls_ids,
+                &self.settings.tls_listen,
+                plain,
+                routes,
+                certs,
+            )
+        })
+    }
+
+    /// Posts the TLS server (or removes a TLS server left from a configuration with
+    /// `tls_listen`), then the plain server, whose meta route says the batch landed.
+    async fn post_servers(
+        &self,
+        plain: Value,
+        tls: Option<Value>,
+        first: bool,
+    ) -> Result<(), LbError> {
+        let name = &self.settings.server_name;
+        match tls {
+            Some(tls) => self
+                .post_server(&tls_server_name(name), tls)
+                .await
+                .map_err(lb_error)?,
+            None if first => {
+                match self
+                    .client
+                    .request("DELETE", &format!("/id/{}", self.tls_ids.server), None)
+                    .await
+                {
+                    Err(e) if !e.is_not_found() => return Err(lb_error(e)),
+                    _ => {}
+                }
+            }
+            None => {}
+        }
+        self.post_server(name, plain).await.map_err(lb_error)
     }
 
     async fn apply_inner(&self, batch: &Batch) -> Result<StateSummary, LbError> {
@@ -175,26 +361,34 @@ impl CaddyAdapter {
             return Err(LbError::Fenced(m.epoch.max(live_epoch)));
         }
         let ups = next_upstreams(&m.upstreams, batch)?;
-        if !batch.upsert_certificates.is_empty() {
-            tracing::warn!(
-                lb = %self.name,
-                count = batch.upsert_certificates.len(),
-                "this adapter does not support TLS certificates yet; they are ignored"
-            );
-        }
+        let certs = next_certificates(&m.certs, batch)?;
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
+        let live_certs = if certs.is_empty() && m.certs.is_empty() && m.applied {
+            BTreeMap::new()
+        } else {
+            self.live_certs().await?
+        };
+        self.load_certs(&certs, &live_certs).await?;
         // Every POST re-provisions all of Caddy: when the batch changes nothing
         // (a full re-sync of an instance already in sync), compare with what Caddy
         // holds and post nothing. A new epoch is a change: Caddy stores it for fencing.
-        let maybe_same = !m.applied || (ups == m.upstreams && routes == m.routes);
+        let maybe_same =
+            !m.applied || (ups == m.upstreams && routes == m.routes && certs == m.certs);
         if let Some(live) = live_meta
             .as_ref()
             .filter(|l| maybe_same && l.epoch == batch.epoch)
         {
             let unchanged = render_server(&self.ids, &self.settings.listen, live, &routes, &ups);
-            if self.live_server().await?.as_ref() == Some(&unchanged) {
+            let tls = self.tls_server(&unchanged, &routes, &certs);
+            let same_tls = match &tls {
+                Some(t) => self.get_id(&self.tls_ids.server).await?.as_ref() == Some(t),
+                None => true,
+            };
+            if same_tls && self.live_server().await?.as_ref() == Some(&unchanged) {
+                self.drop_certs(&certs, &live_certs).await?;
                 m.upstreams = ups;
                 m.routes = routes;
+                m.certs = certs;
                 m.generation = live.generation;
                 m.epoch = live.epoch;
                 m.applied = true;
@@ -216,9 +410,12 @@ impl CaddyAdapter {
             epoch: batch.epoch,
         };
         let server = render_server(&self.ids, &self.settings.listen, &meta, &routes, &ups);
-        self.post_server(server).await.map_err(lb_error)?;
+        let tls = self.tls_server(&server, &routes, &certs);
+        self.post_servers(server, tls, !m.applied).await?;
+        self.drop_certs(&certs, &live_certs).await?;
         m.upstreams = ups;
         m.routes = routes;
+        m.certs = certs;
         m.generation = meta.generation;
         m.epoch = meta.epoch;
         m.applied = true;
@@ -249,13 +446,26 @@ impl CaddyAdapter {
             }
         }
         upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        let entries = self.live_certs().await?;
+        let mut certificates: Vec<CertificateInfo> = entries
+            .values()
+            .filter_map(|e| entry_info(&self.tls_ids, e))
+            .collect();
+        certificates.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some(tls) = self.get_id(&self.tls_ids.server).await? {
+            let by_tag: BTreeMap<String, String> = entries
+                .iter()
+                .filter_map(|(at, e)| Some((at.clone(), entry_id(&self.tls_ids, e)?)))
+                .collect();
+            read_policies(&tls, &by_tag, &mut routes);
+        }
         Ok(LbState {
             instance: meta.instance,
             generation: meta.generation,
             epoch: meta.epoch,
             upstreams,
             routes,
-            certificates: Vec::new(),
+            certificates,
             // The adapter's name prefix marks what podgate owns; nothing else is read.
             owners: Vec::new(),
         })

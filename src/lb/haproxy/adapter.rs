@@ -1,8 +1,9 @@
 //! [`HaproxyAdapter`]: the LB contract on top of HAProxy's runtime API.
 //!
 //! Owns: the mirror of what was applied (so a reload or restart can be followed by a
-//! full re-sync), the decision to reload (only for a missing backend, rate-limited),
-//! and `observe`. Must never reload for endpoint or route changes.
+//! full re-sync), the decision to reload (only for a missing backend, a changed health
+//! check or a file the worker did not load; rate-limited), and `observe`. Must never
+//! reload for endpoint, route or certificate changes.
 
 use crate::lb::SettingsError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -11,13 +12,16 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::HaproxySettings;
+use super::certs::{crt_lines, next_certificates, write_crt_list};
 use super::maps::{MapKind, MapSet, read_map, replace_map, write_atomic};
 use super::names::{Names, server_name};
 use super::render::{check_config_dir, claim_config_dir, render_config};
 use super::runtime::{RuntimeClient, RuntimeError};
 use super::servers::{LiveServer, diff_servers, parse_servers_state, remove_server, run_ops};
 use crate::lb::{BoxFuture, LbAdapter, LbError, next_upstreams};
-use podgate_core::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
+use podgate_core::model::{
+    Batch, Certificate, LbState, RouteTable, StateSummary, Upstream, UpstreamKey,
+};
 
 /// How long the master CLI may refuse connections during a reload before HAProxy counts
 /// as gone (a re-exec takes milliseconds).
@@ -42,6 +46,12 @@ pub(super) struct Mirror {
     /// The health check each backend of worker `instance` was loaded with (a backend
     /// setting: a changed check needs a reload). Absent: not known.
     loaded_checks: BTreeMap<UpstreamKey, Option<podgate_core::model::HealthCheck>>,
+    /// The certificates as last applied, by id.
+    pub(super) certs: BTreeMap<String, Certificate>,
+    /// The crt-list as last pushed (file → SNI filters); `None`: push again.
+    crt_lines: Option<BTreeMap<String, Vec<String>>>,
+    /// Whether worker `instance` loaded podgate's crt-list (some bind uses it).
+    crt_list_loaded: bool,
 }
 
 impl Mirror {
@@ -62,7 +72,7 @@ impl Mirror {
 
 /// One HAProxy instance.
 pub struct HaproxyAdapter {
-    name: String,
+    pub(super) name: String,
     pub(super) settings: HaproxySettings,
     pub(super) rt: RuntimeClient,
     master: Option<RuntimeClient>,
@@ -108,15 +118,16 @@ impl HaproxyAdapter {
     pub async fn bootstrap(&self) -> std::io::Result<()> {
         let m = self.mirror.lock().await;
         self.claim().map_err(std::io::Error::other)?;
-        let maps = MapSet::build(&self.names, &m.routes, m.upstreams.keys())
-            .map_err(std::io::Error::other)?;
-        maps.write_files(&self.settings.config_dir)?;
-        let cfg = render_config(
+        let maps = MapSet::build(
             &self.names,
-            &self.settings.config_dir,
-            &self.settings.binds,
-            m.upstreams.values(),
-        );
+            &m.routes,
+            m.upstreams.keys(),
+            m.certs.keys().map(String::as_str),
+        )
+        .map_err(std::io::Error::other)?;
+        maps.write_files(&self.settings.config_dir)?;
+        write_crt_list(&self.settings.config_dir, &BTreeMap::new(), true)?;
+        let cfg = render_config(&self.names, &self.settings, m.upstreams.values());
         write_atomic(&self.settings.config_file(), cfg.as_bytes())
     }
 
@@ -133,71 +144,24 @@ impl HaproxyAdapter {
         if batch.epoch < m.epoch {
             return Err(LbError::Fenced(m.epoch));
         }
-        if !batch.upsert_certificates.is_empty() {
-            tracing::warn!(
-                lb = %self.name,
-                count = batch.upsert_certificates.len(),
-                "this adapter does not support TLS certificates yet; they are ignored"
-            );
-        }
+        // Every certificate is checked before anything changes: a refused batch is
+        // refused whole, and the sync layer finds the certificate by splitting it.
+        let certs = next_certificates(&m.certs, batch)?;
         let ups = next_upstreams(&m.upstreams, batch)?;
         let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
-        let maps = MapSet::build(&self.names, &routes, ups.keys())?;
+        let maps = MapSet::build(
+            &self.names,
+            &routes,
+            ups.keys(),
+            certs.keys().map(String::as_str),
+        )?;
         let dir = &self.settings.config_dir;
         if m.maps.as_ref() != Some(&maps) {
             self.claim().map_err(|e| LbError::Rejected(e.to_string()))?;
             maps.write_files(dir).map_err(|e| io_err("map files", &e))?;
         }
 
-        let mut pid = self.rt.worker_pid().await.map_err(transient)?;
-        let mut fresh = m.instance.take() != Some(pid);
-        // The 404 backend is always rendered: without it, HAProxy runs without
-        // podgate's file (or an empty one) and knows none of the maps either.
-        let missing = |have: &HashSet<String>| {
-            !have.contains(&self.names.not_found)
-                || ups.keys().any(|k| !have.contains(&self.names.backend(k)))
-        };
-        if fresh || missing(&m.backends) {
-            m.backends = self
-                .rt
-                .backends()
-                .await
-                .map_err(transient)?
-                .into_iter()
-                .collect();
-        }
-        if fresh {
-            // A worker we did not reload loaded the file, written from the mirror.
-            m.loaded_checks = m
-                .upstreams
-                .iter()
-                .map(|(k, u)| (k.clone(), u.health_check.clone()))
-                .collect();
-        }
-        // A check that differs from (or may differ from) what the worker loaded.
-        let checks_changed = ups.iter().any(|(k, u)| match m.loaded_checks.get(k) {
-            Some(loaded) => *loaded != u.health_check,
-            None => u.health_check.is_some(),
-        });
-        let reloaded = missing(&m.backends) || checks_changed;
-        if reloaded {
-            let cfg = render_config(&self.names, dir, &self.settings.binds, ups.values());
-            write_atomic(&self.settings.config_file(), cfg.as_bytes())
-                .map_err(|e| io_err("podgate.cfg", &e))?;
-            pid = self.reload(m, pid, &ups).await?;
-            m.loaded_checks = ups
-                .iter()
-                .map(|(k, u)| (k.clone(), u.health_check.clone()))
-                .collect();
-            m.backends = self
-                .rt
-                .backends()
-                .await
-                .map_err(transient)?
-                .into_iter()
-                .collect();
-            fresh = true;
-        }
+        let (pid, fresh, reloaded) = self.ready_worker(m, &ups).await?;
         let live_backends = m.backends.clone();
 
         for kind in MapKind::ALL {
@@ -220,6 +184,15 @@ impl HaproxyAdapter {
         }
         m.maps = Some(maps);
 
+        let lines = crt_lines(&self.names, dir, &routes, &certs);
+        if fresh || certs != m.certs || m.crt_lines.as_ref() != Some(&lines) {
+            m.crt_lines = None;
+            self.sync_certs(&m.certs, &certs, &lines, fresh, m.crt_list_loaded)
+                .await?;
+            m.crt_lines = Some(lines);
+        }
+        m.certs = certs;
+
         self.sync_servers(m, batch, &ups, fresh, &live_backends)
             .await?;
         let servers_changed = !batch.upsert_upstreams.is_empty()
@@ -229,9 +202,7 @@ impl HaproxyAdapter {
             // Keep the file as current as the runtime state: any reload — another
             // controller's on a shared HAProxy, or the operator's own — starts a worker
             // from the files, and must not drop servers added at run time since.
-            let cfg = render_config(&self.names, dir, &self.settings.binds, ups.values());
-            write_atomic(&self.settings.config_file(), cfg.as_bytes())
-                .map_err(|e| io_err("podgate.cfg", &e))?;
+            self.write_config(ups.values())?;
         }
 
         m.upstreams = ups;
@@ -240,6 +211,89 @@ impl HaproxyAdapter {
         m.generation += 1;
         m.epoch = batch.epoch;
         Ok(m.summary(pid))
+    }
+
+    fn write_config<'a>(&self, ups: impl Iterator<Item = &'a Upstream>) -> Result<(), LbError> {
+        let cfg = render_config(&self.names, &self.settings, ups);
+        write_atomic(&self.settings.config_file(), cfg.as_bytes())
+            .map_err(|e| io_err("podgate.cfg", &e))
+    }
+
+    /// The worker to push to, reloaded first when it lacks something only a reload
+    /// brings (a backend, a changed health check, a map file, the crt-list of a TLS
+    /// bind): its pid, whether it may differ from the mirror (`fresh`), and whether it
+    /// was reloaded.
+    async fn ready_worker(
+        &self,
+        m: &mut Mirror,
+        ups: &BTreeMap<UpstreamKey, Upstream>,
+    ) -> Result<(u32, bool, bool), LbError> {
+        let mut pid = self.rt.worker_pid().await.map_err(transient)?;
+        let mut fresh = m.instance.take() != Some(pid);
+        // The 404 backend is always rendered: without it, HAProxy runs without
+        // podgate's file (or an empty one) and knows none of the maps either.
+        let missing = |have: &HashSet<String>| {
+            !have.contains(&self.names.not_found)
+                || ups.keys().any(|k| !have.contains(&self.names.backend(k)))
+        };
+        if fresh || missing(&m.backends) {
+            m.backends = self.backend_set().await?;
+        }
+        let mut lacks_files = false;
+        if fresh {
+            // A worker we did not reload loaded the file, written from the mirror.
+            m.loaded_checks = m
+                .upstreams
+                .iter()
+                .map(|(k, u)| (k.clone(), u.health_check.clone()))
+                .collect();
+            m.crt_list_loaded = self.crt_list_loaded().await?;
+            // A worker started from an older podgate.cfg may lack a newer map file or
+            // the TLS bind: only a reload brings them.
+            lacks_files = !self.maps_loaded().await?
+                || (!self.settings.tls_binds.is_empty() && !m.crt_list_loaded);
+        }
+        // A check that differs from (or may differ from) what the worker loaded.
+        let checks_changed = ups.iter().any(|(k, u)| match m.loaded_checks.get(k) {
+            Some(loaded) => *loaded != u.health_check,
+            None => u.health_check.is_some(),
+        });
+        let reloaded = missing(&m.backends) || checks_changed || lacks_files;
+        if reloaded {
+            let dir = &self.settings.config_dir;
+            write_crt_list(dir, m.crt_lines.as_ref().unwrap_or(&BTreeMap::new()), true)
+                .map_err(|e| io_err("the crt-list", &e))?;
+            self.write_config(ups.values())?;
+            pid = self.reload(m, pid, ups).await?;
+            m.loaded_checks = ups
+                .iter()
+                .map(|(k, u)| (k.clone(), u.health_check.clone()))
+                .collect();
+            m.backends = self.backend_set().await?;
+            m.crt_list_loaded = self.crt_list_loaded().await?;
+            fresh = true;
+        }
+        Ok((pid, fresh, reloaded))
+    }
+
+    async fn backend_set(&self) -> Result<HashSet<String>, LbError> {
+        Ok(self
+            .rt
+            .backends()
+            .await
+            .map_err(transient)?
+            .into_iter()
+            .collect())
+    }
+
+    /// Whether the worker loaded every podgate map file (`show map` lists them).
+    async fn maps_loaded(&self) -> Result<bool, LbError> {
+        let answer = self.rt.raw("show map").await.map_err(transient)?;
+        let dir = &self.settings.config_dir;
+        Ok(MapKind::ALL.iter().all(|k| {
+            let file = dir.join(k.file_name());
+            answer.contains(&format!("({})", file.display()))
+        }))
     }
 
     /// Brings the servers of every backend the batch touches (all of them when `fresh`)

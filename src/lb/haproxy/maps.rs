@@ -24,13 +24,16 @@
 //!   wildcard lookup found a host.
 //! - `vhost_default.map`: vhost id → the Ingress `defaultBackend`; `default.map`:
 //!   `default` → the catch-all; `upstreams.map`: backend → encoded upstream key, so that
-//!   `observe` can name what it finds.
+//!   `observe` can name what it finds; `certificates.map`: certificate name →
+//!   encoded certificate id, for the same reason (see `certs`).
 
 use crate::lb::LbError;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::names::{Names, any_host_vhost_id, decode_key, encode_key, vhost_id};
+use super::names::{
+    Names, any_host_vhost_id, decode_cert_id, decode_key, encode_cert_id, encode_key, vhost_id,
+};
 use super::runtime::{RuntimeClient, RuntimeError, escape_arg};
 use podgate_core::model::{
     HostPattern, PathKind, PathMatch, Route, RouteTable, UpstreamKey, VirtualHost,
@@ -48,16 +51,18 @@ pub(crate) enum MapKind {
     VhostDefault,
     Default,
     Upstreams,
+    Certificates,
 }
 
 impl MapKind {
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 7] = [
         Self::Hosts,
         Self::Exact,
         Self::Prefix,
         Self::VhostDefault,
         Self::Default,
         Self::Upstreams,
+        Self::Certificates,
     ];
 
     pub(crate) fn file_name(self) -> &'static str {
@@ -68,6 +73,7 @@ impl MapKind {
             Self::VhostDefault => "vhost_default.map",
             Self::Default => "default.map",
             Self::Upstreams => "upstreams.map",
+            Self::Certificates => "certificates.map",
         }
     }
 }
@@ -117,11 +123,13 @@ fn unmap_path(raw: &str) -> String {
 }
 
 impl MapSet {
-    /// Builds every map from the route table and the set of known upstreams.
-    pub(crate) fn build<'a>(
+    /// Builds every map from the route table, the set of known upstreams and the ids of
+    /// the certificates held.
+    pub(crate) fn build<'a, 'c>(
         names: &Names,
         routes: &RouteTable,
         upstreams: impl Iterator<Item = &'a UpstreamKey>,
+        certificates: impl Iterator<Item = &'c str>,
     ) -> Result<Self, LbError> {
         let mut m: BTreeMap<MapKind, Vec<(String, String)>> =
             MapKind::ALL.iter().map(|k| (*k, Vec::new())).collect();
@@ -170,11 +178,22 @@ impl MapSet {
         for key in upstreams {
             push(MapKind::Upstreams, names.backend(key), encode_key(key));
         }
+        for id in certificates {
+            push(MapKind::Certificates, names.cert(id), encode_cert_id(id));
+        }
         Ok(Self(m))
     }
 
     pub(crate) fn get(&self, kind: MapKind) -> &[(String, String)] {
         self.0.get(&kind).map_or(&[], Vec::as_slice)
+    }
+
+    /// Certificate name → id, from `certificates.map`.
+    pub(crate) fn certificate_ids(&self) -> BTreeMap<String, String> {
+        self.get(MapKind::Certificates)
+            .iter()
+            .filter_map(|(name, enc)| Some((name.clone(), decode_cert_id(enc)?)))
+            .collect()
     }
 
     /// Writes every map file atomically (temp file + rename) into `dir`.
@@ -383,7 +402,7 @@ mod tests {
     fn route_tables_round_trip_through_the_maps() {
         let t = table();
         let keys = ["root", "semi", "exact", "vdef"].map(key);
-        let maps = MapSet::build(&Names::new(None), &t, keys.iter()).unwrap();
+        let maps = MapSet::build(&Names::new(None), &t, keys.iter(), std::iter::empty()).unwrap();
         let vh = vhost_id(&HostPattern::parse("*.example.com").unwrap());
         assert!(
             maps.get(MapKind::Prefix)
@@ -420,7 +439,7 @@ mod tests {
             "no host can take the key"
         );
         let keys = ["root", "semi", "exact", "vdef"].map(key);
-        let maps = MapSet::build(&Names::new(None), &t, keys.iter()).unwrap();
+        let maps = MapSet::build(&Names::new(None), &t, keys.iter(), std::iter::empty()).unwrap();
         let any = any_host_vhost_id();
         assert!(
             maps.get(MapKind::Hosts)
@@ -440,6 +459,14 @@ mod tests {
         if let Some(v) = t.hosts.values_mut().next() {
             v.routes[0].path.path = "/a b\nbackend x".into();
         }
-        assert!(MapSet::build(&Names::new(None), &t, std::iter::empty()).is_err());
+        assert!(
+            MapSet::build(
+                &Names::new(None),
+                &t,
+                std::iter::empty(),
+                std::iter::empty()
+            )
+            .is_err()
+        );
     }
 }

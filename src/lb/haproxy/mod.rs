@@ -3,7 +3,8 @@
 //! Owns: everything podgate puts into one HAProxy instance — the rendered file
 //! `podgate.cfg` (one `pg_be_<hash>` backend per upstream plus a routing frontend), the
 //! map files beside it (hosts and paths, see [`maps`](self) for the encoding), and the
-//! `pg-` servers inside those backends. With an owner (`Batch::owner`, several
+//! `pg-` servers inside those backends, and the TLS certificates of a crt-list beside
+//! them (`certs`: changed through the runtime API, never by a reload). With an owner (`Batch::owner`, several
 //! controllers on one HAProxy) every name carries the owner's tag (`pg_o<tag>_be_…`, see
 //! `names::Names`) and each owner needs its own `config_dir`. Must never touch another
 //! owner's backend, a backend it did not create, or a server without the `pg-` prefix, never reload HAProxy for an endpoint change (endpoints are
@@ -18,6 +19,7 @@
 //! else — another controller, the operator — then keeps podgate's current servers.
 
 mod adapter;
+mod certs;
 mod maps;
 pub(crate) mod names;
 mod observe;
@@ -43,8 +45,12 @@ pub struct HaproxySettings {
     /// Where podgate writes `podgate.cfg` and the map files; HAProxy must load
     /// `<config_dir>/podgate.cfg` after its own files (`-f main.cfg -f podgate.cfg`).
     pub config_dir: PathBuf,
-    /// Addresses of the rendered routing frontend. Empty: no frontend is rendered.
+    /// Addresses of the rendered routing frontend. Empty (and no `tls_binds`): no
+    /// frontend is rendered.
     pub binds: Vec<SocketAddr>,
+    /// TLS addresses of the same frontend: certificates by SNI from podgate's crt-list
+    /// (`<config_dir>/certificates.list`, see `certs`).
+    pub tls_binds: Vec<SocketAddr>,
     /// Least time between two reloads.
     pub min_reload_interval: Duration,
     /// How long a reload may take until the new worker answers with the new backends.
@@ -64,6 +70,7 @@ impl HaproxySettings {
             master,
             config_dir,
             binds: Vec::new(),
+            tls_binds: Vec::new(),
             min_reload_interval: Duration::from_secs(2),
             reload_timeout: Duration::from_secs(15),
             command_timeout: Duration::from_secs(5),

@@ -1,7 +1,7 @@
 //! Names podgate gives to HAProxy objects, and the reverse direction for `observe`.
 //!
-//! Owns: backend names (owner tag + hashed upstream keys), virtual-host ids (hashed host
-//! patterns),
+//! Owns: backend names (owner tag and hashed upstream keys), certificate names (owner
+//! tag and hashed certificate ids), virtual-host ids (hashed host patterns),
 //! server names (cluster + address + port), the reversible encoding of an upstream key
 //! stored in `upstreams.map`, and the weight scale. Must never let a user-controlled
 //! string reach HAProxy unescaped: every name built here is drawn from `[a-z0-9_.:-]`.
@@ -19,7 +19,7 @@ pub(crate) const SERVER_PREFIX: &str = "pg-";
 /// HAProxy's largest server weight.
 pub(crate) const MAX_WEIGHT: u32 = 256;
 
-fn short_hash(input: &[u8]) -> String {
+pub(crate) fn short_hash(input: &[u8]) -> String {
     use std::fmt::Write as _;
     let d = digest(&SHA256, input);
     // 80 bits: collisions among even a million upstreams are vanishingly unlikely, and
@@ -45,6 +45,7 @@ pub(crate) struct Names {
     backend_prefix: String,
     pub(crate) not_found: String,
     pub(crate) frontend: String,
+    cert_prefix: String,
 }
 
 impl Names {
@@ -54,11 +55,13 @@ impl Names {
                 backend_prefix: "pg_be_".into(),
                 not_found: "podgate_404".into(),
                 frontend: "podgate_http".into(),
+                cert_prefix: "pg_crt_".into(),
             },
             Some(tag) => Self {
                 backend_prefix: format!("pg_{tag}_be_"),
                 not_found: format!("pg_{tag}_404"),
                 frontend: format!("pg_{tag}_http"),
+                cert_prefix: format!("pg_{tag}_crt_"),
             },
         }
     }
@@ -72,6 +75,27 @@ impl Names {
     pub(crate) fn is_backend(&self, name: &str) -> bool {
         name.starts_with(&self.backend_prefix)
     }
+
+    /// The name of a certificate (`namespace/secret`): `pg_crt_<hash>`, with the owner's
+    /// tag like backends. The file HAProxy knows it by is `<config_dir>/certs/<name>.pem`.
+    pub(crate) fn cert(&self, id: &str) -> String {
+        format!("{}{}", self.cert_prefix, short_hash(id.as_bytes()))
+    }
+
+    /// Whether this owner created the certificate `name` (a file stem).
+    pub(crate) fn is_cert(&self, name: &str) -> bool {
+        name.strip_prefix(&self.cert_prefix)
+            .is_some_and(|h| h.len() == 20 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+}
+
+/// A certificate id (`namespace/secret`) percent-encoded: safe as a map value.
+pub(crate) fn encode_cert_id(id: &str) -> String {
+    pct(id)
+}
+
+pub(crate) fn decode_cert_id(raw: &str) -> Option<String> {
+    unpct(raw)
 }
 
 /// `v<20 hex>`: the id of a virtual host in the path maps. Fixed length, so one host's
@@ -268,6 +292,18 @@ mod tests {
             assert_ne!(x.frontend, y.frontend);
         }
         assert!(a.is_backend(&a.backend(&key)) && !a.is_backend(&a.not_found));
+        for (x, y) in [(&anon, &a), (&a, &anon), (&a, &b)] {
+            assert!(!x.is_cert(&y.cert("ns/tls")) && x.is_cert(&x.cert("ns/tls")));
+            assert!(!x.is_cert(&x.backend(&key)));
+        }
+        let name = a.cert("ns/it's; a\nbackend x");
+        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        let enc = encode_cert_id("ns/it's; a b");
+        assert!(
+            enc.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._%".contains(&b))
+        );
+        assert_eq!(decode_cert_id(&enc).as_deref(), Some("ns/it's; a b"));
     }
 
     #[test]

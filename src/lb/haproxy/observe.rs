@@ -1,17 +1,22 @@
 //! `observe` for HAProxy: what the running worker holds, in the LB contract's terms.
 //!
-//! Owns: reading the maps, backends and podgate servers back and naming them with the
+//! Owns: reading the maps, backends, podgate servers, certificates and crt-list lines back and naming them with the
 //! applied state where HAProxy cannot (cluster names, podgate weights, zones). Must
 //! never change anything in HAProxy.
 
 use std::collections::HashMap;
 
 use super::adapter::{HaproxyAdapter, transient};
+use super::certs::{own_stem, parse_cert_details};
 use super::maps::{MapKind, MapSet, read_map};
 use super::names::{WeightScale, cluster_token, decode_key, parse_server_name, server_name};
+use super::runtime::escape_arg;
 use super::servers::LiveServer;
 use crate::lb::LbError;
-use podgate_core::model::{ClusterName, Endpoint, EndpointState, LbState, Upstream};
+use podgate_core::model::{
+    CertificateInfo, ClusterName, Endpoint, EndpointState, HostPattern, LbState, RouteTable,
+    Upstream,
+};
 
 impl HaproxyAdapter {
     pub(super) async fn observe_inner(&self) -> Result<LbState, LbError> {
@@ -65,17 +70,64 @@ impl HaproxyAdapter {
             });
         }
         upstreams.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut routes = maps.to_routes();
+        let certificates = self.observe_certs(&maps, &mut routes).await?;
         let summary = m.summary(pid);
         Ok(LbState {
             instance: summary.instance,
             generation: summary.generation,
             epoch: summary.epoch,
             upstreams,
-            routes: maps.to_routes(),
-            certificates: Vec::new(),
+            routes,
+            certificates,
             // The adapter's name prefix marks what podgate owns; nothing else is read.
             owners: Vec::new(),
         })
+    }
+}
+
+impl HaproxyAdapter {
+    /// podgate's certificates in the worker's store, named through `certificates.map`,
+    /// and the hosts the crt-list serves each for (`VirtualHost.tls` of `routes`).
+    async fn observe_certs(
+        &self,
+        maps: &MapSet,
+        routes: &mut RouteTable,
+    ) -> Result<Vec<CertificateInfo>, LbError> {
+        let dir = &self.settings.config_dir;
+        let ids = maps.certificate_ids();
+        let id_of = |file: &str| own_stem(&self.names, dir, file).and_then(|s| ids.get(s));
+        let (files, _) = self.live_certs().await?;
+        let mut out = Vec::new();
+        for file in &files {
+            let Some(id) = id_of(file) else { continue };
+            let answer = self
+                .rt
+                .raw(&format!("show ssl cert {}", escape_arg(file)))
+                .await
+                .map_err(transient)?;
+            out.push(CertificateInfo {
+                id: id.clone(),
+                names: parse_cert_details(&answer).1,
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        if self.crt_list_loaded().await? {
+            for line in self.live_lines().await? {
+                let Some(id) = id_of(&line.file) else {
+                    continue;
+                };
+                for host in &line.filters {
+                    let vhost = HostPattern::parse(host)
+                        .ok()
+                        .and_then(|h| routes.hosts.get_mut(&h));
+                    if let Some(v) = vhost {
+                        v.tls = Some(id.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

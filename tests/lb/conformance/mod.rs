@@ -10,6 +10,7 @@ mod contract;
 mod endpoints;
 mod resync;
 mod routing;
+mod tls;
 mod under_test;
 
 pub(crate) use under_test::Haproxy;
@@ -54,4 +55,6 @@ suite![
     contract::applies_patches_to_what_it_holds,
     contract::never_touches_what_podgate_did_not_register,
     contract::fences_old_epochs,
+    tls::terminates_tls_by_sni_and_rotates_without_reload,
+    tls::certificates_survive_a_restart,
 ];

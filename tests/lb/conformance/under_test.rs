@@ -80,6 +80,7 @@ pub(crate) enum Stage {
 pub(crate) struct Proxy {
     handle: Option<podgate::proxy::ProxyHandle>,
     http: SocketAddr,
+    https: SocketAddr,
     admin: SocketAddr,
     token: String,
     adapter: HttpLb,
@@ -87,11 +88,12 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     async fn start() -> Self {
-        let (http, admin) = (free_addr(), free_addr());
+        let (http, https, admin) = (free_addr(), free_addr(), free_addr());
         let token = format!("{:032x}", rand::random::<u128>());
         let mut p = Self {
             handle: None,
             http,
+            https,
             admin,
             adapter: contract_adapter("proxy", admin, &token),
             token,
@@ -102,7 +104,8 @@ impl Proxy {
 
     /// Starts the proxy on the same addresses as before: a new instance, empty.
     async fn launch(&mut self) {
-        let config = podgate::proxy::ProxyConfig::new(self.http, self.admin, &self.token);
+        let mut config = podgate::proxy::ProxyConfig::new(self.http, self.admin, &self.token);
+        config.tls_listen = Some(self.https);
         self.handle = Some(
             podgate::proxy::start(config)
                 .await
@@ -139,6 +142,7 @@ fn contract_adapter(name: &str, admin: SocketAddr, token: &str) -> HttpLb {
 pub(crate) struct Haproxy {
     pub(crate) program: programs::Haproxy,
     pub(crate) lb: SocketAddr,
+    pub(crate) tls: SocketAddr,
     pub(crate) adapter: HaproxyAdapter,
 }
 
@@ -146,13 +150,14 @@ impl Haproxy {
     /// The runtime API on a unix socket, or on loopback TCP with `tcp_runtime`.
     pub(crate) async fn start(tcp_runtime: bool, min_reload_interval: Duration) -> Self {
         let mut program = programs::Haproxy::new(tcp_runtime, &["podgate"]);
-        let lb = free_addr();
+        let (lb, tls) = (free_addr(), free_addr());
         let mut settings = HaproxySettings::new(
             program.runtime_addr(),
             Some(program.master_addr()),
             program.path("podgate"),
         );
         settings.binds = vec![lb];
+        settings.tls_binds = vec![tls];
         settings.min_reload_interval = min_reload_interval;
         let adapter = HaproxyAdapter::new(format!("haproxy/{lb}"), settings).unwrap();
         adapter.bootstrap().await.unwrap();
@@ -160,6 +165,7 @@ impl Haproxy {
         Self {
             program,
             lb,
+            tls,
             adapter,
         }
     }
@@ -189,6 +195,7 @@ impl Haproxy {
             "vhost_default.map",
             "default.map",
             "upstreams.map",
+            "certificates.map",
         ] {
             let answer = rt
                 .raw(&format!("show map {}", dir.join(map).display()))
@@ -196,6 +203,13 @@ impl Haproxy {
                 .unwrap();
             out.extend(answer.lines().map(|l| format!("{map}: {l}")));
         }
+        // A replaced crt-list line gets a new line number.
+        let list = dir.join("certificates.list");
+        let lines = rt
+            .raw(&format!("show ssl crt-list -n {}", list.display()))
+            .await
+            .unwrap();
+        out.extend(lines.lines().map(|l| format!("crt-list: {l}")));
         let servers = rt.raw("show servers state").await.unwrap();
         for line in servers.lines().filter(|l| l.contains(" pg-")) {
             let mut f: Vec<&str> = line.split_whitespace().collect();
@@ -231,6 +245,7 @@ impl Haproxy {
 pub(crate) struct Caddy {
     program: programs::Caddy,
     lb: SocketAddr,
+    tls: SocketAddr,
     adapter: CaddyAdapter,
     /// Where the operator's own server (see [`Stage::BeforePodgate`]) listens.
     foreign: SocketAddr,
@@ -239,14 +254,16 @@ pub(crate) struct Caddy {
 impl Caddy {
     async fn start(unix_admin: bool) -> Self {
         let mut program = programs::Caddy::new(unix_admin);
-        let lb = free_addr();
+        let (lb, tls) = (free_addr(), free_addr());
         let addr = program.admin_addr();
-        let adapter =
-            CaddyAdapter::new(format!("caddy/{addr}"), CaddySettings::new(addr, vec![lb])).unwrap();
+        let mut settings = CaddySettings::new(addr.clone(), vec![lb]);
+        settings.tls_listen = vec![tls];
+        let adapter = CaddyAdapter::new(format!("caddy/{addr}"), settings).unwrap();
         program.launch().await;
         Self {
             program,
             lb,
+            tls,
             adapter,
             foreign: free_addr(),
         }
@@ -254,32 +271,39 @@ impl Caddy {
 
     /// podgate's server as Caddy holds it: every POST carries a new generation in
     /// podgate-meta, so an unchanged server means nothing was posted (and Caddy
-    /// re-provisioned nothing).
+    /// re-provisioned nothing); and the TLS app, where certificates change alone.
     async fn fingerprint(&self) -> Vec<String> {
-        // Caddy resets admin connections now and then while it applies a config (seen
-        // once in a full CI run): a read is retried, within a deadline.
+        let mut out = Vec::new();
+        for path in ["/id/podgate-server", "/config/apps/tls"] {
+            let live = self.read(path).await;
+            out.extend(
+                serde_json::to_string_pretty(&live)
+                    .unwrap()
+                    .lines()
+                    .map(|l| format!("{path}: {l}")),
+            );
+        }
+        out
+    }
+
+    /// One config path, `null` when Caddy has nothing there. Caddy resets admin
+    /// connections now and then while it applies a config (seen once in a full CI run):
+    /// a read is retried, within a deadline.
+    async fn read(&self, path: &str) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let body = loop {
-            match self
-                .program
-                .client()
-                .request("GET", "/id/podgate-server", None)
-                .await
-            {
-                Ok(body) => break body,
+        loop {
+            match self.program.client().request("GET", path, None).await {
+                Ok(body) => return serde_json::from_slice(&body).unwrap(),
+                Err(podgate::lb::caddy::AdminError::Status { status, .. }) if status != 503 => {
+                    return serde_json::Value::Null;
+                }
                 Err(e) if tokio::time::Instant::now() < deadline => {
-                    eprintln!("reading Caddy's server again: {e}");
+                    eprintln!("reading Caddy's {path} again: {e}");
                     tokio::task::yield_now().await;
                 }
-                Err(e) => panic!("cannot read Caddy's server: {e}"),
+                Err(e) => panic!("cannot read Caddy's {path}: {e}"),
             }
-        };
-        let live: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        serde_json::to_string_pretty(&live)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        }
     }
 }
 
@@ -317,6 +341,15 @@ impl Lb {
         }
     }
 
+    /// Where TLS requests go.
+    pub(crate) fn tls_addr(&self) -> SocketAddr {
+        match self {
+            Self::Proxy(p) => p.https,
+            Self::Haproxy(h) => h.tls,
+            Self::Caddy(c) => c.tls,
+        }
+    }
+
     /// Where requests go (the data plane).
     pub(crate) fn addr(&self) -> SocketAddr {
         match self {
@@ -326,7 +359,7 @@ impl Lb {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         match self {
             Self::Proxy(_) => "(the proxy runs in this process)".into(),
             Self::Haproxy(h) => h.program.log(),
