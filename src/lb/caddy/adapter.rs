@@ -362,7 +362,10 @@ impl CaddyAdapter {
         }
         let ups = next_upstreams(&m.upstreams, batch)?;
         let certs = next_certificates(&m.certs, batch)?;
-        let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
+        let routes = match &batch.routes {
+            Some(table) => crate::lb::without_rules(&self.name, table.clone()),
+            None => m.routes.clone(),
+        };
         let live_certs = if certs.is_empty() && m.certs.is_empty() && m.applied {
             BTreeMap::new()
         } else {

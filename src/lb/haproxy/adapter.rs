@@ -148,7 +148,10 @@ impl HaproxyAdapter {
         // refused whole, and the sync layer finds the certificate by splitting it.
         let certs = next_certificates(&m.certs, batch)?;
         let ups = next_upstreams(&m.upstreams, batch)?;
-        let routes = batch.routes.clone().unwrap_or_else(|| m.routes.clone());
+        let routes = match &batch.routes {
+            Some(table) => crate::lb::without_rules(&self.name, table.clone()),
+            None => m.routes.clone(),
+        };
         let maps = MapSet::build(
             &self.names,
             &routes,

@@ -44,6 +44,7 @@ macro_rules! suite {
 suite![
     routing::routes_by_host_and_path,
     routing::serves_host_less_rules_for_unknown_hosts,
+    routing::gateway_rules_are_served_or_left_out,
     endpoints::scale_out_drain_and_removal,
     endpoints::weights_split_traffic,
     endpoints::removed_endpoint_finishes_in_flight_requests,

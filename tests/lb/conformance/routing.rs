@@ -144,3 +144,56 @@ pub(crate) async fn serves_host_less_rules_for_unknown_hosts(kind: Kind) {
         "observe reads host-less rules back"
     );
 }
+
+/// Gateway API rules (contract version 2): an LB that serves them does; one that
+/// cannot leaves those hosts out whole (no answer by path alone, which would ignore the
+/// rule's other conditions) and keeps serving every Ingress host.
+pub(crate) async fn gateway_rules_are_served_or_left_out(kind: Kind) {
+    use podgate_core::model::{HostPattern, HttpRule, VirtualHost, WeightedBackend};
+
+    let lb = Lb::start(kind).await;
+    let ip = |i: u8| format!("127.1.{}.{i}", kind.subnet(14));
+    let pods = [
+        Pod::start("ingress", &ip(1)).await,
+        Pod::start("gateway", &ip(2)).await,
+    ];
+    let mut routes = table(
+        vec![(
+            "app.example.com",
+            vhost(&[(PathMatch::prefix("/"), pods[0].name.as_str())], None),
+        )],
+        None,
+    );
+    let rule = HttpRule {
+        path: PathMatch::prefix("/api"),
+        method: Some("GET".into()),
+        headers: Vec::new(),
+        query: Vec::new(),
+        filters: Vec::new(),
+        backends: vec![WeightedBackend {
+            upstream: Some(crate::harness::key(&pods[1].name)),
+            weight: 1,
+        }],
+        source: "default/gw rule 0".into(),
+    };
+    routes.hosts.insert(
+        HostPattern::parse("gw.example.com").unwrap(),
+        // Rules first, then the host's paths: serving only the paths would send
+        // `/api` to the wrong pod.
+        VirtualHost {
+            rules: vec![rule],
+            ..vhost(&[(PathMatch::prefix("/"), pods[0].name.as_str())], None)
+        },
+    );
+    lb.apply(&batch_of(&pods, &routes)).await;
+    assert_eq!(who(lb.addr(), "app.example.com", "/x").await, "ingress");
+    if lb.serves_rules() {
+        assert_eq!(who(lb.addr(), "gw.example.com", "/api/v1").await, "gateway");
+        assert_eq!(who(lb.addr(), "gw.example.com", "/x").await, "ingress");
+    } else {
+        for path in ["/api/v1", "/x"] {
+            let (status, _) = get(lb.addr(), "gw.example.com", path).await.unwrap();
+            assert_eq!(status, 404, "{path}: a host with rules is left out whole");
+        }
+    }
+}

@@ -431,6 +431,12 @@ impl Lb {
         !matches!(self, Self::Haproxy(_))
     }
 
+    /// Whether Gateway API rules (contract version 2) are served: the proxy does;
+    /// the HAProxy and Caddy adapters leave such hosts out.
+    pub(crate) fn serves_rules(&self) -> bool {
+        matches!(self, Self::Proxy(_))
+    }
+
     /// Whether a request path is matched percent-decoded (`/caf%C3%A9` is `/café`),
     /// as HAProxy and Caddy do; the proxy matches the path as sent.
     pub(crate) fn decodes_paths(&self) -> bool {
