@@ -24,6 +24,8 @@ fn reference(report: &Report) -> ObjectReference {
         Kind::Ingress | Kind::IngressClass => "networking.k8s.io/v1",
         Kind::EndpointSlice => "discovery.k8s.io/v1",
         Kind::Service | Kind::Secret => "v1",
+        Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => "gateway.networking.k8s.io/v1",
+        Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
     };
     ObjectReference {
         api_version: Some(api_version.to_owned()),

@@ -48,6 +48,10 @@ fn default_controller_name() -> String {
     "podgate.io/ingress-controller".to_owned()
 }
 
+fn default_gateway_controller_name() -> String {
+    podgate_core::gateway::DEFAULT_CONTROLLER_NAME.to_owned()
+}
+
 fn default_legacy_class() -> String {
     "podgate".to_owned()
 }
@@ -88,6 +92,9 @@ pub struct ControllerConfig {
     /// Value of the legacy `kubernetes.io/ingress.class` annotation podgate accepts.
     #[serde(default = "default_legacy_class")]
     pub ingress_class: String,
+    /// GatewayClass `spec.controllerName` podgate serves (`docs/gateway-api.md`).
+    #[serde(default = "default_gateway_controller_name")]
+    pub gateway_controller_name: String,
     /// Written to `status.loadBalancer.ingress` of podgate's Ingresses (IPs or names).
     #[serde(default)]
     pub publish_addresses: Vec<String>,

@@ -361,6 +361,7 @@ pub async fn start(
             .iter()
             .map(|c| (ClusterName::new(&c.name), c.weight))
             .collect(),
+        gateway_controller_name: config.gateway_controller_name.clone(),
     });
     let reach = reachability(&mut index, config)?;
     let mut tasks = JoinSet::new();

@@ -153,6 +153,7 @@ impl Lab {
             log_format: crate::logging::LogFormat::Text,
             controller_name: "podgate.io/ingress-controller".to_owned(),
             ingress_class: "podgate".to_owned(),
+            gateway_controller_name: podgate_core::gateway::DEFAULT_CONTROLLER_NAME.to_owned(),
             publish_addresses: vec![proxy.http_addr.ip().to_string()],
             clusters,
             targets: std::iter::once(Target {

@@ -9,6 +9,7 @@
 //! or refused (`rules.rs`), references across namespaces need a ReferenceGrant
 //! (`refs.rs`), and `table.rs` orders the served matches of one hostname.
 
+mod contract;
 mod hostname;
 mod listeners;
 mod refs;
@@ -21,8 +22,9 @@ pub mod types;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use contract::{http_rule, upstream_key};
 pub use hostname::{intersect, within};
-pub use rules::{Backend, Filter, PathRule, Request, RouteMatch, ServedRule, precedence};
+pub use rules::{Backend, Filter, PathRule, Rank, Request, RouteMatch, ServedRule, precedence};
 pub use status::{Condition, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus};
 pub use table::{HostRules, RuleRef, host_rules};
 pub use types::{Gateway, GatewayClass, HttpRoute, Labels, ParentReference, ReferenceGrant};

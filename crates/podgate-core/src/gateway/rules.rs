@@ -3,7 +3,7 @@
 //! served differently; a backend that cannot be resolved keeps its weight and answers
 //! 500 for that share, as the specification says.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 
 use super::refs::{self, From, To};
 use super::types::{
@@ -158,6 +158,26 @@ pub(crate) fn serve(
             "IncompatibleFilters",
             "URLRewrite ReplacePrefixMatch needs PathPrefix matches".to_owned(),
         ));
+    }
+    for f in &filters {
+        let modifier = match f {
+            Filter::Redirect(r) => r.path.as_ref(),
+            Filter::Rewrite(r) => r.path.as_ref(),
+            Filter::RequestHeaders(_) | Filter::ResponseHeaders(_) => None,
+        };
+        if let Some(p) = modifier {
+            let given = match p.kind.as_str() {
+                "ReplaceFullPath" => p.replace_full_path.is_some(),
+                "ReplacePrefixMatch" => p.replace_prefix_match.is_some(),
+                _ => false,
+            };
+            if !given {
+                return Err(unsupported(&format!(
+                    "path modifier {:?} without its value",
+                    p.kind
+                )));
+            }
+        }
     }
     let backends = rule
         .backend_refs
@@ -321,13 +341,31 @@ fn backend(
 /// path, then the longest prefix, then a method, then more headers, then more query
 /// parameters. Ties go to the caller (oldest route, namespace/name, rule order).
 pub fn precedence(a: &RouteMatch, b: &RouteMatch) -> Ordering {
-    let path_rank = |m: &RouteMatch| match &m.path {
-        PathRule::Exact(p) => (0, usize::MAX - p.len()),
-        PathRule::Prefix(p) => (1, usize::MAX - p.len()),
-    };
-    path_rank(a)
-        .cmp(&path_rank(b))
-        .then(b.method.is_some().cmp(&a.method.is_some()))
-        .then(b.headers.len().cmp(&a.headers.len()))
-        .then(b.query.len().cmp(&a.query.len()))
+    a.rank().cmp(&b.rank())
+}
+
+/// A match's place in [`precedence`] as a value: smaller goes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rank {
+    prefix: bool,
+    path_len: Reverse<usize>,
+    method: Reverse<bool>,
+    headers: Reverse<usize>,
+    query: Reverse<usize>,
+}
+
+impl RouteMatch {
+    pub fn rank(&self) -> Rank {
+        let (prefix, len) = match &self.path {
+            PathRule::Exact(p) => (false, p.len()),
+            PathRule::Prefix(p) => (true, p.len()),
+        };
+        Rank {
+            prefix,
+            path_len: Reverse(len),
+            method: Reverse(self.method.is_some()),
+            headers: Reverse(self.headers.len()),
+            query: Reverse(self.query.len()),
+        }
+    }
 }

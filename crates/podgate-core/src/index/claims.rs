@@ -31,7 +31,7 @@ impl fmt::Display for RouteScope {
     }
 }
 
-/// Who claims: ordered so that the oldest Ingress (then namespace/name, then cluster)
+/// Who claims: ordered so that the oldest object (then namespace/name, then cluster)
 /// sorts first and wins.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Owner {
@@ -39,12 +39,23 @@ pub(crate) struct Owner {
     pub(crate) namespace: Arc<str>,
     pub(crate) name: Arc<str>,
     pub(crate) cluster: ClusterName,
+    /// An Ingress and an HTTPRoute (or Gateway) of one name are different owners.
+    pub(crate) kind: OwnerKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum OwnerKind {
+    Ingress,
+    /// An HTTPRoute (its rules and backends).
+    HttpRoute,
+    /// A Gateway (its listeners' certificates).
+    Gateway,
 }
 
 impl Owner {
     /// Same Ingress (namespace sameness): the same namespace/name in any cluster.
     pub(crate) fn same_ingress(&self, other: &Self) -> bool {
-        self.namespace == other.namespace && self.name == other.name
+        self.kind == other.kind && self.namespace == other.namespace && self.name == other.name
     }
 }
 
@@ -62,11 +73,24 @@ pub(crate) struct RouteClaim {
     pub(crate) upstream: UpstreamKey,
 }
 
-/// A TLS claim on a host: the Secret name in the owner's namespace.
+/// A TLS claim on a host: the Secret `namespace/secret` (an Ingress names Secrets of
+/// its own namespace; a Gateway's listener may name another's through a grant).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TlsClaim {
     pub(crate) owner: Owner,
+    pub(crate) namespace: Arc<str>,
     pub(crate) secret: Arc<str>,
+}
+
+/// One Gateway API rule match claimed on a scope by an HTTPRoute. Ordered by `rank`
+/// (the specification's match precedence), then owner, rule and match order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RuleClaim {
+    pub(crate) owner: Owner,
+    pub(crate) rank: crate::gateway::Rank,
+    pub(crate) rule_index: usize,
+    pub(crate) match_index: usize,
+    pub(crate) rule: Arc<crate::model::HttpRule>,
 }
 
 /// Everything one Ingress currently claims, kept so that it can be withdrawn exactly.
@@ -83,6 +107,7 @@ impl IngressClaims {
             namespace: key.0.clone(),
             name: key.1.clone(),
             cluster: cluster.clone(),
+            kind: OwnerKind::Ingress,
         };
         let scope_of = |h: &Option<HostPattern>| {
             h.as_ref()
@@ -125,6 +150,7 @@ impl IngressClaims {
                 hosts.iter().map(|h| {
                     let claim = TlsClaim {
                         owner: owner.clone(),
+                        namespace: owner.namespace.clone(),
                         secret: secret.clone(),
                     };
                     (h.clone(), claim)

@@ -16,6 +16,21 @@ pub enum Kind {
     Service,
     EndpointSlice,
     Secret,
+    GatewayClass,
+    Gateway,
+    HTTPRoute,
+    ReferenceGrant,
+}
+
+impl Kind {
+    /// The Gateway API kinds (`gateway.networking.k8s.io`), watched only where their
+    /// CRDs are installed.
+    pub fn is_gateway_api(self) -> bool {
+        matches!(
+            self,
+            Self::GatewayClass | Self::Gateway | Self::HTTPRoute | Self::ReferenceGrant
+        )
+    }
 }
 
 impl fmt::Display for Kind {

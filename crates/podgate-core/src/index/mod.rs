@@ -9,6 +9,7 @@ mod claims;
 mod diagnose;
 mod diagnostics;
 mod gated;
+mod gateways;
 mod holds;
 mod input;
 mod intern;
@@ -41,6 +42,7 @@ pub use stale::{SliceChange, Withdrawal};
 pub use translate::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, SERVICE_NAME_LABEL};
 pub use why::{AddressFinding, LeftOut, UpstreamFate};
 
+use crate::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant, Resolution};
 use crate::model::{Certificate, ClusterName, HostPattern, Upstream, UpstreamKey, VirtualHost};
 
 use crate::model::shares::ClusterWeights;
@@ -62,6 +64,8 @@ pub struct IndexConfig {
     pub legacy_class: String,
     /// Clusters in configuration order, with their weights.
     pub clusters: Vec<(ClusterName, u32)>,
+    /// GatewayClass `controllerName` podgate serves.
+    pub gateway_controller_name: String,
 }
 
 impl Default for IndexConfig {
@@ -70,6 +74,7 @@ impl Default for IndexConfig {
             controller_name: "podgate.io/ingress-controller".to_owned(),
             legacy_class: "podgate".to_owned(),
             clusters: Vec::new(),
+            gateway_controller_name: crate::gateway::DEFAULT_CONTROLLER_NAME.to_owned(),
         }
     }
 }
@@ -95,6 +100,8 @@ struct Dirty {
     ingresses: BTreeSet<(usize, ObjectKey)>,
     scopes: BTreeSet<RouteScope>,
     upstreams: BTreeSet<UpstreamKey>,
+    /// Clusters whose Gateway API objects must be resolved again.
+    gateways: BTreeSet<usize>,
     diagnostics: bool,
 }
 
@@ -220,6 +227,22 @@ impl Index {
                 translate::endpoint_slice(s, &mut self.interner).map(Record::Slice)
             }
             Object::Secret(s) => Some(Record::Secret(translate::secret(s))),
+            Object::GatewayClass(o) => Some(Record::GatewayClass(Arc::new(GatewayClass {
+                metadata: translate::gateway_meta(&o.metadata),
+                spec: o.spec.clone(),
+            }))),
+            Object::Gateway(o) => Some(Record::Gateway(Arc::new(Gateway {
+                metadata: translate::gateway_meta(&o.metadata),
+                spec: o.spec.clone(),
+            }))),
+            Object::HttpRoute(o) => Some(Record::HttpRoute(Arc::new(HttpRoute {
+                metadata: translate::gateway_meta(&o.metadata),
+                spec: o.spec.clone(),
+            }))),
+            Object::ReferenceGrant(o) => Some(Record::ReferenceGrant(Arc::new(ReferenceGrant {
+                metadata: translate::gateway_meta(&o.metadata),
+                spec: o.spec.clone(),
+            }))),
         };
         Some(Prepared {
             kind: object.kind(),
@@ -371,6 +394,10 @@ impl Index {
             (Kind::Service, store.services.len()),
             (Kind::EndpointSlice, store.slices.len()),
             (Kind::Secret, store.secrets.len()),
+            (Kind::GatewayClass, store.gateway.classes.len()),
+            (Kind::Gateway, store.gateway.gateways.len()),
+            (Kind::HTTPRoute, store.gateway.routes.len()),
+            (Kind::ReferenceGrant, store.gateway.grants.len()),
         ])
     }
 
@@ -424,6 +451,10 @@ impl Index {
             Kind::Service => store.services.contains_key(&key),
             Kind::EndpointSlice => store.slices.contains_key(&key),
             Kind::Secret => store.secrets.contains_key(&key),
+            Kind::GatewayClass => store.gateway.classes.contains_key(name),
+            Kind::Gateway => store.gateway.gateways.contains_key(&key),
+            Kind::HTTPRoute => store.gateway.routes.contains_key(&key),
+            Kind::ReferenceGrant => store.gateway.grants.contains_key(&key),
         }
     }
 
@@ -456,6 +487,15 @@ impl Index {
             Kind::Service => store.services.keys().cloned().collect(),
             Kind::EndpointSlice => store.slices.keys().cloned().collect(),
             Kind::Secret => store.secrets.keys().cloned().collect(),
+            Kind::GatewayClass => store
+                .gateway
+                .classes
+                .keys()
+                .map(|n| (Arc::from(""), n.clone()))
+                .collect(),
+            Kind::Gateway => store.gateway.gateways.keys().cloned().collect(),
+            Kind::HTTPRoute => store.gateway.routes.keys().cloned().collect(),
+            Kind::ReferenceGrant => store.gateway.grants.keys().cloned().collect(),
         }
     }
 
@@ -517,6 +557,10 @@ impl Index {
                 if let Some(ups) = self.service_upstreams.get(key) {
                     dirty.upstreams.extend(ups.iter().cloned());
                 }
+                // A backendRef's Service appearing or going changes its status.
+                if !store.gateway.is_empty() {
+                    dirty.gateways.insert(c);
+                }
             }
             (Kind::EndpointSlice, o) => {
                 let record = match o {
@@ -552,6 +596,15 @@ impl Index {
                         .scopes
                         .extend(hosts.iter().cloned().map(RouteScope::Host));
                 }
+                // A listener's certificate appearing or going changes what it serves.
+                if !store.gateway.is_empty() {
+                    dirty.gateways.insert(c);
+                }
+            }
+            (kind, record) => {
+                if gateways::put(&mut store.gateway, kind, key, record) {
+                    dirty.gateways.insert(c);
+                }
             }
         }
     }
@@ -561,6 +614,9 @@ impl Index {
     fn settle(&mut self, mut dirty: Dirty) -> Changes {
         for (c, key) in std::mem::take(&mut dirty.ingresses) {
             self.reclaim(c, &key, &mut dirty);
+        }
+        for c in std::mem::take(&mut dirty.gateways) {
+            self.reclaim_gateways(c, &mut dirty);
         }
         let mut changes = Changes {
             diagnostics: dirty.diagnostics,
@@ -624,7 +680,7 @@ impl Index {
             dirty.scopes.insert(scope);
         }
         for (host, tls) in &claims.tls {
-            let secret = (owner.namespace.clone(), tls.secret.clone());
+            let secret = (tls.namespace.clone(), tls.secret.clone());
             if let Some(hosts) = self.secret_hosts.get_mut(&secret) {
                 hosts.remove(host);
                 if hosts.is_empty() {
@@ -633,21 +689,49 @@ impl Index {
             }
         }
         for up in claims.upstreams() {
-            dirty.upstreams.insert(up.clone());
-            let Some(refs) = self.upstream_refs.get_mut(up) else {
-                continue;
-            };
-            refs.retain(|(o, _)| o != owner);
-            if refs.is_empty() {
-                self.upstream_refs.remove(up);
-                let service = (up.namespace.clone(), up.service.clone());
-                if let Some(set) = self.service_upstreams.get_mut(&service) {
-                    set.retain(|u| u != up);
-                    if set.is_empty() {
-                        self.service_upstreams.remove(&service);
-                    }
+            self.unreference(owner, up, dirty);
+        }
+    }
+
+    /// Drops `owner`'s reference to an upstream (the upstream goes with its last).
+    fn unreference(&mut self, owner: &Owner, up: &UpstreamKey, dirty: &mut Dirty) {
+        dirty.upstreams.insert(up.clone());
+        let Some(refs) = self.upstream_refs.get_mut(up) else {
+            return;
+        };
+        refs.retain(|(o, _)| o != owner);
+        if refs.is_empty() {
+            self.upstream_refs.remove(up);
+            let service = (up.namespace.clone(), up.service.clone());
+            if let Some(set) = self.service_upstreams.get_mut(&service) {
+                set.retain(|u| u != up);
+                if set.is_empty() {
+                    self.service_upstreams.remove(&service);
                 }
             }
+        }
+    }
+
+    /// Records `owner`'s reference to an upstream, with its weights annotation.
+    fn reference(
+        &mut self,
+        owner: &Owner,
+        up: &UpstreamKey,
+        weights: Option<&ClusterWeights>,
+        dirty: &mut Dirty,
+    ) {
+        dirty.upstreams.insert(up.clone());
+        let refs = self.upstream_refs.entry(up.clone()).or_default();
+        if let Err(at) = refs.binary_search_by(|(o, _)| o.cmp(owner)) {
+            refs.reserve_exact(1);
+            refs.insert(at, (owner.clone(), weights.cloned()));
+        }
+        let ups = self
+            .service_upstreams
+            .entry((up.namespace.clone(), up.service.clone()))
+            .or_default();
+        if !ups.contains(up) {
+            ups.push_exact(up.clone());
         }
     }
 
@@ -673,28 +757,81 @@ impl Index {
                 .tls
                 .push_exact(claim.clone());
             dirty.scopes.insert(scope);
-            let secret = (claim.owner.namespace.clone(), claim.secret.clone());
+            let secret = (claim.namespace.clone(), claim.secret.clone());
             self.secret_hosts
                 .entry(secret)
                 .or_default()
                 .insert(host.clone());
         }
         for (_, claim) in &claims.routes {
-            let up = &claim.upstream;
-            dirty.upstreams.insert(up.clone());
-            let refs = self.upstream_refs.entry(up.clone()).or_default();
-            if let Err(at) = refs.binary_search_by(|(o, _)| o.cmp(&claim.owner)) {
-                refs.reserve_exact(1);
-                refs.insert(at, (claim.owner.clone(), weights.cloned()));
-            }
-            let ups = self
-                .service_upstreams
-                .entry((up.namespace.clone(), up.service.clone()))
-                .or_default();
-            if !ups.contains(up) {
-                ups.push_exact(up.clone());
-            }
+            self.reference(&claim.owner, &claim.upstream, weights, dirty);
         }
+    }
+
+    /// Resolves one cluster's Gateway API objects again and replaces what they claim.
+    fn reclaim_gateways(&mut self, c: usize, dirty: &mut Dirty) {
+        dirty.diagnostics = true;
+        let store = &self.clusters[c];
+        let resolution = gateways::resolve(store, &self.config.gateway_controller_name);
+        let new = gateways::claims(&store.name, store, &resolution);
+        let store = &mut self.clusters[c];
+        store.gateway.resolution = Arc::new(resolution);
+        if store.gateway.claims == new {
+            return;
+        }
+        let old = std::mem::replace(&mut store.gateway.claims, new.clone());
+        for (scope, claim) in &old.rules {
+            if let Some(sc) = self.scopes.get_mut(scope)
+                && let Some(at) = sc.rules.iter().position(|r| r == claim)
+            {
+                sc.rules.swap_remove(at);
+            }
+            dirty.scopes.insert(scope.clone());
+        }
+        for (host, claim) in &old.tls {
+            let scope = RouteScope::Host(host.clone());
+            if let Some(sc) = self.scopes.get_mut(&scope)
+                && let Some(at) = sc.tls.iter().position(|t| t == claim)
+            {
+                sc.tls.swap_remove(at);
+            }
+            dirty.scopes.insert(scope);
+        }
+        for (owner, up) in &old.upstreams {
+            self.unreference(owner, up, dirty);
+        }
+        for (scope, claim) in new.rules {
+            self.scopes
+                .entry(scope.clone())
+                .or_default()
+                .rules
+                .push_exact(claim);
+            dirty.scopes.insert(scope);
+        }
+        for (host, claim) in new.tls {
+            let secret = (claim.namespace.clone(), claim.secret.clone());
+            self.secret_hosts
+                .entry(secret)
+                .or_default()
+                .insert(host.clone());
+            let scope = RouteScope::Host(host);
+            self.scopes
+                .entry(scope.clone())
+                .or_default()
+                .tls
+                .push_exact(claim);
+            dirty.scopes.insert(scope);
+        }
+        for (owner, up) in new.upstreams {
+            self.reference(&owner, &up, None, dirty);
+        }
+    }
+
+    /// The Gateway API resolution of one cluster: what podgate serves and the status
+    /// every GatewayClass, Gateway and HTTPRoute parent of podgate's should show.
+    pub fn gateway_resolution(&self, cluster: &ClusterName) -> Option<Arc<Resolution>> {
+        let store = self.clusters.iter().find(|c| c.name == *cluster)?;
+        Some(Arc::clone(&store.gateway.resolution))
     }
 
     fn rebuild_scope(&mut self, scope: RouteScope, changes: &mut Changes) {
@@ -750,7 +887,7 @@ impl Index {
     /// The certificate a TLS claim names, if its Secret is valid: the Secret in the
     /// owner's cluster first, then in any cluster (namespace sameness).
     fn certificate_for(&self, claim: &claims::TlsClaim) -> Option<Certificate> {
-        let key = (claim.owner.namespace.clone(), claim.secret.clone());
+        let key = (claim.namespace.clone(), claim.secret.clone());
         let own = self.clusters.iter().find(|c| c.name == claim.owner.cluster);
         let record = own
             .into_iter()

@@ -7,6 +7,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::model::UpstreamKey;
 
 use super::{Hold, Kind, RouteScope};
@@ -19,6 +20,10 @@ pub enum Object {
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     Secret(Box<Secret>),
+    GatewayClass(Box<GatewayClass>),
+    Gateway(Box<Gateway>),
+    HttpRoute(Box<HttpRoute>),
+    ReferenceGrant(Box<ReferenceGrant>),
 }
 
 impl Object {
@@ -29,6 +34,10 @@ impl Object {
             Self::Service(_) => Kind::Service,
             Self::EndpointSlice(_) => Kind::EndpointSlice,
             Self::Secret(_) => Kind::Secret,
+            Self::GatewayClass(_) => Kind::GatewayClass,
+            Self::Gateway(_) => Kind::Gateway,
+            Self::HttpRoute(_) => Kind::HTTPRoute,
+            Self::ReferenceGrant(_) => Kind::ReferenceGrant,
         }
     }
 
@@ -39,6 +48,10 @@ impl Object {
             Self::Service(o) => &o.metadata,
             Self::EndpointSlice(o) => &o.metadata,
             Self::Secret(o) => &o.metadata,
+            Self::GatewayClass(o) => &o.metadata,
+            Self::Gateway(o) => &o.metadata,
+            Self::HttpRoute(o) => &o.metadata,
+            Self::ReferenceGrant(o) => &o.metadata,
         }
     }
 }
@@ -53,6 +66,13 @@ macro_rules! object_from {
     )*};
 }
 object_from!(Ingress, IngressClass, Service, EndpointSlice, Secret);
+object_from!(GatewayClass, Gateway, ReferenceGrant);
+
+impl From<HttpRoute> for Object {
+    fn from(o: HttpRoute) -> Self {
+        Self::HttpRoute(Box::new(o))
+    }
+}
 
 /// Exactly what one mutation changed in the desired state. Empty when nothing did: a
 /// relist returning the same objects reports no change.

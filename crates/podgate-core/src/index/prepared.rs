@@ -2,6 +2,8 @@
 //! watcher buffers during a relist instead of the whole Kubernetes object, so that a
 //! list of 15,000 EndpointSlices costs their records, not their JSON-shaped structs.
 
+use std::sync::Arc;
+
 use super::Kind;
 use super::records::{
     ClassRecord, IngressRecord, ObjectKey, SecretRecord, ServiceRecord, SliceRecord,
@@ -31,4 +33,10 @@ pub(crate) enum Record {
     Service(ServiceRecord),
     Slice(SliceRecord),
     Secret(SecretRecord),
+    /// Gateway API objects are kept as read (their types hold only what podgate acts
+    /// on; `metadata` is cut to what resolution reads).
+    GatewayClass(Arc<crate::gateway::GatewayClass>),
+    Gateway(Arc<crate::gateway::Gateway>),
+    HttpRoute(Arc<crate::gateway::HttpRoute>),
+    ReferenceGrant(Arc<crate::gateway::ReferenceGrant>),
 }

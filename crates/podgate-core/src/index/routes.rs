@@ -5,23 +5,26 @@ use std::collections::BTreeMap;
 
 use crate::model::{PathMatch, Route, VirtualHost};
 
-use super::claims::{Owner, RouteClaim, TlsClaim};
+use super::claims::{Owner, RouteClaim, RuleClaim, TlsClaim};
 
 /// All claims on one scope, from every cluster.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ScopeClaims {
     pub(crate) routes: Vec<RouteClaim>,
     pub(crate) tls: Vec<TlsClaim>,
+    /// Gateway API rules (HTTPRoutes).
+    pub(crate) rules: Vec<RuleClaim>,
 }
 
 impl ScopeClaims {
     pub(crate) fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.tls.is_empty()
+        self.routes.is_empty() && self.tls.is_empty() && self.rules.is_empty()
     }
 
     pub(crate) fn withdraw(&mut self, owner: &Owner) {
         self.routes.retain(|c| c.owner != *owner);
         self.tls.retain(|c| c.owner != *owner);
+        self.rules.retain(|c| c.owner != *owner);
     }
 
     /// The winning TLS claim (oldest owner).
@@ -72,9 +75,34 @@ pub(crate) fn build(claims: &ScopeClaims) -> (Option<VirtualHost>, Vec<Conflict>
             None => vhost.default_backend = Some(winner.upstream.clone()),
         }
     }
-    if vhost.routes.is_empty() && vhost.default_backend.is_none() {
+    vhost.rules = ordered_rules(&claims.rules);
+    if vhost.routes.is_empty() && vhost.default_backend.is_none() && vhost.rules.is_empty() {
         return (None, conflicts);
     }
     vhost.routes.sort_by(|a, b| a.path.precedence(&b.path));
     (Some(vhost), conflicts)
+}
+
+/// The Gateway API rules of one scope in the specification's order (match precedence,
+/// then the oldest route, `namespace/name`, rule and match order). The same route seen
+/// in several clusters (namespace sameness) counts once where its copies agree.
+fn ordered_rules(claims: &[RuleClaim]) -> Vec<crate::model::HttpRule> {
+    let mut sorted: Vec<&RuleClaim> = claims.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.rank
+            .cmp(&b.rank)
+            .then(a.owner.created.cmp(&b.owner.created))
+            .then_with(|| a.owner.namespace.cmp(&b.owner.namespace))
+            .then_with(|| a.owner.name.cmp(&b.owner.name))
+            .then(a.rule_index.cmp(&b.rule_index))
+            .then(a.match_index.cmp(&b.match_index))
+            .then_with(|| a.owner.cluster.cmp(&b.owner.cluster))
+    });
+    sorted.dedup_by(|b, a| {
+        a.owner.same_ingress(&b.owner)
+            && a.rule_index == b.rule_index
+            && a.match_index == b.match_index
+            && a.rule == b.rule
+    });
+    sorted.into_iter().map(|c| (*c.rule).clone()).collect()
 }

@@ -30,6 +30,8 @@ pub(crate) struct ClusterStore {
     pub(crate) guarded_endpoints: usize,
     /// Pods held back only by podgate's readiness gate (`gated.rs`).
     pub(crate) gated: super::gated::GatedPods,
+    /// Gateway API objects and what they resolved to (`gateways.rs`).
+    pub(crate) gateway: super::gateways::GatewayObjects,
 }
 
 impl ClusterStore {
@@ -47,6 +49,7 @@ impl ClusterStore {
             reach: super::reach::Reach::default(),
             guarded_endpoints: 0,
             gated: super::gated::GatedPods::default(),
+            gateway: super::gateways::GatewayObjects::default(),
         }
     }
 

@@ -324,3 +324,17 @@ fn upstream_of(
     };
     Some(UpstreamKey::new(namespace, &service.name, port))
 }
+
+/// A Gateway API object's metadata cut to what resolution reads (name, namespace,
+/// generation, creation time, uid): `managedFields`, annotations and the
+/// `resourceVersion` of every status write would otherwise be kept and compared.
+pub(crate) fn gateway_meta(meta: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        generation: meta.generation,
+        creation_timestamp: meta.creation_timestamp.clone(),
+        uid: meta.uid.clone(),
+        ..ObjectMeta::default()
+    }
+}

@@ -4,6 +4,7 @@ mod common;
 mod endpoints;
 mod failover;
 mod gated;
+mod gateway;
 mod paths;
 mod props;
 mod reach;
