@@ -7,6 +7,7 @@
 //! its own tasks, and a failed watch changes nothing in the Index.
 
 mod events;
+mod gateway;
 pub(crate) use events::MoreReports;
 mod guard;
 mod ingress_status;
@@ -266,6 +267,13 @@ pub(crate) fn spawn(
             None,
         ));
     }
+    tasks.spawn(gateway::run(
+        cluster.clone(),
+        client.clone(),
+        desired.clone(),
+        status.clone(),
+        StatusCell::new(cluster.as_str(), api_server, 4),
+    ));
     tasks.spawn(probe(client.clone(), status.clone()));
     if options.events {
         tasks.spawn(events::run(

@@ -72,6 +72,9 @@ pub struct ClusterStatus {
     pub(crate) lists: u64,
     /// Failed watches (each restarts with backoff) and failed liveness probes.
     pub(crate) errors: u64,
+    /// `unknown` until discovery answered, then `absent` (no Gateway API CRDs) or
+    /// `watched`.
+    pub(crate) gateway_api: &'static str,
 }
 
 /// What [`StatusCell::failed`] logged.
@@ -109,6 +112,7 @@ impl StatusCell {
             last_event_ms: None,
             lists: 0,
             errors: 0,
+            gateway_api: "unknown",
         };
         Self {
             inner: Arc::new(Mutex::new(status)),
@@ -123,6 +127,12 @@ impl StatusCell {
         let mut rx = self.synced_once.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = rx.wait_for(|synced| *synced).await;
+    }
+
+    /// Records what discovery said of the Gateway API; whether that is new.
+    pub(crate) fn set_gateway_api(&self, state: &'static str) -> bool {
+        let mut s = self.inner.lock();
+        std::mem::replace(&mut s.gateway_api, state) != state
     }
 
     pub fn get(&self) -> ClusterStatus {

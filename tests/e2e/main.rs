@@ -6,6 +6,7 @@ mod events;
 mod failover;
 mod failover_lab;
 mod front_lb;
+mod gateway_api;
 mod health_checks;
 mod leader;
 mod lifecycle;

@@ -15,6 +15,7 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct GatewayClass {
     pub metadata: ObjectMeta,
+    #[serde(default)]
     pub spec: GatewayClassSpec,
 }
 
@@ -29,6 +30,7 @@ pub struct GatewayClassSpec {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct Gateway {
     pub metadata: ObjectMeta,
+    #[serde(default)]
     pub spec: GatewaySpec,
 }
 
@@ -115,6 +117,7 @@ pub struct ObjectReference {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct HttpRoute {
     pub metadata: ObjectMeta,
+    #[serde(default)]
     pub spec: HttpRouteSpec,
 }
 
@@ -280,6 +283,7 @@ pub struct HttpBackendRef {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct ReferenceGrant {
     pub metadata: ObjectMeta,
+    #[serde(default)]
     pub spec: ReferenceGrantSpec,
 }
 
