@@ -155,14 +155,31 @@ async fn served(client: &Client) -> Option<Vec<&'static str>> {
     Some(found)
 }
 
-/// Waits for the CRDs (see the module documentation), then watches every kind found.
+/// What the Gateway API watchers of one cluster work with.
+pub(crate) struct Context {
+    pub(crate) cluster: ClusterName,
+    pub(crate) client: Client,
+    pub(crate) desired: Arc<Desired>,
+    /// The cluster's status (for `gateway_api`).
+    pub(crate) status: StatusCell,
+    /// The watchers' own cell.
+    pub(crate) cell: StatusCell,
+}
+
+/// Waits for the CRDs (see the module documentation), then watches every kind found
+/// and, with a `term`, writes status while it is held.
 pub(crate) async fn run(
-    cluster: ClusterName,
-    client: Client,
-    desired: Arc<Desired>,
-    status: StatusCell,
-    cell: StatusCell,
+    ctx: Context,
+    controller_name: String,
+    term: Option<tokio::sync::watch::Receiver<Option<u64>>>,
 ) {
+    let Context {
+        cluster,
+        client,
+        desired,
+        status,
+        cell,
+    } = ctx;
     let kinds = loop {
         match served(&client).await {
             Some(kinds) if kinds.contains(&"httproutes") && kinds.contains(&"gateways") => {
@@ -180,6 +197,15 @@ pub(crate) async fn run(
     status.set_gateway_api("watched");
     tracing::info!(%cluster, kinds = ?kinds, "watching the Gateway API");
     let mut tasks = JoinSet::new();
+    if let Some(term) = term {
+        tasks.spawn(super::gateway_status::run(
+            cluster.clone(),
+            client.clone(),
+            desired.clone(),
+            controller_name,
+            term,
+        ));
+    }
     let ctx = (cluster, desired, cell);
     spawn::<GatewayClass>(&mut tasks, &client, &ctx, Kind::GatewayClass, &kinds);
     spawn::<Gateway>(&mut tasks, &client, &ctx, Kind::Gateway, &kinds);

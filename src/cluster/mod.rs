@@ -8,6 +8,7 @@
 
 mod events;
 mod gateway;
+mod gateway_status;
 pub(crate) use events::MoreReports;
 mod guard;
 mod ingress_status;
@@ -122,6 +123,11 @@ pub(crate) struct WatchOptions {
     /// Where the LB targets stand, for the Normal `Sync` Event on each Ingress they
     /// have programmed (none without it, or without `events`).
     pub(crate) lb_progress: Option<LbProgress>,
+    /// GatewayClass `controllerName` podgate serves.
+    pub(crate) gateway_controller_name: String,
+    /// The pushing replica's term: Gateway API status is written while it is held
+    /// (never without it).
+    pub(crate) term: Option<tokio::sync::watch::Receiver<Option<u64>>>,
 }
 
 /// The running watchers of one cluster. Dropping it stops them.
@@ -268,11 +274,15 @@ pub(crate) fn spawn(
         ));
     }
     tasks.spawn(gateway::run(
-        cluster.clone(),
-        client.clone(),
-        desired.clone(),
-        status.clone(),
-        StatusCell::new(cluster.as_str(), api_server, 4),
+        gateway::Context {
+            cluster: cluster.clone(),
+            client: client.clone(),
+            desired: desired.clone(),
+            status: status.clone(),
+            cell: StatusCell::new(cluster.as_str(), api_server, 4),
+        },
+        options.gateway_controller_name.clone(),
+        options.term.clone(),
     ));
     tasks.spawn(probe(client.clone(), status.clone()));
     if options.events {

@@ -346,14 +346,9 @@ async fn spawn_gates(
     Ok((gates, webhook))
 }
 
-/// Starts everything the configuration asks for.
-pub async fn start(
-    config: &ControllerConfig,
-    options: RunOptions,
-) -> Result<Controller, ControllerError> {
-    config.validate()?;
-    crate::process_metrics::mark_start();
-    let mut index = Index::new(IndexConfig {
+/// What the Index needs of the configuration.
+fn index_config(config: &ControllerConfig) -> IndexConfig {
+    IndexConfig {
         controller_name: config.controller_name.clone(),
         legacy_class: config.ingress_class.clone(),
         clusters: config
@@ -362,7 +357,17 @@ pub async fn start(
             .map(|c| (ClusterName::new(&c.name), c.weight))
             .collect(),
         gateway_controller_name: config.gateway_controller_name.clone(),
-    });
+    }
+}
+
+/// Starts everything the configuration asks for.
+pub async fn start(
+    config: &ControllerConfig,
+    options: RunOptions,
+) -> Result<Controller, ControllerError> {
+    config.validate()?;
+    crate::process_metrics::mark_start();
+    let mut index = Index::new(index_config(config));
     let reach = reachability(&mut index, config)?;
     let mut tasks = JoinSet::new();
     let hold_down = !config.hold_down.is_zero();
@@ -410,6 +415,8 @@ pub async fn start(
         confirm_after: config.confirm_after,
         more_reports: Some(super::refusals::reports(targets.clone(), desired.clone())),
         lb_progress: Some(super::progress::of(targets.clone())),
+        gateway_controller_name: config.gateway_controller_name.clone(),
+        term: Some(term.clone()),
     };
     let clusters = spawn_clusters(config, &clients, reach, &desired, &watch, &mut tasks)?;
     let gate = crate::gate::GateOptions {

@@ -440,3 +440,51 @@ fn rbac_reads_namespaces_and_pods_and_writes_nothing_on_pods_but_their_status() 
         }
     }
 }
+
+#[test]
+fn rbac_reads_the_gateway_api_and_writes_only_its_status() {
+    let Some(kubectl) = tool("kubectl", "`apt-get install -y kubernetes-client`") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for kustomization in KUSTOMIZATIONS {
+        let docs = documents(&render(&kubectl, kustomization, dir.path()));
+        let mut granted = Vec::new();
+        for role in docs
+            .iter()
+            .filter(|d| matches!(d["kind"].as_str(), Some("Role" | "ClusterRole")))
+        {
+            for rule in role["rules"].as_sequence().unwrap() {
+                if !strings(&rule["apiGroups"]).contains(&"gateway.networking.k8s.io") {
+                    continue;
+                }
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        let allowed = if resource.ends_with("/status") {
+                            verb == "patch"
+                        } else {
+                            ["get", "list", "watch"].contains(&verb)
+                        };
+                        assert!(allowed, "{kustomization}: {verb} {resource}");
+                        granted.push(format!("{verb} {resource}"));
+                    }
+                }
+            }
+        }
+        for kind in [
+            "gatewayclasses",
+            "gateways",
+            "httproutes",
+            "referencegrants",
+        ] {
+            for verb in ["get", "list", "watch"] {
+                let want = format!("{verb} {kind}");
+                assert!(granted.contains(&want), "{kustomization}: {want} missing");
+            }
+        }
+        for kind in ["gatewayclasses", "gateways", "httproutes"] {
+            let want = format!("patch {kind}/status");
+            assert!(granted.contains(&want), "{kustomization}: {want} missing");
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use podgate::demo::pods;
 use podgate::demo::{Configure, Lab, LabOptions};
+use podgate_sim::Gvr;
 use podgate_sim::objects::service;
 use serde_json::{Value, json};
 
@@ -84,10 +85,67 @@ async fn an_http_route_is_served_and_a_cluster_without_the_crds_says_so() {
         )
         .unwrap();
     }
-    for obj in gateway_objects(HOST) {
+    // The class last: the route already shows another controller's parent, which
+    // podgate's status write must keep.
+    let mut objects = gateway_objects(HOST);
+    let class = objects.remove(0);
+    for obj in objects {
         sim.apply_json(obj).unwrap();
     }
+    foreign_parent(sim).await;
+    sim.apply_json(class).unwrap();
 
+    served_by_header_and_weight(&lab).await;
+    let clusters = lab.admin_json("/v1/clusters").await.unwrap();
+    let state = |name: &str| {
+        clusters
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name))
+            .map(|c| (c["state"].clone(), c["gateway_api"].clone()))
+    };
+    assert_eq!(
+        state("idc"),
+        Some((json!("synced"), json!("absent"))),
+        "{clusters}"
+    );
+    assert_eq!(
+        state("tke"),
+        Some((json!("synced"), json!("watched"))),
+        "{clusters}"
+    );
+
+    statuses_as_users_read_them(&lab).await;
+}
+
+/// Another controller's entry in the route's `status.parents`.
+async fn foreign_parent(sim: &podgate_sim::SimCluster) {
+    let client = sim.client().unwrap();
+    let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
+        client,
+        NS,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        ),
+    );
+    let patch = json!({"status": {"parents": [{
+        "parentRef": {"name": "theirs"},
+        "controllerName": "example.com/other",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z",
+                        "observedGeneration": 1}],
+    }]}});
+    api.patch_status(
+        "web",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("status patch");
+}
+
+/// The canary by its header, the rest 3:1 by weight.
+async fn served_by_header_and_weight(lab: &Lab) {
     lab.eventually("the canary by header", WAIT, || async {
         let url = format!("http://{}/any", lab.proxy.http_addr);
         let body = reqwest::Client::new()
@@ -117,22 +175,51 @@ async fn an_http_route_is_served_and_a_cluster_without_the_crds_says_so() {
         (50..150).contains(&canary_hits),
         "canary {canary_hits} of 400: {split:?}"
     );
+}
 
-    let clusters = lab.admin_json("/v1/clusters").await.unwrap();
-    let state = |name: &str| {
-        clusters
+/// Status of the class, the Gateway and the route, another controller's parent kept.
+async fn statuses_as_users_read_them(lab: &Lab) {
+    let sim = lab.sim("tke");
+    let gvr = |plural: &str| Gvr::new("gateway.networking.k8s.io", "v1", plural);
+    let condition = |obj: &Value, kind: &str| {
+        obj["conditions"]
             .as_array()
-            .and_then(|a| a.iter().find(|c| c["name"] == name))
-            .map(|c| (c["state"].clone(), c["gateway_api"].clone()))
+            .and_then(|c| c.iter().find(|c| c["type"] == kind))
+            .map(|c| (c["status"].clone(), c["reason"].clone()))
     };
+    let route_status = lab
+        .eventually("the route's status", WAIT, || async {
+            let route = sim.get(&gvr("httproutes"), Some(NS), "web")?;
+            let parents = route["status"]["parents"].as_array()?.clone();
+            (parents.len() == 2).then_some(parents)
+        })
+        .await
+        .unwrap();
     assert_eq!(
-        state("idc"),
-        Some((json!("synced"), json!("absent"))),
-        "{clusters}"
+        route_status[0]["controllerName"], "example.com/other",
+        "kept in place"
+    );
+    let ours = &route_status[1];
+    assert_eq!(ours["controllerName"], "podgate.io/gateway-controller");
+    assert_eq!(ours["parentRef"]["name"], "edge");
+    assert_eq!(
+        condition(ours, "Accepted"),
+        Some((json!("True"), json!("Accepted")))
     );
     assert_eq!(
-        state("tke"),
-        Some((json!("synced"), json!("watched"))),
-        "{clusters}"
+        condition(ours, "ResolvedRefs"),
+        Some((json!("True"), json!("ResolvedRefs")))
+    );
+    let gw = sim.get(&gvr("gateways"), Some(NS), "edge").unwrap();
+    assert_eq!(
+        condition(&gw["status"], "Programmed"),
+        Some((json!("True"), json!("Programmed"))),
+        "{gw}"
+    );
+    assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 1, "{gw}");
+    let class = sim.get(&gvr("gatewayclasses"), None, "podgate").unwrap();
+    assert_eq!(
+        condition(&class["status"], "Accepted"),
+        Some((json!("True"), json!("Accepted")))
     );
 }
