@@ -115,6 +115,33 @@ async fn an_http_route_is_served_and_a_cluster_without_the_crds_says_so() {
     );
 
     statuses_as_users_read_them(&lab).await;
+
+    // A route naming a Service that does not exist: its status says so, and so does a
+    // Warning Event on the route.
+    let mut broken = gateway_objects("broken.example.com").remove(2);
+    broken["metadata"]["name"] = json!("broken");
+    broken["spec"]["rules"][1]["backendRefs"][0]["name"] = json!("gone");
+    sim.apply_json(broken).unwrap();
+    let events = Gvr::new("events.k8s.io", "v1", "events");
+    let event = lab
+        .eventually("a Warning Event on the broken route", WAIT, || async {
+            sim.list(&events, Some(NS)).into_iter().find(|e| {
+                e["regarding"]["kind"] == "HTTPRoute"
+                    && e["regarding"]["name"] == "broken"
+                    && e["reason"] == "BackendNotFound"
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(
+        event["regarding"]["apiVersion"],
+        "gateway.networking.k8s.io/v1"
+    );
+    assert!(
+        event["note"].as_str().unwrap().contains("shop/gone"),
+        "{event}"
+    );
 }
 
 /// Another controller's entry in the route's `status.parents`.

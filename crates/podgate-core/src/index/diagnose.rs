@@ -44,6 +44,7 @@ impl Index {
                 }
             }
         }
+        out.extend(self.gateway_reports());
         out.extend(self.conflict_reports());
         out.extend(self.reach_reports());
         out.sort();
@@ -97,6 +98,56 @@ impl Index {
         None
     }
 
+    /// What the Gateway API status says is wrong, on the object it says it of: a
+    /// route parent not accepted, unresolved references or rules left out (on the
+    /// HTTPRoute), a listener not accepted, unresolved or conflicted (on the Gateway).
+    fn gateway_reports(&self) -> Vec<Report> {
+        let mut out = Vec::new();
+        for store in &self.clusters {
+            let r = &store.gateway.resolution;
+            for ((ns, name), parents) in &r.routes {
+                let obj = object(
+                    &store.name,
+                    Kind::HTTPRoute,
+                    &Arc::from(ns.as_str()),
+                    &Arc::from(name.as_str()),
+                );
+                for p in parents {
+                    for c in p.conditions.iter().filter(|c| problem(c)) {
+                        let message =
+                            format!("parent Gateway {}: {}", p.parent_ref.name, c.message);
+                        out.push(Report {
+                            object: obj.clone(),
+                            diagnostic: Diagnostic::new(c.reason, message),
+                        });
+                    }
+                }
+            }
+            for ((ns, name), status) in &r.gateways {
+                let obj = object(
+                    &store.name,
+                    Kind::Gateway,
+                    &Arc::from(ns.as_str()),
+                    &Arc::from(name.as_str()),
+                );
+                for l in &status.listeners {
+                    for c in l
+                        .conditions
+                        .iter()
+                        .filter(|c| problem(c) && c.kind != "Programmed")
+                    {
+                        let message = format!("listener {}: {}", l.name, c.message);
+                        out.push(Report {
+                            object: obj.clone(),
+                            diagnostic: Diagnostic::new(c.reason, message),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn conflict_reports(&self) -> impl Iterator<Item = Report> + '_ {
         self.conflicts.iter().flat_map(|(scope, conflicts)| {
             conflicts.iter().map(move |c| {
@@ -124,5 +175,14 @@ impl Index {
                 }
             })
         })
+    }
+}
+
+/// A condition that reports a problem: a positive one not holding, or a negative one
+/// (`Conflicted`, `PartiallyInvalid`) holding.
+fn problem(c: &crate::gateway::Condition) -> bool {
+    match c.kind {
+        "Conflicted" | "PartiallyInvalid" => c.is_true(),
+        _ => !c.is_true(),
     }
 }

@@ -221,3 +221,39 @@ fn the_result_does_not_depend_on_the_order_of_events() {
         assert_eq!(build(&order), reference, "{order:?}");
     }
 }
+
+#[test]
+fn problems_in_gateway_api_status_are_diagnostics_on_their_object() {
+    let mut index = index();
+    cluster(&mut index, &idc(), 1);
+    index.apply(&idc(), gateway());
+    let mut route = http_route("web.example.com", "2026-01-01T00:00:00Z");
+    route.spec.rules[0].backend_refs[0].reference.name = "gone".to_owned();
+    index.apply(&idc(), route);
+    let reports = index.diagnostics();
+    let on = |kind: Kind| {
+        reports
+            .iter()
+            .filter(|r| r.object.kind == kind)
+            .map(|r| {
+                (
+                    r.object.name.to_string(),
+                    r.diagnostic.reason.to_string(),
+                    r.diagnostic.message.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let routes = on(Kind::HTTPRoute);
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(routes[0].1, "BackendNotFound");
+    assert!(
+        routes[0].2.contains("parent Gateway gw") && routes[0].2.contains("shop/gone"),
+        "{routes:?}"
+    );
+    // The HTTPS listener's Secret is missing.
+    let gateways = on(Kind::Gateway);
+    assert_eq!(gateways.len(), 1, "{gateways:?}");
+    assert_eq!(gateways[0].1, "InvalidCertificateRef");
+    assert!(gateways[0].2.starts_with("listener https:"), "{gateways:?}");
+}
