@@ -34,7 +34,7 @@ impl CompiledHost {
 
 /// A request the fast path must hand to the general path.
 #[derive(Debug)]
-pub(crate) struct GeneralPath;
+pub struct GeneralPath;
 
 /// The route table in lookup form, plus the table as pushed (for `GET /v1/state`).
 /// Public so that benchmarks and other data planes can use the same lookup.
@@ -101,6 +101,19 @@ impl Router {
         self.wildcard.get(rest).and_then(|&i| self.hosts.get(i))
     }
 
+    /// The Gateway API rule serving a request, as the general path chooses it (public
+    /// for benchmarks).
+    pub fn rule_for(
+        &self,
+        raw_host: &str,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> Option<&podgate_core::model::HttpRule> {
+        super::rules::first_match(self.rules(raw_host), method, path, headers, query).map(|r| &**r)
+    }
+
     /// The Gateway API rules of the host a request goes to (none for Ingress hosts).
     pub(crate) fn rules(&self, raw_host: &str) -> &[std::sync::Arc<podgate_core::model::HttpRule>] {
         self.host(raw_host)
@@ -111,7 +124,7 @@ impl Router {
     /// [`Self::route`] for the fast path, refused with [`GeneralPath`] when the host
     /// has Gateway API rules, which only the general path serves. One host lookup
     /// either way.
-    pub(crate) fn route_without_rules(
+    pub fn route_without_rules(
         &self,
         raw_host: &str,
         path: &str,
