@@ -90,6 +90,8 @@ struct Demo {
     /// Pods behind the readiness gate, with the kubelet test double that readies them.
     gated: Vec<Pod>,
     kubelet: Option<kubelet::Kubelet>,
+    /// The Gateway API step's canary pod.
+    canary: Option<Pod>,
 }
 
 /// Runs the demo.
@@ -101,9 +103,15 @@ pub async fn run(options: DemoOptions) -> Result<(), LabError> {
     let admin_token = token_file.clone();
     // The weights ConfigMap lives in tke, which stays up while idc's API server goes
     // away: `podgate weights` and `podgate migrate` work all through the demo.
-    let configure = Configure::new(move |config, _| {
+    let configure = Configure::new(move |config, sims| {
         config.admin.token_file = Some(admin_token.clone());
         config.weights.cluster = Some("tke".to_owned());
+        // Both clusters serve the Gateway API, as clusters with its CRDs installed do.
+        for sim in sims {
+            if let Err(e) = sim.register_crds(podgate_sim::GATEWAY_API_CRDS) {
+                tracing::warn!(error = %e, "the Gateway API CRDs did not register");
+            }
+        }
     });
     let lab_options = LabOptions {
         listen: options.listen,
@@ -131,8 +139,10 @@ pub async fn run(options: DemoOptions) -> Result<(), LabError> {
         tke,
         gated: Vec::new(),
         kubelet: None,
+        canary: None,
     };
     demo.setup().await?;
+    demo.gateway_api().await?;
     demo.weights().await?;
     demo.scale_out().await?;
     demo.migrate().await?;
@@ -190,6 +200,79 @@ impl Demo {
         self.pause().await;
         say("Cluster weights idc=100, tke=100: traffic splits evenly, straight to pod IPs");
         show(&lab.split(host, 200).await?);
+        self.pause().await;
+        Ok(())
+    }
+
+    /// One HTTPRoute, written the same in both clusters (namespace sameness): a
+    /// header sends the canary (a pod in tke) its requests, the rest go to shop/web
+    /// in both clusters.
+    async fn gateway_api(&mut self) -> Result<(), LabError> {
+        let lab = &self.lab;
+        let host = format!(
+            "api.{}",
+            self.host.split_once('.').map_or("example.com", |(_, d)| d)
+        );
+        say(&format!(
+            "Gateway API: an HTTPRoute for {host}; `x-canary: true` goes to the canary pod in tke, the rest to shop/web in both clusters"
+        ));
+        let canary = Pod::start("tke", "canary-1", [127, 1, 3, 1].into(), self.port).await?;
+        lab.apply(
+            "tke",
+            &podgate_sim::objects::service(NS, "canary")
+                .port("http", 80)
+                .build(),
+        )?;
+        lab.apply(
+            "tke",
+            &pods::slice_of(NS, "canary-1", "canary", std::slice::from_ref(&canary), &[]),
+        )?;
+        for cluster in ["idc", "tke"] {
+            for obj in gateway_objects(&host) {
+                lab.sim(cluster).apply_json(obj)?;
+            }
+        }
+        let url = format!("http://{}/", lab.proxy.http_addr);
+        let client = reqwest::Client::new();
+        let answer = lab
+            .eventually("the canary by header", Duration::from_secs(20), || async {
+                let body = client
+                    .get(&url)
+                    .header(http::header::HOST, &host)
+                    .header("x-canary", "true")
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                body.contains("canary").then_some(body)
+            })
+            .await?;
+        println!("   with x-canary: true → {}", answer.trim());
+        println!("   without it:");
+        show(&lab.split(&host, 200).await?);
+        let routes = podgate_sim::Gvr::new("gateway.networking.k8s.io", "v1", "httproutes");
+        let accepted = lab
+            .eventually("the route's status", Duration::from_secs(20), || async {
+                let route = lab.sim("idc").get(&routes, Some(NS), "api")?;
+                let parent = route["status"]["parents"].get(0)?.clone();
+                let c = parent["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Accepted")?
+                    .clone();
+                Some(format!(
+                    "{} ({})",
+                    c["status"].as_str()?,
+                    c["reason"].as_str()?
+                ))
+            })
+            .await?;
+        println!(
+            "   HTTPRoute shop/api status: Accepted {accepted}, written by podgate in both clusters"
+        );
+        self.canary = Some(canary);
         self.pause().await;
         Ok(())
     }
@@ -413,4 +496,26 @@ impl Demo {
             next = if next >= 250 { 4 } else { next + 1 };
         }
     }
+}
+
+/// podgate's GatewayClass, a Gateway with one HTTP listener and the HTTPRoute `api`.
+fn gateway_objects(host: &str) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": "podgate"},
+               "spec": {"controllerName": podgate_core::gateway::DEFAULT_CONTROLLER_NAME}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"namespace": NS, "name": "edge"},
+               "spec": {"gatewayClassName": "podgate",
+                        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"namespace": NS, "name": "api"},
+        "spec": {"parentRefs": [{"name": "edge"}], "hostnames": [host],
+                 "rules": [
+                   {"matches": [{"headers": [{"name": "x-canary", "value": "true"}]}],
+                    "backendRefs": [{"name": "canary", "port": 80}]},
+                   {"backendRefs": [{"name": "web", "port": 80}]},
+                 ]}}),
+    ]
 }

@@ -225,7 +225,7 @@ fn the_demo_runs_its_whole_scenario_without_a_failed_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     let splits: Vec<&str> = stdout.lines().filter(|l| l.contains("(failed: ")).collect();
-    assert_eq!(splits.len(), 8, "{stdout}");
+    assert_eq!(splits.len(), 9, "{stdout}");
     assert!(splits.iter().all(|l| l.starts_with("   of ")), "{stdout}");
     assert!(
         stdout.contains("web UI:      http://127.0.0.1:"),
@@ -245,6 +245,14 @@ fn the_demo_runs_its_whole_scenario_without_a_failed_request() {
         "{stdout}"
     );
     assert!(stdout.contains("cluster \"idc\": \"stale\""), "{stdout}");
+    assert!(
+        stdout.contains("with x-canary: true → tke canary-1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("HTTPRoute shop/api status: Accepted True (Accepted)"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,28 +15,12 @@ const NS: &str = "shop";
 const HOST: &str = "gw.example.com";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The CRDs, as a cluster admin installs them.
-pub(crate) fn crds() -> String {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crates/podgate-sim/tests/fixtures/gateway-api"
-    );
-    [
-        "gatewayclasses",
-        "gateways",
-        "httproutes",
-        "referencegrants",
-    ]
-    .iter()
-    .map(|k| std::fs::read_to_string(format!("{dir}/{k}.yaml")).expect("CRD fixture"))
-    .collect::<Vec<_>>()
-    .join("\n---\n")
-}
-
 fn options() -> LabOptions {
     LabOptions {
         configure: Some(Configure::new(|_, sims| {
-            sims[1].register_crds(&crds()).expect("the CRDs register");
+            sims[1]
+                .register_crds(podgate_sim::GATEWAY_API_CRDS)
+                .expect("the CRDs register");
         })),
         ..LabOptions::default()
     }

@@ -154,3 +154,16 @@ pub enum SimError {
 pub fn scratch_dir() -> std::io::Result<TempDir> {
     tempfile::Builder::new().prefix("podgate-sim-").tempdir()
 }
+
+/// The Gateway API v1.6.1 standard-channel CRDs (GatewayClass, Gateway, HTTPRoute,
+/// ReferenceGrant) as one multi-document YAML, for [`SimCluster::register_crds`]: what
+/// a cluster admin installs, embedded so the demo can install them too.
+pub const GATEWAY_API_CRDS: &str = concat!(
+    include_str!("../tests/fixtures/gateway-api/gatewayclasses.yaml"),
+    "\n---\n",
+    include_str!("../tests/fixtures/gateway-api/gateways.yaml"),
+    "\n---\n",
+    include_str!("../tests/fixtures/gateway-api/httproutes.yaml"),
+    "\n---\n",
+    include_str!("../tests/fixtures/gateway-api/referencegrants.yaml"),
+);

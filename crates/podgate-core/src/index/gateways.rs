@@ -43,21 +43,22 @@ pub(crate) struct GatewayClaims {
     pub(crate) upstreams: Vec<(Owner, UpstreamKey)>,
 }
 
-/// What resolution asks of the cluster's other objects.
-struct Cluster<'a>(&'a ClusterStore);
+/// What resolution asks of the other objects: Services and Secrets of every cluster
+/// (namespace sameness: a backendRef names one Service across clusters, as an Ingress
+/// backend does; a certificate is found where the Index finds it).
+struct Clusters<'a>(&'a [ClusterStore]);
 
-impl Lookup for Cluster<'_> {
+impl Lookup for Clusters<'_> {
     fn service(&self, namespace: &str, name: &str) -> bool {
-        self.0
-            .services
-            .contains_key(&(Arc::from(namespace), Arc::from(name)))
+        let key = (Arc::from(namespace), Arc::from(name));
+        self.0.iter().any(|c| c.services.contains_key(&key))
     }
 
     fn tls_secret(&self, namespace: &str, name: &str) -> bool {
-        matches!(
-            self.0.secrets.get(&(Arc::from(namespace), Arc::from(name))),
-            Some(SecretRecord::Tls { .. })
-        )
+        let key = (Arc::from(namespace), Arc::from(name));
+        self.0
+            .iter()
+            .any(|c| matches!(c.secrets.get(&key), Some(SecretRecord::Tls { .. })))
     }
 
     fn namespace_labels(&self, _namespace: &str) -> Option<&Labels> {
@@ -68,7 +69,11 @@ impl Lookup for Cluster<'_> {
 
 /// Resolves one cluster's objects, in a stable order (by key), so the result does not
 /// depend on the order events arrived in.
-pub(crate) fn resolve(store: &ClusterStore, controller_name: &str) -> Resolution {
+pub(crate) fn resolve(
+    store: &ClusterStore,
+    all: &[ClusterStore],
+    controller_name: &str,
+) -> Resolution {
     fn sorted<K: Ord + Clone, V: Clone>(m: &Map<K, Arc<V>>) -> Vec<V> {
         let mut v: Vec<(&K, &Arc<V>)> = m.iter().collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
@@ -86,7 +91,7 @@ pub(crate) fn resolve(store: &ClusterStore, controller_name: &str) -> Resolution
         routes: &routes,
         grants: &grants,
     };
-    gateway::resolve(&world, &Cluster(store))
+    gateway::resolve(&world, &Clusters(all))
 }
 
 /// The claims of a resolution: one rule claim per served match and hostname, the first

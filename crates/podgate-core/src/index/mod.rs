@@ -102,6 +102,9 @@ struct Dirty {
     upstreams: BTreeSet<UpstreamKey>,
     /// Clusters whose Gateway API objects must be resolved again.
     gateways: BTreeSet<usize>,
+    /// A Service or Secret changed: every cluster with Gateway API objects resolves
+    /// again (a backendRef or certificateRef may name it, in any cluster).
+    gateway_lookups: bool,
     diagnostics: bool,
 }
 
@@ -558,9 +561,7 @@ impl Index {
                     dirty.upstreams.extend(ups.iter().cloned());
                 }
                 // A backendRef's Service appearing or going changes its status.
-                if !store.gateway.is_empty() {
-                    dirty.gateways.insert(c);
-                }
+                dirty.gateway_lookups = true;
             }
             (Kind::EndpointSlice, o) => {
                 let record = match o {
@@ -597,9 +598,7 @@ impl Index {
                         .extend(hosts.iter().cloned().map(RouteScope::Host));
                 }
                 // A listener's certificate appearing or going changes what it serves.
-                if !store.gateway.is_empty() {
-                    dirty.gateways.insert(c);
-                }
+                dirty.gateway_lookups = true;
             }
             (kind, record) => {
                 if gateways::put(&mut store.gateway, kind, key, record) {
@@ -614,6 +613,12 @@ impl Index {
     fn settle(&mut self, mut dirty: Dirty) -> Changes {
         for (c, key) in std::mem::take(&mut dirty.ingresses) {
             self.reclaim(c, &key, &mut dirty);
+        }
+        if std::mem::take(&mut dirty.gateway_lookups) {
+            let with_gateways = self.clusters.iter().enumerate();
+            let with_gateways = with_gateways.filter(|(_, c)| !c.gateway.is_empty());
+            let found: Vec<usize> = with_gateways.map(|(i, _)| i).collect();
+            dirty.gateways.extend(found);
         }
         for c in std::mem::take(&mut dirty.gateways) {
             self.reclaim_gateways(c, &mut dirty);
@@ -772,7 +777,8 @@ impl Index {
     fn reclaim_gateways(&mut self, c: usize, dirty: &mut Dirty) {
         dirty.diagnostics = true;
         let store = &self.clusters[c];
-        let resolution = gateways::resolve(store, &self.config.gateway_controller_name);
+        let resolution =
+            gateways::resolve(store, &self.clusters, &self.config.gateway_controller_name);
         let new = gateways::claims(&store.name, store, &resolution);
         let store = &mut self.clusters[c];
         store.gateway.resolution = Arc::new(resolution);

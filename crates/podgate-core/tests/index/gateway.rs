@@ -257,3 +257,57 @@ fn problems_in_gateway_api_status_are_diagnostics_on_their_object() {
     assert_eq!(gateways[0].1, "InvalidCertificateRef");
     assert!(gateways[0].2.starts_with("listener https:"), "{gateways:?}");
 }
+
+/// Found by the demo: the route written in both clusters names a Service that only
+/// tke runs. With namespace sameness it is one upstream, so idc's copy resolves too;
+/// judged per cluster, idc's copy sorted first with a 500 for the canary's share.
+#[test]
+fn a_backend_in_one_cluster_resolves_the_route_in_every_cluster() {
+    let mut index = index();
+    cluster(&mut index, &tke(), 2);
+    index.apply(&idc(), class());
+    for c in [idc(), tke()] {
+        index.apply(&c, gateway());
+        index.apply(&c, http_route("web.example.com", "2026-01-01T00:00:00Z"));
+    }
+    let snap = index.snapshot();
+    let vhost = &snap.vhosts[&host("web.example.com")];
+    assert_eq!(
+        vhost.rules.len(),
+        2,
+        "one copy per match: {:?}",
+        vhost.rules
+    );
+    assert!(
+        vhost
+            .rules
+            .iter()
+            .all(|r| r.backends.iter().all(|b| b.upstream.is_some())),
+        "{:?}",
+        vhost.rules
+    );
+    let idc_status = index.gateway_resolution(&idc()).unwrap();
+    let parent = &idc_status.routes[&("shop".to_owned(), "web".to_owned())][0];
+    assert!(
+        parent.condition("ResolvedRefs").unwrap().is_true(),
+        "{parent:?}"
+    );
+    // A Service appearing in the other cluster resolves a route that named it.
+    let mut index = super::common::index();
+    index.apply(&idc(), class());
+    index.apply(&idc(), gateway());
+    index.apply(
+        &idc(),
+        http_route("web.example.com", "2026-01-01T00:00:00Z"),
+    );
+    let before = index.gateway_resolution(&idc()).unwrap();
+    let parent = &before.routes[&("shop".to_owned(), "web".to_owned())][0];
+    assert!(!parent.condition("ResolvedRefs").unwrap().is_true());
+    cluster(&mut index, &tke(), 2);
+    let after = index.gateway_resolution(&idc()).unwrap();
+    let parent = &after.routes[&("shop".to_owned(), "web".to_owned())][0];
+    assert!(
+        parent.condition("ResolvedRefs").unwrap().is_true(),
+        "{parent:?}"
+    );
+}
