@@ -1,7 +1,8 @@
 //! Items an LB refused → Warning reports on the objects they come from, for the cluster
 //! Event publishers: an upstream on its Service, a certificate on its Secret, in every
 //! cluster that has that object. A refused route table belongs to no single object: it
-//! is reported in the admin view and the log only.
+//! is reported in the admin view and the log only. An LB that cannot serve Gateway API
+//! rules leaves their hosts out: each HTTPRoute served elsewhere is told so.
 
 use std::sync::Arc;
 
@@ -20,12 +21,20 @@ pub(crate) fn reports(
 ) -> MoreReports {
     Arc::new(move |cluster: &ClusterName| {
         let mut out = Vec::new();
+        let mut no_rules = Vec::new();
         for target in &targets {
             // Not held while the Index is read: a worker takes them the other way round.
-            let (lb, quarantined) = {
+            let (lb, quarantined, serves_rules) = {
                 let status = target.lock();
-                (status.name.clone(), status.quarantined.clone())
+                (
+                    status.name.clone(),
+                    status.quarantined.clone(),
+                    status.serves_rules,
+                )
             };
+            if !serves_rules {
+                no_rules.push(lb.clone());
+            }
             for q in &quarantined {
                 let (kind, namespace, name) = match &q.item {
                     Item::Upstream(key) => (Kind::Service, &*key.namespace, &*key.service),
@@ -55,6 +64,39 @@ pub(crate) fn reports(
                 });
             }
         }
+        if !no_rules.is_empty() {
+            out.extend(rules_left_out(&desired, cluster, &no_rules));
+        }
         out
     })
+}
+
+/// Each HTTPRoute of `cluster` that podgate serves, reported as left out of `lbs` (one
+/// report naming them all: an Event series keeps the note of its first Event).
+fn rules_left_out(desired: &Desired, cluster: &ClusterName, lbs: &[String]) -> Vec<Report> {
+    let lbs = lbs.join(", ");
+    let Some(resolution) = desired.read(|i: &Index| i.gateway_resolution(cluster)) else {
+        return Vec::new();
+    };
+    let mut routes: Vec<&(String, String)> =
+        resolution.attachments.iter().map(|a| &a.route).collect();
+    routes.sort();
+    routes.dedup();
+    routes
+        .into_iter()
+        .map(|(namespace, name)| Report {
+            object: ObjectRef {
+                cluster: cluster.clone(),
+                kind: Kind::HTTPRoute,
+                namespace: Arc::from(namespace.as_str()),
+                name: Arc::from(name.as_str()),
+            },
+            diagnostic: Diagnostic {
+                reason: "UnsupportedByLB",
+                message: format!(
+                    "cannot serve Gateway API rules, so this route's hosts are left out of them (served by the other LBs): {lbs}"
+                ),
+            },
+        })
+        .collect()
 }

@@ -155,6 +155,12 @@ impl LbAdapter for HttpLb {
         true
     }
 
+    /// The contract's version 2; a company LB of version 1 refuses `rules` with 400,
+    /// which quarantines the route table (`LbRejected`).
+    fn serves_rules(&self) -> bool {
+        true
+    }
+
     fn full_sync_part(&self) -> Option<usize> {
         Some(FULL_SYNC_PART_ENDPOINTS)
     }

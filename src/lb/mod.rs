@@ -133,6 +133,12 @@ pub trait LbAdapter: Send + Sync {
     fn fences(&self) -> bool {
         false
     }
+
+    /// Whether the LB serves Gateway API rules (contract version 2). One that does
+    /// not leaves hosts with rules out (`without_rules`), and the routes say so.
+    fn serves_rules(&self) -> bool {
+        false
+    }
 }
 
 /// Applies a batch's upstream changes to what an adapter applied before (`held`):

@@ -84,6 +84,8 @@ pub struct TargetStatus {
     /// When the LB last acknowledged a push (for benchmarks measuring propagation).
     #[serde(skip)]
     pub last_ack: Option<std::time::Instant>,
+    /// Whether the LB serves Gateway API rules (`LbAdapter::serves_rules`).
+    pub serves_rules: bool,
 }
 
 /// A controller's term: `Some(epoch)` while its workers may push (see
@@ -148,6 +150,7 @@ impl Worker {
             name: adapter.name().to_owned(),
             state: TargetState::Pending,
             since_ms: now_ms(),
+            serves_rules: adapter.serves_rules(),
             ..TargetStatus::default()
         };
         Self {

@@ -306,6 +306,12 @@ async fn world(subnet: u8) -> World {
             haproxy_target("hap", h_lb, &[&h]),
             caddy_target("cdy", c_lb, &[&c]),
         ],
+        // Both clusters serve the Gateway API.
+        configure: Some(podgate::demo::Configure::new(|_, sims| {
+            for sim in sims {
+                sim.register_crds(podgate_sim::GATEWAY_API_CRDS).unwrap();
+            }
+        })),
         ..LabOptions::default()
     })
     .await
@@ -811,5 +817,78 @@ async fn two_controllers_sharing_one_haproxy_and_one_caddy_keep_to_their_own_mem
             })
             .await;
         }
+    }
+}
+
+/// An HTTPRoute: served by the proxy (a contract version 2 LB); HAProxy and Caddy,
+/// which cannot express its rules, leave its host out whole (404, never served by path
+/// alone) while they keep serving the Ingress hosts, and the route says so in a
+/// Warning Event naming each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_route_is_served_by_the_proxy_and_reported_as_left_out_of_haproxy_and_caddy() {
+    require_lbs!();
+    // The LB processes and pods must outlive the checks: dropping one stops it.
+    let World {
+        lab,
+        lbs,
+        h: _h,
+        c: _c,
+        idc: _idc,
+        tke: _tke,
+        api: _api,
+    } = world(61).await;
+    let sim = lab.sim("idc");
+    for obj in [
+        serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "podgate"},
+            "spec": {"controllerName": "podgate.io/gateway-controller"}}),
+        serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"namespace": "app", "name": "edge"},
+            "spec": {"gatewayClassName": "podgate",
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+        serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"namespace": "app", "name": "gw"},
+            "spec": {"parentRefs": [{"name": "edge"}], "hostnames": ["gw.e2e.test"],
+                     "rules": [{"matches": [{"method": "GET"}],
+                                "backendRefs": [{"name": "api", "port": 80}]}]}}),
+    ] {
+        sim.apply_json(obj).unwrap();
+    }
+    let proxy = lab.proxy.http_addr;
+    eventually("the proxy serves the route", WAIT, || async move {
+        let (status, body) = get(proxy, "gw.e2e.test", "/x").await?;
+        (status == 200 && body.trim() == "idc api-1")
+            .then_some(())
+            .ok_or(format!("{status} {body:?}"))
+    })
+    .await;
+    let events = podgate_sim::Gvr::new("events.k8s.io", "v1", "events");
+    for (name, lb) in lbs {
+        let (status, _) = get(lb, "gw.e2e.test", "/x").await.unwrap();
+        assert_eq!(status, 404, "{name}: the route's host is left out");
+        let (status, body) = get(lb, HOST, "/api").await.unwrap();
+        assert_eq!(
+            (status, body.trim()),
+            (200, "idc api-1"),
+            "{name} still serves Ingress hosts"
+        );
+        eventually(&format!("an Event naming {name}"), WAIT, || async {
+            let found = sim.list(&events, Some("app")).into_iter().any(|e| {
+                e["reason"] == "UnsupportedByLB"
+                    && e["regarding"]["name"] == "gw"
+                    && e["note"].as_str().is_some_and(|n| {
+                        n.contains(if name == "haproxy" { "hap/" } else { "cdy/" })
+                    })
+            });
+            found.then_some(()).ok_or_else(|| {
+                let all: Vec<String> = sim
+                    .list(&events, Some("app"))
+                    .iter()
+                    .map(|e| format!("{} {}: {}", e["reason"], e["regarding"]["name"], e["note"]))
+                    .collect();
+                format!("not yet: {all:?}")
+            })
+        })
+        .await;
     }
 }
