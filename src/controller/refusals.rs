@@ -71,15 +71,29 @@ pub(crate) fn reports(
     })
 }
 
-/// Each HTTPRoute of `cluster` that podgate serves, reported as left out of `lbs` (one
-/// report naming them all: an Event series keeps the note of its first Event).
+/// Each HTTPRoute of `cluster` whose host `lbs` leave out (its rules say more than an
+/// Ingress path: `lb::rules`), reported once naming them all (an Event series keeps
+/// the note of its first Event).
 fn rules_left_out(desired: &Desired, cluster: &ClusterName, lbs: &[String]) -> Vec<Report> {
     let lbs = lbs.join(", ");
     let Some(resolution) = desired.read(|i: &Index| i.gateway_resolution(cluster)) else {
         return Vec::new();
     };
-    let mut routes: Vec<&(String, String)> =
-        resolution.attachments.iter().map(|a| &a.route).collect();
+    if resolution.attachments.is_empty() {
+        return Vec::new(); // no route of this cluster served: the table is not built
+    }
+    // Which hosts such an LB leaves out: those whose rules say more than a path.
+    let table = desired.snapshot().route_table();
+    let (_, left_out) = crate::lb::rules::as_ingress_routes(table);
+    let mut routes: Vec<&(String, String)> = resolution
+        .attachments
+        .iter()
+        .filter(|a| {
+            let host = a.hostname.as_deref().unwrap_or("(any host)");
+            left_out.iter().any(|h| h == host)
+        })
+        .map(|a| &a.route)
+        .collect();
     routes.sort();
     routes.dedup();
     routes

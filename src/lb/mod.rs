@@ -10,12 +10,13 @@ pub mod config;
 pub mod haproxy;
 pub(crate) mod http;
 pub(crate) mod owner;
+pub(crate) mod rules;
 pub(crate) mod tls_check;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use podgate_core::model::{Batch, LbState, RouteTable, StateSummary, Upstream, UpstreamKey};
+use podgate_core::model::{Batch, LbState, StateSummary, Upstream, UpstreamKey};
 
 pub use http::{HttpLb, HttpLbConfig};
 
@@ -169,37 +170,4 @@ pub(crate) fn next_upstreams(
         ups.insert(patch.key.clone(), whole);
     }
     Ok(ups)
-}
-
-/// The route table an adapter that cannot express Gateway API rules (contract version
-/// 2: header, query and method matches, filters, weighted groups) renders: hosts with
-/// rules are left out whole, with a warning naming them, so a route is never served
-/// differently from what it says (Ingress hosts keep being served and updated).
-pub(crate) fn without_rules(lb: &str, mut table: RouteTable) -> RouteTable {
-    let left_out: Vec<String> = table
-        .hosts
-        .iter()
-        .filter(|(_, v)| !v.rules.is_empty())
-        .map(|(h, _)| h.as_str().to_owned())
-        .chain(
-            table
-                .any_host
-                .as_ref()
-                .filter(|v| !v.rules.is_empty())
-                .map(|_| "(any host)".to_owned()),
-        )
-        .collect();
-    if left_out.is_empty() {
-        return table;
-    }
-    table.hosts.retain(|_, v| v.rules.is_empty());
-    if table.any_host.as_ref().is_some_and(|v| !v.rules.is_empty()) {
-        table.any_host = None;
-    }
-    crate::logging::warn_limited!(
-        lb,
-        hosts = %left_out.join(", "),
-        "this LB cannot serve Gateway API rules; these hosts are left out"
-    );
-    table
 }

@@ -363,7 +363,7 @@ impl CaddyAdapter {
         let ups = next_upstreams(&m.upstreams, batch)?;
         let certs = next_certificates(&m.certs, batch)?;
         let routes = match &batch.routes {
-            Some(table) => crate::lb::without_rules(&self.name, table.clone()),
+            Some(table) => crate::lb::rules::without_rules(&self.name, table.clone()),
             None => m.routes.clone(),
         };
         let live_certs = if certs.is_empty() && m.certs.is_empty() && m.applied {

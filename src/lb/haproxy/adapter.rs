@@ -149,7 +149,7 @@ impl HaproxyAdapter {
         let certs = next_certificates(&m.certs, batch)?;
         let ups = next_upstreams(&m.upstreams, batch)?;
         let routes = match &batch.routes {
-            Some(table) => crate::lb::without_rules(&self.name, table.clone()),
+            Some(table) => crate::lb::rules::without_rules(&self.name, table.clone()),
             None => m.routes.clone(),
         };
         let maps = MapSet::build(

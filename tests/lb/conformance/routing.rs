@@ -185,8 +185,36 @@ pub(crate) async fn gateway_rules_are_served_or_left_out(kind: Kind) {
             ..vhost(&[(PathMatch::prefix("/"), pods[0].name.as_str())], None)
         },
     );
+    let plain = |path: PathMatch, pod: &str| HttpRule {
+        path,
+        method: None,
+        headers: Vec::new(),
+        query: Vec::new(),
+        filters: Vec::new(),
+        backends: vec![WeightedBackend {
+            upstream: Some(crate::harness::key(pod)),
+            weight: 1,
+        }],
+        source: "default/plain".into(),
+    };
+    routes.hosts.insert(
+        HostPattern::parse("plain.example.com").unwrap(),
+        VirtualHost {
+            rules: vec![
+                plain(PathMatch::exact("/v1"), &pods[0].name),
+                plain(PathMatch::prefix("/v1"), &pods[1].name),
+            ],
+            ..VirtualHost::default()
+        },
+    );
     lb.apply(&batch_of(&pods, &routes)).await;
     assert_eq!(who(lb.addr(), "app.example.com", "/x").await, "ingress");
+    // Rules that say no more than a path are served by every LB.
+    assert_eq!(
+        who(lb.addr(), "plain.example.com", "/v1/x").await,
+        "gateway"
+    );
+    assert_eq!(who(lb.addr(), "plain.example.com", "/v1").await, "ingress");
     if lb.serves_rules() {
         assert_eq!(who(lb.addr(), "gw.example.com", "/api/v1").await, "gateway");
         assert_eq!(who(lb.addr(), "gw.example.com", "/x").await, "ingress");
