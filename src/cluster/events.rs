@@ -23,7 +23,7 @@ fn reference(report: &Report) -> ObjectReference {
     let api_version = match report.object.kind {
         Kind::Ingress | Kind::IngressClass => "networking.k8s.io/v1",
         Kind::EndpointSlice => "discovery.k8s.io/v1",
-        Kind::Service | Kind::Secret => "v1",
+        Kind::Service | Kind::Secret | Kind::Namespace => "v1",
         Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => "gateway.networking.k8s.io/v1",
         Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
     };

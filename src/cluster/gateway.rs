@@ -211,6 +211,18 @@ pub(crate) async fn run(
     spawn::<Gateway>(&mut tasks, &client, &ctx, Kind::Gateway, &kinds);
     spawn::<HttpRoute>(&mut tasks, &client, &ctx, Kind::HTTPRoute, &kinds);
     spawn::<ReferenceGrant>(&mut tasks, &client, &ctx, Kind::ReferenceGrant, &kinds);
+    // Namespace labels, for listeners that admit routes by a namespace `Selector`.
+    let (cluster, desired, cell) = ctx;
+    tasks.spawn(super::watch::run(
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+        watcher::Config::default(),
+        Kind::Namespace,
+        cluster,
+        desired,
+        cell,
+        None,
+        None,
+    ));
     while tasks.join_next().await.is_some() {}
 }
 

@@ -279,7 +279,7 @@ pub(crate) fn spawn(
             client: client.clone(),
             desired: desired.clone(),
             status: status.clone(),
-            cell: StatusCell::new(cluster.as_str(), api_server, 4),
+            cell: StatusCell::new(cluster.as_str(), api_server, 5),
         },
         options.gateway_controller_name.clone(),
         options.term.clone(),

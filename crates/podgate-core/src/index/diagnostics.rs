@@ -20,6 +20,8 @@ pub enum Kind {
     Gateway,
     HTTPRoute,
     ReferenceGrant,
+    /// Namespaces, for their labels (`allowedRoutes.namespaces.from: Selector`).
+    Namespace,
 }
 
 impl Kind {

@@ -23,6 +23,8 @@ pub(crate) struct GatewayObjects {
     pub(crate) gateways: Map<ObjectKey, Arc<Gateway>>,
     pub(crate) routes: Map<ObjectKey, Arc<HttpRoute>>,
     pub(crate) grants: Map<ObjectKey, Arc<ReferenceGrant>>,
+    /// Namespace labels, watched only where the Gateway API is.
+    pub(crate) namespaces: Map<Arc<str>, Arc<Labels>>,
     pub(crate) resolution: Arc<Resolution>,
     /// What the resolution claims now, kept so that it can be withdrawn exactly.
     pub(crate) claims: GatewayClaims,
@@ -45,25 +47,28 @@ pub(crate) struct GatewayClaims {
 
 /// What resolution asks of the other objects: Services and Secrets of every cluster
 /// (namespace sameness: a backendRef names one Service across clusters, as an Ingress
-/// backend does; a certificate is found where the Index finds it).
-struct Clusters<'a>(&'a [ClusterStore]);
+/// backend does; a certificate is found where the Index finds it), and the labels of
+/// the route's namespace in its own cluster.
+struct Clusters<'a> {
+    own: &'a ClusterStore,
+    all: &'a [ClusterStore],
+}
 
 impl Lookup for Clusters<'_> {
     fn service(&self, namespace: &str, name: &str) -> bool {
         let key = (Arc::from(namespace), Arc::from(name));
-        self.0.iter().any(|c| c.services.contains_key(&key))
+        self.all.iter().any(|c| c.services.contains_key(&key))
     }
 
     fn tls_secret(&self, namespace: &str, name: &str) -> bool {
         let key = (Arc::from(namespace), Arc::from(name));
-        self.0
+        self.all
             .iter()
             .any(|c| matches!(c.secrets.get(&key), Some(SecretRecord::Tls { .. })))
     }
 
-    fn namespace_labels(&self, _namespace: &str) -> Option<&Labels> {
-        // Namespaces are not watched yet: a `Selector` admits no namespace.
-        None
+    fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
+        self.own.gateway.namespaces.get(namespace).map(|l| &**l)
     }
 }
 
@@ -91,7 +96,7 @@ pub(crate) fn resolve(
         routes: &routes,
         grants: &grants,
     };
-    gateway::resolve(&world, &Clusters(all))
+    gateway::resolve(&world, &Clusters { own: store, all })
 }
 
 /// The claims of a resolution: one rule claim per served match and hostname, the first
@@ -225,6 +230,13 @@ pub(crate) fn put(
                 _ => None,
             };
             store(&mut objects.grants, key, v)
+        }
+        (Kind::Namespace, r) => {
+            let v = match r {
+                Some(Record::Namespace(v)) => Some(v),
+                _ => None,
+            };
+            store(&mut objects.namespaces, &key.1, v)
         }
         _ => false,
     }

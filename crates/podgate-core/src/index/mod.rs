@@ -246,6 +246,9 @@ impl Index {
                 metadata: translate::gateway_meta(&o.metadata),
                 spec: o.spec.clone(),
             }))),
+            Object::Namespace(o) => Some(Record::Namespace(Arc::new(
+                o.metadata.labels.clone().unwrap_or_default(),
+            ))),
         };
         Some(Prepared {
             kind: object.kind(),
@@ -401,6 +404,7 @@ impl Index {
             (Kind::Gateway, store.gateway.gateways.len()),
             (Kind::HTTPRoute, store.gateway.routes.len()),
             (Kind::ReferenceGrant, store.gateway.grants.len()),
+            (Kind::Namespace, store.gateway.namespaces.len()),
         ])
     }
 
@@ -458,6 +462,7 @@ impl Index {
             Kind::Gateway => store.gateway.gateways.contains_key(&key),
             Kind::HTTPRoute => store.gateway.routes.contains_key(&key),
             Kind::ReferenceGrant => store.gateway.grants.contains_key(&key),
+            Kind::Namespace => store.gateway.namespaces.contains_key(name),
         }
     }
 
@@ -499,6 +504,12 @@ impl Index {
             Kind::Gateway => store.gateway.gateways.keys().cloned().collect(),
             Kind::HTTPRoute => store.gateway.routes.keys().cloned().collect(),
             Kind::ReferenceGrant => store.gateway.grants.keys().cloned().collect(),
+            Kind::Namespace => store
+                .gateway
+                .namespaces
+                .keys()
+                .map(|n| (Arc::from(""), n.clone()))
+                .collect(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,6 +24,7 @@ pub enum Object {
     Gateway(Box<Gateway>),
     HttpRoute(Box<HttpRoute>),
     ReferenceGrant(Box<ReferenceGrant>),
+    Namespace(Box<Namespace>),
 }
 
 impl Object {
@@ -38,6 +39,7 @@ impl Object {
             Self::Gateway(_) => Kind::Gateway,
             Self::HttpRoute(_) => Kind::HTTPRoute,
             Self::ReferenceGrant(_) => Kind::ReferenceGrant,
+            Self::Namespace(_) => Kind::Namespace,
         }
     }
 
@@ -52,6 +54,7 @@ impl Object {
             Self::Gateway(o) => &o.metadata,
             Self::HttpRoute(o) => &o.metadata,
             Self::ReferenceGrant(o) => &o.metadata,
+            Self::Namespace(o) => &o.metadata,
         }
     }
 }
@@ -66,7 +69,7 @@ macro_rules! object_from {
     )*};
 }
 object_from!(Ingress, IngressClass, Service, EndpointSlice, Secret);
-object_from!(GatewayClass, Gateway, ReferenceGrant);
+object_from!(GatewayClass, Gateway, ReferenceGrant, Namespace);
 
 impl From<HttpRoute> for Object {
     fn from(o: HttpRoute) -> Self {

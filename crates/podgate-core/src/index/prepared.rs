@@ -39,4 +39,6 @@ pub(crate) enum Record {
     Gateway(Arc<crate::gateway::Gateway>),
     HttpRoute(Arc<crate::gateway::HttpRoute>),
     ReferenceGrant(Arc<crate::gateway::ReferenceGrant>),
+    /// A Namespace's labels.
+    Namespace(Arc<crate::gateway::Labels>),
 }

@@ -311,3 +311,56 @@ fn a_backend_in_one_cluster_resolves_the_route_in_every_cluster() {
         "{parent:?}"
     );
 }
+
+#[test]
+fn a_listener_admits_routes_of_namespaces_its_selector_matches() {
+    let listener = |selector: serde_json::Value| -> Gateway {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "infra", "name": "shared"},
+            "spec": {"gatewayClassName": "podgate", "listeners": [
+                {"name": "http", "port": 80, "protocol": "HTTP",
+                 "allowedRoutes": {"namespaces": {"from": "Selector", "selector": selector}}},
+            ]},
+        }))
+        .unwrap()
+    };
+    let namespace = |labels: serde_json::Value| -> k8s_openapi::api::core::v1::Namespace {
+        serde_json::from_value(json!({"metadata": {"name": "shop", "labels": labels}})).unwrap()
+    };
+    let mut route = http_route("web.example.com", "2026-01-01T00:00:00Z");
+    route.spec.parent_refs[0].namespace = Some("infra".to_owned());
+    route.spec.parent_refs[0].name = "shared".to_owned();
+    let mut index = index();
+    cluster(&mut index, &idc(), 1);
+    index.apply(
+        &idc(),
+        listener(json!({"matchLabels": {"shared-gateway": "true"}})),
+    );
+    index.apply(&idc(), route);
+    let accepted = |index: &Index| {
+        let r = index.gateway_resolution(&idc()).unwrap();
+        r.routes[&("shop".to_owned(), "web".to_owned())][0]
+            .condition("Accepted")
+            .map(|c| c.reason)
+    };
+    assert_eq!(
+        accepted(&index),
+        Some("NotAllowedByListeners"),
+        "no labels known"
+    );
+    let changes = index.apply(&idc(), namespace(json!({"shared-gateway": "true"})));
+    assert!(
+        changes.routes.contains(&host("web.example.com")),
+        "{changes:?}"
+    );
+    assert_eq!(accepted(&index), Some("Accepted"));
+    index.apply(&idc(), namespace(json!({"shared-gateway": "false"})));
+    assert_eq!(accepted(&index), Some("NotAllowedByListeners"));
+    assert!(
+        index
+            .snapshot()
+            .vhosts
+            .get(&host("web.example.com"))
+            .is_none()
+    );
+}
