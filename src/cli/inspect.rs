@@ -545,6 +545,78 @@ fn upstream_name(u: &Value) -> String {
     )
 }
 
+/// The host's Gateway API rules, in the order they are tried, and the split of the
+/// deciding one.
+fn gateway_rules(v: &Value, out: &mut String) {
+    let split = |backends: &Value| {
+        backends
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let to = if b["upstream"].is_null() {
+                    "500 (unresolved)".to_owned()
+                } else {
+                    upstream_name(&b["upstream"])
+                };
+                format!("{to} ×{}", s(&b["weight"]))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rows: Vec<Vec<String>> = v["gateway_rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let needs: Vec<String> = r["needs"].as_array().into_iter().flatten().map(s).collect();
+            vec![
+                s(&r["source"]),
+                s(&r["path"]["path"]).replace("<none>", "/"),
+                s(&r["path"]["kind"]),
+                if needs.is_empty() {
+                    "-".to_owned()
+                } else {
+                    needs.join(", ")
+                },
+                if r["redirects"] == true {
+                    "redirect".to_owned()
+                } else {
+                    split(&r["backends"])
+                },
+                if r["path_matches"] == true {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_owned(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("\nGateway API rules of the host, in the order they are tried:\n");
+    out.push_str(&table(
+        &[
+            "ROUTE",
+            "PATH",
+            "TYPE",
+            "ALSO NEEDS",
+            "BACKENDS",
+            "PATH MATCHES",
+        ],
+        &rows,
+    ));
+    if v["backends"].as_array().is_some_and(|b| b.len() > 1) {
+        let _ = writeln!(
+            out,
+            "\nSplit of the deciding rule: {}",
+            split(&v["backends"])
+        );
+    }
+}
+
 fn explain(v: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "URL:       {}", s(&v["url"]));
@@ -559,9 +631,14 @@ fn explain(v: &Value) -> String {
         s(&v["host"]),
         s(&v["host_match"])
     );
-    let rule = if v["via"] == "path rule" {
+    let rule = if v["via"] == "path rule" || v["via"] == "Gateway API rule" {
+        let what = if v["via"] == "path rule" {
+            "rule"
+        } else {
+            "Gateway API rule"
+        };
         format!(
-            "rule {} {}",
+            "{what} {} {}",
             s(&v["rule"]["kind"]),
             s(&v["rule"]["path"]).replace("<none>", "/")
         )
@@ -600,6 +677,7 @@ fn explain(v: &Value) -> String {
         out.push_str("\nRules of the host, in precedence order:\n");
         out.push_str(&table(&["PATH", "TYPE", "UPSTREAM", "MATCHES"], &rules));
     }
+    gateway_rules(v, &mut out);
     let pods: Vec<Vec<String>> = v["pods"]
         .as_array()
         .into_iter()
@@ -650,5 +728,33 @@ mod tests {
         assert_eq!(t, "NAME       STATE\nidc        synced\ntke-long   stale\n");
         assert_eq!(age(192_000), "3m12s");
         assert_eq!(age(5_000), "5s");
+    }
+
+    #[test]
+    fn explain_lists_gateway_api_rules_with_what_they_need_and_the_split() {
+        let key = |svc: &str| serde_json::json!({"namespace": "shop", "service": svc, "port": 80});
+        let v = serde_json::json!({
+            "url": "http://gw.example.com/x", "host": "gw.example.com", "host_match": "exact",
+            "pattern": "gw.example.com", "path": "/x", "via": "Gateway API rule",
+            "rule": {"kind": "Prefix", "path": ""}, "upstream": key("stable"), "rules": [],
+            "gateway_rules": [
+                {"source": "HTTPRoute shop/web rule 0", "path": {"kind": "Prefix", "path": ""},
+                 "needs": ["header x-canary: true"], "backends": [{"upstream": key("canary"), "weight": 1}],
+                 "redirects": false, "path_matches": true},
+                {"source": "HTTPRoute shop/web rule 1", "path": {"kind": "Prefix", "path": ""},
+                 "needs": [], "backends": [{"upstream": key("stable"), "weight": 3}, {"upstream": null, "weight": 1}],
+                 "redirects": false, "path_matches": true},
+            ],
+            "backends": [{"upstream": key("stable"), "weight": 3}, {"upstream": null, "weight": 1}],
+            "pods": [], "ingresses": [], "diagnostics": [],
+        });
+        let out = explain(&v);
+        assert!(out.contains("decided by Gateway API rule"), "{out}");
+        assert!(out.contains("header x-canary: true"), "{out}");
+        assert!(
+            out.contains("Split of the deciding rule: shop/stable:80 ×3"),
+            "{out}"
+        );
+        assert!(out.contains("HTTPRoute shop/web rule 1"), "{out}");
     }
 }

@@ -100,6 +100,28 @@ async fn an_http_route_is_served_and_a_cluster_without_the_crds_says_so() {
 
     statuses_as_users_read_them(&lab).await;
 
+    // The "why" of a URL names the rules, what else they need, and the split.
+    let why = lab
+        .admin_json(&format!("/v1/explain?url=http://{HOST}/any"))
+        .await
+        .unwrap();
+    assert_eq!(why["via"], "Gateway API rule", "{why}");
+    let rules = why["gateway_rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{why}");
+    assert_eq!(rules[0]["needs"], json!(["header x-canary: true"]), "{why}");
+    assert_eq!(rules[1]["source"], "HTTPRoute shop/web rule 1", "{why}");
+    assert_eq!(
+        why["upstream"]["service"], "stable",
+        "the heavier share: {why}"
+    );
+    let weights: Vec<u64> = why["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [3, 1], "{why}");
+
     // A route naming a Service that does not exist: its status says so, and so does a
     // Warning Event on the route.
     let mut broken = gateway_objects("broken.example.com").remove(2);

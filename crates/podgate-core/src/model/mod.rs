@@ -22,7 +22,7 @@ pub use health::{HEALTH_CHECK_ANNOTATION, HealthCheck, HealthCheckError, HealthM
 pub use host::{HostError, HostPattern, normalize_request_host};
 pub use patch::{PatchError, UpstreamPatch};
 pub use path::{PathError, PathKind, PathMatch};
-pub use route::{Route, RouteExplanation, RouteTable, RuleCheck, VirtualHost};
+pub use route::{GatewayRuleCheck, Route, RouteExplanation, RouteTable, RuleCheck, VirtualHost};
 pub use rule::{
     HeaderEdits, HttpRule, NameValue, PathRewrite, Redirect, Rewrite, RuleFilter, WeightedBackend,
 };

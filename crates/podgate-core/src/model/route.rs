@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{HostPattern, HttpRule, PathMatch, UpstreamKey};
+use super::{HostPattern, HttpRule, PathMatch, UpstreamKey, WeightedBackend};
 
 /// One path rule of a host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +160,27 @@ pub struct RouteExplanation {
     pub upstream: Option<UpstreamKey>,
     /// The certificate id served for the host, if TLS is on.
     pub tls: Option<String>,
+    /// The host's Gateway API rules in order (tried before `rules`), each with whether
+    /// its path matches and what else a request needs to take it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gateway_rules: Vec<GatewayRuleCheck>,
+    /// The split when a Gateway API rule decided (`via` is `Gateway API rule`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<WeightedBackend>,
+}
+
+/// One Gateway API rule of the matched host, checked against the request path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GatewayRuleCheck {
+    pub source: String,
+    pub path: PathMatch,
+    /// What a request needs besides its path: `method GET`, `header x: 1`, `query q=1`
+    /// (a URL alone does not tell).
+    pub needs: Vec<String>,
+    pub backends: Vec<WeightedBackend>,
+    /// A redirect answers instead of an upstream.
+    pub redirects: bool,
+    pub path_matches: bool,
 }
 
 /// One rule of the matched host, checked against the request path.
@@ -205,6 +226,46 @@ impl RouteTable {
                     .collect()
             })
             .unwrap_or_default();
+        let gateway_rules: Vec<GatewayRuleCheck> = vhost
+            .map(|v| {
+                v.rules
+                    .iter()
+                    .map(|r| gateway_check(r, request_path))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The first rule whose path matches and that needs nothing else decides; a rule
+        // before it that needs more decides for the requests that have it.
+        if let Some(g) = gateway_rules
+            .iter()
+            .find(|g| g.path_matches && g.needs.is_empty())
+        {
+            let upstream = (!g.redirects)
+                .then(|| {
+                    g.backends
+                        .iter()
+                        .filter(|b| b.weight > 0)
+                        .max_by_key(|b| b.weight)
+                        .and_then(|b| b.upstream.clone())
+                })
+                .flatten();
+            return RouteExplanation {
+                host,
+                host_match,
+                pattern,
+                rules,
+                via: if g.redirects {
+                    "Gateway API rule (a redirect)"
+                } else {
+                    "Gateway API rule"
+                },
+                rule: Some(g.path.clone()),
+                upstream,
+                tls: vhost.and_then(|v| v.tls.clone()),
+                backends: g.backends.clone(),
+                gateway_rules,
+            };
+        }
         let winner = rules.iter().find(|r| r.matches);
         let (via, rule, upstream) = match (
             winner,
@@ -225,7 +286,31 @@ impl RouteTable {
             rule,
             upstream,
             tls: vhost.and_then(|v| v.tls.clone()),
+            gateway_rules,
+            backends: Vec::new(),
         }
+    }
+}
+
+fn gateway_check(r: &HttpRule, request_path: &str) -> GatewayRuleCheck {
+    let mut needs: Vec<String> = r.method.iter().map(|m| format!("method {m}")).collect();
+    needs.extend(
+        r.headers
+            .iter()
+            .map(|h| format!("header {}: {}", h.name, h.value)),
+    );
+    needs.extend(
+        r.query
+            .iter()
+            .map(|q| format!("query {}={}", q.name, q.value)),
+    );
+    GatewayRuleCheck {
+        source: r.source.clone(),
+        path: r.path.clone(),
+        needs,
+        backends: r.backends.clone(),
+        redirects: r.redirect().is_some(),
+        path_matches: r.path.matches(request_path),
     }
 }
 

@@ -273,7 +273,8 @@ function renderWhy(w) {
 }
 
 function renderExplain(e) {
-  const decided = e.via === 'path rule' ? `rule ${e.rule.kind} ${e.rule.path || '/'}` : e.via;
+  const decided = (e.via === 'path rule' || e.via === 'Gateway API rule') ? `${e.via} ${e.rule.kind} ${e.rule.path || '/'}` : e.via;
+  const split = (bs) => (bs || []).map((b) => `${b.upstream ? `${b.upstream.namespace}/${b.upstream.service}:${b.upstream.port}` : '500'} ×${b.weight}`).join(', ');
   return [
     h('h2', {}, `${e.url}`),
     h('ol', { class: 'why' },
@@ -284,6 +285,8 @@ function renderExplain(e) {
       e.tls ? h('li', {}, `TLS certificate ${e.tls}`) : null),
     table('Rules of the host, in precedence order', ['path', 'type', 'upstream', 'matches'],
       e.rules.map((r) => [r.path.path || '/', r.path.kind, `${r.upstream.namespace}/${r.upstream.service}:${r.upstream.port}`, r.matches ? 'yes' : 'no'])),
+    (e.gateway_rules || []).length ? table('Gateway API rules of the host, in the order they are tried', ['route', 'path', 'type', 'also needs', 'backends', 'path matches'],
+      e.gateway_rules.map((r) => [r.source, r.path.path || '/', r.path.kind, r.needs.length ? r.needs.join(', ') : '—', r.redirects ? 'redirect' : split(r.backends), r.path_matches ? 'yes' : 'no'])) : null,
     table('Pods that would serve it', ['cluster', 'pod', 'address', 'state', 'probability'],
       e.pods.map((p) => [p.cluster, p.name || '—', `${p.address}:${p.port}`, badge(p.state), `${p.probability}%`])),
     e.diagnostics.length ? h('ul', { class: 'problems' }, e.diagnostics.map((d) => h('li', { class: 'warning' }, d))) : null,
