@@ -121,6 +121,30 @@ async fn an_http_route_is_served_and_a_cluster_without_the_crds_says_so() {
         .map(|b| b["weight"].as_u64().unwrap())
         .collect();
     assert_eq!(weights, [3, 1], "{why}");
+    // The apps list shows the route's upstreams with the rules that reach them.
+    let apps = lab.admin_json(&format!("/v1/apps?q={HOST}")).await.unwrap();
+    let canary_app = apps["apps"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["service"] == "canary"))
+        .unwrap_or_else(|| panic!("{apps}"));
+    let shown: Vec<String> = canary_app["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["host"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        shown.contains(&format!(
+            "{HOST} /* [x-canary: true] (HTTPRoute shop/web rule 0)"
+        )),
+        "{shown:?}"
+    );
 
     // A route naming a Service that does not exist: its status says so, and so does a
     // Warning Event on the route.

@@ -84,36 +84,7 @@ pub(crate) fn query(raw: Option<&str>) -> (String, usize, usize) {
 pub(crate) async fn apps(state: &AdminState, q: &str, page: usize, per_page: usize) -> AppsPage {
     let snapshot = state.desired.snapshot();
     let table = snapshot.route_table();
-    let mut routes: HashMap<UpstreamKey, Vec<RouteRef>> = HashMap::new();
-    let mut add = |host: &str, vhost: &podgate_core::model::VirtualHost| {
-        for r in &vhost.routes {
-            routes
-                .entry(r.upstream.clone())
-                .or_default()
-                .push(RouteRef {
-                    host: host.to_owned(),
-                    path: r.path.to_string(),
-                });
-        }
-        if let Some(d) = &vhost.default_backend {
-            routes.entry(d.clone()).or_default().push(RouteRef {
-                host: host.to_owned(),
-                path: "default backend".to_owned(),
-            });
-        }
-    };
-    for (host, vhost) in &table.hosts {
-        add(HostPattern::as_str(host), vhost);
-    }
-    if let Some(v) = &table.any_host {
-        add("*", v);
-    }
-    if let Some(d) = &table.default_backend {
-        routes.entry(d.clone()).or_default().push(RouteRef {
-            host: "*".to_owned(),
-            path: "default backend".to_owned(),
-        });
-    }
+    let mut routes = routes_by_upstream(&table);
     let names: HashMap<(String, IpAddr), (String, &'static str)> = gated_names(state);
     let words: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
     let upstreams = snapshot.upstream_list();
@@ -181,6 +152,72 @@ pub(crate) async fn apps(state: &AdminState, q: &str, page: usize, per_page: usi
         per_page,
         apps,
     }
+}
+
+/// Every upstream's routes: Ingress paths, default backends and Gateway API rules.
+fn routes_by_upstream(
+    table: &podgate_core::model::RouteTable,
+) -> HashMap<UpstreamKey, Vec<RouteRef>> {
+    let mut routes: HashMap<UpstreamKey, Vec<RouteRef>> = HashMap::new();
+    let mut add = |host: &str, vhost: &podgate_core::model::VirtualHost| {
+        for r in &vhost.routes {
+            routes
+                .entry(r.upstream.clone())
+                .or_default()
+                .push(RouteRef {
+                    host: host.to_owned(),
+                    path: r.path.to_string(),
+                });
+        }
+        if let Some(d) = &vhost.default_backend {
+            routes.entry(d.clone()).or_default().push(RouteRef {
+                host: host.to_owned(),
+                path: "default backend".to_owned(),
+            });
+        }
+        // Gateway API rules: the path and what else the rule matches on, per backend.
+        for rule in &vhost.rules {
+            let path = rule_label(rule);
+            for b in rule.backends.iter().filter(|b| b.weight > 0) {
+                if let Some(up) = &b.upstream {
+                    routes.entry(up.clone()).or_default().push(RouteRef {
+                        host: host.to_owned(),
+                        path: format!("{path} ({})", rule.source),
+                    });
+                }
+            }
+        }
+    };
+    for (host, vhost) in &table.hosts {
+        add(HostPattern::as_str(host), vhost);
+    }
+    if let Some(v) = &table.any_host {
+        add("*", v);
+    }
+    if let Some(d) = &table.default_backend {
+        routes.entry(d.clone()).or_default().push(RouteRef {
+            host: "*".to_owned(),
+            path: "default backend".to_owned(),
+        });
+    }
+    routes
+}
+
+/// A Gateway API rule as one line: its path, method, header and query matches, and
+/// who wrote it.
+fn rule_label(rule: &podgate_core::model::HttpRule) -> String {
+    use std::fmt::Write as _;
+    let mut label = rule.path.to_string();
+    if let Some(m) = &rule.method {
+        let _ = write!(label, " {m}");
+    }
+    for h in &rule.headers {
+        let _ = write!(label, " [{}: {}]", h.name, h.value);
+    }
+    for q in &rule.query {
+        let _ = write!(label, " ?{}={}", q.name, q.value);
+    }
+    label
 }
 
 /// Gated pods' names and states, by (cluster, address).
