@@ -39,10 +39,10 @@ pub const DEFAULT_CONTROLLER_NAME: &str = "podgate.io/gateway-controller";
 /// The Gateway API objects of one cluster, and podgate's controller name.
 pub struct World<'a> {
     pub controller_name: &'a str,
-    pub classes: &'a [GatewayClass],
-    pub gateways: &'a [Gateway],
-    pub routes: &'a [HttpRoute],
-    pub grants: &'a [ReferenceGrant],
+    pub classes: &'a [&'a GatewayClass],
+    pub gateways: &'a [&'a Gateway],
+    pub routes: &'a [&'a HttpRoute],
+    pub grants: &'a [&'a ReferenceGrant],
 }
 
 /// What resolution asks about the rest of the cluster.
@@ -91,7 +91,7 @@ pub struct Resolution {
 /// See the module documentation.
 pub fn resolve(world: &World<'_>, lookup: &dyn Lookup) -> Resolution {
     let mut out = Resolution::default();
-    for class in world.classes {
+    for &class in world.classes {
         if class.spec.controller_name != world.controller_name {
             continue;
         }
@@ -114,7 +114,7 @@ pub fn resolve(world: &World<'_>, lookup: &dyn Lookup) -> Resolution {
     }
     let mut gateways: BTreeMap<Key, (&Gateway, Vec<listeners::CheckedListener<'_>>, Vec<i32>)> =
         BTreeMap::new();
-    for gateway in world.gateways {
+    for &gateway in world.gateways {
         if !out.classes.contains_key(&gateway.spec.gateway_class_name) {
             continue;
         }
@@ -125,7 +125,7 @@ pub fn resolve(world: &World<'_>, lookup: &dyn Lookup) -> Resolution {
         let attached = vec![0; checked.len()];
         gateways.insert(key, (gateway, checked, attached));
     }
-    for route in world.routes {
+    for &route in world.routes {
         attach_route(route, world, lookup, &mut gateways, &mut out);
     }
     for (key, (gateway, checked, attached)) in gateways {

@@ -21,7 +21,7 @@ pub(crate) struct To<'a> {
 
 /// Whether the reference `from` → `to` is permitted: always within one namespace,
 /// across namespaces only by a grant in `to`'s namespace.
-pub(crate) fn permitted(grants: &[ReferenceGrant], from: &From<'_>, to: &To<'_>) -> bool {
+pub(crate) fn permitted(grants: &[&ReferenceGrant], from: &From<'_>, to: &To<'_>) -> bool {
     if from.namespace == to.namespace {
         return true;
     }

@@ -4,6 +4,7 @@
 //! into claims like an Ingress's: rules on host scopes (`RuleClaim`), the listeners'
 //! certificates on hosts (`TlsClaim`), and references to upstreams.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::gateway::{
@@ -37,9 +38,14 @@ impl GatewayObjects {
     }
 }
 
-/// Everything a cluster's Gateway API objects claim.
+/// Everything a cluster's Gateway API objects claim, per object (an HTTPRoute's rules
+/// and upstreams, a Gateway's certificates), so that a change re-claims only the
+/// objects whose claims changed.
+pub(crate) type GatewayClaims = BTreeMap<(OwnerKind, Arc<str>, Arc<str>), ObjectClaims>;
+
+/// What one HTTPRoute or Gateway claims.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct GatewayClaims {
+pub(crate) struct ObjectClaims {
     pub(crate) rules: Vec<(RouteScope, RuleClaim)>,
     pub(crate) tls: Vec<(HostPattern, TlsClaim)>,
     pub(crate) upstreams: Vec<(Owner, UpstreamKey)>,
@@ -79,10 +85,10 @@ pub(crate) fn resolve(
     all: &[ClusterStore],
     controller_name: &str,
 ) -> Resolution {
-    fn sorted<K: Ord + Clone, V: Clone>(m: &Map<K, Arc<V>>) -> Vec<V> {
+    fn sorted<K: Ord, V>(m: &Map<K, Arc<V>>) -> Vec<&V> {
         let mut v: Vec<(&K, &Arc<V>)> = m.iter().collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
-        v.into_iter().map(|(_, o)| (**o).clone()).collect()
+        v.into_iter().map(|(_, o)| &**o).collect()
     }
     let objects = &store.gateway;
     let classes = sorted(&objects.classes);
@@ -116,6 +122,12 @@ pub(crate) fn claims(
             cluster: cluster.clone(),
             kind: OwnerKind::HttpRoute,
         };
+        let route_key = (
+            OwnerKind::HttpRoute,
+            owner.namespace.clone(),
+            owner.name.clone(),
+        );
+        let route_claims = out.entry(route_key).or_default();
         let host = match &a.hostname {
             None => None,
             Some(h) => match HostPattern::parse(h) {
@@ -128,7 +140,7 @@ pub(crate) fn claims(
             let Some(rule) = gateway::http_rule(a, match_index) else {
                 continue;
             };
-            out.rules.push((
+            route_claims.rules.push((
                 scope.clone(),
                 RuleClaim {
                     owner: owner.clone(),
@@ -141,7 +153,7 @@ pub(crate) fn claims(
         }
         for b in a.rule.backends.iter().filter(|b| b.problem.is_none()) {
             if let Some(key) = gateway::upstream_key(b) {
-                out.upstreams.push((owner.clone(), key));
+                route_claims.upstreams.push((owner.clone(), key));
             }
         }
         if let (Some(host), Some((ns, secret))) = (host, a.certificates.first()) {
@@ -155,7 +167,12 @@ pub(crate) fn claims(
                 .get(&gateway_key)
                 .and_then(|g| g.metadata.creation_timestamp.as_ref())
                 .map_or(0, |t| t.0.as_second());
-            out.tls.push((
+            let key = (
+                OwnerKind::Gateway,
+                gateway_key.0.clone(),
+                gateway_key.1.clone(),
+            );
+            out.entry(key).or_default().tls.push((
                 host,
                 TlsClaim {
                     owner: Owner {
@@ -171,11 +188,14 @@ pub(crate) fn claims(
             ));
         }
     }
-    out.tls
-        .sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.owner.cmp(&b.1.owner)));
-    out.tls.dedup();
-    out.upstreams.sort();
-    out.upstreams.dedup();
+    for claims in out.values_mut() {
+        claims
+            .tls
+            .sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.owner.cmp(&b.1.owner)));
+        claims.tls.dedup();
+        claims.upstreams.sort();
+        claims.upstreams.dedup();
+    }
     out
 }
 

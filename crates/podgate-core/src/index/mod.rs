@@ -797,6 +797,19 @@ impl Index {
             return;
         }
         let old = std::mem::replace(&mut store.gateway.claims, new.clone());
+        let keys: BTreeSet<_> = old.keys().chain(new.keys()).cloned().collect();
+        let empty = gateways::ObjectClaims::default();
+        for key in keys {
+            let was = old.get(&key).unwrap_or(&empty);
+            let now = new.get(&key).unwrap_or(&empty);
+            if was != now {
+                self.withdraw_gateway_claims(was, dirty);
+                self.claim_gateway_claims(now, dirty);
+            }
+        }
+    }
+
+    fn withdraw_gateway_claims(&mut self, old: &gateways::ObjectClaims, dirty: &mut Dirty) {
         for (scope, claim) in &old.rules {
             if let Some(sc) = self.scopes.get_mut(scope)
                 && let Some(at) = sc.rules.iter().position(|r| r == claim)
@@ -817,30 +830,33 @@ impl Index {
         for (owner, up) in &old.upstreams {
             self.unreference(owner, up, dirty);
         }
-        for (scope, claim) in new.rules {
+    }
+
+    fn claim_gateway_claims(&mut self, new: &gateways::ObjectClaims, dirty: &mut Dirty) {
+        for (scope, claim) in &new.rules {
             self.scopes
                 .entry(scope.clone())
                 .or_default()
                 .rules
-                .push_exact(claim);
-            dirty.scopes.insert(scope);
+                .push_exact(claim.clone());
+            dirty.scopes.insert(scope.clone());
         }
-        for (host, claim) in new.tls {
+        for (host, claim) in &new.tls {
             let secret = (claim.namespace.clone(), claim.secret.clone());
             self.secret_hosts
                 .entry(secret)
                 .or_default()
                 .insert(host.clone());
-            let scope = RouteScope::Host(host);
+            let scope = RouteScope::Host(host.clone());
             self.scopes
                 .entry(scope.clone())
                 .or_default()
                 .tls
-                .push_exact(claim);
+                .push_exact(claim.clone());
             dirty.scopes.insert(scope);
         }
-        for (owner, up) in new.upstreams {
-            self.reference(&owner, &up, None, dirty);
+        for (owner, up) in &new.upstreams {
+            self.reference(owner, up, None, dirty);
         }
     }
 

@@ -57,12 +57,16 @@ impl Cluster {
     }
 
     pub(crate) fn resolve(&self) -> Resolution {
+        let classes: Vec<&GatewayClass> = self.classes.iter().collect();
+        let gateways: Vec<&Gateway> = self.gateways.iter().collect();
+        let routes: Vec<&HttpRoute> = self.routes.iter().collect();
+        let grants: Vec<&ReferenceGrant> = self.grants.iter().collect();
         let world = World {
             controller_name: DEFAULT_CONTROLLER_NAME,
-            classes: &self.classes,
-            gateways: &self.gateways,
-            routes: &self.routes,
-            grants: &self.grants,
+            classes: &classes,
+            gateways: &gateways,
+            routes: &routes,
+            grants: &grants,
         };
         resolve(&world, self)
     }
