@@ -51,6 +51,8 @@
 //! bookmarks come on a fixed interval (plus one just before a watch's deadline).
 
 mod alloc;
+mod cel;
+mod cel_value;
 mod delete;
 mod discovery;
 mod faults;
