@@ -4,8 +4,9 @@
 //! EndpointSlice addresses (loopback refused unless the sim was started with
 //! `allow_loopback_endpoints`, `addressType` required), Ingress `pathType` required,
 //! names present. And the defaults the real server fills in that clients read back
-//! (`protocol: TCP` on ports, a Service's `targetPort`). It does not try to be the full
-//! Kubernetes validation; unknown kinds are stored as given.
+//! (`protocol: TCP` on ports, a Service's `targetPort`). Custom resources get their
+//! CRD schema's defaults, `maxItems` and CEL rules (`schema`, `cel`). It does not try
+//! to be the full Kubernetes validation; unknown kinds are stored as given.
 
 use std::net::IpAddr;
 
