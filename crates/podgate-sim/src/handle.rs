@@ -156,6 +156,10 @@ impl SimCluster {
                 SimError::Api(ApiError::bad_request("not a CustomResourceDefinition"))
             })?;
             for k in kinds {
+                if let Some(schema) = &k.schema {
+                    // Compiles its CEL rules now, reporting those the sim skips.
+                    super::cel::census(schema, &mut super::cel::Census::default());
+                }
                 out.push(k.gvr.clone());
                 self.register(k);
             }

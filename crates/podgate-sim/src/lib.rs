@@ -32,8 +32,8 @@
 //! ```
 //!
 //! The folder reads like the request path: `server` (HTTP, routing via `route`,
-//! request faults from `faults`) → `list` / `watch` / `write` / `delete` (+ `validate`,
-//! `selector`, `strategic`) → `store` (objects, versions, bounded history); `discovery` and
+//! request faults from `faults`) → `list` / `watch` / `write` / `delete` (+ `validate`
+//! with `schema` and `cel`, `selector`, `strategic`) → `store` (objects, versions, bounded history); `discovery` and
 //! `kubeconfig` serve clients; `handle` is the public handle; `status` the error
 //! bodies; `resources` the kinds. `objects` holds builders for the Kubernetes objects
 //! tests and the demo put into it (`slice("shop", "web-1", "web").ready("10.0.0.1")`).
@@ -44,13 +44,16 @@
 //! 400), no checks on Service addresses chosen by clients, strategic merge patches know
 //! only the merge keys in `strategic` (other lists are replaced), apply patches are
 //! treated as JSON merge patches, CRDs registered from their YAML
-//! (`SimCluster::register_crds`) get their schema's defaults and `maxItems` but no CEL
-//! rules (`schema`), discovery lacks `singularName`/`shortNames`/`categories`, no kubelet (nothing computes a Pod's `Ready`; nor
+//! (`SimCluster::register_crds`) get their schema's defaults, `maxItems` and CEL rules
+//! but no other OpenAPI checks (`schema`, `cel`; no cost budget, and a CEL rule the sim
+//! cannot evaluate is skipped), discovery lacks `singularName`/`shortNames`/`categories`, no kubelet (nothing computes a Pod's `Ready`; nor
 //! does a real API server, k8s-wire 18b), core and events.k8s.io Events are stored
 //! apart, validation covers only what podgate depends on (see `validate`), and
 //! bookmarks come on a fixed interval (plus one just before a watch's deadline).
 
 mod alloc;
+mod cel;
+mod cel_value;
 mod delete;
 mod discovery;
 mod faults;

@@ -84,7 +84,8 @@ pub struct ResourceKind {
     /// Built in or defined by a CRD: only built-in kinds accept strategic merge patches.
     pub origin: KindOrigin,
     /// The CRD's OpenAPI v3 schema of this version, when registered from a CRD: its
-    /// defaults are filled in and its `maxItems` enforced (`schema.rs`).
+    /// defaults are filled in, its `maxItems` enforced (`schema.rs`) and its CEL rules
+    /// evaluated (`cel.rs`).
     pub schema: Option<Arc<serde_json::Value>>,
 }
 

@@ -1,8 +1,11 @@
 //! What a CRD's OpenAPI v3 schema makes the real API server do to a custom resource, as
 //! far as podgate's tests need it: fill in `default:` values (at every depth, in array
 //! items too; k8s-wire 14) and refuse arrays longer than `maxItems` with a 422
-//! `FieldValueTooMany` (k8s-wire 15b; when the schema has CEL rules, the server adds
-//! that they were not checked). CEL rules themselves are not evaluated.
+//! `FieldValueTooMany` (k8s-wire 15b). The CEL rules (`x-kubernetes-validations`) are
+//! evaluated by `cel.rs` after the defaults, on the whole object at every write, unless
+//! an error that blocks them was found (`FieldError::blocks_cel`: too many, required,
+//! ...), in which case the server adds that they were not checked (15b). Other OpenAPI
+//! checks (`pattern`, `maxLength`, `enum`, `required`) are not made.
 
 use serde_json::{Map, Value};
 

@@ -50,6 +50,19 @@ impl FieldError {
         }
     }
 
+    /// Whether this error keeps the CEL rules from running (the real server's
+    /// `hasBlockingErr`: required, not supported, too long, too many, wrong type).
+    pub(crate) fn blocks_cel(&self) -> bool {
+        matches!(
+            self.reason,
+            "FieldValueRequired"
+                | "FieldValueNotSupported"
+                | "FieldValueTooLong"
+                | "FieldValueTooMany"
+                | "FieldValueTypeInvalid"
+        )
+    }
+
     /// What the server adds when CEL rules went unchecked because of other errors.
     pub(crate) fn cel_not_checked() -> Self {
         Self {

@@ -4,8 +4,9 @@
 //! EndpointSlice addresses (loopback refused unless the sim was started with
 //! `allow_loopback_endpoints`, `addressType` required), Ingress `pathType` required,
 //! names present. And the defaults the real server fills in that clients read back
-//! (`protocol: TCP` on ports, a Service's `targetPort`). It does not try to be the full
-//! Kubernetes validation; unknown kinds are stored as given.
+//! (`protocol: TCP` on ports, a Service's `targetPort`). Custom resources get their
+//! CRD schema's defaults, `maxItems` and CEL rules (`schema`, `cel`). It does not try
+//! to be the full Kubernetes validation; unknown kinds are stored as given.
 
 use std::net::IpAddr;
 
@@ -20,10 +21,12 @@ pub(crate) struct Leniency {
     pub(crate) allow_loopback_endpoints: bool,
 }
 
-/// Fills defaults in place, then validates. `Err` is the 422 answer.
+/// Fills defaults in place, then validates; `old` is the stored object, on updates (for
+/// CEL transition rules). `Err` is the 422 answer.
 pub(crate) fn admit(
     kind: &ResourceKind,
     obj: &mut Value,
+    old: Option<&Value>,
     lenient: Leniency,
 ) -> Result<(), ApiError> {
     default(kind, obj);
@@ -46,10 +49,14 @@ pub(crate) fn admit(
     }
     if let Some(schema) = &kind.schema {
         super::schema::fill_defaults(schema, obj);
-        let before = errors.len();
         super::schema::too_many(schema, obj, "", &mut errors);
-        if errors.len() > before && super::schema::has_cel(schema) {
-            errors.push(FieldError::cel_not_checked());
+        if super::schema::has_cel(schema) {
+            // As the real server: CEL runs only on an object without "blocking" errors.
+            if errors.iter().any(FieldError::blocks_cel) {
+                errors.push(FieldError::cel_not_checked());
+            } else {
+                super::cel::check(schema, obj, old, &mut errors);
+            }
         }
         // Custom resources come back with their keys sorted (k8s-wire 14).
         *obj = super::schema::sorted(obj);
@@ -206,7 +213,7 @@ mod tests {
     #[test]
     fn loopback_is_refused_unless_allowed() {
         for addr in ["127.1.0.1", "127.0.0.1"] {
-            let err = admit(&es_kind(), &mut slice(addr), Leniency::default()).unwrap_err();
+            let err = admit(&es_kind(), &mut slice(addr), None, Leniency::default()).unwrap_err();
             assert_eq!(err.code, 422);
             assert!(
                 err.message.contains("may not be in the loopback range"),
@@ -216,15 +223,21 @@ mod tests {
             let ok = Leniency {
                 allow_loopback_endpoints: true,
             };
-            admit(&es_kind(), &mut slice(addr), ok).unwrap();
+            admit(&es_kind(), &mut slice(addr), None, ok).unwrap();
         }
-        admit(&es_kind(), &mut slice("10.0.0.1"), Leniency::default()).unwrap();
+        admit(
+            &es_kind(),
+            &mut slice("10.0.0.1"),
+            None,
+            Leniency::default(),
+        )
+        .unwrap();
     }
 
     #[test]
     fn defaults_are_filled() {
         let mut s = slice("10.0.0.1");
-        admit(&es_kind(), &mut s, Leniency::default()).unwrap();
+        admit(&es_kind(), &mut s, None, Leniency::default()).unwrap();
         assert_eq!(s["ports"][0]["protocol"], "TCP");
         assert_eq!(s["endpoints"][0]["conditions"], json!({}));
     }
@@ -235,7 +248,7 @@ mod tests {
             .get(&Gvr::new("networking.k8s.io", "v1", "ingresses"))
             .unwrap();
         let mut ing = json!({ "metadata": { "name": "web" }, "spec": { "rules": [{ "http": { "paths": [{ "path": "/" }] } }] } });
-        let err = admit(&kind, &mut ing, Leniency::default()).unwrap_err();
+        let err = admit(&kind, &mut ing, None, Leniency::default()).unwrap_err();
         assert_eq!(err.code, 422);
         assert!(
             err.message

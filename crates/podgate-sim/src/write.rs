@@ -173,7 +173,7 @@ pub(crate) fn create(
         m.remove("status");
     }
     server_defaults(kind, &mut obj);
-    admit(kind, &mut obj, shared.lenient)?;
+    admit(kind, &mut obj, None, shared.lenient)?;
     let name = meta_str(&obj, "name").unwrap_or("").to_owned();
     let mut store = shared.store();
     if let Some(ns) = ns
@@ -291,7 +291,7 @@ fn update_locked(
         alloc::on_update(old, &mut new);
     }
     server_defaults(kind, &mut new);
-    admit(kind, &mut new, shared.lenient)?;
+    admit(kind, &mut new, Some(&**old), shared.lenient)?;
     if new == **old {
         return Ok(old.clone());
     }

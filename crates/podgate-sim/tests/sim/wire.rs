@@ -14,13 +14,13 @@ use podgate_sim::{SimCluster, SimOptions};
 use serde_json::{Value, json};
 
 /// One recorded answer: status code, headers (lower-case names), JSON documents of the body.
-struct Recording {
-    code: u16,
+pub(super) struct Recording {
+    pub(super) code: u16,
     headers: Vec<(String, String)>,
-    docs: Vec<Value>,
+    pub(super) docs: Vec<Value>,
 }
 
-fn recording(file: &str) -> Recording {
+pub(super) fn recording(file: &str) -> Recording {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/k8s-wire")
         .join(file);
@@ -54,13 +54,13 @@ fn recording(file: &str) -> Recording {
     }
 }
 
-struct Answer {
-    code: u16,
+pub(super) struct Answer {
+    pub(super) code: u16,
     headers: http::HeaderMap,
-    docs: Vec<Value>,
+    pub(super) docs: Vec<Value>,
 }
 
-async fn call(
+pub(super) async fn call(
     sim: &SimCluster,
     method: &str,
     path: &str,
@@ -101,7 +101,7 @@ async fn call(
     }
 }
 
-async fn get(sim: &SimCluster, path: &str) -> Answer {
+pub(super) async fn get(sim: &SimCluster, path: &str) -> Answer {
     call(sim, "GET", path, "application/json", &Value::Null).await
 }
 
@@ -127,7 +127,7 @@ fn shape(v: &Value) -> Value {
     }
 }
 
-fn assert_like(answer: &Answer, rec: &Recording) {
+pub(super) fn assert_like(answer: &Answer, rec: &Recording) {
     assert_eq!(answer.code, rec.code);
     for (name, value) in &rec.headers {
         if name == "content-type" || name == "cache-control" {
@@ -470,7 +470,7 @@ async fn bad_input_is_a_400_status_never_a_crash() {
 }
 
 /// The request body a recording shows in its `# body:` comment.
-fn request_body(file: &str) -> Value {
+pub(super) fn request_body(file: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/k8s-wire")
         .join(file);
@@ -482,7 +482,7 @@ fn request_body(file: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
-const SMP: &str = "application/strategic-merge-patch+json";
+pub(super) const SMP: &str = "application/strategic-merge-patch+json";
 const PODS: &str = "/api/v1/namespaces/shop/pods";
 
 /// A Pod as 18a created it, with the kubelet's status of 18b.
@@ -648,7 +648,7 @@ async fn custom_resources_refuse_strategic_merge_patches_like_16c() {
 }
 
 /// A simulated cluster with the Gateway API v1.6.1 standard-channel CRDs applied.
-async fn with_gateway_api() -> SimCluster {
+pub(super) async fn with_gateway_api() -> SimCluster {
     let sim = SimCluster::start("wire", SimOptions::default())
         .await
         .unwrap();
@@ -665,7 +665,7 @@ async fn with_gateway_api() -> SimCluster {
     sim
 }
 
-const ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes";
+pub(super) const ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes";
 
 #[tokio::test]
 async fn discovery_without_the_crds_is_a_plain_text_404_like_13() {
