@@ -71,6 +71,8 @@ pub struct LabOptions {
     /// More LBs for the controller to keep in sync besides the built-in proxy (e.g.
     /// real HAProxy or Caddy instances the caller started), appended to its targets.
     pub extra_targets: Vec<Target>,
+    /// The proxy's HTTPS listener (`tls_listen`), if any.
+    pub tls_listen: Option<SocketAddr>,
 }
 
 /// See [`LabOptions::configure`].
@@ -105,6 +107,7 @@ impl Default for LabOptions {
             stale_ttl: None,
             configure: None,
             extra_targets: Vec::new(),
+            tls_listen: None,
         }
     }
 }
@@ -147,7 +150,8 @@ impl Lab {
         let token = format!("{:032x}", rand::random::<u128>());
         let token_file: PathBuf = dir.path().join("lb.token");
         std::fs::write(&token_file, &token)?;
-        let proxy_config = ProxyConfig::new(options.listen, options.proxy_admin, &token);
+        let mut proxy_config = ProxyConfig::new(options.listen, options.proxy_admin, &token);
+        proxy_config.tls_listen = options.tls_listen;
         let proxy = proxy::start(proxy_config).await?;
         let mut config = ControllerConfig {
             log_format: crate::logging::LogFormat::Text,

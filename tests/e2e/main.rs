@@ -7,6 +7,7 @@ mod failover;
 mod failover_lab;
 mod front_lb;
 mod gateway_api;
+mod gateway_tls;
 mod health_checks;
 mod leader;
 mod lifecycle;
