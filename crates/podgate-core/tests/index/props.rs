@@ -75,11 +75,67 @@ fn version(id: usize, v: usize) -> Object {
             .into(),
         (6, 0) => default_class(ingress_class("podgate", CONTROLLER)).into(),
         (6, 1) => ingress_class("podgate", CONTROLLER).into(),
-        (_, _) => ingress_class("podgate", "example.com/another-controller").into(),
+        (6, _) => ingress_class("podgate", "example.com/another-controller").into(),
+        (7, v) => http_route(v).into(),
+        (8, v) => gateway(v).into(),
+        (_, v) => {
+            let controller = if v == 2 {
+                "example.com/another-controller"
+            } else {
+                podgate_core::gateway::DEFAULT_CONTROLLER_NAME
+            };
+            let class: podgate_core::gateway::GatewayClass = serde_json::from_value(
+                serde_json::json!({"metadata": {"name": "podgate"}, "spec": {"controllerName": controller}}),
+            )
+            .unwrap();
+            class.into()
+        }
     }
 }
 
-const IDS: usize = 7;
+/// An HTTPRoute on the Ingresses' host: to `web`, to `api` by a header with a split,
+/// or to a Service that does not exist.
+fn http_route(v: usize) -> podgate_core::gateway::HttpRoute {
+    let rules = match v % 3 {
+        0 => serde_json::json!([{"backendRefs": [{"name": "web", "port": 80}]}]),
+        1 => serde_json::json!([
+            {"matches": [{"headers": [{"name": "x", "value": "1"}]}],
+             "backendRefs": [{"name": "api", "port": 80, "weight": 3}, {"name": "web", "port": 80}]},
+        ]),
+        _ => serde_json::json!([{"backendRefs": [{"name": "gone", "port": 80}]}]),
+    };
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "shop", "name": "r", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["shop.com"], "rules": rules},
+    }))
+    .unwrap()
+}
+
+/// A Gateway of podgate's class: a listener for the host, for any host, or of another
+/// class.
+fn gateway(v: usize) -> podgate_core::gateway::Gateway {
+    let (class, listener) = match v % 3 {
+        0 => (
+            "podgate",
+            serde_json::json!({"name": "a", "port": 80, "protocol": "HTTP", "hostname": "shop.com"}),
+        ),
+        1 => (
+            "podgate",
+            serde_json::json!({"name": "a", "port": 80, "protocol": "HTTP"}),
+        ),
+        _ => (
+            "other",
+            serde_json::json!({"name": "a", "port": 80, "protocol": "HTTP"}),
+        ),
+    };
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "shop", "name": "gw"},
+        "spec": {"gatewayClassName": class, "listeners": [listener]},
+    }))
+    .unwrap()
+}
+
+const IDS: usize = 10;
 
 fn kind_and_name(id: usize) -> (Kind, &'static str, &'static str) {
     match id {
@@ -89,7 +145,10 @@ fn kind_and_name(id: usize) -> (Kind, &'static str, &'static str) {
         3 => (Kind::Service, "shop", "api"),
         4 => (Kind::EndpointSlice, "shop", "web-1"),
         5 => (Kind::EndpointSlice, "shop", "web-2"),
-        _ => (Kind::IngressClass, "", "podgate"),
+        6 => (Kind::IngressClass, "", "podgate"),
+        7 => (Kind::HTTPRoute, "shop", "r"),
+        8 => (Kind::Gateway, "shop", "gw"),
+        _ => (Kind::GatewayClass, "", "podgate"),
     }
 }
 
@@ -130,15 +189,18 @@ fn new_index() -> Index {
     })
 }
 
-/// Everything observable: routes, upstreams, certificates, diagnostics.
+/// Everything observable: routes, upstreams, certificates, diagnostics, and the
+/// Gateway API status of each cluster.
 fn observe(index: &Index) -> String {
     let s = index.snapshot();
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         s.route_table(),
         s.upstream_list(),
         s.certificates,
-        index.diagnostics()
+        index.diagnostics(),
+        index.gateway_resolution(&idc()),
+        index.gateway_resolution(&tke()),
     )
 }
 
