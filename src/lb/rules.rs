@@ -2,7 +2,9 @@
 //! routes (HAProxy, Caddy): a host whose rules say no more than an Ingress path can —
 //! a path match, one upstream, no method, header or query match, no filter — is
 //! rendered as Ingress routes; any other host with rules is left out whole, so a route
-//! is never served differently from what it says. Ingress hosts are untouched.
+//! is never served differently from what it says (so is a wildcard host with rules:
+//! the specification's `*.example.com` matches at any depth, these LBs one label).
+//! Ingress hosts are untouched.
 //!
 //! Same answers: for path-only rules the specification's order (an Exact path first,
 //! then the longest prefix) and the Ingress order (the longest path first, Exact before
@@ -15,7 +17,8 @@ use podgate_core::model::{HttpRule, Route, RouteTable, UpstreamKey, VirtualHost}
 pub(crate) fn as_ingress_routes(mut table: RouteTable) -> (RouteTable, Vec<String>) {
     let mut left_out = Vec::new();
     table.hosts.retain(|host, vhost| {
-        let kept = convert(vhost);
+        // A Gateway API wildcard matches at any depth; these LBs match one label.
+        let kept = (host.wildcard_suffix().is_none() || vhost.rules.is_empty()) && convert(vhost);
         if !kept {
             left_out.push(host.as_str().to_owned());
         }
@@ -162,12 +165,17 @@ mod tests {
         });
         t.hosts
             .insert(HostPattern::parse("mixed.example.com").unwrap(), mixed);
+        t.hosts.insert(
+            HostPattern::parse("*.wild.example.com").unwrap(),
+            host(vec![rule(PathMatch::prefix("/"), &[("a", 1)])]),
+        );
         let reference = t.clone();
         let (rendered, mut left_out) = as_ingress_routes(t);
         left_out.sort();
         assert_eq!(
             left_out,
             [
+                "*.wild.example.com",
                 "broken.example.com",
                 "header.example.com",
                 "mixed.example.com",

@@ -47,6 +47,8 @@ pub struct Router {
     hosts: Vec<CompiledHost>,
     /// Rules without a host: for requests whose host matches no entry.
     any_host: Option<CompiledHost>,
+    /// Some wildcard host has Gateway API rules (matched at any depth).
+    deep_wildcards: bool,
 }
 
 fn compile_host(vhost: &podgate_core::model::VirtualHost) -> CompiledHost {
@@ -74,7 +76,10 @@ impl Router {
             let index = router.hosts.len();
             router.hosts.push(compile_host(vhost));
             match pattern.wildcard_suffix() {
-                Some(suffix) => router.wildcard.insert(suffix.into(), index),
+                Some(suffix) => {
+                    router.deep_wildcards |= !vhost.rules.is_empty();
+                    router.wildcard.insert(suffix.into(), index)
+                }
                 None => router.exact.insert(pattern.as_str().into(), index),
             };
         }
@@ -101,6 +106,37 @@ impl Router {
         self.wildcard.get(rest).and_then(|&i| self.hosts.get(i))
     }
 
+    /// The host entry whose certificate a TLS handshake for `name` gets: as
+    /// [`Self::host`], then a Gateway API wildcard at any depth.
+    pub(crate) fn tls_host(&self, name: &str) -> Option<&CompiledHost> {
+        self.host(name).or_else(|| self.deep_rules_host(name))
+    }
+
+    /// A Gateway API wildcard deeper than one label: `*.example.com` with rules also
+    /// serves `a.b.example.com` (a suffix match of any depth, as the specification
+    /// says), the longest suffix first; Ingress wildcards stay one label deep, so only a
+    /// host with rules answers here, and only through its rules.
+    fn deep_rules_host(&self, raw_host: &str) -> Option<&CompiledHost> {
+        if !self.deep_wildcards {
+            return None;
+        }
+        let host = normalize(raw_host);
+        let (first, mut rest) = host.split_once('.')?;
+        if first.is_empty() {
+            return None;
+        }
+        // The first suffix is the one-label wildcard `host` already tried.
+        while let Some((_, deeper)) = rest.split_once('.') {
+            if let Some(h) = self.wildcard.get(deeper).and_then(|&i| self.hosts.get(i))
+                && !h.rules.is_empty()
+            {
+                return Some(h);
+            }
+            rest = deeper;
+        }
+        None
+    }
+
     /// The Gateway API rule serving a request, as the general path chooses it (public
     /// for benchmarks).
     pub fn rule_for(
@@ -117,6 +153,7 @@ impl Router {
     /// The Gateway API rules of the host a request goes to (none for Ingress hosts).
     pub(crate) fn rules(&self, raw_host: &str) -> &[std::sync::Arc<podgate_core::model::HttpRule>] {
         self.host(raw_host)
+            .or_else(|| self.deep_rules_host(raw_host))
             .or(self.any_host.as_ref())
             .map_or(&[], |h| &h.rules)
     }
@@ -129,7 +166,11 @@ impl Router {
         raw_host: &str,
         path: &str,
     ) -> Result<Option<&UpstreamKey>, GeneralPath> {
-        let host = self.host(raw_host).or(self.any_host.as_ref());
+        let direct = self.host(raw_host);
+        if direct.is_none() && self.deep_rules_host(raw_host).is_some() {
+            return Err(GeneralPath);
+        }
+        let host = direct.or(self.any_host.as_ref());
         if host.is_some_and(|h| !h.rules.is_empty()) {
             return Err(GeneralPath);
         }
@@ -257,5 +298,63 @@ mod tests {
             let normalized = podgate_core::model::normalize_request_host(&host);
             proptest::prop_assert_eq!(r.route(&host, &path), t.route(&normalized, &path));
         }
+    }
+
+    #[test]
+    fn gateway_wildcards_match_at_any_depth_ingress_wildcards_one_label() {
+        use podgate_core::model::{HttpRule, WeightedBackend};
+        let rule = HttpRule {
+            path: PathMatch::prefix("/"),
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+            filters: Vec::new(),
+            backends: vec![WeightedBackend {
+                upstream: Some(key("gw")),
+                weight: 1,
+            }],
+            source: String::new(),
+        };
+        let mut t = RouteTable::default();
+        t.hosts.insert(
+            HostPattern::parse("*.gw.example.com").unwrap(),
+            VirtualHost {
+                rules: vec![rule],
+                tls: Some("ns/gw".into()),
+                ..VirtualHost::default()
+            },
+        );
+        t.hosts.insert(
+            HostPattern::parse("*.example.com").unwrap(),
+            VirtualHost {
+                routes: vec![Route {
+                    path: PathMatch::prefix("/"),
+                    upstream: key("ingress"),
+                }],
+                ..VirtualHost::default()
+            },
+        );
+        let r = Router::compile(t);
+        for host in [
+            "a.gw.example.com",
+            "a.b.gw.example.com",
+            "A.B.C.GW.example.com:8443",
+        ] {
+            assert_eq!(r.rules(host).len(), 1, "{host}");
+            assert!(
+                r.route_without_rules(host, "/").is_err(),
+                "{host}: the general path"
+            );
+            assert_eq!(
+                r.tls_host(host).and_then(|h| h.tls.as_deref()),
+                Some("ns/gw"),
+                "{host}"
+            );
+        }
+        // Not the bare domain; and the Ingress wildcard stays one label deep.
+        assert!(r.rules("gw.example.com").is_empty());
+        assert_eq!(r.route("gw.example.com", "/"), Some(&key("ingress")));
+        assert_eq!(r.route("x.y.example.com", "/"), None);
+        assert!(r.rules("x.y.example.com").is_empty());
     }
 }

@@ -158,7 +158,7 @@ impl ResolvesServerCert for SniResolver {
         let name = name.to_ascii_lowercase();
         let by_route = snap
             .router
-            .host(&name)
+            .tls_host(&name)
             .and_then(|h| h.tls.as_deref())
             .and_then(|id| snap.certs.get(id));
         let found = by_route

@@ -299,3 +299,37 @@ async fn a_rule_the_proxy_cannot_serve_is_refused_naming_the_field_and_nothing_c
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("regex"), "{text}");
 }
+
+#[tokio::test]
+async fn a_gateway_wildcard_serves_names_at_any_depth_through_both_request_paths() {
+    let (pods, proxy) = start(94).await;
+    push(
+        &proxy,
+        &Batch {
+            epoch: 1,
+            upsert_upstreams: upstreams(&pods),
+            routes: Some(table(
+                "*.gw.example.com",
+                vec![rule(PathMatch::prefix("/"), &[("b", 1)])],
+            )),
+            ..Batch::default()
+        },
+    )
+    .await;
+    let c = client();
+    for host in [
+        "a.gw.example.com",
+        "a.b.gw.example.com",
+        "x.y.z.gw.example.com",
+    ] {
+        assert_eq!(
+            get(&c, &proxy, host, "/").await.backend(),
+            Some("b"),
+            "{host}"
+        );
+    }
+    assert_eq!(
+        get(&c, &proxy, "gw.example.com", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -196,25 +196,11 @@ impl RouteTable {
     /// query string).
     pub fn explain(&self, request_host: &str, request_path: &str) -> RouteExplanation {
         let host = super::host::normalize_request_host(request_host);
-        let exact = HostPattern::parse(&host)
-            .ok()
-            .and_then(|h| self.hosts.get_key_value(&h));
-        let wildcard = || {
-            let (_, rest) = host.split_once('.')?;
-            let pattern = HostPattern::parse(&format!("*.{rest}")).ok()?;
-            self.hosts.get_key_value(&pattern)
-        };
-        let (host_match, pattern, vhost) = match exact
-            .map(|e| ("exact", e))
-            .or_else(|| wildcard().map(|w| ("wildcard", w)))
-        {
-            Some((how, (p, v))) => (how, Some(p.clone()), Some(v)),
-            None => match &self.any_host {
-                Some(v) => ("rules without a host", None, Some(v)),
-                None => ("none", None, None),
-            },
-        };
+        let (host_match, pattern, vhost) = self.explain_host(&host);
+        // At any depth only the rules serve: the Ingress paths are one label deep.
+        let deep = host_match.starts_with("wildcard (any depth");
         let rules: Vec<RuleCheck> = vhost
+            .filter(|_| !deep)
             .map(|v| {
                 v.routes
                     .iter()
@@ -269,7 +255,9 @@ impl RouteTable {
         let winner = rules.iter().find(|r| r.matches);
         let (via, rule, upstream) = match (
             winner,
-            vhost.and_then(|v| v.default_backend.as_ref()),
+            vhost
+                .filter(|_| !deep)
+                .and_then(|v| v.default_backend.as_ref()),
             &self.default_backend,
         ) {
             (Some(r), _, _) => ("path rule", Some(r.path.clone()), Some(r.upstream.clone())),
@@ -289,6 +277,49 @@ impl RouteTable {
             gateway_rules,
             backends: Vec::new(),
         }
+    }
+}
+
+impl RouteTable {
+    /// Which entry serves `host`, and how it was found (for `explain`).
+    fn explain_host(
+        &self,
+        host: &str,
+    ) -> (&'static str, Option<HostPattern>, Option<&VirtualHost>) {
+        let exact = HostPattern::parse(host)
+            .ok()
+            .and_then(|h| self.hosts.get_key_value(&h));
+        let wildcard = || {
+            let (_, rest) = host.split_once('.')?;
+            let pattern = HostPattern::parse(&format!("*.{rest}")).ok()?;
+            self.hosts.get_key_value(&pattern)
+        };
+        // A Gateway API wildcard (a host with rules) matches at any depth.
+        let deep = || {
+            let mut rest = host.split_once('.')?.1;
+            while let Some((_, deeper)) = rest.split_once('.') {
+                let pattern = HostPattern::parse(&format!("*.{deeper}")).ok()?;
+                if let Some((p, v)) = self.hosts.get_key_value(&pattern)
+                    && !v.rules.is_empty()
+                {
+                    return Some((p, v));
+                }
+                rest = deeper;
+            }
+            None
+        };
+        let (host_match, pattern, vhost) = match exact
+            .map(|e| ("exact", e))
+            .or_else(|| wildcard().map(|w| ("wildcard", w)))
+            .or_else(|| deep().map(|w| ("wildcard (any depth: Gateway API)", w)))
+        {
+            Some((how, (p, v))) => (how, Some(p.clone()), Some(v)),
+            None => match &self.any_host {
+                Some(v) => ("rules without a host", None, Some(v)),
+                None => ("none", None, None),
+            },
+        };
+        (host_match, pattern, vhost)
     }
 }
 
@@ -389,5 +420,42 @@ mod explain_tests {
         assert_eq!(e.pattern.unwrap().as_str(), "*.example.com");
         let e = t.explain("unknown.test", "/");
         assert_eq!((e.host_match, e.via), ("none", "the default backend"));
+    }
+
+    #[test]
+    fn a_gateway_wildcard_is_explained_at_any_depth_and_only_by_its_rules() {
+        use crate::model::WeightedBackend;
+        let mut t = RouteTable::default();
+        t.hosts.insert(
+            HostPattern::parse("*.gw.example.com").unwrap(),
+            VirtualHost {
+                rules: vec![HttpRule {
+                    path: PathMatch::prefix("/api"),
+                    method: None,
+                    headers: Vec::new(),
+                    query: Vec::new(),
+                    filters: Vec::new(),
+                    backends: vec![WeightedBackend {
+                        upstream: Some(key("gw")),
+                        weight: 1,
+                    }],
+                    source: "HTTPRoute shop/gw rule 0".into(),
+                }],
+                routes: vec![Route {
+                    path: PathMatch::prefix("/"),
+                    upstream: key("ingress"),
+                }],
+                default_backend: Some(key("default")),
+                ..VirtualHost::default()
+            },
+        );
+        let e = t.explain("a.b.gw.example.com", "/api/x");
+        assert_eq!(e.host_match, "wildcard (any depth: Gateway API)");
+        assert_eq!((e.via, e.upstream), ("Gateway API rule", Some(key("gw"))));
+        // One label deep, the Ingress paths serve too; deeper, only the rules.
+        let e = t.explain("a.gw.example.com", "/other");
+        assert_eq!(e.upstream, Some(key("ingress")));
+        let e = t.explain("a.b.gw.example.com", "/other");
+        assert_eq!((e.via, e.upstream.clone()), ("nothing", None), "{e:?}");
     }
 }
