@@ -792,7 +792,10 @@ impl Index {
             gateways::resolve(store, &self.clusters, &self.config.gateway_controller_name);
         let new = gateways::claims(&store.name, store, &resolution);
         let store = &mut self.clusters[c];
-        store.gateway.resolution = Arc::new(resolution);
+        // A new value only when it changed: the status writer looks again on each.
+        if *store.gateway.resolution != resolution {
+            store.gateway.resolution = Arc::new(resolution);
+        }
         if store.gateway.claims == new {
             return;
         }
