@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
 fn rules_table() -> RouteTable {
     let rule = |i: usize, path: PathMatch| HttpRule {
         path,
+        path_regex: None,
         method: None,
         headers: Vec::new(),
         query: Vec::new(),

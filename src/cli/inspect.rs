@@ -570,10 +570,18 @@ fn gateway_rules(v: &Value, out: &mut String) {
         .flatten()
         .map(|r| {
             let needs: Vec<String> = r["needs"].as_array().into_iter().flatten().map(s).collect();
+            let (path, kind) = if r["path_regex"].is_string() {
+                (s(&r["path_regex"]), "RegularExpression".to_owned())
+            } else {
+                (
+                    s(&r["path"]["path"]).replace("<none>", "/"),
+                    s(&r["path"]["kind"]),
+                )
+            };
             vec![
                 s(&r["source"]),
-                s(&r["path"]["path"]).replace("<none>", "/"),
-                s(&r["path"]["kind"]),
+                path,
+                kind,
                 if needs.is_empty() {
                     "-".to_owned()
                 } else {

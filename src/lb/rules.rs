@@ -79,6 +79,7 @@ fn convert(vhost: &mut VirtualHost) -> bool {
 /// The one upstream of a rule that says no more than an Ingress path.
 fn plain_upstream(rule: &HttpRule) -> Option<&UpstreamKey> {
     if rule.method.is_some()
+        || rule.path_regex.is_some()
         || !rule.headers.is_empty()
         || !rule.query.is_empty()
         || !rule.filters.is_empty()
@@ -105,6 +106,7 @@ mod tests {
     fn rule(path: PathMatch, to: &[(&str, u32)]) -> HttpRule {
         HttpRule {
             path,
+            path_regex: None,
             method: None,
             headers: Vec::new(),
             query: Vec::new(),

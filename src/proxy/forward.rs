@@ -47,7 +47,7 @@ pub(crate) struct Forwarder {
 
 /// Where a request goes: the upstream, its pool, and the Gateway API rule whose
 /// filters apply (none for Ingress routes).
-type Routed = (UpstreamKey, Arc<Pool>, Option<Arc<HttpRule>>);
+type Routed = (UpstreamKey, Arc<Pool>, Option<Arc<rules::CompiledRule>>);
 
 /// Where a request came from.
 #[derive(Clone, Copy, Debug)]

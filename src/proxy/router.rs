@@ -19,7 +19,7 @@ pub(crate) struct CompiledHost {
     /// Certificate id for this host, if TLS is on.
     pub(crate) tls: Option<String>,
     /// Gateway API rules, tried before `routes` (see `rules.rs`).
-    pub(crate) rules: Box<[std::sync::Arc<podgate_core::model::HttpRule>]>,
+    pub(crate) rules: Box<[std::sync::Arc<super::rules::CompiledRule>]>,
 }
 
 impl CompiledHost {
@@ -147,11 +147,12 @@ impl Router {
         headers: &http::HeaderMap,
         query: Option<&str>,
     ) -> Option<&podgate_core::model::HttpRule> {
-        super::rules::first_match(self.rules(raw_host), method, path, headers, query).map(|r| &**r)
+        super::rules::first_match(self.rules(raw_host), method, path, headers, query)
+            .map(|r| &r.rule)
     }
 
     /// The Gateway API rules of the host a request goes to (none for Ingress hosts).
-    pub(crate) fn rules(&self, raw_host: &str) -> &[std::sync::Arc<podgate_core::model::HttpRule>] {
+    pub(crate) fn rules(&self, raw_host: &str) -> &[std::sync::Arc<super::rules::CompiledRule>] {
         self.host(raw_host)
             .or_else(|| self.deep_rules_host(raw_host))
             .or(self.any_host.as_ref())
@@ -305,6 +306,7 @@ mod tests {
         use podgate_core::model::{HttpRule, WeightedBackend};
         let rule = HttpRule {
             path: PathMatch::prefix("/"),
+            path_regex: None,
             method: None,
             headers: Vec::new(),
             query: Vec::new(),

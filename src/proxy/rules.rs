@@ -12,6 +12,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use podgate_core::model::{
     HeaderEdits, HttpRule, PathRewrite, Redirect, RouteTable, RuleFilter, UpstreamKey, VirtualHost,
+    path_regex,
 };
 
 use super::body::{ProxyBody, full};
@@ -44,6 +45,9 @@ pub(crate) fn check(table: &RouteTable) -> Result<(), String> {
 }
 
 fn check_rule(rule: &HttpRule) -> Result<(), String> {
+    if let Some(p) = &rule.path_regex {
+        path_regex(p).map_err(|e| format!("path_regex {p:?}: {e}"))?;
+    }
     if let Some(m) = &rule.method
         && Method::from_bytes(m.as_bytes()).is_err()
     {
@@ -133,19 +137,59 @@ fn check_path(p: Option<&PathRewrite>) -> Result<(), String> {
     }
 }
 
+/// A rule with its `RegularExpression` path compiled once.
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) rule: HttpRule,
+    regex: Option<regex::Regex>,
+    /// The pattern did not compile (`check` refuses such batches): never matches.
+    broken: bool,
+}
+
+impl std::ops::Deref for CompiledRule {
+    type Target = HttpRule;
+    fn deref(&self) -> &HttpRule {
+        &self.rule
+    }
+}
+
+impl CompiledRule {
+    fn new(rule: HttpRule) -> Self {
+        let regex = rule.path_regex.as_deref().map(path_regex);
+        let broken = matches!(regex, Some(Err(_)));
+        Self {
+            rule,
+            regex: regex.and_then(Result::ok),
+            broken,
+        }
+    }
+
+    fn path_matches(&self, path: &str) -> bool {
+        match &self.regex {
+            Some(re) => re.is_match(path),
+            None => !self.broken && self.rule.path.matches(path),
+        }
+    }
+}
+
 /// The rules of a host, shared by every request.
-pub(crate) fn compile(vhost: &VirtualHost) -> Box<[Arc<HttpRule>]> {
-    vhost.rules.iter().cloned().map(Arc::new).collect()
+pub(crate) fn compile(vhost: &VirtualHost) -> Box<[Arc<CompiledRule>]> {
+    vhost
+        .rules
+        .iter()
+        .cloned()
+        .map(|r| Arc::new(CompiledRule::new(r)))
+        .collect()
 }
 
 /// The first rule matching the request.
 pub(crate) fn first_match<'a>(
-    rules: &'a [Arc<HttpRule>],
+    rules: &'a [Arc<CompiledRule>],
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Option<&'a Arc<HttpRule>> {
+) -> Option<&'a Arc<CompiledRule>> {
     let pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = match query {
         Some(q) if rules.iter().any(|r| !r.query.is_empty()) => {
             form_urlencoded::parse(q.as_bytes()).collect()
@@ -153,12 +197,12 @@ pub(crate) fn first_match<'a>(
         _ => Vec::new(),
     };
     rules.iter().find(|r| {
-        r.matches(
-            method.as_str(),
-            path,
-            |name| headers.get_all(name).iter().find_map(|v| v.to_str().ok()),
-            &pairs,
-        )
+        r.path_matches(path)
+            && r.rule.matches_besides_path(
+                method.as_str(),
+                |name| headers.get_all(name).iter().find_map(|v| v.to_str().ok()),
+                &pairs,
+            )
     })
 }
 
@@ -275,6 +319,7 @@ mod tests {
     fn rule(path: PathMatch, filters: Vec<RuleFilter>) -> HttpRule {
         HttpRule {
             path,
+            path_regex: None,
             method: None,
             headers: Vec::new(),
             query: Vec::new(),

@@ -167,6 +167,7 @@ fn rewrite() -> Rewrite {
 fn rule() -> HttpRule {
     HttpRule {
         path: PathMatch::prefix("/api"),
+        path_regex: Some("/api/v[0-9]+/.*".into()),
         method: Some("GET".into()),
         headers: vec![nv("x-canary", "true")],
         query: vec![nv("debug", "1")],

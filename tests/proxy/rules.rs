@@ -18,6 +18,7 @@ use podgate_core::model::{
 fn rule(path: PathMatch, to: &[(&str, u32)]) -> HttpRule {
     HttpRule {
         path,
+        path_regex: None,
         method: None,
         headers: Vec::new(),
         query: Vec::new(),
@@ -331,5 +332,54 @@ async fn a_gateway_wildcard_serves_names_at_any_depth_through_both_request_paths
     assert_eq!(
         get(&c, &proxy, "gw.example.com", "/").await.status,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_regular_expression_path_matches_the_whole_path_and_a_bad_one_is_refused() {
+    let (pods, proxy) = start(95).await;
+    let mut versioned = rule(PathMatch::prefix("/"), &[("b", 1)]);
+    versioned.path_regex = Some("/api/v[0-9]+/.*".to_owned());
+    push(
+        &proxy,
+        &Batch {
+            epoch: 1,
+            upsert_upstreams: upstreams(&pods),
+            routes: Some(table(
+                "web.example.com",
+                vec![versioned, rule(PathMatch::prefix("/"), &[("a", 1)])],
+            )),
+            ..Batch::default()
+        },
+    )
+    .await;
+    let c = client();
+    for (path, want) in [
+        ("/api/v2/users", "b"),
+        ("/api/vx/users", "a"),
+        ("/x/api/v2/users", "a"),
+    ] {
+        assert_eq!(
+            get(&c, &proxy, "web.example.com", path).await.backend(),
+            Some(want),
+            "{path}"
+        );
+    }
+    let mut bad = rule(PathMatch::prefix("/"), &[("b", 1)]);
+    bad.path_regex = Some("/api/(".to_owned());
+    let batch = Batch {
+        epoch: 1,
+        routes: Some(table("web.example.com", vec![bad])),
+        ..Batch::default()
+    };
+    let body = serde_json::to_string(&batch).unwrap();
+    let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(harness::TOKEN), &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("path_regex"), "{text}");
+    assert_eq!(
+        get(&c, &proxy, "web.example.com", "/api/v2/x")
+            .await
+            .backend(),
+        Some("b")
     );
 }

@@ -207,7 +207,10 @@ fn routes_by_upstream(
 /// who wrote it.
 fn rule_label(rule: &podgate_core::model::HttpRule) -> String {
     use std::fmt::Write as _;
-    let mut label = rule.path.to_string();
+    let mut label = match &rule.path_regex {
+        Some(re) => format!("~{re}"),
+        None => rule.path.to_string(),
+    };
     if let Some(m) = &rule.method {
         let _ = write!(label, " {m}");
     }

@@ -166,6 +166,7 @@ pub(crate) async fn gateway_rules_are_served_or_left_out(kind: Kind) {
     );
     let rule = HttpRule {
         path: PathMatch::prefix("/api"),
+        path_regex: None,
         method: Some("GET".into()),
         headers: Vec::new(),
         query: Vec::new(),
@@ -187,6 +188,7 @@ pub(crate) async fn gateway_rules_are_served_or_left_out(kind: Kind) {
     );
     let plain = |path: PathMatch, pod: &str| HttpRule {
         path,
+        path_regex: None,
         method: None,
         headers: Vec::new(),
         query: Vec::new(),

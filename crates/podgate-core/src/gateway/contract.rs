@@ -25,9 +25,16 @@ pub fn upstream_key(b: &Backend) -> Option<UpstreamKey> {
 /// carry (the API server's validation refuses such paths).
 pub fn http_rule(a: &Attachment, match_index: usize) -> Option<HttpRule> {
     let m: &RouteMatch = a.rule.matches.get(match_index)?;
-    let path = match &m.path {
-        PathRule::Exact(p) => PathMatch::parse(crate::model::PathKind::Exact, p).ok()?,
-        PathRule::Prefix(p) => PathMatch::parse(crate::model::PathKind::Prefix, p).ok()?,
+    let (path, path_regex) = match &m.path {
+        PathRule::Exact(p) => (
+            PathMatch::parse(crate::model::PathKind::Exact, p).ok()?,
+            None,
+        ),
+        PathRule::Prefix(p) => (
+            PathMatch::parse(crate::model::PathKind::Prefix, p).ok()?,
+            None,
+        ),
+        PathRule::Regex(p) => (PathMatch::prefix("/"), Some(p.clone())),
     };
     let pairs = |v: &[(String, String)]| {
         v.iter()
@@ -39,6 +46,7 @@ pub fn http_rule(a: &Attachment, match_index: usize) -> Option<HttpRule> {
     };
     Some(HttpRule {
         path,
+        path_regex,
         method: m.method.clone(),
         headers: pairs(&m.headers),
         query: pairs(&m.query),

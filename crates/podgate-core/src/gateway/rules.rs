@@ -18,6 +18,8 @@ pub enum PathRule {
     Exact(String),
     /// Element-wise: `/foo` matches `/foo` and `/foo/bar`, not `/foobar`.
     Prefix(String),
+    /// The whole path matches the pattern (`model::path_regex`).
+    Regex(String),
 }
 
 /// One match of a rule: every part must hold.
@@ -48,6 +50,7 @@ impl RouteMatch {
         let path = match &self.path {
             PathRule::Exact(p) => r.path == p,
             PathRule::Prefix(p) => prefix_matches(p, r.path),
+            PathRule::Regex(p) => crate::model::path_regex(p).is_ok_and(|re| re.is_match(r.path)),
         };
         path && self.method.as_deref().is_none_or(|m| m == r.method)
             && self.headers.iter().all(|(n, v)| {
@@ -207,6 +210,13 @@ fn route_match(m: &HttpRouteMatch) -> Result<RouteMatch, Refusal> {
                 trimmed.to_owned()
             })
         }
+        "RegularExpression" => match crate::model::path_regex(&value) {
+            Ok(_) => PathRule::Regex(value),
+            Err(e) => {
+                let message = format!("path regular expression {value:?} is not valid: {e}");
+                return Err(("UnsupportedValue", message));
+            }
+        },
         other => return Err(unsupported(&format!("path match type {other:?}"))),
     };
     let mut headers: Vec<(String, String)> = Vec::new();
@@ -347,7 +357,10 @@ pub fn precedence(a: &RouteMatch, b: &RouteMatch) -> Ordering {
 /// A match's place in [`precedence`] as a value: smaller goes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
-    prefix: bool,
+    /// Exact, then regular expressions (their order is the implementation's to choose:
+    /// podgate puts them before prefixes, so that one can carve out part of a prefix),
+    /// then prefixes.
+    class: u8,
     path_len: Reverse<usize>,
     method: Reverse<bool>,
     headers: Reverse<usize>,
@@ -356,12 +369,13 @@ pub struct Rank {
 
 impl RouteMatch {
     pub fn rank(&self) -> Rank {
-        let (prefix, len) = match &self.path {
-            PathRule::Exact(p) => (false, p.len()),
-            PathRule::Prefix(p) => (true, p.len()),
+        let (class, len) = match &self.path {
+            PathRule::Exact(p) => (0, p.len()),
+            PathRule::Regex(p) => (1, p.len()),
+            PathRule::Prefix(p) => (2, p.len()),
         };
         Rank {
-            prefix,
+            class,
             path_len: Reverse(len),
             method: Reverse(self.method.is_some()),
             headers: Reverse(self.headers.len()),

@@ -24,7 +24,8 @@ pub use patch::{PatchError, UpstreamPatch};
 pub use path::{PathError, PathKind, PathMatch};
 pub use route::{GatewayRuleCheck, Route, RouteExplanation, RouteTable, RuleCheck, VirtualHost};
 pub use rule::{
-    HeaderEdits, HttpRule, NameValue, PathRewrite, Redirect, Rewrite, RuleFilter, WeightedBackend,
+    HeaderEdits, HttpRule, NameValue, PATH_REGEX_MAX_LEN, PathRewrite, Redirect, Rewrite,
+    RuleFilter, WeightedBackend, path_regex,
 };
 pub use shares::{ClusterWeights, WeightsError};
 pub use tls::{Certificate, Pem};

@@ -174,6 +174,9 @@ pub struct RouteExplanation {
 pub struct GatewayRuleCheck {
     pub source: String,
     pub path: PathMatch,
+    /// A `RegularExpression` path match instead of `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
     /// What a request needs besides its path: `method GET`, `header x: 1`, `query q=1`
     /// (a URL alone does not tell).
     pub needs: Vec<String>,
@@ -338,10 +341,11 @@ fn gateway_check(r: &HttpRule, request_path: &str) -> GatewayRuleCheck {
     GatewayRuleCheck {
         source: r.source.clone(),
         path: r.path.clone(),
+        path_regex: r.path_regex.clone(),
         needs,
         backends: r.backends.clone(),
         redirects: r.redirect().is_some(),
-        path_matches: r.path.matches(request_path),
+        path_matches: r.path_matches(request_path),
     }
 }
 
@@ -431,6 +435,7 @@ mod explain_tests {
             VirtualHost {
                 rules: vec![HttpRule {
                     path: PathMatch::prefix("/api"),
+                    path_regex: None,
                     method: None,
                     headers: Vec::new(),
                     query: Vec::new(),

@@ -15,7 +15,12 @@ use super::{PathMatch, UpstreamKey};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRule {
+    /// `Prefix /` when `path_regex` is set.
     pub path: PathMatch,
+    /// A `RegularExpression` path match: the whole path must match (RE2 syntax, see
+    /// [`path_regex`]); when set it alone decides the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
     /// Upper case, as sent (`GET`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -44,11 +49,29 @@ impl HttpRule {
         &self,
         method: &str,
         path: &str,
+        header: impl FnMut(&str) -> Option<&'a str>,
+        query: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
+    ) -> bool {
+        self.path_matches(path) && self.matches_besides_path(method, header, query)
+    }
+
+    /// Whether the path matches (compiling `path_regex` each time: a data plane
+    /// compiles it once, with [`path_regex`]).
+    pub fn path_matches(&self, path: &str) -> bool {
+        match &self.path_regex {
+            Some(re) => path_regex(re).is_ok_and(|re| re.is_match(path)),
+            None => self.path.matches(path),
+        }
+    }
+
+    /// Whether method, headers and query parameters match.
+    pub fn matches_besides_path<'a>(
+        &self,
+        method: &str,
         mut header: impl FnMut(&str) -> Option<&'a str>,
         query: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
     ) -> bool {
-        self.path.matches(path)
-            && self.method.as_deref().is_none_or(|m| m == method)
+        self.method.as_deref().is_none_or(|m| m == method)
             && self
                 .headers
                 .iter()
@@ -85,6 +108,29 @@ pub struct WeightedBackend {
     #[serde(default)]
     pub upstream: Option<UpstreamKey>,
     pub weight: u32,
+}
+
+/// Longest `RegularExpression` path accepted, in bytes.
+pub const PATH_REGEX_MAX_LEN: usize = 1024;
+
+/// A `RegularExpression` path as podgate matches it: the whole path (anchored), RE2
+/// syntax (the `regex` crate: linear time, no backreferences), at most
+/// [`PATH_REGEX_MAX_LEN`] bytes and 256 KiB compiled, so a pattern can never make a
+/// request slow.
+pub fn path_regex(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.len() > PATH_REGEX_MAX_LEN {
+        return Err(format!("longer than {PATH_REGEX_MAX_LEN} bytes"));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(256 * 1024)
+        .build()
+        // One line: the crate's message draws a caret under the pattern.
+        .map_err(|e| {
+            e.to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
 }
 
 /// The four filters of the HTTPRoute specification podgate serves.

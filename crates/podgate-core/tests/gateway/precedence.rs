@@ -159,3 +159,47 @@ fn a_match_holds_only_when_every_part_does() {
     // Query parameter names are case-sensitive.
     assert!(!any(req("GET", "/v2/foo", &[], &[("debug", "1")])));
 }
+
+#[test]
+fn regular_expression_paths_match_the_whole_path_after_exact_and_before_prefixes() {
+    let mut c = Cluster::with_gateway(json!([http("a", 80)]));
+    let routes = [
+        (
+            "prefix",
+            json!([{"path": {"type": "PathPrefix", "value": "/api/v1/users"}}]),
+        ),
+        (
+            "regex",
+            json!([{"path": {"type": "RegularExpression", "value": "/api/v[0-9]+/.*"}}]),
+        ),
+        (
+            "exact",
+            json!([{"path": {"type": "Exact", "value": "/api/v1/users"}}]),
+        ),
+    ];
+    for (name, matches) in routes {
+        c.route(route("default", name, 1, rule(matches)));
+    }
+    let r = c.resolve();
+    assert_eq!(order(&r), ["exact", "regex", "prefix"]);
+    let groups = host_rules(&r.attachments);
+    let served = |path: &str| {
+        let request = Request {
+            method: "GET",
+            path,
+            headers: &[],
+            query: &[],
+        };
+        groups[0].rules.iter().find_map(|x| {
+            let a = &r.attachments[x.attachment];
+            a.rule.matches[x.match_index]
+                .matches(&request)
+                .then(|| a.route.1.clone())
+        })
+    };
+    assert_eq!(served("/api/v1/users").as_deref(), Some("exact"));
+    assert_eq!(served("/api/v2/x").as_deref(), Some("regex"));
+    // The whole path must match: no match inside a longer path.
+    assert_eq!(served("/x/api/v2/x"), None);
+    assert_eq!(served("/api/vx/users/1"), None);
+}

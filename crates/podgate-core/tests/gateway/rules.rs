@@ -84,7 +84,7 @@ fn the_four_filters_are_served_others_are_refused_per_rule() {
              "filters": [{"type": "RequestRedirect", "requestRedirect": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}, "statusCode": 301}}]},
             {"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "api", "port": 80}}}],
              "backendRefs": [{"name": "web", "port": 80}]},
-            {"matches": [{"path": {"type": "RegularExpression", "value": "/a.*"}}],
+            {"matches": [{"path": {"type": "RegularExpression", "value": "/a(.*"}}],
              "backendRefs": [{"name": "web", "port": 80}]},
         ]}),
     ));
@@ -127,7 +127,7 @@ fn the_four_filters_are_served_others_are_refused_per_rule() {
         "{message}"
     );
     assert!(
-        message.contains("rule 3") && message.contains("RegularExpression"),
+        message.contains("rule 3") && message.contains("regular expression"),
         "{message}"
     );
     for name in ["both", "prefix-rewrite-on-exact"] {

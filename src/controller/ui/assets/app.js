@@ -286,7 +286,7 @@ function renderExplain(e) {
     table('Rules of the host, in precedence order', ['path', 'type', 'upstream', 'matches'],
       e.rules.map((r) => [r.path.path || '/', r.path.kind, `${r.upstream.namespace}/${r.upstream.service}:${r.upstream.port}`, r.matches ? 'yes' : 'no'])),
     (e.gateway_rules || []).length ? table('Gateway API rules of the host, in the order they are tried', ['route', 'path', 'type', 'also needs', 'backends', 'path matches'],
-      e.gateway_rules.map((r) => [r.source, r.path.path || '/', r.path.kind, r.needs.length ? r.needs.join(', ') : '—', r.redirects ? 'redirect' : split(r.backends), r.path_matches ? 'yes' : 'no'])) : null,
+      e.gateway_rules.map((r) => [r.source, r.path_regex || r.path.path || '/', r.path_regex ? 'RegularExpression' : r.path.kind, r.needs.length ? r.needs.join(', ') : '—', r.redirects ? 'redirect' : split(r.backends), r.path_matches ? 'yes' : 'no'])) : null,
     table('Pods that would serve it', ['cluster', 'pod', 'address', 'state', 'probability'],
       e.pods.map((p) => [p.cluster, p.name || '—', `${p.address}:${p.port}`, badge(p.state), `${p.probability}%`])),
     e.diagnostics.length ? h('ul', { class: 'problems' }, e.diagnostics.map((d) => h('li', { class: 'warning' }, d))) : null,
