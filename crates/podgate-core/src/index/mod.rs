@@ -394,18 +394,26 @@ impl Index {
         let Some(store) = self.clusters.iter().find(|c| c.name == *cluster) else {
             return std::collections::BTreeMap::new();
         };
-        std::collections::BTreeMap::from([
+        let mut counts = std::collections::BTreeMap::from([
             (Kind::Ingress, store.ingresses.len()),
             (Kind::IngressClass, store.classes.len()),
             (Kind::Service, store.services.len()),
             (Kind::EndpointSlice, store.slices.len()),
             (Kind::Secret, store.secrets.len()),
-            (Kind::GatewayClass, store.gateway.classes.len()),
-            (Kind::Gateway, store.gateway.gateways.len()),
-            (Kind::HTTPRoute, store.gateway.routes.len()),
-            (Kind::ReferenceGrant, store.gateway.grants.len()),
-            (Kind::Namespace, store.gateway.namespaces.len()),
-        ])
+        ]);
+        // The Gateway API kinds where the cluster has any (most have none).
+        let g = &store.gateway;
+        counts.extend(
+            [
+                (Kind::GatewayClass, g.classes.len()),
+                (Kind::Gateway, g.gateways.len()),
+                (Kind::HTTPRoute, g.routes.len()),
+                (Kind::ReferenceGrant, g.grants.len()),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0),
+        );
+        counts
     }
 
     /// Whether podgate serves this Ingress (its class is podgate's).

@@ -118,7 +118,7 @@ async function logout() {
 function clusterRows(o) {
   return o.clusters.map((c) => [
     h('strong', {}, c.name), badge(c.state), when(c.since_ms), String(c.weight),
-    Object.entries(c.objects || {}).map(([k, n]) => `${k} ${n}`).join(', '), c.last_error || '']);
+    Object.entries(c.objects || {}).map(([k, n]) => `${k} ${n}`).join(', '), c.gateway_api || '', c.last_error || '']);
 }
 
 function targetRows(o) {
@@ -173,7 +173,7 @@ function renderOverview(o) {
     h('h1', {}, 'Overview'),
     h('p', { class: 'counts' }, `${o.counts.hosts} hosts · ${o.counts.upstreams} upstreams · ${o.counts.endpoints} endpoints · ${o.counts.gated_waiting} pods waiting for the LB · ${o.pushing ? 'this replica pushes to the LBs' : 'standby: another replica pushes'}`),
     h('section', { 'aria-labelledby': 'problems-h' }, h('h2', { id: 'problems-h' }, 'Problems'), problems),
-    table('Clusters', ['cluster', 'state', 'since', 'weight', 'objects', 'last error'], clusterRows(o)),
+    table('Clusters', ['cluster', 'state', 'since', 'weight', 'objects', 'Gateway API', 'last error'], clusterRows(o)),
     table('LB targets', ['target', 'state', 'lag (writes)', 'last push acknowledged', 'pushes', 'failures', 'quarantined', 'last error'], targetRows(o)),
     table('Migrations', ['app', 'to', 'state', 'weights now', 'paused'], migrations.map(([app, m]) => [app, m.target || '', badge(String(m.state)), m.weights, m.paused ? `${m.paused.reason || 'paused'} · since ${age(m.paused.since_ms)}` : ''])),
     weightsForm(o),
