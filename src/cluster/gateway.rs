@@ -171,7 +171,10 @@ pub(crate) struct Context {
 pub(crate) async fn run(
     ctx: Context,
     controller_name: String,
-    term: Option<tokio::sync::watch::Receiver<Option<u64>>>,
+    term: Option<(
+        tokio::sync::watch::Receiver<Option<u64>>,
+        Option<super::gateway_status::RoutesLeftOut>,
+    )>,
 ) {
     let Context {
         cluster,
@@ -197,12 +200,15 @@ pub(crate) async fn run(
     status.set_gateway_api("watched");
     tracing::info!(%cluster, kinds = ?kinds, "watching the Gateway API");
     let mut tasks = JoinSet::new();
-    if let Some(term) = term {
+    if let Some((term, left_out)) = term {
         tasks.spawn(super::gateway_status::run(
-            cluster.clone(),
-            client.clone(),
-            desired.clone(),
-            controller_name,
+            super::gateway_status::Writer {
+                cluster: cluster.clone(),
+                client: client.clone(),
+                desired: desired.clone(),
+                controller_name,
+                left_out,
+            },
             term,
         ));
     }

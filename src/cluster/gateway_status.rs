@@ -36,14 +36,35 @@ fn resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&gvk, plural)
 }
 
-/// Runs until dropped. `controller_name` is podgate's GatewayClass controller name.
-pub(crate) async fn run(
-    cluster: ClusterName,
-    client: Client,
-    desired: Arc<Desired>,
-    controller_name: String,
-    term: watch::Receiver<Option<u64>>,
-) {
+/// Per HTTPRoute (`namespace`, `name`) of a cluster that some LB leaves out, the
+/// message naming those LBs.
+pub(crate) type RoutesLeftOut =
+    Arc<dyn Fn(&ClusterName) -> std::collections::BTreeMap<(String, String), String> + Send + Sync>;
+
+/// The condition an HTTPRoute parent carries when some LB leaves its hosts out (the
+/// domain prefix marks it as podgate's, as the specification asks of
+/// implementation-specific conditions).
+const SERVED_BY_ALL: &str = "podgate.io/ServedByAllLBs";
+
+/// What one cluster's status writer works with.
+pub(crate) struct Writer {
+    pub(crate) cluster: ClusterName,
+    pub(crate) client: Client,
+    pub(crate) desired: Arc<Desired>,
+    /// podgate's GatewayClass controller name.
+    pub(crate) controller_name: String,
+    pub(crate) left_out: Option<RoutesLeftOut>,
+}
+
+/// Runs until dropped.
+pub(crate) async fn run(w: Writer, term: watch::Receiver<Option<u64>>) {
+    let Writer {
+        cluster,
+        client,
+        desired,
+        controller_name,
+        left_out,
+    } = w;
     let mut last: Option<Arc<Resolution>> = None;
     let mut checked = Instant::now();
     loop {
@@ -60,7 +81,8 @@ pub(crate) async fn run(
             continue;
         }
         checked = Instant::now();
-        match reconcile(&client, &now, &controller_name).await {
+        let left_out = left_out.as_ref().map(|f| f(&cluster)).unwrap_or_default();
+        match reconcile(&client, &now, &controller_name, &left_out).await {
             Ok(written) => {
                 if written > 0 {
                     tracing::debug!(%cluster, written, "Gateway API status written");
@@ -80,6 +102,7 @@ async fn reconcile(
     client: &Client,
     r: &Resolution,
     controller_name: &str,
+    left_out: &std::collections::BTreeMap<(String, String), String>,
 ) -> Result<usize, kube::Error> {
     let mut written = 0;
     let classes: Api<DynamicObject> =
@@ -146,6 +169,13 @@ async fn reconcile(
             .cloned()
             .collect();
         for p in ours {
+            let mut conditions = p.conditions.clone();
+            if let Some(message) = left_out.get(&key) {
+                let mut c =
+                    Condition::new(SERVED_BY_ALL, false, "UnsupportedByLB", message.clone());
+                c.observed_generation = p.conditions.first().map_or(0, |c| c.observed_generation);
+                conditions.push(c);
+            }
             let parent_ref = serde_json::to_value(&p.parent_ref).unwrap_or(Value::Null);
             let before = shown
                 .iter()
@@ -157,7 +187,7 @@ async fn reconcile(
             parents.push(json!({
                 "parentRef": strip_nulls(parent_ref),
                 "controllerName": p.controller_name,
-                "conditions": timed(&p.conditions, before),
+                "conditions": timed(&conditions, before),
             }));
         }
         if differs(&Value::Array(parents.clone()), &Value::Array(shown)) {

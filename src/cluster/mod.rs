@@ -10,6 +10,7 @@ mod events;
 mod gateway;
 mod gateway_status;
 pub(crate) use events::MoreReports;
+pub(crate) use gateway_status::RoutesLeftOut;
 mod guard;
 mod ingress_status;
 mod programmed;
@@ -128,6 +129,8 @@ pub(crate) struct WatchOptions {
     /// The pushing replica's term: Gateway API status is written while it is held
     /// (never without it).
     pub(crate) term: Option<tokio::sync::watch::Receiver<Option<u64>>>,
+    /// HTTPRoutes some LB leaves out, for their status.
+    pub(crate) routes_left_out: Option<RoutesLeftOut>,
 }
 
 /// The running watchers of one cluster. Dropping it stops them.
@@ -282,7 +285,10 @@ pub(crate) fn spawn(
             cell: StatusCell::new(cluster.as_str(), api_server, 5),
         },
         options.gateway_controller_name.clone(),
-        options.term.clone(),
+        options
+            .term
+            .clone()
+            .map(|t| (t, options.routes_left_out.clone())),
     ));
     tasks.spawn(probe(client.clone(), status.clone()));
     if options.events {

@@ -75,28 +75,8 @@ pub(crate) fn reports(
 /// Ingress path: `lb::rules`), reported once naming them all (an Event series keeps
 /// the note of its first Event).
 fn rules_left_out(desired: &Desired, cluster: &ClusterName, lbs: &[String]) -> Vec<Report> {
-    let lbs = lbs.join(", ");
-    let Some(resolution) = desired.read(|i: &Index| i.gateway_resolution(cluster)) else {
-        return Vec::new();
-    };
-    if resolution.attachments.is_empty() {
-        return Vec::new(); // no route of this cluster served: the table is not built
-    }
-    // Which hosts such an LB leaves out: those whose rules say more than a path.
-    let table = desired.snapshot().route_table();
-    let (_, left_out) = crate::lb::rules::as_ingress_routes(table);
-    let mut routes: Vec<&(String, String)> = resolution
-        .attachments
-        .iter()
-        .filter(|a| {
-            let host = a.hostname.as_deref().unwrap_or("(any host)");
-            left_out.iter().any(|h| h == host)
-        })
-        .map(|a| &a.route)
-        .collect();
-    routes.sort();
-    routes.dedup();
-    routes
+    let message = left_out_message(lbs);
+    left_out_routes(desired, cluster)
         .into_iter()
         .map(|(namespace, name)| Report {
             object: ObjectRef {
@@ -107,10 +87,65 @@ fn rules_left_out(desired: &Desired, cluster: &ClusterName, lbs: &[String]) -> V
             },
             diagnostic: Diagnostic {
                 reason: "UnsupportedByLB",
-                message: format!(
-                    "cannot serve Gateway API rules, so this route's hosts are left out of them (served by the other LBs): {lbs}"
-                ),
+                message: message.clone(),
             },
         })
         .collect()
+}
+
+fn left_out_message(lbs: &[String]) -> String {
+    format!(
+        "cannot serve Gateway API rules, so this route's hosts are left out of them (served by the other LBs): {}",
+        lbs.join(", ")
+    )
+}
+
+/// The HTTPRoutes (`namespace`, `name`) of `cluster` whose hosts an LB that serves no
+/// Gateway API rules leaves out (their rules say more than an Ingress path).
+fn left_out_routes(desired: &Desired, cluster: &ClusterName) -> Vec<(String, String)> {
+    let Some(resolution) = desired.read(|i: &Index| i.gateway_resolution(cluster)) else {
+        return Vec::new();
+    };
+    if resolution.attachments.is_empty() {
+        return Vec::new(); // no route of this cluster served: the table is not built
+    }
+    let table = desired.snapshot().route_table();
+    let (_, left_out) = crate::lb::rules::as_ingress_routes(table);
+    let mut routes: Vec<(String, String)> = resolution
+        .attachments
+        .iter()
+        .filter(|a| {
+            let host = a.hostname.as_deref().unwrap_or("(any host)");
+            left_out.iter().any(|h| h == host)
+        })
+        .map(|a| a.route.clone())
+        .collect();
+    routes.sort();
+    routes.dedup();
+    routes
+}
+
+/// For the Gateway API status writer: per HTTPRoute of a cluster that some LB leaves
+/// out, the message naming those LBs (`podgate.io/ServedByAllLBs` False).
+pub(crate) fn routes_left_out(
+    targets: Vec<Arc<Mutex<TargetStatus>>>,
+    desired: Arc<Desired>,
+) -> crate::cluster::RoutesLeftOut {
+    Arc::new(move |cluster: &ClusterName| {
+        let lbs: Vec<String> = targets
+            .iter()
+            .filter_map(|t| {
+                let status = t.lock();
+                (!status.serves_rules).then(|| status.name.clone())
+            })
+            .collect();
+        if lbs.is_empty() {
+            return std::collections::BTreeMap::new();
+        }
+        let message = left_out_message(&lbs);
+        left_out_routes(&desired, cluster)
+            .into_iter()
+            .map(|key| (key, message.clone()))
+            .collect()
+    })
 }

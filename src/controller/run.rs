@@ -417,6 +417,10 @@ pub async fn start(
         lb_progress: Some(super::progress::of(targets.clone())),
         gateway_controller_name: config.gateway_controller_name.clone(),
         term: Some(term.clone()),
+        routes_left_out: Some(super::refusals::routes_left_out(
+            targets.clone(),
+            desired.clone(),
+        )),
     };
     let clusters = spawn_clusters(config, &clients, reach, &desired, &watch, &mut tasks)?;
     let gate = crate::gate::GateOptions {

@@ -891,4 +891,26 @@ async fn an_http_route_is_served_by_the_proxy_and_reported_as_left_out_of_haprox
         })
         .await;
     }
+    // And the route's status says so, naming both.
+    let routes = podgate_sim::Gvr::new("gateway.networking.k8s.io", "v1", "httproutes");
+    eventually("the route's status names the LBs", WAIT, || async {
+        let route = sim.get(&routes, Some("app"), "gw").ok_or("no route")?;
+        let parents = route["status"]["parents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let c = parents
+            .iter()
+            .flat_map(|p| p["conditions"].as_array().cloned().unwrap_or_default())
+            .find(|c| c["type"] == "podgate.io/ServedByAllLBs")
+            .ok_or_else(|| format!("no condition yet: {parents:?}"))?;
+        let note = c["message"].as_str().unwrap_or_default();
+        (c["status"] == "False"
+            && c["reason"] == "UnsupportedByLB"
+            && note.contains("hap/")
+            && note.contains("cdy/"))
+        .then_some(())
+        .ok_or_else(|| format!("{c}"))
+    })
+    .await;
 }
