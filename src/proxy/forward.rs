@@ -1,6 +1,6 @@
 //! Forwarding one client request to one upstream endpoint, with bounded retries.
 //!
-//! Owns: route lookup on one snapshot load and endpoint choice ([`Forwarder::route`],
+//! Owns: route lookup on one snapshot load and endpoint choice ([`Forwarder::route_fast`],
 //! [`Forwarder::pick`], [`Forwarder::failed`] — shared with the fast path in `h1`), and
 //! the general request path through hyper: header rewriting, the pooled keep-alive
 //! client to upstreams, retries on another endpoint
@@ -228,7 +228,8 @@ impl Forwarder {
             query,
         );
         let Some(rule) = found else {
-            return match self.route(host, path) {
+            // The Ingress routes, on the same snapshot.
+            return match upstream_of(&snap, snap.router.route(host, path), host, path) {
                 Ok((key, pool)) => Ok((key, pool, None)),
                 Err(refusal) => Err(Box::new(refusal.into_response())),
             };
@@ -263,16 +264,6 @@ impl Forwarder {
         let snap = self.store.load();
         let key = snap.router.route_without_rules(host, path).ok()?;
         Some(upstream_of(&snap, key, host, path))
-    }
-
-    /// The upstream serving `host` and `path` in the live snapshot.
-    pub(crate) fn route(
-        &self,
-        host: &str,
-        path: &str,
-    ) -> Result<(UpstreamKey, Arc<Pool>), Refusal> {
-        let snap = self.store.load();
-        upstream_of(&snap, snap.router.route(host, path), host, path)
     }
 
     /// An endpoint of `pool` not in `tried`, with its in-flight slot taken.
