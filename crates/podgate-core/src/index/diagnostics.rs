@@ -24,17 +24,6 @@ pub enum Kind {
     Namespace,
 }
 
-impl Kind {
-    /// The Gateway API kinds (`gateway.networking.k8s.io`), watched only where their
-    /// CRDs are installed.
-    pub fn is_gateway_api(self) -> bool {
-        matches!(
-            self,
-            Self::GatewayClass | Self::Gateway | Self::HTTPRoute | Self::ReferenceGrant
-        )
-    }
-}
-
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)

@@ -774,18 +774,7 @@ impl Index {
             dirty.scopes.insert(scope.clone());
         }
         for (host, claim) in &claims.tls {
-            let scope = RouteScope::Host(host.clone());
-            self.scopes
-                .entry(scope.clone())
-                .or_default()
-                .tls
-                .push_exact(claim.clone());
-            dirty.scopes.insert(scope);
-            let secret = (claim.namespace.clone(), claim.secret.clone());
-            self.secret_hosts
-                .entry(secret)
-                .or_default()
-                .insert(host.clone());
+            self.claim_tls(host, claim, dirty);
         }
         for (_, claim) in &claims.routes {
             self.reference(&claim.owner, &claim.upstream, weights, dirty);
@@ -853,22 +842,27 @@ impl Index {
             dirty.scopes.insert(scope.clone());
         }
         for (host, claim) in &new.tls {
-            let secret = (claim.namespace.clone(), claim.secret.clone());
-            self.secret_hosts
-                .entry(secret)
-                .or_default()
-                .insert(host.clone());
-            let scope = RouteScope::Host(host.clone());
-            self.scopes
-                .entry(scope.clone())
-                .or_default()
-                .tls
-                .push_exact(claim.clone());
-            dirty.scopes.insert(scope);
+            self.claim_tls(host, claim, dirty);
         }
         for (owner, up) in &new.upstreams {
             self.reference(owner, up, None, dirty);
         }
+    }
+
+    /// A TLS claim on a host, by an Ingress or a Gateway's listener.
+    fn claim_tls(&mut self, host: &HostPattern, claim: &claims::TlsClaim, dirty: &mut Dirty) {
+        let scope = RouteScope::Host(host.clone());
+        self.scopes
+            .entry(scope.clone())
+            .or_default()
+            .tls
+            .push_exact(claim.clone());
+        dirty.scopes.insert(scope);
+        let secret = (claim.namespace.clone(), claim.secret.clone());
+        self.secret_hosts
+            .entry(secret)
+            .or_default()
+            .insert(host.clone());
     }
 
     /// The Gateway API resolution of one cluster: what podgate serves and the status
