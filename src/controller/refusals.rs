@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use crate::cluster::MoreReports;
 use crate::hub::Desired;
 use crate::sync::{Item, TargetStatus};
-use podgate_core::index::{Diagnostic, Index, Kind, ObjectRef, Report};
-use podgate_core::model::ClusterName;
+use podgate_core::index::{Diagnostic, Index, Kind, ObjectRef, Report, RouteScope};
+use podgate_core::model::{ClusterName, HostPattern};
 
 /// The reports of what `targets` hold quarantined, per cluster.
 pub(crate) fn reports(
@@ -106,17 +106,20 @@ fn left_out_routes(desired: &Desired, cluster: &ClusterName) -> Vec<(String, Str
     let Some(resolution) = desired.read(|i: &Index| i.gateway_resolution(cluster)) else {
         return Vec::new();
     };
-    if resolution.attachments.is_empty() {
-        return Vec::new(); // no route of this cluster served: the table is not built
-    }
-    let table = desired.snapshot().route_table();
-    let (_, left_out) = crate::lb::rules::as_ingress_routes(table);
+    // Only the virtual hosts the routes are served on are looked at.
+    let vhosts = desired.snapshot().vhosts;
     let mut routes: Vec<(String, String)> = resolution
         .attachments
         .iter()
         .filter(|a| {
-            let host = a.hostname.as_deref().unwrap_or("(any host)");
-            left_out.iter().any(|h| h == host)
+            let host = a
+                .hostname
+                .as_deref()
+                .and_then(|h| HostPattern::parse(h).ok());
+            let scope = host.clone().map_or(RouteScope::AnyHost, RouteScope::Host);
+            vhosts
+                .get(&scope)
+                .is_some_and(|v| crate::lb::rules::left_out(host.as_ref(), v))
         })
         .map(|a| a.route.clone())
         .collect();

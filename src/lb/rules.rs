@@ -11,26 +11,34 @@
 //! Prefix at equal length) pick the same rule, because an Exact path `p` matches only
 //! `p`, which no longer prefix matches.
 
-use podgate_core::model::{HttpRule, Route, RouteTable, UpstreamKey, VirtualHost};
+use podgate_core::model::{HostPattern, HttpRule, Route, RouteTable, UpstreamKey, VirtualHost};
 
 /// `table` as an Ingress-only LB can serve it; the hosts left out, by name.
 pub(crate) fn as_ingress_routes(mut table: RouteTable) -> (RouteTable, Vec<String>) {
     let mut left_out = Vec::new();
     table.hosts.retain(|host, vhost| {
-        // A Gateway API wildcard matches at any depth; these LBs match one label.
-        let kept = (host.wildcard_suffix().is_none() || vhost.rules.is_empty()) && convert(vhost);
-        if !kept {
+        let Some(routes) = as_routes(Some(host), vhost) else {
             left_out.push(host.as_str().to_owned());
-        }
-        kept
+            return false;
+        };
+        set_routes(vhost, routes);
+        true
     });
-    if let Some(vhost) = &mut table.any_host
-        && !convert(vhost)
-    {
-        left_out.push("(any host)".to_owned());
-        table.any_host = None;
+    if let Some(vhost) = &mut table.any_host {
+        if let Some(routes) = as_routes(None, vhost) {
+            set_routes(vhost, routes);
+        } else {
+            left_out.push("(any host)".to_owned());
+            table.any_host = None;
+        }
     }
     (table, left_out)
+}
+
+/// Whether an Ingress-only LB leaves this host out (`host`: `None` for rules without
+/// a host).
+pub(crate) fn left_out(host: Option<&HostPattern>, vhost: &VirtualHost) -> bool {
+    as_routes(host, vhost).is_none()
 }
 
 /// What an adapter that cannot serve rules renders, with a warning naming the hosts
@@ -47,21 +55,22 @@ pub(crate) fn without_rules(lb: &str, table: RouteTable) -> RouteTable {
     table
 }
 
-/// Turns a host's rules into routes in place; `false` when it cannot be (leave it out).
-fn convert(vhost: &mut VirtualHost) -> bool {
+/// A host's rules as Ingress routes (the host's own routes when it has no rules);
+/// `None` when they cannot be (leave the host out).
+fn as_routes(host: Option<&HostPattern>, vhost: &VirtualHost) -> Option<Vec<Route>> {
     if vhost.rules.is_empty() {
-        return true;
+        return Some(vhost.routes.clone());
     }
-    // Rules are tried before a host's Ingress paths; merged into one Ingress order they
-    // would not be.
-    if !vhost.routes.is_empty() || vhost.default_backend.is_some() {
-        return false;
+    // A Gateway API wildcard matches at any depth; these LBs match one label. Rules
+    // are tried before a host's Ingress paths; merged into one Ingress order they would
+    // not be.
+    let wildcard = host.is_some_and(|h| h.wildcard_suffix().is_some());
+    if wildcard || !vhost.routes.is_empty() || vhost.default_backend.is_some() {
+        return None;
     }
     let mut routes: Vec<Route> = Vec::with_capacity(vhost.rules.len());
     for rule in &vhost.rules {
-        let Some(upstream) = plain_upstream(rule) else {
-            return false;
-        };
+        let upstream = plain_upstream(rule)?;
         // The first rule for a path wins, as it would on an LB that serves rules.
         if !routes.iter().any(|r| r.path == rule.path) {
             routes.push(Route {
@@ -71,9 +80,12 @@ fn convert(vhost: &mut VirtualHost) -> bool {
         }
     }
     routes.sort_by(|a, b| a.path.precedence(&b.path));
+    Some(routes)
+}
+
+fn set_routes(vhost: &mut VirtualHost, routes: Vec<Route>) {
     vhost.routes = routes;
     vhost.rules.clear();
-    true
 }
 
 /// The one upstream of a rule that says no more than an Ingress path.
