@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub use contract::{http_rule, upstream_key};
 pub use hostname::{intersect, within};
-pub use rules::{Backend, Filter, PathRule, Rank, Request, RouteMatch, ServedRule, precedence};
+pub use rules::{Backend, Filter, PathRule, Rank, RouteMatch, ServedRule, precedence};
 pub use status::{Condition, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus};
 pub use table::{HostRules, RuleRef, host_rules};
 pub use types::{Gateway, GatewayClass, HttpRoute, Labels, ParentReference, ReferenceGrant};

@@ -33,50 +33,6 @@ pub struct RouteMatch {
     pub query: Vec<(String, String)>,
 }
 
-/// A request as matching sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
-    pub method: &'a str,
-    /// The path without the query.
-    pub path: &'a str,
-    /// Header names in lower case.
-    pub headers: &'a [(&'a str, &'a str)],
-    pub query: &'a [(&'a str, &'a str)],
-}
-
-impl RouteMatch {
-    /// Whether the request satisfies every part of the match.
-    pub fn matches(&self, r: &Request<'_>) -> bool {
-        let path = match &self.path {
-            PathRule::Exact(p) => r.path == p,
-            PathRule::Prefix(p) => prefix_matches(p, r.path),
-            PathRule::Regex(p) => crate::model::path_regex(p).is_ok_and(|re| re.is_match(r.path)),
-        };
-        path && self.method.as_deref().is_none_or(|m| m == r.method)
-            && self.headers.iter().all(|(n, v)| {
-                r.headers
-                    .iter()
-                    .find(|(name, _)| name.eq_ignore_ascii_case(n))
-                    .is_some_and(|(_, value)| value == v)
-            })
-            && self.query.iter().all(|(n, v)| {
-                r.query
-                    .iter()
-                    .find(|(name, _)| name == n)
-                    .is_some_and(|(_, value)| value == v)
-            })
-    }
-}
-
-/// Element-wise prefix: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
 /// A filter podgate applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
