@@ -104,22 +104,18 @@ fn bench(c: &mut Criterion) {
 /// 1,000 hosts, each with five rules in precedence order: an exact path, a canary by
 /// header, a POST, a query parameter, and the prefix `/`.
 fn rules_table() -> RouteTable {
-    let rule = |i: usize, path: PathMatch| HttpRule {
-        path,
-        path_regex: None,
-        method: None,
-        headers: Vec::new(),
-        query: Vec::new(),
-        filters: Vec::new(),
-        backends: vec![WeightedBackend {
-            upstream: Some(UpstreamKey::new(
-                "ns",
-                &format!("gw-{i}"),
-                PortRef::Number(80),
-            )),
-            weight: 1,
-        }],
-        source: String::new(),
+    let rule = |i: usize, path: PathMatch| {
+        HttpRule::to(
+            path,
+            vec![WeightedBackend {
+                upstream: Some(UpstreamKey::new(
+                    "ns",
+                    &format!("gw-{i}"),
+                    PortRef::Number(80),
+                )),
+                weight: 1,
+            }],
+        )
     };
     let nv = |n: &str, v: &str| NameValue {
         name: n.into(),

@@ -116,22 +116,15 @@ mod tests {
     }
 
     fn rule(path: PathMatch, to: &[(&str, u32)]) -> HttpRule {
-        HttpRule {
+        HttpRule::to(
             path,
-            path_regex: None,
-            method: None,
-            headers: Vec::new(),
-            query: Vec::new(),
-            filters: Vec::new(),
-            backends: to
-                .iter()
+            to.iter()
                 .map(|(s, w)| WeightedBackend {
                     upstream: (!s.is_empty()).then(|| key(s)),
                     weight: *w,
                 })
                 .collect(),
-            source: String::new(),
-        }
+        )
     }
 
     fn host(rules: Vec<HttpRule>) -> VirtualHost {

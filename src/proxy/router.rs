@@ -304,19 +304,13 @@ mod tests {
     #[test]
     fn gateway_wildcards_match_at_any_depth_ingress_wildcards_one_label() {
         use podgate_core::model::{HttpRule, WeightedBackend};
-        let rule = HttpRule {
-            path: PathMatch::prefix("/"),
-            path_regex: None,
-            method: None,
-            headers: Vec::new(),
-            query: Vec::new(),
-            filters: Vec::new(),
-            backends: vec![WeightedBackend {
+        let rule = HttpRule::to(
+            PathMatch::prefix("/"),
+            vec![WeightedBackend {
                 upstream: Some(key("gw")),
                 weight: 1,
             }],
-            source: String::new(),
-        };
+        );
         let mut t = RouteTable::default();
         t.hosts.insert(
             HostPattern::parse("*.gw.example.com").unwrap(),

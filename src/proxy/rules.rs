@@ -318,14 +318,8 @@ mod tests {
 
     fn rule(path: PathMatch, filters: Vec<RuleFilter>) -> HttpRule {
         HttpRule {
-            path,
-            path_regex: None,
-            method: None,
-            headers: Vec::new(),
-            query: Vec::new(),
             filters,
-            backends: Vec::new(),
-            source: String::new(),
+            ..HttpRule::to(path, Vec::new())
         }
     }
 

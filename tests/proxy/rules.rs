@@ -17,20 +17,16 @@ use podgate_core::model::{
 
 fn rule(path: PathMatch, to: &[(&str, u32)]) -> HttpRule {
     HttpRule {
-        path,
-        path_regex: None,
-        method: None,
-        headers: Vec::new(),
-        query: Vec::new(),
-        filters: Vec::new(),
-        backends: to
-            .iter()
-            .map(|(service, weight)| WeightedBackend {
-                upstream: (!service.is_empty()).then(|| key(service)),
-                weight: *weight,
-            })
-            .collect(),
         source: "default/web rule 0".to_owned(),
+        ..HttpRule::to(
+            path,
+            to.iter()
+                .map(|(service, weight)| WeightedBackend {
+                    upstream: (!service.is_empty()).then(|| key(service)),
+                    weight: *weight,
+                })
+                .collect(),
+        )
     }
 }
 

@@ -165,17 +165,15 @@ pub(crate) async fn gateway_rules_are_served_or_left_out(kind: Kind) {
         None,
     );
     let rule = HttpRule {
-        path: PathMatch::prefix("/api"),
-        path_regex: None,
         method: Some("GET".into()),
-        headers: Vec::new(),
-        query: Vec::new(),
-        filters: Vec::new(),
-        backends: vec![WeightedBackend {
-            upstream: Some(crate::harness::key(&pods[1].name)),
-            weight: 1,
-        }],
         source: "default/gw rule 0".into(),
+        ..HttpRule::to(
+            PathMatch::prefix("/api"),
+            vec![WeightedBackend {
+                upstream: Some(crate::harness::key(&pods[1].name)),
+                weight: 1,
+            }],
+        )
     };
     routes.hosts.insert(
         HostPattern::parse("gw.example.com").unwrap(),
@@ -187,17 +185,14 @@ pub(crate) async fn gateway_rules_are_served_or_left_out(kind: Kind) {
         },
     );
     let plain = |path: PathMatch, pod: &str| HttpRule {
-        path,
-        path_regex: None,
-        method: None,
-        headers: Vec::new(),
-        query: Vec::new(),
-        filters: Vec::new(),
-        backends: vec![WeightedBackend {
-            upstream: Some(crate::harness::key(pod)),
-            weight: 1,
-        }],
         source: "default/plain".into(),
+        ..HttpRule::to(
+            path,
+            vec![WeightedBackend {
+                upstream: Some(crate::harness::key(pod)),
+                weight: 1,
+            }],
+        )
     };
     routes.hosts.insert(
         HostPattern::parse("plain.example.com").unwrap(),

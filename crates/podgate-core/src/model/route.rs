@@ -434,17 +434,14 @@ mod explain_tests {
             HostPattern::parse("*.gw.example.com").unwrap(),
             VirtualHost {
                 rules: vec![HttpRule {
-                    path: PathMatch::prefix("/api"),
-                    path_regex: None,
-                    method: None,
-                    headers: Vec::new(),
-                    query: Vec::new(),
-                    filters: Vec::new(),
-                    backends: vec![WeightedBackend {
-                        upstream: Some(key("gw")),
-                        weight: 1,
-                    }],
                     source: "HTTPRoute shop/gw rule 0".into(),
+                    ..HttpRule::to(
+                        PathMatch::prefix("/api"),
+                        vec![WeightedBackend {
+                            upstream: Some(key("gw")),
+                            weight: 1,
+                        }],
+                    )
                 }],
                 routes: vec![Route {
                     path: PathMatch::prefix("/"),

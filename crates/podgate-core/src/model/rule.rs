@@ -43,6 +43,20 @@ pub struct HttpRule {
 }
 
 impl HttpRule {
+    /// A rule on `path` to `backends`, matching on nothing else, without filters.
+    pub fn to(path: PathMatch, backends: Vec<WeightedBackend>) -> Self {
+        Self {
+            path,
+            path_regex: None,
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+            filters: Vec::new(),
+            backends,
+            source: String::new(),
+        }
+    }
+
     /// Whether a request matches every part of the rule. `headers` yields (name,
     /// value) pairs; `query` the decoded pairs of the query string.
     pub fn matches<'a>(
