@@ -165,28 +165,36 @@ impl Pod {
 pub(crate) async fn get(lb: SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
     let fut = async {
         let stream = TcpStream::connect(lb).await.map_err(|e| e.to_string())?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header("host", host)
-            .header("connection", "close")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        get_over(stream, host, path).await
     };
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .map_err(|_| "request timed out".to_owned())?
+}
+
+/// One `GET path` with `Host: host` and `Connection: close` over an open connection.
+async fn get_over<S>(io: S, host: &str, path: &str) -> Result<(u16, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header("host", host)
+        .header("connection", "close")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The body of a request that must succeed, or a description of what came instead.
@@ -390,28 +398,8 @@ pub(crate) async fn https_get(
             .and_then(|c| c.first())
             .ok_or("no certificate presented")?
             .clone();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header("host", host)
-            .header("connection", "close")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((
-            presented,
-            status,
-            String::from_utf8_lossy(&body).into_owned(),
-        ))
+        let (status, body) = get_over(tls, host, path).await?;
+        Ok((presented, status, body))
     };
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
