@@ -185,7 +185,7 @@ async fn reconcile(
                 })
                 .map_or(&Value::Null, |s| &s["conditions"]);
             parents.push(json!({
-                "parentRef": strip_nulls(parent_ref),
+                "parentRef": parent_ref,
                 "controllerName": p.controller_name,
                 "conditions": timed(&conditions, before),
             }));
@@ -269,18 +269,6 @@ fn normalized(v: Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.into_iter().map(normalized).collect()),
-        other => other,
-    }
-}
-
-fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
         other => other,
     }
 }
