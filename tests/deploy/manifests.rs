@@ -103,6 +103,20 @@ fn find_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 }
 
 /// The strings of a YAML sequence (none if it is not one).
+/// Every rule of every Role and ClusterRole in `docs`, with its role.
+fn role_rules(docs: &[Value]) -> Vec<(&Value, &Value)> {
+    docs.iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("Role" | "ClusterRole")))
+        .flat_map(|role| {
+            role["rules"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(move |rule| (role, rule))
+        })
+        .collect()
+}
+
 fn strings(value: &Value) -> Vec<&str> {
     value
         .as_sequence()
@@ -373,38 +387,33 @@ fn rbac_reads_namespaces_and_pods_and_writes_nothing_on_pods_but_their_status() 
         // (resource, verb) of every core-group rule, and the ClusterRoles granting Pods.
         let mut granted = Vec::new();
         let mut pod_roles = Vec::new();
-        for role in docs
-            .iter()
-            .filter(|d| matches!(d["kind"].as_str(), Some("Role" | "ClusterRole")))
-        {
-            for rule in role["rules"].as_sequence().unwrap() {
-                let (groups, resources, verbs) = (
-                    strings(&rule["apiGroups"]),
-                    strings(&rule["resources"]),
-                    strings(&rule["verbs"]),
-                );
-                assert!(
-                    ![&groups, &resources, &verbs]
-                        .iter()
-                        .any(|l| l.contains(&"*")),
-                    "{kustomization}: wildcard in {rule:?}"
-                );
-                if !groups.contains(&"") {
-                    continue;
+        for (role, rule) in role_rules(&docs) {
+            let (groups, resources, verbs) = (
+                strings(&rule["apiGroups"]),
+                strings(&rule["resources"]),
+                strings(&rule["verbs"]),
+            );
+            assert!(
+                ![&groups, &resources, &verbs]
+                    .iter()
+                    .any(|l| l.contains(&"*")),
+                "{kustomization}: wildcard in {rule:?}"
+            );
+            if !groups.contains(&"") {
+                continue;
+            }
+            for resource in &resources {
+                for verb in &verbs {
+                    let allowed = match *resource {
+                        "pods" | "namespaces" => ["get", "list", "watch"].contains(verb),
+                        "pods/status" => *verb == "patch",
+                        other => !other.starts_with("pods/"),
+                    };
+                    assert!(allowed, "{kustomization}: {verb} {resource} in {rule:?}");
+                    granted.push((*resource, *verb));
                 }
-                for resource in &resources {
-                    for verb in &verbs {
-                        let allowed = match *resource {
-                            "pods" | "namespaces" => ["get", "list", "watch"].contains(verb),
-                            "pods/status" => *verb == "patch",
-                            other => !other.starts_with("pods/"),
-                        };
-                        assert!(allowed, "{kustomization}: {verb} {resource} in {rule:?}");
-                        granted.push((*resource, *verb));
-                    }
-                    if *resource == "pods" || resource.starts_with("pods/") {
-                        pod_roles.push(role);
-                    }
+                if *resource == "pods" || resource.starts_with("pods/") {
+                    pod_roles.push(role);
                 }
             }
         }
@@ -450,24 +459,19 @@ fn rbac_reads_the_gateway_api_and_writes_only_its_status() {
     for kustomization in KUSTOMIZATIONS {
         let docs = documents(&render(&kubectl, kustomization, dir.path()));
         let mut granted = Vec::new();
-        for role in docs
-            .iter()
-            .filter(|d| matches!(d["kind"].as_str(), Some("Role" | "ClusterRole")))
-        {
-            for rule in role["rules"].as_sequence().unwrap() {
-                if !strings(&rule["apiGroups"]).contains(&"gateway.networking.k8s.io") {
-                    continue;
-                }
-                for resource in strings(&rule["resources"]) {
-                    for verb in strings(&rule["verbs"]) {
-                        let allowed = if resource.ends_with("/status") {
-                            verb == "patch"
-                        } else {
-                            ["get", "list", "watch"].contains(&verb)
-                        };
-                        assert!(allowed, "{kustomization}: {verb} {resource}");
-                        granted.push(format!("{verb} {resource}"));
-                    }
+        for (_, rule) in role_rules(&docs) {
+            if !strings(&rule["apiGroups"]).contains(&"gateway.networking.k8s.io") {
+                continue;
+            }
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    let allowed = if resource.ends_with("/status") {
+                        verb == "patch"
+                    } else {
+                        ["get", "list", "watch"].contains(&verb)
+                    };
+                    assert!(allowed, "{kustomization}: {verb} {resource}");
+                    granted.push(format!("{verb} {resource}"));
                 }
             }
         }
