@@ -68,6 +68,30 @@ fn upstreams(p: &Pods) -> Vec<podgate_core::model::Upstream> {
     ]
 }
 
+/// Pushes the pods' upstreams and `rules` on `host`; panics unless accepted.
+async fn serve(proxy: &podgate::proxy::ProxyHandle, pods: &Pods, host: &str, rules: Vec<HttpRule>) {
+    let batch = Batch {
+        epoch: 1,
+        upsert_upstreams: upstreams(pods),
+        routes: Some(table(host, rules)),
+        ..Batch::default()
+    };
+    push(proxy, &batch).await;
+}
+
+/// Pushes `rules` on `host`, which the proxy must refuse with 400; its answer.
+async fn refused(proxy: &podgate::proxy::ProxyHandle, host: &str, rules: Vec<HttpRule>) -> String {
+    let batch = Batch {
+        epoch: 1,
+        routes: Some(table(host, rules)),
+        ..Batch::default()
+    };
+    let body = serde_json::to_string(&batch).unwrap();
+    let (status, text) = admin(proxy, "POST", "/v1/batch", Some(harness::TOKEN), &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    text
+}
+
 #[tokio::test]
 async fn the_first_rule_matching_method_headers_and_query_serves_and_none_is_a_404() {
     let (pods, proxy) = start(90).await;
@@ -83,16 +107,7 @@ async fn the_first_rule_matching_method_headers_and_query_serves_and_none_is_a_4
         rule(PathMatch::prefix("/api"), &[("a", 1)]),
         canary,
     ];
-    push(
-        &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: upstreams(&pods),
-            routes: Some(table("web.example.com", rules)),
-            ..Batch::default()
-        },
-    )
-    .await;
+    serve(&proxy, &pods, "web.example.com", rules).await;
     let c = client();
     let send_one = |method: &str, path: &str, headers: &[(&str, &str)]| {
         let mut req = Request::builder()
@@ -135,16 +150,7 @@ async fn the_first_rule_matching_method_headers_and_query_serves_and_none_is_a_4
 async fn weights_split_a_rule_between_upstreams_and_an_unresolved_share_answers_500() {
     let (pods, proxy) = start(91).await;
     let rules = vec![rule(PathMatch::prefix("/"), &[("a", 3), ("b", 1), ("", 1)])];
-    push(
-        &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: upstreams(&pods),
-            routes: Some(table("web.example.com", rules)),
-            ..Batch::default()
-        },
-    )
-    .await;
+    serve(&proxy, &pods, "web.example.com", rules).await;
     let c = client();
     let (mut a, mut b, mut failed) = (0, 0, 0);
     for _ in 0..1000 {
@@ -191,14 +197,11 @@ async fn header_edits_rewrites_and_redirects_apply_as_written() {
         path: Some(PathRewrite::Full("/here".to_owned())),
         status: 301,
     })];
-    push(
+    serve(
         &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: upstreams(&pods),
-            routes: Some(table("web.example.com", vec![edited, rewritten, moved])),
-            ..Batch::default()
-        },
+        &pods,
+        "web.example.com",
+        vec![edited, rewritten, moved],
     )
     .await;
     let c = client();
@@ -240,17 +243,11 @@ async fn header_edits_rewrites_and_redirects_apply_as_written() {
 #[tokio::test]
 async fn a_rule_the_proxy_cannot_serve_is_refused_naming_the_field_and_nothing_changes() {
     let (pods, proxy) = start(93).await;
-    push(
+    serve(
         &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: upstreams(&pods),
-            routes: Some(table(
-                "web.example.com",
-                vec![rule(PathMatch::prefix("/"), &[("a", 1)])],
-            )),
-            ..Batch::default()
-        },
+        &pods,
+        "web.example.com",
+        vec![rule(PathMatch::prefix("/"), &[("a", 1)])],
     )
     .await;
     let mut framing = rule(PathMatch::prefix("/"), &[("b", 1)]);
@@ -267,14 +264,7 @@ async fn a_rule_the_proxy_cannot_serve_is_refused_naming_the_field_and_nothing_c
         status: 418,
     })];
     for (bad, field) in [(framing, "Transfer-Encoding"), (teapot, "status 418")] {
-        let batch = Batch {
-            epoch: 1,
-            routes: Some(table("web.example.com", vec![bad])),
-            ..Batch::default()
-        };
-        let body = serde_json::to_string(&batch).unwrap();
-        let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(harness::TOKEN), &body).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let text = refused(&proxy, "web.example.com", vec![bad]).await;
         assert!(
             text.contains("routes.hosts[web.example.com].rules[0]") && text.contains(field),
             "{text}"
@@ -300,17 +290,11 @@ async fn a_rule_the_proxy_cannot_serve_is_refused_naming_the_field_and_nothing_c
 #[tokio::test]
 async fn a_gateway_wildcard_serves_names_at_any_depth_through_both_request_paths() {
     let (pods, proxy) = start(94).await;
-    push(
+    serve(
         &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: upstreams(&pods),
-            routes: Some(table(
-                "*.gw.example.com",
-                vec![rule(PathMatch::prefix("/"), &[("b", 1)])],
-            )),
-            ..Batch::default()
-        },
+        &pods,
+        "*.gw.example.com",
+        vec![rule(PathMatch::prefix("/"), &[("b", 1)])],
     )
     .await;
     let c = client();
@@ -336,17 +320,11 @@ async fn a_regular_expression_path_matches_the_whole_path_and_a_bad_one_is_refus
     let (pods, proxy) = start(95).await;
     let mut versioned = rule(PathMatch::prefix("/"), &[("b", 1)]);
     versioned.path_regex = Some("/api/v[0-9]+/.*".to_owned());
-    push(
+    serve(
         &proxy,
-        &Batch {
-            epoch: 1,
-            upsert_upstreams: upstreams(&pods),
-            routes: Some(table(
-                "web.example.com",
-                vec![versioned, rule(PathMatch::prefix("/"), &[("a", 1)])],
-            )),
-            ..Batch::default()
-        },
+        &pods,
+        "web.example.com",
+        vec![versioned, rule(PathMatch::prefix("/"), &[("a", 1)])],
     )
     .await;
     let c = client();
@@ -363,14 +341,7 @@ async fn a_regular_expression_path_matches_the_whole_path_and_a_bad_one_is_refus
     }
     let mut bad = rule(PathMatch::prefix("/"), &[("b", 1)]);
     bad.path_regex = Some("/api/(".to_owned());
-    let batch = Batch {
-        epoch: 1,
-        routes: Some(table("web.example.com", vec![bad])),
-        ..Batch::default()
-    };
-    let body = serde_json::to_string(&batch).unwrap();
-    let (status, text) = admin(&proxy, "POST", "/v1/batch", Some(harness::TOKEN), &body).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    let text = refused(&proxy, "web.example.com", vec![bad]).await;
     assert!(text.contains("path_regex"), "{text}");
     assert_eq!(
         get(&c, &proxy, "web.example.com", "/api/v2/x")
